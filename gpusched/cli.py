@@ -1,0 +1,199 @@
+"""The `gpusched` command line.
+
+`plan` and `schema` live here; the other commands live beside the code they drive
+(agents/cli.py, scheduler/cli.py, simulations/cli.py, workload/cli.py) and are registered
+from _SUBCOMMANDS. Those modules import only typer at module level, so `gpusched --help` stays fast
+and works without torch, NVML or a Kubernetes client installed.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+from datetime import datetime
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from gpusched.config import InputError
+from gpusched.units import parse_datetime, parse_duration_hours
+
+app = typer.Typer(
+    name="gpusched",
+    help="GPU/TPU scheduler and capacity planner: plan, run the operator and agents, simulate what-ifs.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+err_console = Console(stderr=True)
+
+EXIT_INPUT = 2
+
+
+def fail(message: str, code: int = EXIT_INPUT) -> typer.Exit:
+    """Print one line to stderr and return the Exit to raise."""
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def hours_option(value: str, name: str) -> float:
+    try:
+        hours = parse_duration_hours(value)
+    except ValueError as exc:
+        raise fail(f"{name}: {exc}") from None
+    if hours <= 0:
+        raise fail(f"{name}: must be positive (got {value!r})")
+    return hours
+
+
+class PolicyChoice(str, Enum):
+    cost = "cost"
+    jct = "jct"
+    makespan = "makespan"
+    deadline = "deadline"
+    fair = "fair"
+
+
+class SolverChoice(str, Enum):
+    cbc = "cbc"
+    highs = "highs"
+
+
+@app.command()
+def plan(
+    cluster: Annotated[Path, typer.Option("--cluster", "-c", help="cluster.yaml: GPU types, nodes, maintenance.")],
+    jobs: Annotated[Path, typer.Option("--jobs", "-j", help="jobs.yaml: the queue to plan.")],
+    policy: Annotated[PolicyChoice, typer.Option(help="Objective: cost, jct, makespan, deadline or fair.")] = (
+        PolicyChoice.cost
+    ),
+    horizon: Annotated[str, typer.Option(help="Planning horizon, e.g. 48h.")] = "48h",
+    slot: Annotated[str, typer.Option(help="Slot length, e.g. 15m.")] = "15m",
+    solver: Annotated[SolverChoice, typer.Option(help="MILP backend: cbc (bundled) or highs.")] = SolverChoice.cbc,
+    time_limit: Annotated[
+        float | None, typer.Option("--time-limit", help="Seconds; the best feasible plan found by then is returned.")
+    ] = None,
+    telemetry: Annotated[
+        Path | None,
+        typer.Option(help="Directory of agent JSON snapshots: nodes come from live hardware, types from --cluster."),
+    ] = None,
+    now: Annotated[
+        str | None, typer.Option(help="ISO time of plan start when jobs.yaml has no epoch (default: now).")
+    ] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the plan to .json or .yaml.")] = None,
+    chart: Annotated[Path | None, typer.Option(help="Write a Gantt chart: .png or .html.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the one-line result.")] = False,
+) -> None:
+    """Plan a queue of jobs on a cluster and explain the plan."""
+    from gpusched.config import load_inputs
+    from gpusched.report import print_plan, write_chart
+    from gpusched.solver import PlanOptions
+    from gpusched.solver import plan as solve
+
+    horizon_h = hours_option(horizon, "--horizon")
+    slot_h = hours_option(slot, "--slot")
+    if slot_h > horizon_h:
+        raise fail(f"--slot: {slot} is longer than --horizon {horizon}")
+    start: datetime | None = None
+    if now is not None:
+        start = parse_datetime(now)
+        if start is None:
+            raise fail(f"--now: expected an ISO datetime such as 2026-11-23T09:00:00Z, got {now!r}")
+    for path, what in ((output, "--output"), (chart, "--chart")):
+        if path is not None and path.suffix.lower() not in {
+            "--output": (".json", ".yaml", ".yml"),
+            "--chart": (".png", ".html"),
+        }[what]:
+            raise fail(f"{what}: unsupported file type {path.suffix or path.name!r}")
+    try:
+        cluster_model, jobset = load_inputs(cluster, jobs, start)
+        if telemetry is not None:
+            from gpusched.telemetry_cluster import cluster_from_telemetry
+
+            cluster_model = cluster_from_telemetry(telemetry, cluster_model)
+    except InputError as exc:
+        raise fail(str(exc)) from None
+    options = PlanOptions(
+        policy=policy.value,
+        horizon=horizon_h,
+        slot=slot_h,
+        solver=solver.value,
+        time_limit=time_limit,
+        epoch=jobset.epoch,
+    )
+    result = solve(cluster_model, jobset.jobs, options)
+    console = Console()
+    print_plan(result, console, quiet=quiet)
+    if output is not None:
+        from gpusched.config import dump_model
+
+        dump_model(result, output)
+    if chart is not None:
+        write_chart(result, chart)
+
+
+class SchemaChoice(str, Enum):
+    cluster = "cluster"
+    jobs = "jobs"
+    plan = "plan"
+    telemetry = "telemetry"
+
+
+@app.command()
+def schema(
+    kind: Annotated[SchemaChoice, typer.Argument(help="Which file format: cluster, jobs, plan or telemetry.")],
+) -> None:
+    """Print the JSON Schema of a file format."""
+    from gpusched.model import Cluster, JobSet
+    from gpusched.model import Plan as PlanModel
+    from gpusched.telemetry import NodeTelemetry
+
+    model = {"cluster": Cluster, "jobs": JobSet, "plan": PlanModel, "telemetry": NodeTelemetry}[kind.value]
+    typer.echo(json.dumps(model.model_json_schema(), indent=2))
+
+
+@app.command()
+def version() -> None:
+    """Print the gpusched version."""
+    from gpusched import __version__
+
+    typer.echo(__version__)
+
+
+# name, module, function: commands that live beside the code they drive.
+_SUBCOMMANDS = (
+    ("agent", "gpusched.agents.cli", "agent"),
+    ("operator", "gpusched.scheduler.cli", "operator"),
+    ("simulate", "gpusched.simulations.cli", "simulate"),
+    ("capacity", "gpusched.simulations.cli", "capacity"),
+    ("train", "gpusched.workload.cli", "train"),
+)
+
+
+def _register_subcommands() -> None:
+    for name, module_name, attr in _SUBCOMMANDS:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name == module_name:
+                continue  # that part of gpusched is not built yet
+            raise
+        app.command(name)(getattr(module, attr))
+
+
+_register_subcommands()
+
+
+def main() -> None:
+    try:
+        app()
+    except InputError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(EXIT_INPUT)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,147 @@
+"""Loading cluster and jobs files: validated, with one-line errors that name file, path and value.
+
+Every loader raises InputError whose str() is the single line the CLI prints before exiting 2.
+ISO datetimes in time fields are turned into hours from the epoch here, so that the model and
+the solver only ever see float hours.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from gpusched.model import Cluster, Job, JobSet, check_jobs_against_cluster
+from gpusched.units import hours_between, parse_datetime, utcnow
+
+M = TypeVar("M", bound=BaseModel)
+
+_TIME_FIELDS_JOB = ("release", "deadline")
+_TIME_FIELDS_CHANGE = ("start", "end")
+
+
+class InputError(Exception):
+    """A user input problem; str() is one line: '<file>: <path>: <what> (got <value>)'."""
+
+
+def read_document(path: Path) -> Any:
+    """Parse YAML or JSON (by suffix; YAML otherwise) into plain data."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(f"{path}: file not found") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    try:
+        if path.suffix.lower() == ".json":
+            return json.loads(text)
+        return yaml.safe_load(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path}: line {exc.lineno} column {exc.colno}: malformed JSON: {exc.msg}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1} column {mark.column + 1}: " if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise InputError(f"{path}: {where}malformed YAML: {problem}") from None
+
+
+def format_validation_error(source: str, exc: ValidationError) -> str:
+    """The first pydantic error as 'source: a.b[2].c: message (got value)'."""
+    err = exc.errors(include_url=False)[0]
+    loc = _format_loc(err.get("loc", ()))
+    msg = err.get("msg", "invalid value")
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, ") :]
+    value = err.get("input")
+    shown = "" if isinstance(value, (dict, list)) or err.get("type") == "missing" else f" (got {value!r})"
+    if msg.split(":")[0].strip().startswith(tuple("abcdefghijklmnopqrstuvwxyz_")) and "[" in msg.split(":")[0]:
+        # A model validator already named the path inside its message: prefix the outer location.
+        return f"{source}: {loc + '.' if loc else ''}{msg}"
+    return f"{source}: {loc or '<root>'}: {msg}{shown}"
+
+
+def _format_loc(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+def validate(model: type[M], data: Any, source: str) -> M:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise InputError(format_validation_error(source, exc)) from None
+
+
+def _resolve_times(items: Any, fields: tuple[str, ...], epoch: datetime) -> None:
+    if not isinstance(items, list):
+        return
+    for item in items:
+        if not isinstance(item, dict):
+            continue
+        for field in fields:
+            when = parse_datetime(item.get(field))
+            if when is not None:
+                item[field] = hours_between(epoch, when)
+
+
+def load_cluster(path: Path, epoch: datetime | None = None) -> Cluster:
+    data = read_document(Path(path))
+    if isinstance(data, dict):
+        _resolve_times(data.get("maintenance"), _TIME_FIELDS_CHANGE, epoch or utcnow())
+    return validate(Cluster, data, str(path))
+
+
+def load_jobs(path: Path, now: datetime | None = None) -> JobSet:
+    """Load a jobs file; its `epoch` (or `now`) is time zero for every offset in it."""
+    data = read_document(Path(path))
+    if isinstance(data, list):
+        data = {"jobs": data}
+    if isinstance(data, dict):
+        epoch = parse_datetime(data.get("epoch")) or now or utcnow()
+        data["epoch"] = epoch
+        _resolve_times(data.get("jobs"), _TIME_FIELDS_JOB, epoch)
+    return validate(JobSet, data, str(path))
+
+
+def load_inputs(cluster_path: Path, jobs_path: Path, now: datetime | None = None) -> tuple[Cluster, JobSet]:
+    """Both files, plus the checks that need both (unknown types and nodes referenced by jobs)."""
+    jobs = load_jobs(jobs_path, now)
+    cluster = load_cluster(cluster_path, jobs.epoch)
+    try:
+        check_jobs_against_cluster(jobs.jobs, cluster)
+    except ValueError as exc:
+        raise InputError(f"{jobs_path}: {exc}") from None
+    return cluster, jobs
+
+
+def dump_model(model: BaseModel, path: Path) -> None:
+    """Write JSON or YAML (by suffix) atomically: a temporary file renamed into place."""
+    path = Path(path)
+    data = model.model_dump(mode="json")
+    if path.suffix.lower() in (".yaml", ".yml"):
+        text = yaml.safe_dump(data, sort_keys=False)
+    else:
+        text = json.dumps(data, indent=2) + "\n"
+    write_atomic(path, text)
+
+
+def write_atomic(path: Path, text: str | bytes) -> None:
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    if isinstance(text, bytes):
+        tmp.write_bytes(text)
+    else:
+        tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+
+
+__all__ = ["InputError", "Job", "dump_model", "load_cluster", "load_inputs", "load_jobs", "write_atomic"]

@@ -1,0 +1,316 @@
+"""The domain model every part of gpusched shares: GPU types, nodes, clusters, jobs and plans.
+
+All times are float hours from the plan's epoch (see gpusched.units); file formats accept
+'90m'/'2h' spellings and ISO datetimes, which gpusched.config resolves against the epoch.
+Models are strict about unknown fields so a typo in a YAML file is an error, not a silent default.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveFloat, PositiveInt, model_validator
+
+from gpusched.units import Hours
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+# --------------------------------------------------------------------------------------------- cluster
+
+
+class GpuType(Strict):
+    """An accelerator model; speed is throughput relative to a speed-1.0 reference GPU."""
+
+    name: str = Field(min_length=1)
+    memory_gib: PositiveFloat
+    price_per_hour: NonNegativeFloat = 0.0
+    speed: PositiveFloat = 1.0
+    kind: Literal["gpu", "tpu"] = "gpu"
+
+
+class Node(Strict):
+    name: str = Field(min_length=1)
+    gpu_type: str
+    gpu_count: PositiveInt
+    unhealthy_gpus: int = Field(default=0, ge=0)
+    labels: dict[str, str] = Field(default_factory=dict)
+    topology_domain: str | None = None
+    """NVLink island / rack: a gang kept inside one domain communicates fastest."""
+    cordoned: bool = False
+
+    @model_validator(mode="after")
+    def _unhealthy_within_count(self) -> Node:
+        if self.unhealthy_gpus > self.gpu_count:
+            raise ValueError(f"unhealthy_gpus {self.unhealthy_gpus} exceeds gpu_count {self.gpu_count}")
+        return self
+
+    @property
+    def healthy_gpus(self) -> int:
+        return 0 if self.cordoned else self.gpu_count - self.unhealthy_gpus
+
+
+class CapacityChange(Strict):
+    """GPUs out of service in [start, end): maintenance, reservations, known outages.
+
+    Names a node (all of its GPUs unless `gpus` is given) or a GPU type (then `gpus` is required).
+    """
+
+    start: Hours = Field(ge=0)
+    end: Hours
+    node: str | None = None
+    gpu_type: str | None = None
+    gpus: PositiveInt | None = None
+    reason: str = "maintenance"
+
+    @model_validator(mode="after")
+    def _check(self) -> CapacityChange:
+        if self.end <= self.start:
+            raise ValueError(f"end ({self.end}h) must be after start ({self.start}h)")
+        if (self.node is None) == (self.gpu_type is None):
+            raise ValueError("exactly one of 'node' or 'gpu_type' must be given")
+        if self.gpu_type is not None and self.gpus is None:
+            raise ValueError("'gpus' is required when a gpu_type is named")
+        return self
+
+
+class Cluster(Strict):
+    gpu_types: list[GpuType] = Field(min_length=1)
+    nodes: list[Node] = Field(default_factory=list)
+    maintenance: list[CapacityChange] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _check_refs(self) -> Cluster:
+        _no_duplicates([t.name for t in self.gpu_types], "gpu_types")
+        _no_duplicates([n.name for n in self.nodes], "nodes")
+        types = {t.name for t in self.gpu_types}
+        for i, node in enumerate(self.nodes):
+            if node.gpu_type not in types:
+                raise ValueError(
+                    f"nodes[{i}].gpu_type: unknown GPU type {node.gpu_type!r} (known: {sorted(types)})"
+                )
+        names = {n.name for n in self.nodes}
+        for i, change in enumerate(self.maintenance):
+            if change.node is not None and change.node not in names:
+                raise ValueError(f"maintenance[{i}].node: unknown node {change.node!r}")
+            if change.gpu_type is not None and change.gpu_type not in types:
+                raise ValueError(f"maintenance[{i}].gpu_type: unknown GPU type {change.gpu_type!r}")
+        return self
+
+    def gpu_type(self, name: str) -> GpuType:
+        for t in self.gpu_types:
+            if t.name == name:
+                return t
+        raise KeyError(name)
+
+    def type_map(self) -> dict[str, GpuType]:
+        return {t.name: t for t in self.gpu_types}
+
+    def total_gpus(self, gpu_type: str | None = None) -> int:
+        return sum(n.gpu_count for n in self.nodes if gpu_type is None or n.gpu_type == gpu_type)
+
+    def healthy_gpus(self, gpu_type: str | None = None) -> int:
+        return sum(n.healthy_gpus for n in self.nodes if gpu_type is None or n.gpu_type == gpu_type)
+
+
+# ------------------------------------------------------------------------------------------------ jobs
+
+
+class RunningState(Strict):
+    """A job that is already running: where, and how much reference work it has done."""
+
+    nodes: dict[str, PositiveInt] = Field(min_length=1)
+    """node name -> GPUs the job holds there."""
+    done: Hours = Field(default=0.0, ge=0)
+    """Work completed so far, in reference hours (hours on a speed-1.0 GPU)."""
+
+
+class Job(Strict):
+    """A gang-scheduled training job.
+
+    Work is given either as `duration` (hours on `reference_type`, or on a speed-1.0 GPU when no
+    reference type is named) or as `gpu_hours` (GPU-hours at speed 1.0). On type k the job advances
+    speed_k reference hours per hour, where speed_k is `speeds[k]` if given, else the type's speed.
+    """
+
+    name: str = Field(min_length=1)
+    gpus: PositiveInt
+    gpu_types: list[str] | None = None
+    """Allowed GPU types; None means any type with enough memory."""
+    min_gpu_memory_gib: NonNegativeFloat = 0.0
+    duration: Hours | None = Field(default=None, gt=0)
+    gpu_hours: PositiveFloat | None = None
+    reference_type: str | None = None
+    speeds: dict[str, PositiveFloat] = Field(default_factory=dict)
+    priority: PositiveFloat = 1.0
+    """Weight in the objective: higher runs earlier and is preempted last."""
+    team: str = "default"
+    release: Hours = Field(default=0.0, ge=0)
+    deadline: Hours | None = None
+    preemptible: bool = False
+    restart_overhead: Hours = Field(default=0.0, ge=0)
+    """Time lost at every (re)start after a preemption: checkpoint load, warm-up."""
+    checkpoint_interval: Hours | None = Field(default=None, gt=0)
+    max_nodes: PositiveInt | None = None
+    running: RunningState | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> Job:
+        if (self.duration is None) == (self.gpu_hours is None):
+            raise ValueError("exactly one of 'duration' or 'gpu_hours' must be given")
+        if self.deadline is not None and self.deadline <= self.release:
+            raise ValueError(f"deadline ({self.deadline}h) must be after release ({self.release}h)")
+        if self.running is not None and sum(self.running.nodes.values()) != self.gpus:
+            raise ValueError(
+                f"running.nodes holds {sum(self.running.nodes.values())} GPUs but the job's gang is {self.gpus}"
+            )
+        if self.gpu_types is not None and len(self.gpu_types) == 0:
+            raise ValueError("gpu_types must not be empty (omit it to allow any type)")
+        return self
+
+    def speed_on(self, gpu_type: GpuType) -> float:
+        return self.speeds.get(gpu_type.name, gpu_type.speed)
+
+    def total_work(self, types: dict[str, GpuType]) -> float:
+        """Work in reference hours (wall-clock hours on a speed-1.0 GPU)."""
+        if self.gpu_hours is not None:
+            return self.gpu_hours / self.gpus
+        assert self.duration is not None
+        if self.reference_type is None:
+            return self.duration
+        ref = types[self.reference_type]
+        return self.duration * self.speed_on(ref)
+
+    def remaining_work(self, types: dict[str, GpuType]) -> float:
+        done = self.running.done if self.running else 0.0
+        return max(0.0, self.total_work(types) - done)
+
+    def allows(self, gpu_type: GpuType) -> bool:
+        if self.gpu_types is not None and gpu_type.name not in self.gpu_types:
+            return False
+        return gpu_type.memory_gib >= self.min_gpu_memory_gib
+
+
+class JobSet(Strict):
+    """The jobs file: an optional epoch (ISO datetime) that time offsets count from, and jobs."""
+
+    epoch: datetime | None = None
+    jobs: list[Job] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique(self) -> JobSet:
+        _no_duplicates([j.name for j in self.jobs], "jobs")
+        return self
+
+
+def check_jobs_against_cluster(jobs: list[Job], cluster: Cluster) -> None:
+    """Reference checks that need both files; raises ValueError with a `jobs[i].field` path."""
+    types = cluster.type_map()
+    nodes = {n.name: n for n in cluster.nodes}
+    for i, job in enumerate(jobs):
+        for t in job.gpu_types or []:
+            if t not in types:
+                raise ValueError(f"jobs[{i}].gpu_types: unknown GPU type {t!r} (known: {sorted(types)})")
+        for t in job.speeds:
+            if t not in types:
+                raise ValueError(f"jobs[{i}].speeds: unknown GPU type {t!r} (known: {sorted(types)})")
+        if job.reference_type is not None and job.reference_type not in types:
+            raise ValueError(f"jobs[{i}].reference_type: unknown GPU type {job.reference_type!r}")
+        if job.running is not None:
+            running_types = set()
+            for node_name in job.running.nodes:
+                if node_name not in nodes:
+                    raise ValueError(f"jobs[{i}].running.nodes: unknown node {node_name!r}")
+                running_types.add(nodes[node_name].gpu_type)
+            if len(running_types) > 1:
+                raise ValueError(f"jobs[{i}].running.nodes: spans GPU types {sorted(running_types)}")
+
+
+def _no_duplicates(names: list[str], where: str) -> None:
+    seen: set[str] = set()
+    for i, name in enumerate(names):
+        if name in seen:
+            raise ValueError(f"{where}[{i}].name: duplicate name {name!r}")
+        seen.add(name)
+
+
+# ----------------------------------------------------------------------------------------------- plans
+
+Policy = Literal["cost", "jct", "makespan", "deadline", "fair"]
+POLICIES: tuple[str, ...] = ("cost", "jct", "makespan", "deadline", "fair")
+SolverName = Literal["cbc", "highs"]
+
+UnscheduledReason = Literal["capacity", "type", "memory", "deadline", "gang", "horizon", "time_limit"]
+
+
+class Placement(Strict):
+    node: str
+    gpus: PositiveInt
+
+
+class Segment(Strict):
+    """A contiguous run of the job: [start, end) in hours, on one GPU type."""
+
+    start: float
+    end: float
+
+
+class JobPlan(Strict):
+    job: str
+    status: Literal["scheduled", "running", "unscheduled"]
+    gpu_type: str | None = None
+    gpus: int = 0
+    start: float | None = None
+    end: float | None = None
+    """Completion time in hours; None when the job does not finish inside the horizon."""
+    finishes: bool = False
+    segments: list[Segment] = Field(default_factory=list)
+    placement: list[Placement] = Field(default_factory=list)
+    """Exact nodes for the job's first slot (filled for jobs that start or keep running now)."""
+    cost: float = 0.0
+    preempted: bool = False
+    """A running job that the plan stops now (it will resume later or not in this horizon)."""
+    migrated: bool = False
+    restarts: int = 0
+    deadline_met: bool | None = None
+    tardiness: float = 0.0
+    reason: str | None = None
+    reason_code: UnscheduledReason | None = None
+
+
+class SlotUsage(Strict):
+    slot: int
+    start: float
+    used: dict[str, int]
+    capacity: dict[str, int]
+
+
+class Plan(Strict):
+    policy: Policy
+    solver: str
+    status: str
+    """'optimal', 'feasible' (time limit or heuristic), or 'infeasible' (some constraints relaxed)."""
+    epoch: datetime | None = None
+    horizon: float
+    slot: float
+    objective: float
+    lower_bound: float
+    gap: float
+    solve_time_s: float
+    total_cost: float
+    jobs: list[JobPlan]
+    utilisation: list[SlotUsage] = Field(default_factory=list)
+    notes: list[str] = Field(default_factory=list)
+
+    def job(self, name: str) -> JobPlan:
+        for jp in self.jobs:
+            if jp.job == name:
+                return jp
+        raise KeyError(name)
+
+    @property
+    def unscheduled(self) -> list[JobPlan]:
+        return [jp for jp in self.jobs if jp.status == "unscheduled"]

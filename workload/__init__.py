@@ -1,0 +1,1 @@
+"""gpusched.workload."""
