@@ -1,0 +1,59 @@
+"""Scheduling policies over one interface (base.SchedPolicy): baselines and gpusched's planner."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gpusched.model import POLICIES
+from gpusched.simulations.policies.base import SchedPolicy
+
+BASELINES = ("fifo", "fifo-backfill", "sjf", "las", "gavel")
+PLANNER_PREFIX = "gpusched"
+
+
+def policy_names() -> list[str]:
+    """Every name `make_policy` accepts: baselines, 'gpusched' (= gpusched:jct) and gpusched:<policy>."""
+    return [*BASELINES, PLANNER_PREFIX, *(f"{PLANNER_PREFIX}:{p}" for p in POLICIES)]
+
+
+def make_policy(name: str, **options: Any) -> SchedPolicy:
+    """A fresh policy object by name; unknown names raise ValueError listing the known ones."""
+    key = name.strip().lower()
+    if key == "fifo":
+        from gpusched.simulations.policies.fifo import Fifo
+
+        return Fifo(backfill=bool(options.get("backfill", False)))
+    if key == "fifo-backfill":
+        from gpusched.simulations.policies.fifo import Fifo
+
+        return Fifo(backfill=True)
+    if key == "sjf":
+        from gpusched.simulations.policies.fifo import Sjf
+
+        return Sjf()
+    if key in ("las", "tiresias"):
+        from gpusched.simulations.policies.las import Las
+
+        return Las(thresholds=options.get("las_thresholds"))
+    if key == "gavel":
+        from gpusched.simulations.policies.gavel import Gavel
+
+        return Gavel(round_hours=float(options.get("round_hours", 0.1)))
+    if key == PLANNER_PREFIX or key.startswith(PLANNER_PREFIX + ":"):
+        from gpusched.simulations.policies.planner import PlannerPolicy
+
+        objective = key.split(":", 1)[1] if ":" in key else "jct"
+        if objective not in POLICIES:
+            raise ValueError(f"unknown planner policy {objective!r} (known: {', '.join(POLICIES)})")
+        return PlannerPolicy(
+            objective=objective,
+            replan_minutes=float(options.get("replan_minutes", 5.0)),
+            window=int(options.get("plan_window", 64)),
+            horizon=float(options.get("plan_horizon", 24.0)),
+            slot=float(options.get("plan_slot", 0.25)),
+            time_limit=float(options.get("plan_time_limit", 5.0)),
+        )
+    raise ValueError(f"unknown policy {name!r} (known: {', '.join(policy_names())})")
+
+
+__all__ = ["BASELINES", "SchedPolicy", "make_policy", "policy_names"]

@@ -1,0 +1,129 @@
+"""Tiresias-style discretised two-dimensional least-attained-service (Gu et al., NSDI'19).
+
+Attained service is GPU-time (GPUs x hours run), the "2D" of 2D-LAS: it favours both short and
+narrow jobs without knowing durations. Jobs sit in K priority queues split by attained-service
+thresholds; a job is demoted the moment it crosses its queue's threshold (an exact timer, not a
+polling quantum), queues are served in order and FIFO (by arrival) inside a queue, and a higher-queue
+job preempts lower-queue running jobs. Optional starvation guard: a job that waited longer than
+`promote_after` hours goes back to the top queue, as Tiresias' PromoteKnob does.
+"""
+
+from __future__ import annotations
+
+import bisect
+from typing import Any
+
+from gpusched.simulations.policies.base import SchedPolicy
+from gpusched.simulations.workload import SimJob
+
+DEFAULT_THRESHOLDS = (1.0, 16.0)
+"""GPU-hours; three queues: < 1 GPU-h, < 16 GPU-h, the rest."""
+
+
+class Las(SchedPolicy):
+    name = "las"
+    scan_limit = 2000
+    """Waiting jobs examined per pass beyond which the rest are left waiting (cheap on huge queues)."""
+
+    def __init__(self, thresholds: tuple[float, ...] | list[float] | None = None,
+                 promote_after: float | None = None) -> None:
+        super().__init__()
+        self.thresholds = tuple(thresholds) if thresholds else DEFAULT_THRESHOLDS
+        if any(b <= a for a, b in zip(self.thresholds, self.thresholds[1:])) or self.thresholds[0] <= 0:
+            raise ValueError(f"LAS thresholds must be positive and increasing (got {self.thresholds})")
+        self.promote_after = promote_after
+        self.queues: list[list[tuple[float, int]]] = [[] for _ in range(len(self.thresholds) + 1)]
+        self.demotions = 0
+
+    def _key(self, job: SimJob) -> tuple[float, int]:
+        return (job.spec.release, job.idx)
+
+    def on_arrival(self, job: SimJob) -> None:
+        job.queue_index = 0
+        self.queues[0].append(self._key(job))
+
+    def on_start(self, job: SimJob) -> None:
+        q = job.queue_index
+        if q < len(self.thresholds):
+            when = self.s.now + max(0.0, self.thresholds[q] - job.attained) / job.spec.gpus
+            self.s.wake_at(when, ("demote", job.idx, job.finish_token))
+
+    def on_finish(self, job: SimJob) -> None:
+        self._remove(job)
+
+    def on_wakeup(self, payload: Any) -> bool:
+        _, idx, token = payload
+        job = self.s.jobs[idx]
+        if job.state != "running" or job.finish_token != token:
+            return False
+        self._remove(job)
+        attained = self.s.attained(job)
+        q = job.queue_index
+        while q < len(self.thresholds) and attained >= self.thresholds[q] - 1e-9:
+            q += 1
+        job.queue_index = q
+        self.demotions += 1
+        bisect.insort(self.queues[q], self._key(job))
+        self.on_start(job)  # timer for the next threshold, same run
+        return True
+
+    def _remove(self, job: SimJob) -> None:
+        queue = self.queues[job.queue_index]
+        pos = bisect.bisect_left(queue, self._key(job))
+        if pos < len(queue) and queue[pos][1] == job.idx:
+            queue.pop(pos)
+
+    def schedule(self, now: float) -> None:
+        sim = self.s
+        if self.promote_after is not None:
+            self._promote(now)
+        free = dict(sim.state.healthy)
+        keep: list[SimJob] = []
+        want: list[SimJob] = []
+        seen_running = 0
+        waiting_seen = 0
+        n_running = len(sim.running)
+        for queue in self.queues:
+            for _, idx in queue:
+                job = sim.jobs[idx]
+                if job.state == "running":
+                    seen_running += 1
+                    t = job.gpu_type
+                    assert t is not None
+                    if free[t] >= job.spec.gpus:
+                        free[t] -= job.spec.gpus
+                        keep.append(job)
+                elif waiting_seen < self.scan_limit:
+                    waiting_seen += 1
+                    for t in sim.allowed_types(job):
+                        if free[t] >= job.spec.gpus:
+                            free[t] -= job.spec.gpus
+                            want.append(job)
+                            break
+                elif seen_running == n_running:
+                    break
+                if seen_running == n_running and waiting_seen >= self.scan_limit:
+                    break
+            else:
+                continue
+            break
+        kept = {j.idx for j in keep}
+        for job in list(sim.running.values()):
+            if job.idx not in kept and job.spec.preemptible:
+                sim.preempt(job)
+        for job in want:
+            sim.try_start(job)
+
+    def _promote(self, now: float) -> None:
+        assert self.promote_after is not None
+        sim = self.s
+        for q in range(1, len(self.queues)):
+            for key in list(self.queues[q]):
+                job = sim.jobs[key[1]]
+                if job.state == "pending" and now - job.last_queued > self.promote_after:
+                    self.queues[q].remove(key)
+                    job.queue_index = 0
+                    bisect.insort(self.queues[0], key)
+
+    def stats(self) -> dict[str, Any]:
+        return {"demotions": self.demotions}
