@@ -106,6 +106,8 @@ def canonical_gpu_type(product_name: str, memory_mib: float | None) -> str:
     model = model.split("-")[0]
     if memory_mib:
         gib = memory_mib / 1024
-        nominal = min((4, 8, 12, 16, 24, 32, 40, 48, 64, 80, 94, 96, 141, 144, 180, 192), key=lambda c: abs(c - gib))
+        nominal = min(
+            (4, 8, 12, 16, 24, 32, 40, 48, 64, 80, 94, 96, 141, 144, 180, 192), key=lambda c: abs(c - gib)
+        )
         return f"{model}-{nominal}GB"
     return model

@@ -1,0 +1,199 @@
+"""`gpusched agent`: the node agent's command line. Only typer and stdlib are imported at module
+level; NVML, prometheus_client and the Kubernetes client load inside the command."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+class PublishChoice(str, Enum):
+    k8s = "k8s"
+    file = "file"
+    none = "none"
+
+
+def _seconds(value: str, option: str) -> float:
+    from gpusched.units import parse_duration_hours
+
+    try:
+        seconds = parse_duration_hours(value) * 3600.0
+    except ValueError as exc:
+        raise _fail(f"{option}: {exc}") from None
+    if seconds <= 0:
+        raise _fail(f"{option}: must be positive (got {value!r})")
+    return seconds
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(2)
+
+
+def _labels(items: list[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise _fail(f"--label: expected KEY=VALUE, got {item!r}")
+        out[key] = value
+    return out
+
+
+def agent(
+    interval: Annotated[str, typer.Option(help="Time between polls, e.g. 5s.")] = "5s",
+    port: Annotated[int, typer.Option(help="Port of /metrics, /healthz and /snapshot; 0 disables.")] = 9400,
+    node_name: Annotated[
+        str | None, typer.Option("--node-name", help="Node name (default: $NODE_NAME, then the hostname).")
+    ] = None,
+    publish: Annotated[
+        PublishChoice, typer.Option(help="k8s: GPUNode status + Events; file: JSON snapshots.")
+    ] = (PublishChoice.none),
+    output_dir: Annotated[
+        Path | None, typer.Option("--output-dir", help="Directory for --publish file (<node>.json).")
+    ] = None,
+    health_config: Annotated[
+        Path | None, typer.Option("--health-config", help="YAML health rules (XIDs, thresholds, ECC).")
+    ] = None,
+    heartbeat: Annotated[
+        str, typer.Option(help="--publish k8s: rewrite an unchanged status this often.")
+    ] = "30s",
+    poll_timeout: Annotated[
+        str | None,
+        typer.Option("--poll-timeout", help="Cut-off for one poll's NVML calls (default: 2s or interval)."),
+    ] = None,
+    topology_domain: Annotated[
+        str | None,
+        typer.Option("--topology-domain", help="NVLink island / rack (default: $GPUSCHED_TOPOLOGY_DOMAIN)."),
+    ] = None,
+    label: Annotated[
+        list[str] | None, typer.Option("--label", help="KEY=VALUE copied into the snapshot.")
+    ] = None,
+    once: Annotated[bool, typer.Option("--once", help="Poll once, print, exit.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="With --once: print the snapshot as JSON.")] = False,
+    log_level: Annotated[str, typer.Option("--log-level", help="debug, info, warning, error.")] = "info",
+) -> None:
+    """Run the GPU/TPU node agent: read NVML (and tpu-info), apply health rules, publish.
+
+    Serves Prometheus /metrics with dcgm-exporter names; with --publish k8s writes the node's GPUNode
+    status and Events, with --publish file writes JSON snapshots that `gpusched plan --telemetry` reads.
+    Stops cleanly on SIGTERM or SIGINT.
+    """
+    level = getattr(logging, log_level.upper(), None)
+    if not isinstance(level, int):
+        raise _fail(f"--log-level: expected debug, info, warning or error, got {log_level!r}")
+    logging.basicConfig(
+        level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    interval_s = _seconds(interval, "--interval")
+    heartbeat_s = _seconds(heartbeat, "--heartbeat")
+    timeout_s = _seconds(poll_timeout, "--poll-timeout") if poll_timeout else min(2.0, interval_s)
+    if as_json and not once:
+        raise _fail("--json: only meaningful with --once")
+    if publish is PublishChoice.file and output_dir is None and not once:
+        raise _fail("--publish file: --output-dir is required")
+    if not 0 <= port <= 65535:
+        raise _fail(f"--port: expected 0-65535, got {port}")
+    node = node_name or os.environ.get("NODE_NAME") or socket.gethostname()
+    labels = _labels(label or [])
+
+    from gpusched.agents.agent import Agent
+    from gpusched.agents.health import load_health_config
+    from gpusched.config import InputError
+
+    try:
+        rules = load_health_config(health_config)
+    except InputError as exc:
+        raise _fail(str(exc)) from None
+
+    publishers: list = []
+    if publish is PublishChoice.file and output_dir is not None:
+        from gpusched.agents.k8s import FilePublisher
+
+        publishers.append(FilePublisher(output_dir, node))
+    if publish is PublishChoice.k8s and not once:
+        from gpusched.agents.k8s import GpuNodePublisher, load_kube_client
+
+        try:
+            api_client = load_kube_client()
+        except Exception as exc:
+            raise _fail(
+                f"--publish k8s: no Kubernetes configuration (in-cluster or kubeconfig): {exc}"
+            ) from None
+        publishers.append(GpuNodePublisher(api_client, node, heartbeat=heartbeat_s))
+
+    the_agent = Agent(
+        node,
+        health=rules,
+        poll_timeout=timeout_s,
+        publishers=publishers,
+        topology_domain=topology_domain or os.environ.get("GPUSCHED_TOPOLOGY_DOMAIN"),
+        labels=labels,
+        watch_xids=not once,
+    )
+    the_agent.start()
+    try:
+        if once:
+            snapshot = the_agent.poll_once()
+            if as_json:
+                typer.echo(json.dumps(snapshot.model_dump(mode="json"), indent=2))
+            else:
+                _print_summary(snapshot)
+            return
+        _serve(the_agent, port, interval_s)
+    finally:
+        the_agent.close()
+
+
+def _serve(the_agent: object, port: int, interval_s: float) -> None:
+    from gpusched.agents.agent import Agent
+    from gpusched.agents.metrics import MetricsServer
+
+    assert isinstance(the_agent, Agent)
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        logging.getLogger("gpusched.agent").info("signal %d: stopping", signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    server = None
+    if port:
+        server = MetricsServer(the_agent, port)
+        server.start()
+        logging.getLogger("gpusched.agent").info("serving /metrics on port %d", server.port)
+    try:
+        the_agent.run(stop, interval_s)
+    finally:
+        if server is not None:
+            server.stop()
+    logging.getLogger("gpusched.agent").info("stopped")
+
+
+def _print_summary(snapshot: object) -> None:
+    from gpusched.telemetry import NodeTelemetry
+
+    assert isinstance(snapshot, NodeTelemetry)
+    typer.echo(
+        f"{snapshot.node}: {len(snapshot.gpus)} accelerator(s), driver {snapshot.driver_version}, "
+        f"CUDA {snapshot.cuda_version}, sources {','.join(snapshot.sources) or 'none'}"
+    )
+    for g in snapshot.gpus:
+        mem = (
+            f"{g.memory_used_mib:.0f}/{g.memory_total_mib:.0f} MiB"
+            if g.memory_used_mib is not None and g.memory_total_mib is not None
+            else "mem n/a"
+        )
+        why = f" ({'; '.join(g.health_reasons)})" if g.health_reasons else ""
+        typer.echo(f"  [{g.index}] {g.name} {g.uuid} {mem} {g.health}{why}")

@@ -1,0 +1,224 @@
+"""Prometheus /metrics with dcgm-exporter's metric and label names, plus gpusched's own.
+
+Names and labels follow NVIDIA dcgm-exporter (default counters file) so existing Grafana
+dashboards and alerts work against the agent unchanged: DCGM_FI_DEV_* gauges labelled gpu, UUID,
+device, modelName, Hostname, pci_bus_id. A custom collector renders the agent's latest snapshot at
+scrape time, so a scrape never touches NVML and costs nothing between scrapes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from gpusched.agents.agent import Agent
+from gpusched.agents.health import HEALTH_STATES
+from gpusched.agents.nvml import THROTTLE_REASONS
+from gpusched.telemetry import GpuTelemetry
+
+log = logging.getLogger("gpusched.agent.metrics")
+
+LABELS = ["gpu", "UUID", "pci_bus_id", "device", "modelName", "Hostname"]
+_MIB_PER_BYTE = 1.0 / (1024 * 1024)
+
+# name, help, GpuTelemetry attribute (dcgm-exporter units: %, MiB, C, W, MHz)
+GAUGES: list[tuple[str, str, str]] = [
+    ("DCGM_FI_DEV_GPU_UTIL", "GPU utilization (in %).", "utilization_gpu"),
+    ("DCGM_FI_DEV_MEM_COPY_UTIL", "Memory utilization (in %).", "utilization_memory"),
+    ("DCGM_FI_DEV_FB_USED", "Framebuffer memory used (in MiB).", "memory_used_mib"),
+    ("DCGM_FI_DEV_FB_FREE", "Framebuffer memory free (in MiB).", "memory_free_mib"),
+    ("DCGM_FI_DEV_FB_TOTAL", "Framebuffer memory total (in MiB).", "memory_total_mib"),
+    ("DCGM_FI_DEV_GPU_TEMP", "GPU temperature (in C).", "temperature_c"),
+    ("DCGM_FI_DEV_POWER_USAGE", "Power draw (in W).", "power_w"),
+    ("DCGM_FI_DEV_POWER_MGMT_LIMIT", "Power management limit (in W).", "power_limit_w"),
+    ("DCGM_FI_DEV_SM_CLOCK", "SM clock frequency (in MHz).", "sm_clock_mhz"),
+    ("DCGM_FI_DEV_MEM_CLOCK", "Memory clock frequency (in MHz).", "mem_clock_mhz"),
+]
+
+
+def _labels(gpu: GpuTelemetry, host: str) -> list[str]:
+    device = f"nvidia{gpu.index}" if gpu.kind == "gpu" else f"accel{gpu.index}"
+    return [str(gpu.index), gpu.uuid, gpu.pci_bus_id or "", device, gpu.name, host]
+
+
+class AgentCollector(Collector):
+    """Renders Agent.latest at scrape time."""
+
+    def __init__(self, agent: Agent) -> None:
+        self.agent = agent
+
+    def collect(self) -> Iterator[Metric]:
+        snap = self.agent.latest
+        stats = self.agent.stats
+        host = self.agent.node
+        info = GaugeMetricFamily(
+            "gpusched_agent_info",
+            "Agent and driver versions.",
+            labels=["Hostname", "version", "driver_version", "cuda_version", "sources"],
+        )
+        if snap is not None:
+            info.add_metric(
+                [
+                    host,
+                    snap.agent_version or "",
+                    snap.driver_version or "",
+                    snap.cuda_version or "",
+                    ",".join(snap.sources),
+                ],
+                1,
+            )
+        yield info
+        yield CounterMetricFamily("gpusched_agent_polls", "Polls completed.", value=stats.polls)
+        yield CounterMetricFamily(
+            "gpusched_agent_poll_timeouts",
+            "GPU reads cut off by the poll timeout.",
+            value=stats.poll_timeouts,
+        )
+        yield GaugeMetricFamily(
+            "gpusched_agent_poll_duration_seconds",
+            "Duration of the last poll.",
+            value=stats.last_poll_seconds,
+        )
+        yield GaugeMetricFamily(
+            "gpusched_agent_last_poll_timestamp_seconds",
+            "Unix time of the last poll.",
+            value=stats.last_poll_time,
+        )
+        transitions = CounterMetricFamily(
+            "gpusched_gpu_health_transitions",
+            "GPU health state changes seen by this agent.",
+            labels=["from", "to"],
+        )
+        for (old, new), count in sorted(self.agent.tracker.counts.items()):
+            transitions.add_metric([old, new], count)
+        yield transitions
+        if snap is None:
+            return
+        gpus = [g for g in snap.gpus if g.kind == "gpu"]
+        for name, doc, attr in GAUGES:
+            family = GaugeMetricFamily(name, doc, labels=LABELS)
+            for gpu in gpus:
+                value = getattr(gpu, attr)
+                if value is not None:
+                    family.add_metric(_labels(gpu, host), float(value))
+            yield family
+        xid = GaugeMetricFamily(
+            "DCGM_FI_DEV_XID_ERRORS", "Value of the last XID error encountered.", labels=LABELS
+        )
+        # dcgm-exporter types this one a counter; prometheus_client would rename a counter's family to
+        # *_total_total, so it is a gauge here: same name and labels, and rate()/increase() still work.
+        ecc = GaugeMetricFamily(
+            "DCGM_FI_DEV_ECC_DBE_VOL_TOTAL", "Total number of double-bit volatile ECC errors.", labels=LABELS
+        )
+        remap_fail = GaugeMetricFamily(
+            "DCGM_FI_DEV_ROW_REMAP_FAILURE", "Whether remapping of rows has failed.", labels=LABELS
+        )
+        remap_pending = GaugeMetricFamily(
+            "DCGM_FI_DEV_ROW_REMAP_PENDING", "Whether a row remap is pending.", labels=LABELS
+        )
+        throttle = GaugeMetricFamily(
+            "DCGM_FI_DEV_CLOCK_THROTTLE_REASONS", "Current clock throttle reasons (bitmask).", labels=LABELS
+        )
+        mig = GaugeMetricFamily(
+            "gpusched_gpu_mig_devices", "MIG devices on the GPU (absent when MIG is off).", labels=LABELS
+        )
+        procs = GaugeMetricFamily("gpusched_gpu_processes", "Compute processes on the GPU.", labels=LABELS)
+        bits = {n: b for b, n in THROTTLE_REASONS.items()}
+        for gpu in gpus:
+            labels = _labels(gpu, host)
+            xid.add_metric(labels, float(gpu.xid_errors[-1]) if gpu.xid_errors else 0.0)
+            if gpu.ecc_uncorrected_volatile is not None:
+                ecc.add_metric(labels, float(gpu.ecc_uncorrected_volatile))
+            if gpu.remapped_rows_failure is not None:
+                remap_fail.add_metric(labels, float(gpu.remapped_rows_failure))
+            if gpu.remapped_rows_pending is not None:
+                remap_pending.add_metric(labels, float(gpu.remapped_rows_pending))
+            if gpu.health != "unknown" or gpu.throttle_reasons:
+                throttle.add_metric(labels, float(sum(bits.get(r, 0) for r in gpu.throttle_reasons)))
+            if gpu.mig_mode:
+                mig.add_metric(labels, float(len(gpu.mig_devices)))
+            if gpu.health != "unknown":
+                procs.add_metric(labels, float(len(gpu.processes)))
+        yield from (xid, ecc, remap_fail, remap_pending, throttle, mig, procs)
+        health = GaugeMetricFamily(
+            "gpusched_gpu_health",
+            "1 for the GPU's current health state (healthy, degraded, unknown, unhealthy).",
+            labels=[*LABELS, "kind", "state"],
+        )
+        for gpu in snap.gpus:
+            for state in HEALTH_STATES:
+                health.add_metric([*_labels(gpu, host), gpu.kind, state], 1.0 if gpu.health == state else 0.0)
+        yield health
+        tpus = [g for g in snap.gpus if g.kind == "tpu"]
+        if tpus:
+            hbm_used = GaugeMetricFamily("gpusched_tpu_hbm_used_mib", "TPU HBM in use (MiB).", labels=LABELS)
+            hbm_total = GaugeMetricFamily("gpusched_tpu_hbm_total_mib", "TPU HBM size (MiB).", labels=LABELS)
+            duty = GaugeMetricFamily(
+                "gpusched_tpu_duty_cycle_percent", "TPU duty cycle (in %).", labels=LABELS
+            )
+            for chip in tpus:
+                labels = _labels(chip, host)
+                if chip.memory_used_mib is not None:
+                    hbm_used.add_metric(labels, chip.memory_used_mib)
+                if chip.memory_total_mib is not None:
+                    hbm_total.add_metric(labels, chip.memory_total_mib)
+                if chip.utilization_gpu is not None:
+                    duty.add_metric(labels, chip.utilization_gpu)
+            yield from (hbm_used, hbm_total, duty)
+
+
+def make_registry(agent: Agent) -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(AgentCollector(agent))
+    return registry
+
+
+class MetricsServer:
+    """/metrics (Prometheus text), /healthz (200 once a poll completed), /snapshot (the JSON)."""
+
+    def __init__(self, agent: Agent, port: int, host: str = "0.0.0.0") -> None:
+        registry = make_registry(agent)
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                path = self.path.split("?", 1)[0]
+                if path == "/metrics":
+                    self._send(200, generate_latest(registry), "text/plain; version=0.0.4; charset=utf-8")
+                elif path == "/healthz":
+                    ok = agent.latest is not None
+                    self._send(200 if ok else 503, b"ok\n" if ok else b"no poll yet\n", "text/plain")
+                elif path == "/snapshot" and agent.latest is not None:
+                    body = json.dumps(agent.latest.model_dump(mode="json")).encode()
+                    self._send(200, body, "application/json")
+                else:
+                    self._send(404, b"not found\n", "text/plain")
+
+            def _send(self, code: int, body: bytes, ctype: str) -> None:
+                self.send_response(code)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                log.debug("http: " + format, *args)
+
+        self.httpd = ThreadingHTTPServer((host, port), Handler)
+        self.httpd.daemon_threads = True
+        self.port = int(self.httpd.server_address[1])
+        self._thread = threading.Thread(target=self.httpd.serve_forever, name="metrics-http", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
