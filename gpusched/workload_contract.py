@@ -36,3 +36,19 @@ class WorkloadStatus(BaseModel):
     world_size: int | None = None
     device: str | None = None
     message: str | None = None
+    # Added with the training workload (issue 4); consumers ignore fields they do not know.
+    job_name: str | None = None
+    exit_code: int | None = None
+    """The process's exit code once it has exited (EXIT_*), None while running."""
+    gpu_name: str | None = None
+    """torch.cuda.get_device_name() of this rank's GPU, e.g. "NVIDIA H100 80GB HBM3"; None on CPU."""
+    model_params: int | None = None
+    tokens_per_step: int | None = None
+    """Tokens the whole job consumes per optimizer step (global batch x sequence length)."""
+    step_time_s: float | None = None
+    """Mean seconds per step over the last throughput window (checkpoint writes excluded)."""
+    window_steps: int | None = None
+    """How many steps samples_per_s / tokens_per_s / step_time_s were measured over."""
+    peak_gpu_memory_mib: float | None = None
+    updated_at: str | None = None
+    """ISO 8601 UTC time this status was written."""

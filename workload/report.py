@@ -1,0 +1,116 @@
+"""Progress out of the process: JSON lines on stdout, the status file, the termination message.
+
+The status file and the termination message are both gpusched.workload_contract.WorkloadStatus, the
+one format the operator reads. stdout carries one JSON object per line and nothing else, so log
+collectors and tests can parse every line; warnings go to stderr.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from gpusched.workload.checkpoint import write_bytes_atomic
+from gpusched.workload_contract import WorkloadStatus
+
+TERMINATION_MESSAGE_LIMIT = 4096
+"""Kubernetes keeps at most 4096 bytes of a container's termination message."""
+
+
+def emit(event: str, **fields: Any) -> None:
+    """One JSON line on stdout, flushed at once (the pod log is read while the job runs)."""
+    sys.stdout.write(json.dumps({"event": event, **fields}, separators=(",", ":")) + "\n")
+    sys.stdout.flush()
+
+
+def warn(message: str) -> None:
+    sys.stderr.write(f"warning: {message}\n")
+    sys.stderr.flush()
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def write_status(path: Path, status: WorkloadStatus) -> None:
+    """Atomically replace the status file, so the operator never reads half a document."""
+    status = status.model_copy(update={"updated_at": now_iso()})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_bytes_atomic(path, (status.model_dump_json(exclude_none=True) + "\n").encode())
+
+
+def termination_message(status: WorkloadStatus) -> bytes:
+    """The status as compact JSON of at most 4096 bytes (the message is cut first, then dropped)."""
+    status = status.model_copy(update={"updated_at": now_iso()})
+    data = status.model_dump_json(exclude_none=True).encode()
+    if len(data) <= TERMINATION_MESSAGE_LIMIT:
+        return data
+    message = status.message or ""
+    overflow = len(data) - TERMINATION_MESSAGE_LIMIT
+    keep = max(0, len(message.encode()) - overflow - 3)
+    cut = message.encode()[:keep].decode(errors="ignore") + "..."
+    data = status.model_copy(update={"message": cut}).model_dump_json(exclude_none=True).encode()
+    if len(data) > TERMINATION_MESSAGE_LIMIT:
+        data = status.model_copy(update={"message": None}).model_dump_json(exclude_none=True).encode()
+    return data
+
+
+def write_termination_message(path: Path, status: WorkloadStatus) -> bool:
+    """Write the final status where the kubelet reads it; False when there is nowhere to write.
+
+    Written in place, not by rename: in a pod the file is a bind mount, which cannot be replaced.
+    """
+    if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        return False
+    try:
+        with open(path, "wb") as fh:
+            fh.write(termination_message(status))
+            fh.flush()
+            with contextlib.suppress(OSError):
+                os.fsync(fh.fileno())
+    except OSError:
+        return False
+    return True
+
+
+class Throughput:
+    """Speed over a window of steps, with time spent on checkpoints left out.
+
+    The planner wants what a GPU type sustains while training; a checkpoint write is I/O whose cost
+    depends on the volume, not the GPU, so it is excluded (and reported separately as an event).
+    """
+
+    def __init__(self, samples_per_step: int, tokens_per_step: int) -> None:
+        self.samples_per_step = samples_per_step
+        self.tokens_per_step = tokens_per_step
+        self._start = time.perf_counter()
+        self._steps = 0
+        self._excluded = 0.0
+
+    def step(self) -> None:
+        self._steps += 1
+
+    def exclude(self, seconds: float) -> None:
+        self._excluded += seconds
+
+    def window(self) -> dict[str, float | int | None]:
+        """Speeds since the last call (or construction), then start a new window."""
+        elapsed = time.perf_counter() - self._start - self._excluded
+        steps = self._steps
+        self._start = time.perf_counter()
+        self._steps = 0
+        self._excluded = 0.0
+        if steps == 0 or elapsed <= 0:
+            return {"samples_per_s": None, "tokens_per_s": None, "step_time_s": None, "window_steps": steps}
+        return {
+            "samples_per_s": round(steps * self.samples_per_step / elapsed, 3),
+            "tokens_per_s": round(steps * self.tokens_per_step / elapsed, 3),
+            "step_time_s": round(elapsed / steps, 6),
+            "window_steps": steps,
+        }
