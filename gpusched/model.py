@@ -265,7 +265,7 @@ class JobPlan(Strict):
     gpus: int = 0
     start: float | None = None
     end: float | None = None
-    """Completion time in hours; None when the job does not finish inside the horizon."""
+    """Planned completion in hours (may lie past the horizon: see `finishes`)."""
     finishes: bool = False
     segments: list[Segment] = Field(default_factory=list)
     placement: list[Placement] = Field(default_factory=list)

@@ -1,0 +1,200 @@
+"""List-scheduling heuristics on the type-level capacity profile.
+
+They give every solve a feasible incumbent in milliseconds, the fallback when the MILP runs out
+of time, and the FIFO baseline that the planner must never be worse than (the portfolio
+includes FIFO itself, so the best of it is at most FIFO's objective).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from gpusched.solver.instance import Instance, JobInfo, TypeOption
+from gpusched.solver.policies import Policy
+from gpusched.solver.schedule import Choice, Schedule
+
+
+def earliest_start(free: np.ndarray, gpus: int, first: int, slots: int) -> int | None:
+    """First start >= first where `gpus` are free for `slots` slots (clipped at the horizon)."""
+    n = free.shape[0]
+    if first >= n:
+        return None
+    window = min(slots, n - first)
+    # Windows that reach past the horizon only need the slots inside it.
+    padded = np.concatenate([free[first:], np.full(window - 1, np.iinfo(np.int64).max)])
+    mins = sliding_window_view(padded, window).min(axis=1)
+    hits = np.flatnonzero(mins >= gpus)
+    return None if hits.size == 0 else first + int(hits[0])
+
+
+def place_job(
+    inst: Instance,
+    policy: Policy,
+    free: np.ndarray,
+    info: JobInfo,
+    forbid_now: frozenset[int] = frozenset(),
+) -> Choice | None:
+    """The policy's cheapest feasible choice for one job given what is still free."""
+    best: tuple[float, Choice] | None = None
+    candidates: list[TypeOption] = inst.all_options(info)
+    for opt in candidates:
+        if opt is info.continue_option:
+            if info.index in forbid_now:
+                continue
+            starts: Iterable[int] = [0] if free[opt.type_index, 0] >= info.gpus else []
+        else:
+            first = info.release_slot + (1 if info.index in forbid_now and info.release_slot == 0 else 0)
+            s = earliest_start(free[opt.type_index], info.gpus, first, opt.slots)
+            starts = [] if s is None else [s]
+            # A late start on this type might be on time on another; also try the latest on-time
+            # start is pointless: earliest is always best for a fixed type under every policy.
+        for s in starts:
+            value = policy.coefficient(info, opt, s)
+            if best is None or value < best[0]:
+                best = (value, Choice(opt, s))
+    return None if best is None else best[1]
+
+
+def list_schedule(
+    inst: Instance,
+    policy: Policy,
+    order: list[JobInfo],
+    forbid_now: frozenset[int] = frozenset(),
+) -> Schedule:
+    free = np.asarray(inst.capacity, dtype=np.int64).copy()
+    schedule: Schedule = {}
+    # Jobs that must keep running go first: their GPUs are not up for grabs.
+    fixed = [info for info in order if info.fixed]
+    rest = [info for info in order if not info.fixed]
+    for info in fixed + rest:
+        if not info.plannable:
+            continue
+        choice = place_job(inst, policy, free, info, forbid_now)
+        if choice is None:
+            continue
+        end = min(choice.end(), inst.n_slots)
+        free[choice.option.type_index, choice.start : end] -= info.gpus
+        schedule[info.index] = choice
+    return schedule
+
+
+def fifo_order(inst: Instance) -> list[JobInfo]:
+    """Running jobs, then arrival order: what a FIFO queue with backfilling would do."""
+    return sorted(inst.jobs, key=lambda i: (i.job.running is None, i.job.release, i.index))
+
+
+def portfolio(
+    inst: Instance, policy: Policy, forbid_now: frozenset[int] = frozenset()
+) -> tuple[Schedule, str, dict[str, float]]:
+    """Several list orders; returns the best schedule, its name, and every order's objective."""
+    orders: dict[str, Callable[[], list[JobInfo]]] = {
+        "fifo": lambda: fifo_order(inst),
+        "policy": lambda: sorted(inst.jobs, key=lambda i: (i.job.running is None, *policy.order_key(i))),
+        "priority": lambda: sorted(
+            inst.jobs, key=lambda i: (i.job.running is None, -i.weight, *policy.order_key(i))
+        ),
+        "big-first": lambda: sorted(inst.jobs, key=lambda i: (i.job.running is None, -i.gpus, *policy.order_key(i))),
+    }
+    results: dict[str, float] = {}
+    best: tuple[float, Schedule, str] | None = None
+    for name, make in orders.items():
+        schedule = list_schedule(inst, policy, make(), forbid_now)
+        value = policy.evaluate(schedule)
+        results[name] = value
+        if best is None or value < best[0] - 1e-9:
+            best = (value, schedule, name)
+    assert best is not None
+    return best[1], best[2], results
+
+
+def fifo_baseline(inst: Instance, policy: Policy) -> Schedule:
+    """The baseline benchmarks compare against: FIFO with backfilling, the policy's type choice."""
+    return list_schedule(inst, policy, fifo_order(inst))
+
+
+def lp_guided(
+    inst: Instance,
+    policy: Policy,
+    fractional: list[tuple[int, TypeOption, int, float]],
+    forbid_now: frozenset[int] = frozenset(),
+) -> tuple[Schedule, str, dict[str, float]]:
+    """Round an LP relaxation by alpha-points: list-schedule jobs in the order of the slot by
+    which the LP has started an alpha fraction of them, each on the type the LP gives it most of.
+    """
+    mass: dict[int, list[tuple[int, TypeOption, float]]] = {}
+    for j, opt, s, v in fractional:
+        mass.setdefault(j, []).append((s, opt, v))
+    results: dict[str, float] = {}
+    best: tuple[float, Schedule, str] | None = None
+    for alpha in (0.2, 0.5, 0.8):
+        key: dict[int, float] = {}
+        preferred: dict[int, TypeOption] = {}
+        for j, entries in mass.items():
+            entries.sort(key=lambda e: e[0])
+            acc = 0.0
+            total = sum(v for _, _, v in entries)
+            key[j] = float(inst.n_slots)
+            for s, _, v in entries:
+                acc += v
+                if acc >= alpha * total - 1e-9:
+                    key[j] = s + (1.0 - total)  # jobs the LP barely starts go last
+                    break
+            by_type: dict[int, float] = {}
+            for _, opt, v in entries:
+                by_type[id(opt)] = by_type.get(id(opt), 0.0) + v
+            top = max(entries, key=lambda e: by_type[id(e[1])])
+            preferred[j] = top[1]
+        order = sorted(
+            inst.jobs, key=lambda i: (i.job.running is None and not i.fixed, key.get(i.index, inst.n_slots + 1), i.index)
+        )
+        schedule = _list_schedule_preferring(inst, policy, order, preferred, forbid_now)
+        value = policy.evaluate(schedule)
+        results[f"lp-alpha-{alpha}"] = value
+        if best is None or value < best[0] - 1e-9:
+            best = (value, schedule, f"lp-alpha-{alpha}")
+    assert best is not None
+    return best[1], best[2], results
+
+
+def _list_schedule_preferring(
+    inst: Instance,
+    policy: Policy,
+    order: list[JobInfo],
+    preferred: dict[int, TypeOption],
+    forbid_now: frozenset[int],
+) -> Schedule:
+    """List scheduling that tries the LP's type first and falls back to the policy's choice."""
+    free = np.asarray(inst.capacity, dtype=np.int64).copy()
+    schedule: Schedule = {}
+    for info in order:
+        if not info.plannable:
+            continue
+        choice: Choice | None = None
+        opt = preferred.get(info.index)
+        if opt is not None:
+            if opt is info.continue_option:
+                if info.index not in forbid_now and free[opt.type_index, 0] >= info.gpus:
+                    choice = Choice(opt, 0)
+            else:
+                first = info.release_slot + (1 if info.index in forbid_now and info.release_slot == 0 else 0)
+                s = earliest_start(free[opt.type_index], info.gpus, first, opt.slots)
+                if s is not None:
+                    choice = Choice(opt, s)
+            alt = place_job(inst, policy, free, info, forbid_now)
+            if choice is None or (
+                alt is not None
+                and policy.coefficient(info, alt.option, alt.start)
+                < policy.coefficient(info, choice.option, choice.start)
+            ):
+                choice = alt
+        else:
+            choice = place_job(inst, policy, free, info, forbid_now)
+        if choice is None:
+            continue
+        end = min(choice.end(), inst.n_slots)
+        free[choice.option.type_index, choice.start : end] -= info.gpus
+        schedule[info.index] = choice
+    return schedule

@@ -1,0 +1,97 @@
+"""Exact node placement for the jobs that run in the first slot.
+
+The planning model aggregates GPUs by type; only the slot about to start needs real nodes. A gang
+is kept on as few nodes as possible, inside one topology domain (NVLink island / rack) when one
+can hold it, and best-fit so that whole nodes stay whole for the next 8-GPU job instead of being
+nibbled into 1-2 GPU holes.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from gpusched.model import Placement
+from gpusched.solver.instance import Instance, JobInfo
+from gpusched.solver.schedule import Schedule
+
+
+def _pick(free: dict[str, int], candidates: list[str], gpus: int, max_nodes: int | None) -> list[tuple[str, int]] | None:
+    """Fewest nodes for `gpus` GPUs among candidates; among equals, the tightest fit."""
+    usable = [n for n in candidates if free[n] > 0]
+    fitting = [n for n in usable if free[n] >= gpus]
+    if fitting:  # one node: the one it fills best
+        best = min(fitting, key=lambda n: (free[n] - gpus, n))
+        return [(best, gpus)]
+    if max_nodes == 1:
+        return None
+    # Several nodes: largest first so the gang spans few nodes, then best-fit for the remainder.
+    ordered = sorted(usable, key=lambda n: (-free[n], n))
+    chosen: list[tuple[str, int]] = []
+    left = gpus
+    pool = list(ordered)
+    while left > 0 and pool:
+        tail_fit = [n for n in pool if free[n] >= left]
+        if tail_fit:
+            node = min(tail_fit, key=lambda n: (free[n] - left, n))
+            chosen.append((node, left))
+            left = 0
+            break
+        node = pool.pop(0)
+        chosen.append((node, free[node]))
+        left -= free[node]
+    if left > 0 or (max_nodes is not None and len(chosen) > max_nodes):
+        return None
+    return chosen
+
+
+def place_first_slot(inst: Instance, schedule: Schedule) -> tuple[dict[int, list[Placement]], list[int]]:
+    """Placements for every job running in slot 0, and the jobs that could not be placed."""
+    free = {name: caps[0] for name, caps in inst.node_capacity.items()}
+    placements: dict[int, list[Placement]] = {}
+    failed: list[int] = []
+    starting: list[JobInfo] = []
+    for j, choice in schedule.items():
+        if choice.start != 0:
+            continue
+        info = inst.jobs[j]
+        if choice.option is info.continue_option and info.job.running is not None:
+            for node, g in info.job.running.nodes.items():
+                free[node] -= g
+            placements[j] = [Placement(node=n, gpus=g) for n, g in info.job.running.nodes.items()]
+        else:
+            starting.append(info)
+    # Biggest gangs first: they have the fewest ways to fit.
+    for info in sorted(starting, key=lambda i: (-i.gpus, i.index)):
+        choice = schedule[info.index]
+        nodes = [n for n in inst.nodes_by_type[choice.option.type_index] if free[n.name] > 0]
+        domains: dict[str | None, list[str]] = defaultdict(list)
+        for n in nodes:
+            domains[n.topology_domain].append(n.name)
+        best: list[tuple[str, int]] | None = None
+        for names in domains.values():
+            pick = _pick(free, names, info.gpus, info.job.max_nodes)
+            if pick is not None and (best is None or _rank(pick, free) < _rank(best, free)):
+                best = pick
+        if best is None:  # no single domain holds it: span domains
+            best = _pick(free, [n.name for n in nodes], info.gpus, info.job.max_nodes)
+        if best is None:
+            failed.append(info.index)
+            continue
+        for node, g in best:
+            free[node] -= g
+        placements[info.index] = [Placement(node=n, gpus=g) for n, g in best]
+    return placements, failed
+
+
+def _rank(pick: list[tuple[str, int]], free: dict[str, int]) -> tuple[int, int]:
+    # Fewer nodes first, then less left over on the nodes it touches (less fragmentation).
+    return (len(pick), sum(free[n] - g for n, g in pick))
+
+
+def fragmentation(inst: Instance, placements: dict[int, list[Placement]]) -> int:
+    """GPUs left free in slot 0 on partly used nodes: holes that big gangs cannot use."""
+    used: dict[str, int] = defaultdict(int)
+    for plist in placements.values():
+        for p in plist:
+            used[p.node] += p.gpus
+    return sum(caps[0] - used[name] for name, caps in inst.node_capacity.items() if 0 < used[name] < caps[0])
