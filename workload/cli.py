@@ -81,7 +81,7 @@ def train(
     75 stopped by SIGTERM after a checkpoint, 1 failed, 2 bad arguments.
     """
     from gpusched.workload.config import UsageError, build_config
-    from gpusched.workload.dist import StopFlag
+    from gpusched.workload.dist import StopFlag, placement_from_env
 
     try:
         cfg = build_config(
@@ -109,13 +109,14 @@ def train(
             deterministic=deterministic,
             job_name=job_name,
         )
+        placement = placement_from_env()
     except UsageError as exc:
         _usage_exit(str(exc), termination_message_path)
     stop = StopFlag()
     stop.install()  # before torch's slow import: a SIGTERM during start-up is still honoured
     from gpusched.workload.trainer import run
 
-    raise typer.Exit(run(cfg, stop))
+    raise typer.Exit(run(cfg, stop, placement))
 
 
 def _usage_exit(message: str, termination_message_path: Path | None) -> NoReturn:
@@ -135,9 +136,7 @@ def _usage_exit(message: str, termination_message_path: Path | None) -> NoReturn
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m gpusched.workload`: the train command, with click's usage errors made one line."""
-    import click
-
+    """`python -m gpusched.workload`: the train command, with the parser's usage errors made one line."""
     app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
     app.command()(train)
     command = typer.main.get_command(app)
@@ -147,11 +146,14 @@ def main(argv: list[str] | None = None) -> int:
             prog_name="python -m gpusched.workload",
             standalone_mode=False,
         )
-    except click.UsageError as exc:
-        sys.stderr.write(f"error: {exc.format_message()}\n")
-        return EXIT_USAGE
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         return int(exc.exit_code)
-    except click.Abort:
+    except typer.Abort:
         return 1
+    except Exception as exc:
+        # typer vendors its own click; its UsageError is recognised by shape, not by a private import.
+        if getattr(exc, "exit_code", None) == EXIT_USAGE and hasattr(exc, "format_message"):
+            sys.stderr.write(f"error: {exc.format_message()}\n")
+            return EXIT_USAGE
+        raise
     return int(result) if isinstance(result, int) else 0

@@ -12,6 +12,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -86,10 +87,13 @@ class Throughput:
     depends on the volume, not the GPU, so it is excluded (and reported separately as an event).
     """
 
-    def __init__(self, samples_per_step: int, tokens_per_step: int) -> None:
+    def __init__(
+        self, samples_per_step: int, tokens_per_step: int, clock: Callable[[], float] = time.perf_counter
+    ) -> None:
         self.samples_per_step = samples_per_step
         self.tokens_per_step = tokens_per_step
-        self._start = time.perf_counter()
+        self._clock = clock
+        self._start = clock()
         self._steps = 0
         self._excluded = 0.0
 
@@ -101,9 +105,9 @@ class Throughput:
 
     def window(self) -> dict[str, float | int | None]:
         """Speeds since the last call (or construction), then start a new window."""
-        elapsed = time.perf_counter() - self._start - self._excluded
+        elapsed = self._clock() - self._start - self._excluded
         steps = self._steps
-        self._start = time.perf_counter()
+        self._start = self._clock()
         self._steps = 0
         self._excluded = 0.0
         if steps == 0 or elapsed <= 0:

@@ -56,7 +56,7 @@ class _State:
     status: WorkloadStatus = field(default_factory=WorkloadStatus)
 
 
-def run(cfg: TrainConfig, stop: StopFlag) -> int:
+def run(cfg: TrainConfig, stop: StopFlag, placement: Placement | None = None) -> int:
     """Train until --steps (exit 0), a stop signal (checkpoint, exit 75) or an error (exit 1 or 2).
 
     `stop` is installed by the caller before it imports this module (and torch), so that a SIGTERM
@@ -64,10 +64,9 @@ def run(cfg: TrainConfig, stop: StopFlag) -> int:
     """
     state = _State()
     state.status = WorkloadStatus(state="running", total_steps=cfg.steps, job_name=cfg.job_name)
-    placement: Placement | None = None
     code = EXIT_FAILED
     try:
-        placement = placement_from_env()
+        placement = placement or placement_from_env()
         code = _train(cfg, placement, stop, state)
     except UsageError as exc:
         code = EXIT_USAGE
