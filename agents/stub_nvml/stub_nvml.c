@@ -129,7 +129,10 @@ static void apply_profile(const char *profile) {
     static const unsigned int h100_bus[8] = {0x18, 0x2a, 0x3a, 0x5d, 0x9a, 0xab, 0xba, 0xdb};
     static const unsigned int a100_bus[4] = {0x01, 0x41, 0x81, 0xc1};
     int a100 = strcmp(profile, "a100x4mig") == 0;
+    unsigned long long registered[MAX_GPUS]; /* event registrations belong to the session, not the config */
+    for (int i = 0; i < MAX_GPUS; i++) registered[i] = S.gpu[i].registered;
     memset(S.gpu, 0, sizeof S.gpu);
+    for (int i = 0; i < MAX_GPUS; i++) S.gpu[i].registered = registered[i];
     S.count = a100 ? 4 : 8;
     snprintf(S.driver, sizeof S.driver, "%s", a100 ? "535.161.08" : "550.54.15");
     S.cuda = a100 ? 12020 : 12040;
