@@ -1,0 +1,75 @@
+"""Resolve what `gpusched simulate` was given (cluster file, trace, format) into a Cluster and jobs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from gpusched.config import InputError, load_cluster
+from gpusched.model import Cluster
+from gpusched.simulations import traces
+from gpusched.simulations.workload import TraceJob
+
+
+def detect_format(trace: str) -> str:
+    """philly / openb / csv from the CSV header; synthetic for a spec such as 'jobs=500,load=0.7'."""
+    path = Path(trace)
+    if not path.exists():
+        if "=" in trace or trace == "synthetic":
+            return "synthetic"
+        raise InputError(f"--trace: file not found: {trace}")
+    if path.suffix.lower() in (".yaml", ".yml"):
+        return "synthetic"
+    with path.open(encoding="utf-8", errors="replace") as handle:
+        header = {h.strip() for h in handle.readline().split(",")}
+    if {"timestamp", "duration", "num_gpus"} <= header:
+        return "philly"
+    if {"num_gpu", "gpu_milli", "creation_time"} <= header:
+        return "openb"
+    if {"submit", "duration", "gpus"} <= header:
+        return "csv"
+    raise InputError(
+        f"{path}: row 1: header {','.join(sorted(header))} is none of philly (timestamp,duration,num_gpus), "
+        "openb (name,num_gpu,gpu_milli,...) or csv (submit,duration,gpus); pass --format"
+    )
+
+
+def resolve_cluster(cluster: Path | None, fmt: str, trace: str) -> Cluster:
+    """A cluster.yaml, an openb node list CSV, or (openb only) the node list beside the pod list."""
+    if cluster is None:
+        if fmt == "openb":
+            beside = traces.openb_node_list_beside(Path(trace))
+            if not beside.exists():
+                raise InputError(f"--cluster: not given and no {beside.name} beside {trace}")
+            return traces.openb_cluster(traces.load_openb_nodes(beside))
+        raise InputError("--cluster: required (a cluster.yaml, or an openb node list CSV)")
+    if Path(cluster).suffix.lower() == ".csv":
+        return traces.openb_cluster(traces.load_openb_nodes(Path(cluster)))
+    return load_cluster(Path(cluster))
+
+
+def check_types(jobs: list[TraceJob], cluster: Cluster, source: str) -> None:
+    """A job naming a GPU type the cluster lacks entirely is an input error, not a silent skip."""
+    known = {t.name for t in cluster.gpu_types}
+    for j in jobs:
+        if j.gpu_types and not any(t in known for t in j.gpu_types):
+            raise InputError(
+                f"{source}: job {j.name}: gpu types {'|'.join(j.gpu_types)} not in the cluster "
+                f"(known: {', '.join(sorted(known))})"
+            )
+
+
+def load(
+    cluster: Path | None, trace: str, fmt: str | None = None, limit: int | None = None,
+    start: float | None = None, end: float | None = None, seed: int = 0, throughputs: Path | None = None,
+) -> tuple[Cluster, list[TraceJob], str]:
+    fmt = fmt or detect_format(trace)
+    the_cluster = resolve_cluster(cluster, fmt, trace)
+    jobs = traces.load_trace(fmt, trace, the_cluster, limit=limit, seed=seed, start=start, end=end)
+    if not jobs:
+        raise InputError(f"--trace: {trace}: no jobs left after --start/--end/--limit")
+    check_types(jobs, the_cluster, trace)
+    if throughputs is not None:
+        from gpusched.simulations.throughput import assign_speeds, load_matrix
+
+        jobs = assign_speeds(jobs, the_cluster, load_matrix(throughputs), seed=seed)
+    return the_cluster, jobs, fmt

@@ -1,0 +1,157 @@
+"""Run outputs: summary JSON/CSV, per-job CSV, PNG plots and one self-contained HTML report.
+
+Every file is rendered in memory and written atomically (temporary file renamed into place), so an
+interrupted run never leaves a half-written report. matplotlib runs on the Agg backend (no display).
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import io
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from gpusched.config import write_atomic
+from gpusched.simulations.engine import SimResult
+from gpusched.simulations.metrics import job_rows, summarise
+
+MAX_POINTS = 2000
+
+SUMMARY_FIELDS = [
+    ("avg_jct_h", "avg JCT (h)"), ("p50_jct_h", "p50 JCT (h)"), ("p95_jct_h", "p95 JCT (h)"),
+    ("p99_jct_h", "p99 JCT (h)"), ("avg_queue_h", "avg queue (h)"), ("p50_queue_h", "p50 queue (h)"),
+    ("p95_queue_h", "p95 queue (h)"), ("p99_queue_h", "p99 queue (h)"), ("makespan_h", "makespan (h)"),
+    ("utilisation", "GPU utilisation"), ("avg_fragmented_gpus", "fragmented GPUs (avg)"),
+    ("deadline_attainment", "deadline attainment"), ("preemptions", "preemptions"),
+    ("total_cost", "total cost ($)"), ("completed", "completed"), ("unfinished", "unfinished"),
+    ("events_per_s", "events/s"), ("wall_s", "wall (s)"),
+]
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _csv_text(rows: list[dict[str, Any]]) -> str:
+    buf = io.StringIO()
+    if rows:
+        writer = csv.DictWriter(buf, fieldnames=list(rows[0].keys()), extrasaction="ignore")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
+    return buf.getvalue()
+
+
+def _downsample(xs: list[float], ys: list[float]) -> tuple[list[float], list[float]]:
+    if len(xs) <= MAX_POINTS:
+        return xs, ys
+    step = len(xs) / MAX_POINTS
+    idx = [int(i * step) for i in range(MAX_POINTS)]
+    return [xs[i] for i in idx], [ys[i] for i in idx]
+
+
+def _png(fig: Any) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    return buf.getvalue()
+
+
+def plots(results: list[SimResult]) -> dict[str, bytes]:
+    """PNG bytes by file name: utilisation and queue length over time, JCT CDF per policy."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out: dict[str, bytes] = {}
+    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(9, 6), sharex=True)
+    for r in results:
+        t = [s.time for s in r.samples]
+        util = [s.busy / s.healthy if s.healthy else 0.0 for s in r.samples]
+        queue = [float(s.pending) for s in r.samples]
+        ax1.step(*_downsample(t, util), where="post", label=r.policy, linewidth=0.9)
+        ax2.step(*_downsample(t, queue), where="post", label=r.policy, linewidth=0.9)
+    ax1.set_ylabel("GPU utilisation")
+    ax1.set_ylim(0, 1.05)
+    ax2.set_ylabel("jobs waiting")
+    ax2.set_xlabel("simulated time (h)")
+    ax1.legend(loc="upper right", fontsize="small")
+    ax1.set_title("Utilisation and queue length over time")
+    out["utilisation_queue.png"] = _png(fig)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for r in results:
+        jct = sorted(j.finish - j.spec.release for j in r.jobs if j.finish is not None)
+        if not jct:
+            continue
+        ys = [(i + 1) / len(jct) for i in range(len(jct))]
+        ax.step(*_downsample(jct, ys), where="post", label=r.policy)
+    ax.set_xscale("log")
+    ax.set_xlabel("job completion time (h, log scale)")
+    ax.set_ylabel("fraction of jobs")
+    ax.set_title("JCT CDF per policy")
+    ax.legend(loc="lower right", fontsize="small")
+    ax.grid(True, alpha=0.3)
+    out["jct_cdf.png"] = _png(fig)
+    plt.close(fig)
+    return out
+
+
+def _fmt(value: Any) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "-"
+    if isinstance(value, float):
+        return f"{value:,.3f}" if abs(value) < 1000 else f"{value:,.0f}"
+    return str(value)
+
+
+def html_report(summaries: list[dict[str, Any]], images: dict[str, bytes], meta: dict[str, Any]) -> str:
+    head = "".join(f"<th>{html.escape(s['policy'])}</th>" for s in summaries)
+    rows = "".join(
+        f"<tr><td>{html.escape(label)}</td>" + "".join(f"<td>{_fmt(s.get(key))}</td>" for s in summaries) + "</tr>"
+        for key, label in SUMMARY_FIELDS
+    )
+    meta_rows = "".join(f"<li><b>{html.escape(k)}</b>: {html.escape(str(v))}</li>" for k, v in meta.items())
+    imgs = "".join(
+        f'<figure><img alt="{html.escape(name)}" src="data:image/png;base64,{base64.b64encode(data).decode()}">'
+        f"<figcaption>{html.escape(name)}</figcaption></figure>"
+        for name, data in images.items()
+    )
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>gpusched simulation report</title>
+<style>body{{font-family:sans-serif;margin:2em;max-width:1100px}}table{{border-collapse:collapse}}
+td,th{{border:1px solid #ccc;padding:4px 10px;text-align:right}}td:first-child{{text-align:left}}
+img{{max-width:100%}}</style></head><body>
+<h1>gpusched simulation report</h1><ul>{meta_rows}</ul>
+<h2>Summary</h2><table><tr><th>metric</th>{head}</tr>{rows}</table>
+<p>Times in hours. JCT = finish - submit; queueing delay = first start - submit; utilisation = busy
+GPU-hours / healthy GPU-hours between the first submit and the last completion; fragmented GPUs =
+time-average of free GPUs that no waiting job could use while some job waited.</p>
+<h2>Plots</h2>{imgs}</body></html>
+"""
+
+
+def write_outputs(results: list[SimResult], outdir: Path, meta: dict[str, Any]) -> list[dict[str, Any]]:
+    """Write every output file for `results` into `outdir`; returns the summaries."""
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    summaries = [summarise(r) for r in results]
+    payload = {"meta": meta, "summaries": [{k: _json_safe(v) for k, v in s.items()} for s in summaries]}
+    write_atomic(outdir / "summary.json", json.dumps(payload, indent=2) + "\n")
+    write_atomic(outdir / "summary.csv", _csv_text(summaries))
+    rows: list[dict[str, Any]] = []
+    for r in results:
+        rows.extend(job_rows(r))
+    write_atomic(outdir / "jobs.csv", _csv_text(rows))
+    images = plots(results)
+    for name, data in images.items():
+        write_atomic(outdir / name, data)
+    write_atomic(outdir / "report.html", html_report(summaries, images, meta))
+    return summaries
