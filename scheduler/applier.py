@@ -1,0 +1,194 @@
+"""Executes Decisions against the API server: idempotent, gang-atomic, in parallel across jobs.
+
+Idempotent because every object has a deterministic name (a 409 on create means it is already
+there) and deletes tolerate 404. Gang-atomic because StartGang creates every worker before binding
+any, and withdraws all of them if one cannot be created or bound; the job is then re-planned.
+Actions of one job run in order (status first, then objects); different jobs run concurrently.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import uuid
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from gpusched.scheduler.actions import (
+    Action,
+    CreateService,
+    Decisions,
+    DeletePods,
+    Emit,
+    JobRef,
+    PatchStatus,
+    StartGang,
+)
+from gpusched.scheduler.crd import API_VERSION, KIND
+from gpusched.scheduler.informer import Informer
+from gpusched.scheduler.kube import Kube, KubeError
+
+log = logging.getLogger("gpusched.operator.applier")
+Obj = dict[str, Any]
+
+
+@dataclass
+class ApplyResult:
+    bound_pods: int = 0
+    failed_jobs: list[str] = field(default_factory=list)
+    withdrawn: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+class Applier:
+    def __init__(
+        self,
+        kube: Kube,
+        workers: int = 16,
+        pods: Informer | None = None,
+        jobs: Informer | None = None,
+        component: str = "gpusched-operator",
+    ) -> None:
+        self.kube = kube
+        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="apply")
+        self.pods, self.jobs = pods, jobs
+        self.component = component
+
+    # Write-through into the informers' caches, so the next round sees our writes at once.
+    def on_pod(self, obj: Obj) -> None:
+        if self.pods is not None:
+            self.pods.upsert(obj)
+
+    def on_bound(self, ns: str, name: str, node: str) -> None:
+        if self.pods is not None:
+            self.pods.set_node(ns, name, node)
+
+    def on_job(self, obj: Obj) -> None:
+        if self.jobs is not None:
+            self.jobs.upsert(obj)
+
+    def on_pod_deleting(self, ns: str, name: str) -> None:
+        if self.pods is not None:
+            self.pods.mark_deleting(ns, name)
+
+    def apply(self, decisions: Decisions) -> ApplyResult:
+        groups: dict[str, list[Action]] = defaultdict(list)
+        for action in decisions.actions:
+            groups[action.job.key].append(action)
+        result = ApplyResult()
+        futures = [self.pool.submit(self._apply_job, key, actions, result) for key, actions in groups.items()]
+        for f in futures:
+            f.result()
+        return result
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True)
+
+    # ------------------------------------------------------------------ one job
+
+    def _apply_job(self, key: str, actions: list[Action], result: ApplyResult) -> None:
+        for action in actions:
+            try:
+                if isinstance(action, PatchStatus):
+                    obj = self.kube.patch_job_status(action.job.namespace, action.job.name, action.patch)
+                    if "_status" not in obj:
+                        self.on_job(obj)
+                elif isinstance(action, CreateService):
+                    self.kube.create_service(action.job.namespace, action.manifest)
+                elif isinstance(action, StartGang):
+                    if not self._start_gang(action, result):
+                        return
+                elif isinstance(action, DeletePods):
+                    for name in action.names:
+                        self.kube.delete_pod(action.job.namespace, name, action.grace_seconds)
+                        self.on_pod_deleting(action.job.namespace, name)
+                elif isinstance(action, Emit):
+                    self.emit(action.job, action.type, action.reason, action.message)
+            except KubeError as exc:
+                # The rest of this job's actions depend on this one: stop here, the next round retries.
+                log.warning(
+                    "action failed", extra={"job": key, "action": type(action).__name__, "error": str(exc)}
+                )
+                result.failed_jobs.append(key)
+                result.errors.append(f"{key}: {type(action).__name__}: {exc}")
+                return
+
+    def _start_gang(self, gang: StartGang, result: ApplyResult) -> bool:
+        ns = gang.job.namespace
+        created: list[str] = []
+        problem: str | None = None
+        try:
+            for manifest, _node in gang.pods:
+                obj = self.kube.create_pod(ns, manifest)
+                created.append(manifest["metadata"]["name"])
+                if "_status" not in obj:
+                    self.on_pod(obj)
+            for manifest, node in gang.pods:
+                name = manifest["metadata"]["name"]
+                answer = self.kube.bind_pod(ns, name, node)
+                if answer.get("_status") == 409:
+                    # Bound already (by us, before a restart) is fine; bound elsewhere or deleting is not.
+                    pod = self.kube.read_pod(ns, name)
+                    if (pod.get("spec") or {}).get("nodeName") != node or (pod.get("metadata") or {}).get(
+                        "deletionTimestamp"
+                    ):
+                        problem = f"pod {name} cannot be bound to {node}"
+                        break
+                    self.on_pod(pod)
+                    continue
+                if answer.get("status") not in (None, "Success"):
+                    problem = f"binding {name} to {node}: {answer.get('message') or answer}"
+                    break
+                result.bound_pods += 1
+                self.on_bound(ns, name, node)
+        except KubeError as exc:
+            problem = str(exc)
+        if problem is None:
+            return True
+        # All or nothing: a gang with a worker that cannot be placed must not start partially.
+        log.warning("gang withdrawn", extra={"job": gang.job.key, "error": problem})
+        for manifest, _node in gang.pods:
+            name = manifest["metadata"]["name"]
+            try:
+                self.kube.delete_pod(ns, name, 0)
+                self.on_pod_deleting(ns, name)
+            except KubeError as exc:
+                log.warning("withdraw failed", extra={"job": gang.job.key, "pod": name, "error": str(exc)})
+        result.withdrawn.append(gang.job.key)
+        with contextlib.suppress(KubeError):
+            self.emit(
+                gang.job,
+                "Warning",
+                "GangWithdrawn",
+                f"{problem}; all {len(gang.pods)} workers withdrawn, re-planning",
+            )
+        return False
+
+    def emit(self, job: JobRef, type_: str, reason: str, message: str) -> None:
+        now = datetime.now(timezone.utc)
+        stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+        body = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"name": f"{job.name}.{uuid.uuid4().hex[:12]}", "namespace": job.namespace},
+            "involvedObject": {
+                "apiVersion": API_VERSION,
+                "kind": KIND,
+                "name": job.name,
+                "namespace": job.namespace,
+                "uid": job.uid,
+            },
+            "reason": reason,
+            "message": message[:1024],
+            "type": type_,
+            "source": {"component": self.component},
+            "reportingComponent": self.component,
+            "reportingInstance": self.component,
+            "firstTimestamp": stamp,
+            "lastTimestamp": stamp,
+            "count": 1,
+        }
+        self.kube.create_event(job.namespace, body)

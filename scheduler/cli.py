@@ -1,0 +1,139 @@
+"""`gpusched operator`: only typer and the stdlib at import time (kubernetes loads inside)."""
+
+from __future__ import annotations
+
+import signal
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+class _Policy(str, Enum):
+    cost = "cost"
+    jct = "jct"
+    makespan = "makespan"
+    deadline = "deadline"
+    fair = "fair"
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(2)
+
+
+def _duration_s(value: str, option: str) -> float:
+    from gpusched.units import parse_duration_hours
+
+    try:
+        hours = parse_duration_hours(value)
+    except ValueError as exc:
+        raise _fail(f"{option}: {exc}") from None
+    if hours <= 0:
+        raise _fail(f"{option}: must be positive (got {value!r})")
+    return hours * 3600
+
+
+def operator(
+    cluster_config: Annotated[
+        Path,
+        typer.Option(
+            "--cluster-config",
+            "-c",
+            help="cluster.yaml whose gpu_types section names the GPU types (price, speed, memory).",
+        ),
+    ] = Path("/etc/gpusched/cluster.yaml"),
+    kubeconfig: Annotated[
+        str | None,
+        typer.Option(help="Kubeconfig file [default: in-cluster service account, else ~/.kube/config]."),
+    ] = None,
+    context: Annotated[str | None, typer.Option(help="Kubeconfig context.")] = None,
+    namespace: Annotated[
+        str | None,
+        typer.Option("--namespace", "-n", help="Watch GPUJobs in this namespace only [default: all]."),
+    ] = None,
+    replan_interval: Annotated[
+        str, typer.Option("--replan-interval", help="Re-plan at least this often.")
+    ] = "30s",
+    policy: Annotated[_Policy, typer.Option(help="Planner objective.")] = _Policy.cost,
+    horizon: Annotated[str, typer.Option(help="Planning horizon.")] = "24h",
+    slot: Annotated[str, typer.Option(help="Planning slot length.")] = "15m",
+    time_limit: Annotated[float, typer.Option("--time-limit", help="Planner seconds per round.")] = 10.0,
+    stale_after: Annotated[
+        str, typer.Option("--stale-after", help="A GPUNode heartbeat older than this makes its GPUs unknown.")
+    ] = "2m",
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Only write plans into GPUJob statuses.")
+    ] = False,
+    leader_elect: Annotated[bool, typer.Option(help="Hold a Lease so exactly one replica acts.")] = True,
+    lease_namespace: Annotated[
+        str | None, typer.Option(help="Namespace of the Lease [default: $POD_NAMESPACE or default].")
+    ] = None,
+    metrics_port: Annotated[int, typer.Option(help="Port of /metrics and /healthz; 0 disables.")] = 8080,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+) -> None:
+    """Run the Kubernetes operator: plan GPUJobs with the solver and start their torch workers."""
+    import os
+    from datetime import timedelta
+
+    from gpusched.config import InputError, load_cluster
+    from gpusched.scheduler import logs
+
+    if log_level.lower() not in ("debug", "info", "warning", "error"):
+        raise _fail(f"--log-level: expected debug, info, warning or error (got {log_level!r})")
+    interval = _duration_s(replan_interval, "--replan-interval")
+    horizon_h = _duration_s(horizon, "--horizon") / 3600
+    slot_h = _duration_s(slot, "--slot") / 3600
+    stale = _duration_s(stale_after, "--stale-after")
+    if slot_h > horizon_h:
+        raise _fail(f"--slot: {slot} is longer than --horizon {horizon}")
+    if time_limit <= 0:
+        raise _fail(f"--time-limit: must be positive (got {time_limit})")
+    if not 0 <= metrics_port <= 65535:
+        raise _fail(f"--metrics-port: expected 0..65535 (got {metrics_port})")
+    if kubeconfig is not None and not Path(kubeconfig).is_file():
+        raise _fail(f"--kubeconfig: file not found: {kubeconfig}")
+    try:
+        cluster = load_cluster(cluster_config)
+    except InputError as exc:
+        raise _fail(str(exc)) from None
+
+    logs.setup(log_level)
+    from gpusched.scheduler.kube import Kube, load_api_client
+    from gpusched.scheduler.operator import Operator, OperatorSettings
+
+    try:
+        api_client = load_api_client(kubeconfig, context)
+    except Exception as exc:
+        raise _fail(f"--kubeconfig: cannot load a Kubernetes configuration: {exc}") from None
+    settings = OperatorSettings(
+        gpu_types=list(cluster.gpu_types),
+        namespace=namespace,
+        replan_interval=interval,
+        policy=policy.value,
+        horizon=horizon_h,
+        slot=slot_h,
+        time_limit=time_limit,
+        dry_run=dry_run,
+        stale_after=timedelta(seconds=stale),
+        leader_election=leader_elect,
+        lease_namespace=lease_namespace or os.environ.get("POD_NAMESPACE") or "default",
+        metrics_port=metrics_port or None,
+    )
+    op = Operator(Kube(api_client), settings)
+
+    def _stop(signum: int, frame: object) -> None:
+        op.stop_event.set()
+        op._wake.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    try:
+        op.run()
+    finally:
+        lost = settings.leader_election and not op.elector.is_leader.is_set() and op.rounds > 0
+        op.shutdown()
+    if lost:
+        sys.exit(1)  # leadership lost: exit so the Deployment restarts us as a standby

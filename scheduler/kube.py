@@ -1,0 +1,320 @@
+"""The operator's only door to the API server: the official `kubernetes` client, raw JSON, retries.
+
+Objects stay plain dicts end to end (`_preload_content=False` and json.loads): the decision code is
+written against the API's JSON, and skipping the client's model classes keeps a 10,000-pod list cheap.
+Every call goes through `call`, which retries conflicts on writes that are safe to repeat, 429s,
+5xx and connection errors with exponential backoff and jitter, and counts requests for /metrics.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from gpusched.scheduler.crd import GPUNODE_PLURAL, GROUP, PLURAL, VERSION
+
+log = logging.getLogger("gpusched.operator.kube")
+Obj = dict[str, Any]
+T = TypeVar("T")
+
+RETRYABLE = {429, 500, 502, 503, 504}
+
+
+class KubeError(Exception):
+    """An API error after retries: status is the HTTP code (0 for a connection failure)."""
+
+    def __init__(self, status: int, message: str, reason: str = "") -> None:
+        super().__init__(f"{status} {reason}: {message}".strip())
+        self.status, self.reason, self.message = status, reason, message
+
+
+class Gone(KubeError):
+    """410: the resourceVersion a watch asked for has been compacted away; re-list."""
+
+
+@dataclass(frozen=True)
+class Kind:
+    """A resource the operator lists and watches."""
+
+    name: str
+    group: str
+    version: str
+    plural: str
+    namespaced: bool
+
+    def path(self, namespace: str | None) -> str:
+        base = f"/api/{self.version}" if not self.group else f"/apis/{self.group}/{self.version}"
+        if self.namespaced and namespace:
+            return f"{base}/namespaces/{namespace}/{self.plural}"
+        return f"{base}/{self.plural}"
+
+
+GPUJOBS = Kind("gpujobs", GROUP, VERSION, PLURAL, True)
+GPUNODES = Kind("gpunodes", GROUP, VERSION, GPUNODE_PLURAL, False)
+PODS = Kind("pods", "", "v1", "pods", True)
+NODES = Kind("nodes", "", "v1", "nodes", False)
+
+
+def load_api_client(kubeconfig: str | None = None, context: str | None = None) -> Any:
+    """In-cluster config when running in a pod without --kubeconfig, else the kubeconfig file."""
+    from kubernetes import client, config
+
+    if kubeconfig is None:
+        try:
+            config.load_incluster_config()
+            return client.ApiClient()
+        except config.ConfigException:
+            pass
+    return config.new_client_from_config(config_file=kubeconfig, context=context)
+
+
+def _error_from(exc: Exception) -> KubeError:
+    status = int(getattr(exc, "status", 0) or 0)
+    body = getattr(exc, "body", None)
+    message, reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__, ""
+    if body:
+        try:
+            data = json.loads(body)
+            message, reason = data.get("message", message), data.get("reason", "")
+        except (ValueError, TypeError):
+            pass
+    cls = Gone if status == 410 else KubeError
+    return cls(status, message, reason)
+
+
+class Kube:
+    """Typed-by-path helpers over one ApiClient; thread-safe (urllib3's pool is)."""
+
+    def __init__(
+        self, api_client: Any, max_attempts: int = 6, base_delay: float = 0.1, max_delay: float = 5.0
+    ):
+        from kubernetes import client
+
+        self.api_client = api_client
+        # Typed as Any: we pass the API's JSON as dicts, which the client accepts for its models.
+        self.core: Any = client.CoreV1Api(api_client)
+        self.custom: Any = client.CustomObjectsApi(api_client)
+        self.coordination: Any = client.CoordinationV1Api(api_client)
+        self.max_attempts = max_attempts
+        self.base_delay = base_delay
+        self.max_delay = max_delay
+        self.requests: Counter[str] = Counter()
+        self._lock = threading.Lock()
+        self.on_request: Callable[[str, int], None] | None = None
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _count(self, verb: str, status: int) -> None:
+        with self._lock:
+            self.requests[verb] += 1
+        if self.on_request is not None:
+            self.on_request(verb, status)
+
+    def call(
+        self, verb: str, fn: Callable[[], Any], ok: tuple[int, ...] = (), retry_conflict: bool = False
+    ) -> Obj:
+        """Run fn (a client call with _preload_content=False) and return its JSON body.
+
+        Statuses in `ok` are returned as {"_status": code} instead of raised (409 on create, 404 on
+        delete: the state we wanted is already there).
+        """
+        from kubernetes.client.exceptions import ApiException
+        from urllib3.exceptions import HTTPError
+
+        delay = self.base_delay
+        for attempt in range(1, self.max_attempts + 1):
+            try:
+                resp = fn()
+                self._count(verb, resp.status)
+                data = resp.data
+                return json.loads(data) if data else {}
+            except ApiException as exc:
+                self._count(verb, exc.status or 0)
+                if exc.status in ok:
+                    return {"_status": exc.status}
+                err = _error_from(exc)
+                retry = exc.status in RETRYABLE or (retry_conflict and exc.status == 409)
+            except (HTTPError, OSError) as exc:
+                self._count(verb, 0)
+                err, retry = KubeError(0, str(exc), "ConnectionError"), True
+            if not retry or attempt == self.max_attempts:
+                raise err
+            log.info("retrying after API error", extra={"verb": verb, "error": str(err), "attempt": attempt})
+            time.sleep(delay * (0.5 + random.random()))
+            delay = min(self.max_delay, delay * 2)
+        raise AssertionError("unreachable")
+
+    # ------------------------------------------------------------------ list / watch
+
+    def list(
+        self, kind: Kind, namespace: str | None = None, label_selector: str | None = None
+    ) -> tuple[list[Obj], str]:
+        kwargs: dict[str, Any] = {"_preload_content": False}
+        if label_selector:
+            kwargs["label_selector"] = label_selector
+        data = self.call(f"list {kind.name}", lambda: self._list_fn(kind, namespace)(**kwargs))
+        items = data.get("items") or []
+        for item in items:  # list items carry no apiVersion/kind; the decision code does not need them
+            item.setdefault("metadata", {})
+        return items, str((data.get("metadata") or {}).get("resourceVersion") or "")
+
+    def _list_fn(self, kind: Kind, namespace: str | None) -> Callable[..., Any]:
+        if kind.group:
+            if kind.namespaced and namespace:
+                return lambda **kw: self.custom.list_namespaced_custom_object(
+                    kind.group, kind.version, namespace, kind.plural, **kw
+                )
+            return lambda **kw: self.custom.list_cluster_custom_object(
+                kind.group, kind.version, kind.plural, **kw
+            )
+        if kind.plural == "pods":
+            if namespace:
+                return lambda **kw: self.core.list_namespaced_pod(namespace, **kw)
+            return self.core.list_pod_for_all_namespaces
+        if kind.plural == "nodes":
+            return self.core.list_node
+        raise ValueError(kind)
+
+    def watch(
+        self,
+        kind: Kind,
+        resource_version: str,
+        namespace: str | None = None,
+        timeout_seconds: int = 300,
+        label_selector: str | None = None,
+        stop: threading.Event | None = None,
+    ) -> Iterator[Obj]:
+        """Events after resource_version until the server ends the stream; raises Gone on 410."""
+        from kubernetes.client.exceptions import ApiException
+        from kubernetes.watch.watch import iter_resp_lines
+
+        kwargs: dict[str, Any] = {
+            "_preload_content": False,
+            "watch": True,
+            "resource_version": resource_version,
+            "timeout_seconds": timeout_seconds,
+            "allow_watch_bookmarks": True,
+            "_request_timeout": (10, timeout_seconds + 15),
+        }
+        if label_selector:
+            kwargs["label_selector"] = label_selector
+        try:
+            resp = self._list_fn(kind, namespace)(**kwargs)
+        except ApiException as exc:
+            self._count(f"watch {kind.name}", exc.status or 0)
+            raise _error_from(exc) from None
+        self._count(f"watch {kind.name}", resp.status)
+        try:
+            for line in iter_resp_lines(resp):
+                if stop is not None and stop.is_set():
+                    return
+                event = json.loads(line)
+                if event.get("type") == "ERROR":
+                    status = event.get("object") or {}
+                    code = int(status.get("code") or 500)
+                    cls = Gone if code == 410 else KubeError
+                    raise cls(code, status.get("message", ""), status.get("reason", ""))
+                yield event
+        finally:
+            resp.release_conn()
+
+    # ------------------------------------------------------------------ writes
+
+    def create_pod(self, namespace: str, body: Obj) -> Obj:
+        return self.call(
+            "create pod",
+            lambda: self.core.create_namespaced_pod(namespace, body, _preload_content=False),
+            ok=(409,),
+        )
+
+    def create_service(self, namespace: str, body: Obj) -> Obj:
+        return self.call(
+            "create service",
+            lambda: self.core.create_namespaced_service(namespace, body, _preload_content=False),
+            ok=(409,),
+        )
+
+    def bind_pod(self, namespace: str, name: str, node: str) -> Obj:
+        """POST pods/<name>/binding. The client cannot parse the Status the server answers with
+        (it expects a Binding and fails validating it), so the raw response is checked instead."""
+        body = {
+            "apiVersion": "v1",
+            "kind": "Binding",
+            "metadata": {"name": name, "namespace": namespace},
+            "target": {"apiVersion": "v1", "kind": "Node", "name": node},
+        }
+        return self.call(
+            "bind pod",
+            lambda: self.core.create_namespaced_pod_binding(name, namespace, body, _preload_content=False),
+            ok=(409,),
+        )
+
+    def read_pod(self, namespace: str, name: str) -> Obj:
+        return self.call(
+            "read pod",
+            lambda: self.core.read_namespaced_pod(name, namespace, _preload_content=False),
+            ok=(404,),
+        )
+
+    def delete_pod(self, namespace: str, name: str, grace_seconds: int) -> Obj:
+        return self.call(
+            "delete pod",
+            lambda: self.core.delete_namespaced_pod(
+                name, namespace, grace_period_seconds=grace_seconds, _preload_content=False
+            ),
+            ok=(404,),
+        )
+
+    def patch_job_status(self, namespace: str, name: str, patch: Obj) -> Obj:
+        return self.call(
+            "patch gpujob status",
+            lambda: self.custom.patch_namespaced_custom_object_status(
+                GROUP,
+                VERSION,
+                namespace,
+                PLURAL,
+                name,
+                {"status": patch},
+                _preload_content=False,
+                _content_type="application/merge-patch+json",
+            ),
+            ok=(404,),
+        )
+
+    def create_event(self, namespace: str, body: Obj) -> Obj:
+        return self.call(
+            "create event",
+            lambda: self.core.create_namespaced_event(namespace, body, _preload_content=False),
+            ok=(409,),
+        )
+
+    # ------------------------------------------------------------------ leases
+
+    def read_lease(self, namespace: str, name: str) -> Obj:
+        return self.call(
+            "read lease",
+            lambda: self.coordination.read_namespaced_lease(name, namespace, _preload_content=False),
+            ok=(404,),
+        )
+
+    def create_lease(self, namespace: str, body: Obj) -> Obj:
+        return self.call(
+            "create lease",
+            lambda: self.coordination.create_namespaced_lease(namespace, body, _preload_content=False),
+            ok=(409,),
+        )
+
+    def replace_lease(self, namespace: str, name: str, body: Obj) -> Obj:
+        """PUT with the resourceVersion we read: 409 means someone else wrote it first."""
+        return self.call(
+            "replace lease",
+            lambda: self.coordination.replace_namespaced_lease(name, namespace, body, _preload_content=False),
+            ok=(409,),
+        )

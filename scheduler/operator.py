@@ -1,0 +1,277 @@
+"""The control loop: caches -> snapshot -> lifecycle + plan -> apply, on events (debounced) and a period.
+
+All state is in the API server (job status, pod labels and names), so `run_once` after a crash
+rebuilds the same view and continues where the dead replica stopped; the caches are only caches.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+
+from gpusched.model import GpuType, Plan
+from gpusched.scheduler.applier import Applier, ApplyResult
+from gpusched.scheduler.informer import Informer
+from gpusched.scheduler.kube import GPUJOBS, GPUNODES, NODES, PODS, Kube
+from gpusched.scheduler.leader import LeaderElector
+from gpusched.scheduler.metrics import HealthServer, OperatorMetrics
+from gpusched.scheduler.reconcile import ReconcileOptions, reconcile
+from gpusched.scheduler.snapshot import Snapshot, SnapshotConfig, build_snapshot
+from gpusched.units import parse_datetime
+
+log = logging.getLogger("gpusched.operator")
+
+
+@dataclass
+class OperatorSettings:
+    gpu_types: list[GpuType]
+    namespace: str | None = None
+    """Watch GPUJobs in this namespace only (None: all). Pods and nodes are always cluster-wide,
+    since GPUs held by any pod are not free."""
+    replan_interval: float = 30.0
+    debounce: float = 0.5
+    max_debounce: float = 3.0
+    policy: str = "cost"
+    horizon: float = 24.0
+    slot: float = 0.25
+    time_limit: float = 10.0
+    dry_run: bool = False
+    stale_after: timedelta = timedelta(minutes=2)
+    leader_election: bool = True
+    lease_namespace: str = "default"
+    lease_name: str = "gpusched-operator"
+    identity: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+    lease_seconds: int = 15
+    metrics_port: int | None = None
+    apply_workers: int = 16
+    watch_timeout: int = 300
+    backoff_base_s: float = 10.0
+
+
+@dataclass
+class RoundReport:
+    snapshot: Snapshot
+    plan: Plan | None
+    result: ApplyResult
+    actions: int
+    seconds: float
+    solve_seconds: float
+
+
+class Operator:
+    def __init__(
+        self, kube: Kube, settings: OperatorSettings, metrics: OperatorMetrics | None = None
+    ) -> None:
+        self.kube, self.settings = kube, settings
+        self.metrics = metrics or OperatorMetrics()
+        kube.on_request = lambda verb, code: self.metrics.api_requests.labels(verb, str(code)).inc()
+        self._wake = threading.Event()
+        self._first_event: float | None = None
+        self._last_event = 0.0
+        self._lock = threading.Lock()
+        self.stop_event = threading.Event()
+        on = self._on_change
+        self.jobs = Informer(kube, GPUJOBS, settings.namespace, on, settings.watch_timeout)
+        self.pods = Informer(kube, PODS, None, on, settings.watch_timeout)
+        self.nodes = Informer(kube, NODES, None, on, settings.watch_timeout)
+        self.gpunodes = Informer(kube, GPUNODES, None, on, settings.watch_timeout)
+        self.informers = [self.jobs, self.pods, self.nodes, self.gpunodes]
+        self.applier = Applier(kube, settings.apply_workers, pods=self.pods, jobs=self.jobs)
+        self.elector = LeaderElector(
+            kube,
+            settings.lease_namespace,
+            settings.lease_name,
+            settings.identity,
+            lease_seconds=settings.lease_seconds,
+            renew_every=max(1.0, settings.lease_seconds / 3),
+        )
+        self.rounds = 0
+        self.last_round_ok = time.monotonic()
+        self.last_report: RoundReport | None = None
+        self.health: HealthServer | None = None
+
+    # ------------------------------------------------------------------ events
+
+    def _on_change(self, kind: str, event: str, obj: dict[str, object]) -> None:
+        now = time.monotonic()
+        with self._lock:
+            if self._first_event is None:
+                self._first_event = now
+            self._last_event = now
+        self._wake.set()
+
+    def trigger(self) -> None:
+        self._on_change("manual", "TRIGGER", {})
+
+    # ------------------------------------------------------------------ one round
+
+    def snapshot(self, now: datetime | None = None) -> Snapshot:
+        cfg = SnapshotConfig(gpu_types=self.settings.gpu_types, stale_after=self.settings.stale_after)
+        return build_snapshot(
+            self.jobs.items(),
+            self.pods.items(),
+            self.nodes.items(),
+            self.gpunodes.items(),
+            cfg,
+            now or datetime.now(timezone.utc),
+            deleted_pods=self.pods.tombstones(),
+        )
+
+    def run_once(self, now: datetime | None = None) -> RoundReport:
+        from gpusched.solver import PlanOptions
+        from gpusched.solver import plan as solve
+
+        t0 = time.perf_counter()
+        snap = self.snapshot(now)
+        for w in snap.warnings:
+            log.debug("snapshot warning", extra={"warning": w})
+        plannable = [j.planner_job for j in snap.plannable() if j.planner_job is not None]
+        plan: Plan | None = None
+        solve_s = 0.0
+        if plannable and snap.cluster.nodes:
+            options = PlanOptions(
+                policy=self.settings.policy,  # type: ignore[arg-type]
+                horizon=self.settings.horizon,
+                slot=self.settings.slot,
+                time_limit=self.settings.time_limit,
+                epoch=snap.now,
+            )
+            t1 = time.perf_counter()
+            try:
+                plan = solve(snap.cluster, plannable, options)
+            except Exception:
+                log.exception("planner failed; applying lifecycle decisions only")
+            solve_s = time.perf_counter() - t1
+            self.metrics.solve_seconds.observe(solve_s)
+        opts = ReconcileOptions(dry_run=self.settings.dry_run, backoff_base_s=self.settings.backoff_base_s)
+        decisions = reconcile(snap, plan, opts)
+        result = self.applier.apply(decisions)
+        for key in decisions.started:
+            job = snap.jobs[key]
+            if job.created is not None and job.status.first_started_at is None:
+                self.metrics.submit_to_running.observe(max(0.0, (snap.now - job.created).total_seconds()))
+        self.metrics.preemptions.inc(len(decisions.preempted))
+        self.metrics.gang_withdrawals.inc(len(result.withdrawn))
+        self.metrics.pods_bound.inc(result.bound_pods)
+        self._observe(snap, plan)
+        seconds = time.perf_counter() - t0
+        self.metrics.cycle_seconds.observe(seconds)
+        self.metrics.rounds.inc()
+        self.rounds += 1
+        self.last_round_ok = time.monotonic()
+        if decisions.actions:
+            log.info(
+                "round applied",
+                extra={
+                    "actions": len(decisions.actions),
+                    "started": len(decisions.started),
+                    "preempted": len(decisions.preempted),
+                    "withdrawn": len(result.withdrawn),
+                    "bound_pods": result.bound_pods,
+                    "solve_s": round(solve_s, 3),
+                    "round_s": round(seconds, 3),
+                    "errors": result.errors[:5],
+                },
+            )
+        if result.withdrawn or result.failed_jobs:
+            self.trigger()  # re-plan soon: the gang's GPUs or the API may be fine a moment later
+        report = RoundReport(snap, plan, result, len(decisions.actions), seconds, solve_s)
+        self.last_report = report
+        return report
+
+    def _observe(self, snap: Snapshot, plan: Plan | None) -> None:
+        queue: Counter[str] = Counter()
+        phases: Counter[str] = Counter()
+        for job in snap.jobs.values():
+            phases[job.status.phase] += 1
+            if job.state == "queued" and job.spec is not None:
+                queue[job.spec.team] += 1
+        self.metrics.queue_length.clear()
+        for team, n in queue.items():
+            self.metrics.queue_length.labels(team).set(n)
+        for phase in ("Pending", "Planned", "Running", "Preempting", "Preempted", "Succeeded", "Failed"):
+            self.metrics.jobs_by_phase.labels(phase).set(phases.get(phase, 0))
+        healthy = sum(n.healthy_gpus for n in snap.cluster.nodes) or 1
+        held = sum(sum(j.nodes.values()) for j in snap.jobs.values() if j.state == "running")
+        self.metrics.actual_utilisation.set(held / healthy)
+        if plan is not None:
+            planned = sum(jp.gpus for jp in plan.jobs if jp.placement)
+            self.metrics.planned_utilisation.set(planned / healthy)
+
+    # ------------------------------------------------------------------ the loop
+
+    def start_informers(self, timeout: float = 30.0) -> None:
+        for inf in self.informers:
+            inf.start()
+        deadline = time.monotonic() + timeout
+        for inf in self.informers:
+            if not inf.synced.wait(max(0.0, deadline - time.monotonic())):
+                raise TimeoutError(f"cache of {inf.kind.name} did not sync: {inf.last_error}")
+
+    def healthy(self) -> tuple[bool, str]:
+        if not all(inf.synced.is_set() for inf in self.informers) and self.elector.is_leader.is_set():
+            return False, "caches not synced"
+        stale = time.monotonic() - self.last_round_ok
+        if self.elector.is_leader.is_set() and stale > 3 * self.settings.replan_interval + 60:
+            return False, f"no reconcile round for {stale:.0f}s"
+        return True, "leader" if self.elector.is_leader.is_set() else "standby"
+
+    def run(self) -> None:
+        """Serve health, win the Lease, sync caches, then reconcile until stopped or the Lease is lost."""
+        s = self.settings
+        if s.metrics_port is not None:
+            self.health = HealthServer(self.metrics, self.healthy, s.metrics_port).start()
+        if s.leader_election:
+            if not self.elector.acquire(self.stop_event):
+                return
+            self.elector.start_renewing(on_lost=self.stop_event.set)
+        else:
+            self.elector.is_leader.set()
+        self.metrics.leader.set(1)
+        self.start_informers()
+        last = 0.0
+        while not self.stop_event.is_set():
+            now = time.monotonic()
+            with self._lock:
+                first, latest = self._first_event, self._last_event
+            due_event = first is not None and (now - latest >= s.debounce or now - first >= s.max_debounce)
+            due_period = now - last >= s.replan_interval
+            if due_event or due_period:
+                with self._lock:
+                    self._first_event = None
+                self._wake.clear()
+                try:
+                    self.run_once()
+                except Exception:
+                    log.exception("reconcile round failed")
+                    time.sleep(1.0)
+                    self.trigger()
+                last = time.monotonic()
+                continue
+            wait = s.replan_interval - (now - last)
+            if first is not None:
+                wait = min(wait, max(0.01, min(s.debounce - (now - latest), s.max_debounce - (now - first))))
+            self._wake.wait(max(0.01, wait))
+            self._wake.clear()
+        self.metrics.leader.set(0)
+
+    def shutdown(self) -> None:
+        self.stop_event.set()
+        self._wake.set()
+        for inf in self.informers:
+            inf.stop()
+        self.elector.release()
+        self.applier.close()
+        if self.health is not None:
+            self.health.stop()
+
+
+def created_at(obj: dict[str, object]) -> datetime | None:
+    meta = obj.get("metadata")
+    return parse_datetime(meta.get("creationTimestamp")) if isinstance(meta, dict) else None

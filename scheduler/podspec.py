@@ -1,0 +1,162 @@
+"""The objects a started job owns: its headless Service and one worker pod per gpus_per_node GPUs.
+
+Names are deterministic (pod <job>-a<attempt>-w<rank>, Service <job>), so creating them twice is a
+409, never a duplicate; every object carries an owner reference to the GPUJob, so deleting the job
+lets Kubernetes' garbage collector remove them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gpusched.model import Placement
+from gpusched.scheduler.crd import (
+    ANN_GPUS,
+    ANN_NODE,
+    ANN_WORLD,
+    API_VERSION,
+    GPU_RESOURCE,
+    KIND,
+    LABEL_ATTEMPT,
+    LABEL_JOB,
+    LABEL_MANAGED,
+    LABEL_RANK,
+    MANAGED_VALUE,
+    SCHEDULER_NAME,
+    GPUJobSpec,
+    pod_name,
+    service_name,
+)
+from gpusched.workload_contract import ENV_CHECKPOINT_DIR, ENV_JOB_NAME, TERMINATION_MESSAGE_PATH
+
+Obj = dict[str, Any]
+
+DEFAULT_COMMAND = [
+    "torchrun",
+    "--nnodes=$(NNODES)",
+    "--nproc-per-node=$(NPROC_PER_NODE)",
+    "--node-rank=$(NODE_RANK)",
+    "--master-addr=$(MASTER_ADDR)",
+    "--master-port=$(MASTER_PORT)",
+    "-m",
+    "gpusched.workload",
+]
+"""torchrun starts NPROC_PER_NODE ranks of `python -m gpusched.workload` (the workload contract)."""
+
+
+def rank_nodes(placement: list[Placement], per_node: int) -> list[str] | None:
+    """Node of every worker rank, in placement order; None when a node's share is not whole workers."""
+    out: list[str] = []
+    for p in placement:
+        if p.gpus % per_node:
+            return None
+        out.extend([p.node] * (p.gpus // per_node))
+    return out
+
+
+def owner_reference(job: Obj) -> Obj:
+    meta = job.get("metadata") or {}
+    return {
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "name": meta.get("name"),
+        "uid": meta.get("uid"),
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def service_manifest(job: Obj) -> Obj:
+    meta = job["metadata"]
+    name = meta["name"]
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": service_name(name),
+            "namespace": meta.get("namespace", "default"),
+            "labels": {LABEL_MANAGED: MANAGED_VALUE, LABEL_JOB: name},
+            "ownerReferences": [owner_reference(job)],
+        },
+        "spec": {
+            "clusterIP": "None",
+            # Rank 0 must resolve before it is Ready: torchrun's rendezvous is how it becomes ready.
+            "publishNotReadyAddresses": True,
+            "selector": {LABEL_JOB: name, LABEL_RANK: "0", LABEL_MANAGED: MANAGED_VALUE},
+            "ports": [{"name": "rendezvous", "port": 29500, "targetPort": 29500}],
+        },
+    }
+
+
+def worker_manifest(job: Obj, spec: GPUJobSpec, attempt: int, rank: int, node: str) -> Obj:
+    meta = job["metadata"]
+    name, ns = meta["name"], meta.get("namespace", "default")
+    tpl = spec.template
+    per_node = spec.per_node
+    env: list[Obj] = [
+        {"name": "MASTER_ADDR", "value": f"{service_name(name)}.{ns}.svc"},
+        {"name": "MASTER_PORT", "value": str(tpl.port)},
+        {"name": "WORLD_SIZE", "value": str(spec.gpus)},
+        {"name": "NNODES", "value": str(spec.workers)},
+        {"name": "NODE_RANK", "value": str(rank)},
+        {"name": "NPROC_PER_NODE", "value": str(per_node)},
+        {"name": ENV_JOB_NAME, "value": name},
+    ]
+    mounts = list(tpl.volume_mounts)
+    volumes = list(tpl.volumes)
+    if spec.checkpoint.volume is not None:
+        volumes.append({"name": "gpusched-checkpoint", **spec.checkpoint.volume})
+        mounts.append({"name": "gpusched-checkpoint", "mountPath": spec.checkpoint.mount_path})
+        env.append({"name": ENV_CHECKPOINT_DIR, "value": f"{spec.checkpoint.mount_path}/{name}"})
+    env.extend(tpl.env)
+    resources: Obj = {k: dict(v) for k, v in tpl.resources.items() if isinstance(v, dict)}
+    resources.setdefault("limits", {})[GPU_RESOURCE] = str(per_node)
+    if "requests" in resources:
+        resources["requests"][GPU_RESOURCE] = str(per_node)
+    container: Obj = {
+        "name": "worker",
+        "image": tpl.image,
+        "command": tpl.command if tpl.command is not None else DEFAULT_COMMAND,
+        "env": env,
+        "resources": resources,
+        "ports": [{"name": "rendezvous", "containerPort": tpl.port}],
+        "terminationMessagePath": TERMINATION_MESSAGE_PATH,
+        "terminationMessagePolicy": "File",
+    }
+    if tpl.args is not None:
+        container["args"] = tpl.args
+    if mounts:
+        container["volumeMounts"] = mounts
+    if tpl.image_pull_policy:
+        container["imagePullPolicy"] = tpl.image_pull_policy
+    pod_spec: Obj = {
+        "schedulerName": SCHEDULER_NAME,
+        "restartPolicy": "Never",
+        "hostname": f"w{rank}",
+        "subdomain": service_name(name),
+        "terminationGracePeriodSeconds": spec.checkpoint.grace_period_seconds,
+        "containers": [container],
+    }
+    if volumes:
+        pod_spec["volumes"] = volumes
+    if tpl.service_account_name:
+        pod_spec["serviceAccountName"] = tpl.service_account_name
+    if tpl.tolerations:
+        pod_spec["tolerations"] = tpl.tolerations
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": pod_name(name, attempt, rank),
+            "namespace": ns,
+            "labels": {
+                LABEL_MANAGED: MANAGED_VALUE,
+                LABEL_JOB: name,
+                LABEL_ATTEMPT: str(attempt),
+                LABEL_RANK: str(rank),
+            },
+            "annotations": {ANN_NODE: node, ANN_WORLD: str(spec.workers), ANN_GPUS: str(per_node)},
+            "ownerReferences": [owner_reference(job)],
+        },
+        "spec": pod_spec,
+    }

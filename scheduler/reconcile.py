@@ -1,0 +1,502 @@
+"""Decisions, pure: from a Snapshot (and a Plan) to the actions that move the cluster towards it.
+
+Two passes. `lifecycle` reacts to what the pods did (finished, failed, preempted, lost a GPU) and
+needs no plan; `follow_plan` turns the planner's first slot into gang starts and preemptions for
+the jobs the lifecycle pass left alone. Every decision that changes a job writes its status first
+(the attempt number and placement live in the API server before any pod exists) and emits an Event.
+Running the same snapshot twice yields the same actions, and applying them twice changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from gpusched.model import Placement, Plan
+from gpusched.scheduler.actions import (
+    Action,
+    CreateService,
+    Decisions,
+    DeletePods,
+    Emit,
+    JobRef,
+    PatchStatus,
+    StartGang,
+)
+from gpusched.scheduler.crd import GPUJobStatus, Progress
+from gpusched.scheduler.podspec import rank_nodes, service_manifest, worker_manifest
+from gpusched.scheduler.snapshot import JobView, Snapshot, WorkerPod, done_hours
+
+Obj = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ReconcileOptions:
+    dry_run: bool = False
+    backoff_base_s: float = 10.0
+    backoff_cap_s: float = 600.0
+
+
+def iso(when: datetime) -> str:
+    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def ref(job: JobView) -> JobRef:
+    return JobRef(key=job.key, namespace=job.namespace, name=job.name, uid=job.uid)
+
+
+def status_patch(job: JobView, now: datetime, **fields: Any) -> Obj | None:
+    """A merge patch holding only the fields that differ from the job's status (None: nothing to do)."""
+    current = job.status.model_dump(by_alias=True, mode="json")
+    patch: Obj = {}
+    for name, value in fields.items():
+        alias = GPUJobStatus.model_fields[name].alias or name
+        if isinstance(value, Progress):
+            value = value.model_dump(by_alias=True, mode="json")
+        if isinstance(value, list):
+            value = [
+                v.model_dump(by_alias=True, mode="json") if hasattr(v, "model_dump") else v for v in value
+            ]
+        if current.get(alias) != value:
+            patch[alias] = value
+    if job.status.observed_generation != job.generation:
+        patch["observedGeneration"] = job.generation
+    if not patch:
+        return None
+    phase = fields.get("phase", job.status.phase)
+    reason = fields.get("reason", job.status.reason)
+    if "phase" in patch or "reason" in patch:
+        running = phase in ("Running", "Succeeded")
+        patch["conditions"] = [
+            {
+                "type": "Running",
+                "status": "True" if running else "False",
+                "reason": phase,
+                "message": reason or "",
+                "lastTransitionTime": iso(now),
+            }
+        ]
+    return patch
+
+
+def _patch(out: list[Action], job: JobView, now: datetime, **fields: Any) -> bool:
+    patch = status_patch(job, now, **fields)
+    if patch is not None:
+        out.append(PatchStatus(ref(job), patch))
+        return True
+    return False
+
+
+def _progress_from_pods(job: JobView, pods: list[WorkerPod], snap: Snapshot) -> Progress:
+    """The workload's own report (termination message) refines the time-based estimate."""
+    prog = job.status.progress.model_copy()
+    reports = [p.workload for p in pods if p.workload is not None]
+    if not reports or job.spec is None:
+        return prog
+    best = max(reports, key=lambda w: (w.last_checkpoint_step or 0, w.step))
+    prog.step = best.step
+    prog.total_steps = best.total_steps
+    prog.last_checkpoint_step = best.last_checkpoint_step
+    if best.total_steps and best.last_checkpoint_step is not None:
+        total = _total_work(job, snap)
+        prog.done_hours = round(total * min(1.0, best.last_checkpoint_step / best.total_steps), 6)
+    return prog
+
+
+def _total_work(job: JobView, snap: Snapshot) -> float:
+    assert job.spec is not None
+    work = job.spec.work
+    if work.gpu_hours is not None:
+        return work.gpu_hours / job.spec.gpus
+    assert work.duration is not None
+    types = snap.cluster.type_map()
+    ref_type = types.get(work.reference_type or "")
+    return work.duration * (ref_type.speed if ref_type is not None else 1.0)
+
+
+def _delete_all(job: JobView, grace: int, why: str) -> DeletePods:
+    names = sorted(p.name for p in job.pods if not p.terminating)
+    return DeletePods(ref(job), names, grace, why)
+
+
+def _preempt(out: list[Action], job: JobView, snap: Snapshot, reason: str, event_reason: str) -> None:
+    """Stop a running gang so that it can checkpoint: Preempting, then (pods gone) Preempted."""
+    assert job.spec is not None
+    prog = job.status.progress.model_copy()
+    prog.done_hours = round(done_hours(job, snap), 6)
+    _patch(
+        out,
+        job,
+        snap.now,
+        phase="Preempting",
+        reason=reason,
+        progress=prog,
+        started_at=None,
+        preempted=job.status.preempted + 1,
+    )
+    out.append(_delete_all(job, job.spec.checkpoint.grace_period_seconds, reason))
+    out.append(
+        Emit(ref(job), "Warning" if event_reason == "GPUUnhealthy" else "Normal", event_reason, reason)
+    )
+
+
+# ----------------------------------------------------------------------------------------- lifecycle
+
+
+def lifecycle(snap: Snapshot, opts: ReconcileOptions, decisions: Decisions) -> set[str]:
+    """React to what the pods did; returns the keys of jobs the plan must not touch this round."""
+    out = decisions.actions
+    busy: set[str] = set()
+    now = snap.now
+    for job in snap.jobs.values():
+        if job.state == "terminal":
+            busy.add(job.key)
+            continue
+        if job.state == "invalid":
+            busy.add(job.key)
+            if _patch(out, job, now, phase="Failed", reason=f"invalid GPUJob: {job.error}"):
+                out.append(Emit(ref(job), "Warning", "InvalidSpec", job.error or "invalid spec"))
+            continue
+        assert job.spec is not None
+        if job.state == "succeeded":
+            busy.add(job.key)
+            prog = _progress_from_pods(job, job.current_pods(), snap)
+            prog.done_hours = round(_total_work(job, snap), 6)
+            if _patch(out, job, now, phase="Succeeded", reason="all workers finished", progress=prog):
+                out.append(Emit(ref(job), "Normal", "Succeeded", f"all {job.world} workers exited 0"))
+            continue
+        if job.state == "failed":
+            busy.add(job.key)
+            _on_failure(out, job, snap, opts)
+            continue
+        if job.state == "preempted_by_node":
+            busy.add(job.key)
+            why = "a worker was stopped from outside (exit 75 after checkpoint): re-queued"
+            prog = _progress_from_pods(job, job.pods, snap)
+            _patch(out, job, now, phase="Preempting", reason=why, progress=prog, started_at=None)
+            out.append(_delete_all(job, job.spec.checkpoint.grace_period_seconds, why))
+            out.append(Emit(ref(job), "Normal", "Preempted", why))
+            continue
+        if job.state == "draining":
+            busy.add(job.key)
+            if job.status.phase == "Preempting":
+                _patch(out, job, now, progress=_progress_from_pods(job, job.pods, snap))
+            stray = [
+                p.name for p in job.pods if p.attempt != job.attempt and not p.finished and not p.terminating
+            ]
+            if stray:
+                out.append(DeletePods(ref(job), stray, 0, "pods of an older attempt"))
+            continue
+        if job.evict_reason is not None:
+            busy.add(job.key)
+            _preempt(out, job, snap, f"{job.evict_reason}: re-planning elsewhere", "GPUUnhealthy")
+            decisions.preempted.append(job.key)
+            continue
+        if job.state == "queued" and job.status.phase == "Preempting":
+            final = [p for p in job.final if p.attempt == job.status.attempt]
+            if final:
+                prog = _progress_from_pods(job, final, snap)
+                _patch(out, job, now, progress=prog)
+                job.status.progress = prog
+            step = job.status.progress.last_checkpoint_step
+            where = f" at checkpoint step {step}" if step is not None else ""
+            why = f"preempted{where}; re-queued with {job.status.progress.done_hours:.2f}h of work done"
+            _patch(out, job, now, phase="Preempted", reason=why, placement=[], nodes=[])
+            out.append(Emit(ref(job), "Normal", "Requeued", why))
+            # Falls through to planning in the same round: it may resume at once elsewhere.
+        if job.state == "running" and job.status.phase != "Running":
+            nodes = sorted(job.nodes)
+            why = f"running on {', '.join(nodes)} ({job.spec.gpus} x {job.gpu_type})"
+            started = job.status.started_at or iso(now)
+            if _patch(
+                out,
+                job,
+                now,
+                phase="Running",
+                reason=why,
+                started_at=started,
+                first_started_at=job.status.first_started_at or started,
+                nodes=nodes,
+            ):
+                out.append(Emit(ref(job), "Normal", "Running", why))
+                decisions.started.append(job.key)
+    return busy
+
+
+def _backoff(restarts: int, opts: ReconcileOptions) -> float:
+    return float(min(opts.backoff_cap_s, opts.backoff_base_s * 2 ** max(0, restarts - 1)))
+
+
+def _on_failure(out: list[Action], job: JobView, snap: Snapshot, opts: ReconcileOptions) -> None:
+    assert job.spec is not None
+    why = job.failure or "a worker failed"
+    rejected = all(p.exit_code is None for p in job.current_pods() if p.phase == "Failed")
+    new = job.attempt > job.status.last_failed_attempt
+    grace = job.spec.checkpoint.grace_period_seconds
+    if rejected:
+        # The node refused the pod (admission): a placement problem, not the job's fault.
+        if new:
+            _patch(
+                out,
+                job,
+                snap.now,
+                phase="Pending",
+                reason=f"{why}; re-planning",
+                last_failed_attempt=job.attempt,
+                placement=[],
+                nodes=[],
+                started_at=None,
+            )
+            out.append(Emit(ref(job), "Warning", "PlacementRejected", why))
+        out.append(_delete_all(job, 0, why))
+        return
+    restarts = job.status.restarts + (1 if new else 0)
+    if restarts > job.spec.max_restarts:
+        if _patch(
+            out,
+            job,
+            snap.now,
+            phase="Failed",
+            reason=f"{why}; gave up after {job.status.restarts} restarts",
+            restarts=job.status.restarts,
+            last_failed_attempt=job.attempt,
+        ):
+            out.append(Emit(ref(job), "Warning", "Failed", why))
+        running = [p.name for p in job.pods if not p.finished and not p.terminating]
+        if running:
+            out.append(DeletePods(ref(job), running, grace, why))
+        return
+    if new:
+        delay = _backoff(restarts, opts)
+        retry = snap.now + timedelta(seconds=delay)
+        prog = _progress_from_pods(job, job.pods, snap)
+        msg = f"{why}; restart {restarts}/{job.spec.max_restarts} after {delay:.0f}s backoff"
+        _patch(
+            out,
+            job,
+            snap.now,
+            phase="Pending",
+            reason=msg,
+            restarts=restarts,
+            last_failed_attempt=job.attempt,
+            retry_after=iso(retry),
+            progress=prog,
+            placement=[],
+            nodes=[],
+            started_at=None,
+        )
+        out.append(Emit(ref(job), "Warning", "WorkerFailed", msg))
+    out.append(_delete_all(job, grace, why))
+
+
+# -------------------------------------------------------------------------------------- follow plan
+
+
+def _human_start(snap: Snapshot, hours: float) -> str:
+    return iso(snap.now + timedelta(hours=hours))
+
+
+def _align(snap: Snapshot, job: JobView, gpu_type: str | None, used: Counter[str]) -> list[Placement] | None:
+    """Whole-worker placement on free GPUs of one type (best fit), when the planner's split is not."""
+    assert job.spec is not None
+    per = job.spec.per_node
+    need = job.spec.workers
+    candidates = []
+    for node in snap.cluster.nodes:
+        if gpu_type is not None and node.gpu_type != gpu_type:
+            continue
+        free = node.healthy_gpus - used[node.name]
+        if free >= per:
+            candidates.append((free // per, node.name))
+    candidates.sort(key=lambda c: (-min(c[0], need), c[0], c[1]))
+    out: list[Placement] = []
+    for slots, name in candidates:
+        take = min(slots, need)
+        out.append(Placement(node=name, gpus=take * per))
+        need -= take
+        if need == 0:
+            return out
+    return None
+
+
+def follow_plan(
+    snap: Snapshot, plan: Plan, busy: set[str], opts: ReconcileOptions, decisions: Decisions
+) -> None:
+    out = decisions.actions
+    now = snap.now
+    by_name = {jp.job: jp for jp in plan.jobs}
+    used: Counter[str] = Counter()
+    for job in snap.jobs.values():
+        if job.state in ("starting", "running") and job.key not in busy:
+            used.update(job.nodes)
+    first_slot = plan.slot / 2
+    order = sorted(snap.plannable(), key=lambda j: (j.state not in ("starting", "running"), j.key))
+    for job in order:
+        if job.key in busy:
+            continue
+        jp = by_name.get(job.key)
+        assert job.spec is not None
+        if jp is None:
+            continue
+        if job.state in ("starting", "running"):
+            current = {p.node: p.gpus for p in jp.placement}
+            moved = bool(jp.placement) and current != job.nodes
+            if (jp.preempted or moved or jp.status == "unscheduled") and (
+                job.spec.preemptible or job.state == "starting"
+            ):
+                why = "preempted by the plan for higher-priority work" if not moved else "moved by the plan"
+                if opts.dry_run:
+                    _patch(out, job, now, reason=f"dry-run: would be {why}")
+                    continue
+                _preempt(out, job, snap, why, "Preempting")
+                decisions.preempted.append(job.key)
+                used.subtract(job.nodes)
+            elif job.state == "starting" and not opts.dry_run:
+                _start(
+                    out,
+                    job,
+                    snap,
+                    [Placement(node=n, gpus=g) for n, g in job.nodes.items()],
+                    job.attempt,
+                    job.gpu_type,
+                    resume=True,
+                )
+            continue
+        # Queued: unscheduled, later, or now.
+        waiting_phase = (
+            "Preempted"
+            if job.status.phase in ("Preempted", "Preempting")
+            else ("Pending" if jp.status == "unscheduled" else "Planned")
+        )
+        if jp.status == "unscheduled":
+            _patch(
+                out,
+                job,
+                now,
+                phase=waiting_phase,
+                reason=jp.reason or "not scheduled within the horizon",
+                planned_start=None,
+                planned_end=None,
+            )
+            continue
+        start = jp.start if jp.start is not None else 0.0
+        what = f"{job.spec.gpus} x {jp.gpu_type}"
+        if start >= first_slot or not jp.placement:
+            when = _human_start(snap, start)
+            _patch(
+                out,
+                job,
+                now,
+                phase=waiting_phase,
+                reason=f"waiting for {what}; planned start {when}",
+                planned_start=when,
+                planned_end=_human_start(snap, jp.end) if jp.end is not None else None,
+                gpu_type=jp.gpu_type,
+            )
+            continue
+        placement = list(jp.placement)
+        if rank_nodes(placement, job.spec.per_node) is None or any(
+            used[p.node] + p.gpus > snap.free_gpus(p.node) for p in placement
+        ):
+            aligned = _align(snap, job, jp.gpu_type, used)
+            if aligned is None:
+                _patch(
+                    out,
+                    job,
+                    now,
+                    phase=waiting_phase,
+                    reason=f"waiting for {what} in whole workers of {job.spec.per_node} GPUs per node",
+                )
+                continue
+            placement = aligned
+        if opts.dry_run:
+            nodes = sorted({p.node for p in placement})
+            _patch(
+                out,
+                job,
+                now,
+                reason=f"dry-run: would start now on {', '.join(nodes)} ({what})",
+                planned_start=iso(now),
+                gpu_type=jp.gpu_type,
+            )
+            continue
+        for p in placement:
+            used[p.node] += p.gpus
+        _start(out, job, snap, placement, job.attempt + 1, jp.gpu_type, resume=False)
+        decisions.started.append(job.key)
+
+
+def _start(
+    out: list[Action],
+    job: JobView,
+    snap: Snapshot,
+    placement: list[Placement],
+    attempt: int,
+    gpu_type: str | None,
+    resume: bool,
+) -> None:
+    assert job.spec is not None
+    ranks = rank_nodes(placement, job.spec.per_node)
+    if ranks is None:
+        return
+    nodes = sorted({p.node for p in placement})
+    why = f"starting on {', '.join(nodes)} ({job.spec.gpus} x {gpu_type})"
+    if not resume:
+        _patch(
+            out,
+            job,
+            snap.now,
+            phase="Planned",
+            reason=why,
+            attempt=attempt,
+            gpu_type=gpu_type,
+            placement=[{"node": p.node, "gpus": p.gpus} for p in placement],
+            nodes=nodes,
+            planned_start=iso(snap.now),
+            started_at=None,
+        )
+        out.append(Emit(ref(job), "Normal", "Scheduled", why))
+    existing = {p.rank for p in job.current_pods() if p.node} if resume else set()
+    out.append(CreateService(ref(job), service_manifest(job.raw)))
+    pods = [
+        (worker_manifest(job.raw, job.spec, attempt, rank, node), node)
+        for rank, node in enumerate(ranks)
+        if rank not in existing or not resume
+    ]
+    out.append(StartGang(ref(job), attempt, pods))
+
+
+def reconcile(snap: Snapshot, plan: Plan | None, opts: ReconcileOptions | None = None) -> Decisions:
+    """All actions for one round. Without a plan only the lifecycle pass runs."""
+    opts = opts or ReconcileOptions()
+    decisions = Decisions()
+    busy = lifecycle(snap, opts, decisions)
+    for job in snap.jobs.values():
+        if job.key not in busy and job.unplannable is not None:
+            _patch(decisions.actions, job, snap.now, phase="Pending", reason=job.unplannable)
+    if plan is not None:
+        follow_plan(snap, plan, busy, opts, decisions)
+    if opts.dry_run:
+        decisions.actions = [
+            a for a in decisions.actions if isinstance(a, PatchStatus) and _plan_only(a.patch)
+        ]
+        decisions.started.clear()
+        decisions.preempted.clear()
+    return decisions
+
+
+_PLAN_FIELDS = {
+    "reason",
+    "plannedStart",
+    "plannedEnd",
+    "gpuType",
+    "phase",
+    "conditions",
+    "observedGeneration",
+}
+
+
+def _plan_only(patch: Obj) -> bool:
+    return set(patch) <= _PLAN_FIELDS and patch.get("phase") in (None, "Pending", "Planned")
