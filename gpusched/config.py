@@ -118,9 +118,26 @@ def load_inputs(cluster_path: Path, jobs_path: Path, now: datetime | None = None
     cluster = load_cluster(cluster_path, jobs.epoch)
     try:
         check_jobs_against_cluster(jobs.jobs, cluster)
+        check_gangs_fit(jobs.jobs, cluster)
     except ValueError as exc:
         raise InputError(f"{jobs_path}: {exc}") from None
     return cluster, jobs
+
+
+def check_gangs_fit(jobs: list[Job], cluster: Cluster) -> None:
+    """A gang larger than every pool it may use can never run: that is an input error, not a plan."""
+    for i, job in enumerate(jobs):
+        pools = {
+            t.name: cluster.total_gpus(t.name)
+            for t in cluster.gpu_types
+            if (job.gpu_types is None or t.name in job.gpu_types) and t.memory_gib >= job.min_gpu_memory_gib
+        }
+        if pools and job.gpus > max(pools.values()):
+            largest = max(pools, key=lambda n: pools[n])
+            raise ValueError(
+                f"jobs[{i}].gpus: gang of {job.gpus} GPUs is larger than every pool it may use "
+                f"(largest: {pools[largest]} x {largest})"
+            )
 
 
 def dump_model(model: BaseModel, path: Path) -> None:

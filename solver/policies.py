@@ -149,6 +149,11 @@ class MakespanPolicy(JctPolicy):
     def base(self, info: JobInfo, opt: TypeOption, start: int) -> float:
         return TIE * super().base(info, opt, start)
 
+    def unscheduled_penalty(self, info: JobInfo) -> float:
+        # Left out, the job ends after the horizon at the earliest: never cheaper than any makespan.
+        longest = max((o.run_hours for o in self.inst.all_options(info)), default=0.0)
+        return super().unscheduled_penalty(info) + self.horizon + longest
+
     def extra(self, schedule: Schedule) -> float:
         return max((end_hours(self.inst, self.inst.jobs[j], c) for j, c in schedule.items()), default=0.0)
 
