@@ -27,7 +27,11 @@ def _seconds(value: str, option: str) -> float:
     from gpusched.units import parse_duration_hours
 
     try:
-        seconds = parse_duration_hours(value) * 3600.0
+        text = value.strip().lower()
+        if text.endswith("ms") and text[:-2].replace(".", "", 1).isdigit():
+            seconds = float(text[:-2]) / 1000.0  # sub-second spellings: gpusched.units stops at seconds
+        else:
+            seconds = parse_duration_hours(value) * 3600.0
     except ValueError as exc:
         raise _fail(f"{option}: {exc}") from None
     if seconds <= 0:
