@@ -51,7 +51,9 @@ def child_env(tmp: Path) -> dict[str, str]:
     return env
 
 
-def command(args: list[str], nproc: int) -> list[str]:
+def command(args: list[str], nproc: int, launcher: str = "torchrun") -> list[str]:
+    if launcher == "gpusched":  # NPROC_PER_NODE etc. come from the environment, as in the operator's pods
+        return [sys.executable, "-m", "gpusched.workload.launch", *args]
     if nproc == 1:
         return [sys.executable, "-m", "gpusched.workload", *args]
     return [
@@ -95,6 +97,7 @@ def run(
     sigterm_after_step: int | None = None,
     timeout: float = 150,
     env: dict[str, str] | None = None,
+    launcher: str = "torchrun",
 ) -> Result:
     """Run to the end; with sigterm_after_step, send SIGTERM (to the launcher, as the kubelet would
     to PID 1) once a step line at or past that step has been printed."""
@@ -103,7 +106,7 @@ def run(
     errpath = tmp / f"stderr-{time.monotonic_ns()}.txt"
     with open(errpath, "w") as err:
         proc = subprocess.Popen(
-            command(args, nproc), stdout=subprocess.PIPE, stderr=err, text=True, env=full_env, cwd=tmp
+            command(args, nproc, launcher), stdout=subprocess.PIPE, stderr=err, text=True, env=full_env, cwd=tmp
         )
     events: list[dict[str, Any]] = []
     signalled = None

@@ -9,6 +9,8 @@ import pytest
 
 from gpusched.workload_contract import EXIT_FINISHED, EXIT_PREEMPTED, WorkloadStatus
 
+from .conftest import free_port
+
 pytestmark = pytest.mark.slow
 
 
@@ -142,3 +144,32 @@ def test_env_defaults_status_file_and_throughput_fields(workload: Any) -> None:
     )
     assert status.tokens_per_s is not None and status.tokens_per_s > 0
     assert (workload.tmp / "envckpt" / "ckpt-000000006.json").exists()
+
+
+def test_gpusched_launcher_keeps_exit_75_where_torchrun_loses_it(workload: Any) -> None:
+    """The operator-facing launcher: SIGTERM to it (PID 1 in a pod) -> workers checkpoint -> pod exits 75."""
+    ckpt = workload.tmp / "ckpt"
+    env = {"NPROC_PER_NODE": "2", "NNODES": "1", "NODE_RANK": "0", "MASTER_ADDR": "127.0.0.1",
+           "MASTER_PORT": str(free_port())}
+    common = [*workload.tiny, "--checkpoint-dir", str(ckpt), "--checkpoint-every", "0"]
+    first = workload.run([*common, "--steps", "100000"], launcher="gpusched", env=env, sigterm_after_step=4)
+    assert first.returncode == EXIT_PREEMPTED, first.stderr[-3000:]
+    stopped = first.first("preempted")["step"]
+    assert first.first("start")["world_size"] == 2
+    assert WorkloadStatus.model_validate(workload.termination_message()).exit_code == EXIT_PREEMPTED
+
+    env["MASTER_PORT"] = str(free_port())
+    second = workload.run([*common, "--steps", str(stopped + 2)], launcher="gpusched", env=env)
+    assert second.returncode == EXIT_FINISHED, second.stderr[-3000:]
+    assert second.first("start")["resumed_from_step"] == stopped
+    assert sorted(second.losses) == [stopped + 1, stopped + 2]
+
+
+@pytest.mark.parametrize(
+    ("codes", "pod"),
+    [([0, 0], 0), ([75, 75], 75), ([75, 0], 75), ([75, 1], 1), ([0, -9], 1), ([2, 2], 2), ([75, 2], 2)],
+)
+def test_launcher_combines_worker_exit_codes(codes: list[int], pod: int) -> None:
+    from gpusched.workload.launch import combine
+
+    assert combine(codes) == pod
