@@ -106,7 +106,12 @@ def run(
     errpath = tmp / f"stderr-{time.monotonic_ns()}.txt"
     with open(errpath, "w") as err:
         proc = subprocess.Popen(
-            command(args, nproc, launcher), stdout=subprocess.PIPE, stderr=err, text=True, env=full_env, cwd=tmp
+            command(args, nproc, launcher),
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+            env=full_env,
+            cwd=tmp,
         )
     events: list[dict[str, Any]] = []
     signalled = None

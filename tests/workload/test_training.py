@@ -149,8 +149,13 @@ def test_env_defaults_status_file_and_throughput_fields(workload: Any) -> None:
 def test_gpusched_launcher_keeps_exit_75_where_torchrun_loses_it(workload: Any) -> None:
     """The operator-facing launcher: SIGTERM to it (PID 1 in a pod) -> workers checkpoint -> pod exits 75."""
     ckpt = workload.tmp / "ckpt"
-    env = {"NPROC_PER_NODE": "2", "NNODES": "1", "NODE_RANK": "0", "MASTER_ADDR": "127.0.0.1",
-           "MASTER_PORT": str(free_port())}
+    env = {
+        "NPROC_PER_NODE": "2",
+        "NNODES": "1",
+        "NODE_RANK": "0",
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": str(free_port()),
+    }
     common = [*workload.tiny, "--checkpoint-dir", str(ckpt), "--checkpoint-every", "0"]
     first = workload.run([*common, "--steps", "100000"], launcher="gpusched", env=env, sigterm_after_step=4)
     assert first.returncode == EXIT_PREEMPTED, first.stderr[-3000:]
