@@ -89,7 +89,7 @@ class Agent:
         self._nvml_ok = self.nvml.start()
         if not self._nvml_ok:
             return
-        self.nvml.read_topology()
+        self.nvml.read_topology(timeout=self.poll_timeout)
         if self.watch_xids:
             self.xids = XidWatcher(self.nvml)
             self.xids.start()
@@ -110,8 +110,9 @@ class Agent:
         gpus: list[GpuTelemetry] = []
         if self._nvml_ok:
             sources.append("nvml")
-            if not self.nvml.topology:
-                self.nvml.read_topology()
+            self.nvml.collect_topology()
+            if self.nvml.topology_due():
+                self.nvml.read_topology()  # in the background: a poll never waits for it
             xids = self.xids.snapshot() if self.xids is not None else {}
             for read in self.nvml.poll(self.poll_timeout):
                 gpu = read.telemetry

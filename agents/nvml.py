@@ -140,7 +140,8 @@ class NvmlSource:
         self._pending: dict[int, Future[tuple[GpuTelemetry, list[str]]]] = {}
         self._calls: dict[int, _Call] = {}
         self._identity: dict[int, tuple[str, str]] = {}
-        self._lock = threading.Lock()
+        self._topology_future: Future[dict[str, dict[str, str]]] | None = None
+        self._topology_started = -float("inf")
         self.last_error: str | None = None
 
     # ------------------------------------------------------------------------------ lifecycle
@@ -386,21 +387,43 @@ class NvmlSource:
     def read_topology(self, timeout: float | None = None) -> dict[str, dict[str, str]] | None:
         """GPU-to-GPU links like `nvidia-smi topo -m`: 'NV18' (NVLink count) or the PCIe ancestor.
 
-        Read once (topology does not change while the driver is loaded); None if it timed out.
+        Starts a read on the node worker (unless one is in flight) and waits up to `timeout`
+        (default: not at all); a read that finishes later is picked up by collect_topology().
         """
         if not self._started:
             return None
-        fut = self._node_pool.submit(self._topology)
+        if self._topology_future is None:
+            self._topology_future = self._node_pool.submit(self._topology)
+            self._topology_started = time.monotonic()
+        fut = self._topology_future
+        if timeout:
+            try:
+                fut.result(timeout=timeout)
+            except FutureTimeout:
+                return None
+            except Exception:
+                pass  # reported by collect_topology
+        self.collect_topology()
+        return self.topology or None
+
+    def collect_topology(self) -> None:
+        """Take a finished topology read, if any; never blocks."""
+        fut = self._topology_future
+        if fut is None or not fut.done():
+            return
+        self._topology_future = None
         try:
-            topo = fut.result(timeout=self.call_timeout if timeout is None else timeout)
-        except FutureTimeout:
-            self._node_pool = _Worker("nvml-node")
-            return None
+            self.topology = fut.result()
         except Exception as exc:
             log.warning("reading GPU topology failed: %s", _describe(exc))
-            return None
-        self.topology = topo
-        return topo
+
+    def topology_due(self, retry_after: float = 60.0) -> bool:
+        """No topology yet, no read in flight, and the last attempt is old enough to retry."""
+        return (
+            not self.topology
+            and self._topology_future is None
+            and time.monotonic() - self._topology_started >= retry_after
+        )
 
     def _topology(self) -> dict[str, dict[str, str]]:
         nv = self._nvml

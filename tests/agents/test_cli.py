@@ -109,7 +109,7 @@ def test_runs_publishes_serves_metrics_and_stops_on_sigterm(tmp_path: Path, stub
         assert xid["4"] == 79 and xid["0"] == 0
         assert all(s.labels["Hostname"] == "dgx-9" for s in fams["DCGM_FI_DEV_GPU_TEMP"].samples)
         proc.send_signal(signal.SIGTERM)
-        stdout, stderr = proc.communicate(timeout=30)
+        _, stderr = proc.communicate(timeout=30)
     finally:
         if proc.poll() is None:
             proc.kill()
