@@ -44,8 +44,12 @@ def make_agent(poll_timeout: float = 2.0) -> Any:
     from gpusched.agents.agent import Agent
     from gpusched.agents.tpu import TpuSource
 
-    agent = Agent("bench", poll_timeout=poll_timeout, watch_xids=True,
-                  tpu=TpuSource("bench", get_local_chips=lambda: (None, 0)))
+    agent = Agent(
+        "bench",
+        poll_timeout=poll_timeout,
+        watch_xids=True,
+        tpu=TpuSource("bench", get_local_chips=lambda: (None, 0)),
+    )
     agent.start()
     return agent
 
@@ -53,11 +57,21 @@ def make_agent(poll_timeout: float = 2.0) -> Any:
 def bare_nvml_poll(nv: Any, count: int) -> None:
     for i in range(count):
         h = nv.nvmlDeviceGetHandleByIndex(i)
-        nv.nvmlDeviceGetUUID(h), nv.nvmlDeviceGetName(h), nv.nvmlDeviceGetPciInfo(h), nv.nvmlDeviceGetMemoryInfo(h)
-        nv.nvmlDeviceGetUtilizationRates(h), nv.nvmlDeviceGetTemperature(h, 0), nv.nvmlDeviceGetPowerUsage(h)
-        nv.nvmlDeviceGetEnforcedPowerLimit(h), nv.nvmlDeviceGetClockInfo(h, 1), nv.nvmlDeviceGetClockInfo(h, 2)
-        nv.nvmlDeviceGetTotalEccErrors(h, 1, 0), nv.nvmlDeviceGetRemappedRows(h), nv.nvmlDeviceGetMigMode(h)
-        nv.nvmlDeviceGetComputeRunningProcesses(h), nv.nvmlDeviceGetCurrentClocksEventReasons(h)
+        nv.nvmlDeviceGetUUID(h)
+        nv.nvmlDeviceGetName(h)
+        nv.nvmlDeviceGetPciInfo(h)
+        nv.nvmlDeviceGetMemoryInfo(h)
+        nv.nvmlDeviceGetUtilizationRates(h)
+        nv.nvmlDeviceGetTemperature(h, 0)
+        nv.nvmlDeviceGetPowerUsage(h)
+        nv.nvmlDeviceGetEnforcedPowerLimit(h)
+        nv.nvmlDeviceGetClockInfo(h, 1)
+        nv.nvmlDeviceGetClockInfo(h, 2)
+        nv.nvmlDeviceGetTotalEccErrors(h, 1, 0)
+        nv.nvmlDeviceGetRemappedRows(h)
+        nv.nvmlDeviceGetMigMode(h)
+        nv.nvmlDeviceGetComputeRunningProcesses(h)
+        nv.nvmlDeviceGetCurrentClocksEventReasons(h)
         nv.nvmlDeviceGetCudaComputeCapability(h)
 
 
@@ -81,11 +95,14 @@ def test_poll_8_gpus(benchmark: Any, config: Path) -> None:
     finally:
         agent.close()
     wall = benchmark.stats.stats.mean
-    print(f"\nagent poll, 8 x H100 on the stub: {wall * 1e3:.2f} ms wall (mean), {agent_cpu * 1e3:.2f} ms CPU "
-          f"(target < 5 ms); bare nvidia-ml-py reads of the same fields: {base_cpu * 1e3:.2f} ms CPU; "
-          f"ratio {agent_cpu / base_cpu:.1f}x")
-    benchmark.extra_info.update(agent_cpu_ms=agent_cpu * 1e3, bare_nvml_cpu_ms=base_cpu * 1e3,
-                                ratio=agent_cpu / base_cpu)
+    print(
+        f"\nagent poll, 8 x H100 on the stub: {wall * 1e3:.2f} ms wall (mean), {agent_cpu * 1e3:.2f} ms CPU "
+        f"(target < 5 ms); bare nvidia-ml-py reads of the same fields: {base_cpu * 1e3:.2f} ms CPU; "
+        f"ratio {agent_cpu / base_cpu:.1f}x"
+    )
+    benchmark.extra_info.update(
+        agent_cpu_ms=agent_cpu * 1e3, bare_nvml_cpu_ms=base_cpu * 1e3, ratio=agent_cpu / base_cpu
+    )
 
 
 def test_poll_never_blocks_past_its_timeout(config: Path) -> None:
@@ -102,8 +119,10 @@ def test_poll_never_blocks_past_its_timeout(config: Path) -> None:
             time.sleep(0.05)
     finally:
         agent.close()
-    print(f"\nlongest poll with two GPUs hung for 2.5 s: {worst * 1e3:.0f} ms against a {timeout * 1e3:.0f} ms "
-          f"timeout (ratio {worst / timeout:.2f})")
+    print(
+        f"\nlongest poll with two GPUs hung for 2.5 s: {worst * 1e3:.0f} ms against a {timeout * 1e3:.0f} ms "
+        f"timeout (ratio {worst / timeout:.2f})"
+    )
     assert worst < timeout + 1.0  # the bound is the deadline, not the 2.5 s hang
 
 
@@ -124,8 +143,22 @@ def _rss_mib(pid: int) -> float:
 def test_agent_rss(stub: Path, config: Path, tmp_path: Path, publish: str) -> None:
     env = dict(os.environ, LD_LIBRARY_PATH=str(stub.parent), PYTHONPATH=str(ROOT))
     port = _free_port()
-    args = [sys.executable, "-m", "gpusched.cli", "agent", "--interval", "100ms", "--port", str(port),
-            "--publish", publish, "--output-dir", str(tmp_path / "out"), "--log-level", "warning"]
+    args = [
+        sys.executable,
+        "-m",
+        "gpusched.cli",
+        "agent",
+        "--interval",
+        "100ms",
+        "--port",
+        str(port),
+        "--publish",
+        publish,
+        "--output-dir",
+        str(tmp_path / "out"),
+        "--log-level",
+        "warning",
+    ]
     proc = subprocess.Popen(args, env=env)
     try:
         import urllib.request
