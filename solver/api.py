@@ -24,6 +24,9 @@ from gpusched.units import format_hours
 
 DEFAULT_TIME_LIMIT = 60.0
 COLUMN_BUDGET = 250_000
+COLUMNS_PER_SECOND = 6_000
+"""Measured rate at which PuLP builds and CLP/CBC solves the LP relaxation (2-core machine, M size):
+the LP and the MILP are only attempted when the time limit leaves room for a model of this size."""
 MAX_REPAIRS = 6
 
 
@@ -45,7 +48,13 @@ def plan(cluster: Cluster, jobs: list[Job], options: PlanOptions | None = None) 
         best_value = policy.evaluate(schedule)
         plannable = any(info.plannable for info in inst.jobs)
         left = time_limit - (time.perf_counter() - started)
-        if plannable and left > 0.5:
+        model_s = _estimated_columns(inst) / COLUMNS_PER_SECOND
+        if plannable and left > 0.5 and model_s > 0.8 * left and attempt == 0:
+            notes.append(
+                f"the {_estimated_columns(inst)}-column model would not fit the {time_limit:g}s time limit: "
+                "the best heuristic plan is returned (raise --time-limit for an optimised plan)"
+            )
+        if plannable and left > 0.5 and model_s <= 0.8 * left:
             relaxed = solve_milp(
                 inst, policy, solver=options.solver, time_limit=left, threads=options.threads,
                 forbid_now=forbid, column_budget=COLUMN_BUDGET, relax=True,
@@ -61,7 +70,7 @@ def plan(cluster: Cluster, jobs: list[Job], options: PlanOptions | None = None) 
                     f"model thinned to {relaxed.columns} start columns: far-future starts on a coarser grid"
                 )
         left = time_limit - (time.perf_counter() - started)
-        if plannable and left > 0.5 and (bound is None or best_value > bound + 1e-9 * max(1.0, abs(bound))):
+        if plannable and left > 0.5 and model_s <= 0.8 * left and (bound is None or best_value > bound + 1e-9 * max(1.0, abs(bound))):
             result = solve_milp(
                 inst,
                 policy,
@@ -79,9 +88,7 @@ def plan(cluster: Cluster, jobs: list[Job], options: PlanOptions | None = None) 
                 proven = result.status == "optimal"
             if result.status == "not_solved" and attempt == 0:
                 notes.append("MILP found no better solution in the time limit; the heuristic plan is returned")
-        elif plannable and attempt == 0 and left <= 0.5:
-            notes.append("no time left for the MILP; the best heuristic plan is returned")
-        elif plannable and attempt == 0:
+        elif plannable and attempt == 0 and bound is not None and best_value <= bound + 1e-9 * max(1.0, abs(bound)):
             proven = True  # the heuristic plan already meets the LP bound
         placements, failed = place_first_slot(inst, schedule)
         if not failed:
@@ -121,6 +128,13 @@ def plan(cluster: Cluster, jobs: list[Job], options: PlanOptions | None = None) 
         jobs=job_plans,
         utilisation=_utilisation(inst, schedule),
         notes=notes,
+    )
+
+
+def _estimated_columns(inst: Instance) -> int:
+    return min(
+        COLUMN_BUDGET,
+        sum(len(inst.start_range(info, o)) for info in inst.jobs for o in inst.all_options(info)),
     )
 
 

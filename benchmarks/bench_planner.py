@@ -1,0 +1,81 @@
+"""Planner speed and quality at the sizes issue #2 names (S, M, L), against baselines in the same run.
+
+Run:  python -m pytest benchmarks/bench_planner.py -s --benchmark-disable-gc
+      GPUSCHED_BENCH_SIZES=S,M  GPUSCHED_BENCH_MONOLITHIC=300  (seconds for the monolithic MILP; 0 = skip)
+
+Every row prints: size, policy, planner time, objective, lower bound, gap; the FIFO-with-backfill
+baseline's objective and the planner's ratio to it; and the monolithic MILP (the same start-time
+model, all columns, solved as one model with no warm start, heuristics or thinning) given its own
+time limit. Every plan is verified by the independent checker. Targets (issue #2):
+  S: 50 jobs, 64 GPUs, 2 types, 24 slots: gap <= 0.1 %, < 1 s
+  M: 500 jobs, 512 GPUs, 3 types, 48 slots: <= 5 s with CBC, gap <= 2 %, monolithic <= 1 % better
+  L: 5,000 jobs, 4,096 GPUs, 4 types, 48 slots: <= 60 s with CBC on 2 cores, gap <= 5 %, <= 4 GiB
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import time
+
+import pytest
+
+from gpusched.generate import make_cluster, make_jobs
+from gpusched.solver import PlanOptions, plan
+from gpusched.solver.greedy import fifo_baseline
+from gpusched.solver.instance import build_instance
+from gpusched.solver.milp import solve_milp
+from gpusched.solver.policies import make_policy
+from gpusched.verify import check_plan
+
+SIZES = {
+    "S": dict(jobs=50, gpus=64, types=2, slots=24, time_limit=10.0),
+    "M": dict(jobs=500, gpus=512, types=3, slots=48, time_limit=5.0),
+    "L": dict(jobs=5000, gpus=4096, types=4, slots=48, time_limit=60.0),
+}
+SLOT = 0.25
+CHOSEN = [s for s in os.environ.get("GPUSCHED_BENCH_SIZES", "S,M").split(",") if s]
+MONOLITHIC_S = float(os.environ.get("GPUSCHED_BENCH_MONOLITHIC", "0"))
+
+
+@pytest.mark.parametrize("policy", ["cost", "jct", "deadline"])
+@pytest.mark.parametrize("size", CHOSEN)
+def test_planner(benchmark, size: str, policy: str) -> None:
+    spec = SIZES[size]
+    cluster = make_cluster(spec["gpus"], spec["types"])
+    horizon = spec["slots"] * SLOT
+    jobs = make_jobs(spec["jobs"], cluster, horizon, seed=7)
+    options = PlanOptions(policy=policy, horizon=horizon, slot=SLOT, time_limit=spec["time_limit"])  # type: ignore[arg-type]
+
+    result = benchmark.pedantic(plan, args=(cluster, jobs, options), rounds=1, iterations=1)
+    assert check_plan(cluster, jobs, result) == []
+
+    inst = build_instance(cluster, jobs, options)
+    pol = make_policy(policy, inst)
+    t0 = time.perf_counter()
+    fifo = pol.evaluate(fifo_baseline(inst, pol))
+    fifo_s = time.perf_counter() - t0
+    assert result.objective <= fifo + 1e-6, "the planner must never be worse than FIFO"
+    line = (
+        f"\n[{size} {policy}] jobs={spec['jobs']} gpus={spec['gpus']} types={spec['types']} slots={spec['slots']} "
+        f"time={result.solve_time_s:.2f}s objective={result.objective:.6g} lower_bound={result.lower_bound:.6g} "
+        f"gap={result.gap:.3%} status={result.status} via {result.solver} | FIFO objective={fifo:.6g} "
+        f"({fifo_s * 1000:.1f} ms) planner/FIFO={result.objective / fifo if fifo else float('nan'):.3f} "
+        f"peak RSS={resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB"
+    )
+    if MONOLITHIC_S > 0:
+        t0 = time.perf_counter()
+        mono = solve_milp(inst, pol, solver="cbc", time_limit=MONOLITHIC_S, gap=1e-4)
+        mono_s = time.perf_counter() - t0
+        if mono.schedule is not None:
+            mono_obj = pol.evaluate(mono.schedule)
+            line += (
+                f" | monolithic MILP ({MONOLITHIC_S:.0f}s limit): objective={mono_obj:.6g} in {mono_s:.1f}s "
+                f"status={mono.status}; planner is {(result.objective - mono_obj) / max(abs(mono_obj), 1e-9):+.3%} vs it"
+            )
+        else:
+            line += f" | monolithic MILP ({MONOLITHIC_S:.0f}s limit): no solution in {mono_s:.1f}s"
+    benchmark.extra_info.update(
+        objective=result.objective, lower_bound=result.lower_bound, gap=result.gap, fifo=fifo
+    )
+    print(line)
