@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import os
 import random
+import socket
 import sys
 import time
 import traceback
@@ -224,9 +225,13 @@ def _loop(
         torch.autocast("cuda", dtype=torch.bfloat16) if use_cuda else torch.autocast("cpu", enabled=False)
     )
 
+    # Every rank's host and pid in the start line: who to look at (or signal) when one misbehaves.
+    where: list[Any] = [None] * world
+    dist.all_gather_object(where, {"host": socket.gethostname(), "pid": os.getpid()})
     if lead:
         emit(
             "start",
+            ranks=where,
             world_size=world,
             backend=backend,
             device=state.status.device,

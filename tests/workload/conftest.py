@@ -95,12 +95,14 @@ def run(
     *,
     nproc: int = 1,
     sigterm_after_step: int | None = None,
+    sigterm_rank: int | None = None,
     timeout: float = 150,
     env: dict[str, str] | None = None,
     launcher: str = "torchrun",
 ) -> Result:
-    """Run to the end; with sigterm_after_step, send SIGTERM (to the launcher, as the kubelet would
-    to PID 1) once a step line at or past that step has been printed."""
+    """Run to the end; with sigterm_after_step, send SIGTERM once a step line at or past that step
+    has been printed: to the launcher, as the kubelet would to PID 1, or only to worker
+    `sigterm_rank` (its pid is in the start line)."""
     full_env = {**child_env(tmp), **(env or {})}
     # stderr goes to a file: a pipe nobody reads could fill and stall the run.
     errpath = tmp / f"stderr-{time.monotonic_ns()}.txt"
@@ -127,7 +129,10 @@ def run(
                 and e["event"] == "step"
                 and e["step"] >= sigterm_after_step
             ):
-                proc.send_signal(signal.SIGTERM)
+                if sigterm_rank is None:
+                    proc.send_signal(signal.SIGTERM)
+                else:
+                    os.kill(events[0]["ranks"][sigterm_rank]["pid"], signal.SIGTERM)
                 signalled = e["step"]
             if time.monotonic() > deadline:
                 pytest.fail(f"run did not finish in {timeout}s: {events[-3:]}")
@@ -150,6 +155,7 @@ class Workload:
     """The fixture handed to tests: runs in its own temporary directory."""
 
     tiny = TINY
+    free_port = staticmethod(free_port)
 
     def __init__(self, tmp: Path) -> None:
         self.tmp = tmp

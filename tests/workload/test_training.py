@@ -9,8 +9,6 @@ import pytest
 
 from gpusched.workload_contract import EXIT_FINISHED, EXIT_PREEMPTED, WorkloadStatus
 
-from .conftest import free_port
-
 pytestmark = pytest.mark.slow
 
 
@@ -81,6 +79,22 @@ def test_two_ranks_sigterm_checkpoint_resume_same_losses(workload: Any) -> None:
     _same_trajectory({**first.losses, **second.losses}, reference.losses)
     # The curve is real training, not a constant: the synthetic stream is learnable.
     assert reference.losses[total] < reference.losses[1] - 0.05
+
+
+def test_sigterm_seen_by_one_rank_stops_all_at_the_same_step(workload: Any) -> None:
+    """Only rank 1 gets the signal; the all-reduced flag makes rank 0 stop and checkpoint with it."""
+    ckpt = workload.tmp / "ckpt"
+    args = [*workload.tiny, "--checkpoint-dir", str(ckpt), "--checkpoint-every", "0", "--steps", "100000"]
+    run = workload.run(args, nproc=2, sigterm_after_step=3, sigterm_rank=1)
+    assert run.signalled_at_step is not None, run.stderr[-3000:]
+    assert [r["pid"] for r in run.first("start")["ranks"]].count(None) == 0
+    stopped = run.first("preempted")["step"]
+    assert max(run.losses) == stopped
+    # Rank 0 never got a signal, yet it wrote the checkpoint at the agreed step and reported 75.
+    assert run.first("exit")["exit_code"] == EXIT_PREEMPTED
+    assert sorted(p.name for p in ckpt.glob("*.json")) == [f"ckpt-{stopped:09d}.json"]
+    final = WorkloadStatus.model_validate(workload.termination_message())
+    assert (final.state, final.last_checkpoint_step) == ("preempted", stopped)
 
 
 def test_lone_process_preempt_exit_75_and_truncated_checkpoint_skipped(workload: Any) -> None:
@@ -154,7 +168,7 @@ def test_gpusched_launcher_keeps_exit_75_where_torchrun_loses_it(workload: Any) 
         "NNODES": "1",
         "NODE_RANK": "0",
         "MASTER_ADDR": "127.0.0.1",
-        "MASTER_PORT": str(free_port()),
+        "MASTER_PORT": str(workload.free_port()),
     }
     common = [*workload.tiny, "--checkpoint-dir", str(ckpt), "--checkpoint-every", "0"]
     first = workload.run([*common, "--steps", "100000"], launcher="gpusched", env=env, sigterm_after_step=4)
@@ -163,7 +177,7 @@ def test_gpusched_launcher_keeps_exit_75_where_torchrun_loses_it(workload: Any) 
     assert first.first("start")["world_size"] == 2
     assert WorkloadStatus.model_validate(workload.termination_message()).exit_code == EXIT_PREEMPTED
 
-    env["MASTER_PORT"] = str(free_port())
+    env["MASTER_PORT"] = str(workload.free_port())
     second = workload.run([*common, "--steps", str(stopped + 2)], launcher="gpusched", env=env)
     assert second.returncode == EXIT_FINISHED, second.stderr[-3000:]
     assert second.first("start")["resumed_from_step"] == stopped
