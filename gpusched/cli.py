@@ -65,25 +65,34 @@ class SolverChoice(str, Enum):
 
 @app.command()
 def plan(
-    cluster: Annotated[Path, typer.Option("--cluster", "-c", help="cluster.yaml: GPU types, nodes, maintenance.")],
+    cluster: Annotated[
+        Path, typer.Option("--cluster", "-c", help="cluster.yaml: GPU types, nodes, maintenance.")
+    ],
     jobs: Annotated[Path, typer.Option("--jobs", "-j", help="jobs.yaml: the queue to plan.")],
-    policy: Annotated[PolicyChoice, typer.Option(help="Objective: cost, jct, makespan, deadline or fair.")] = (
-        PolicyChoice.cost
-    ),
+    policy: Annotated[
+        PolicyChoice, typer.Option(help="Objective: cost, jct, makespan, deadline or fair.")
+    ] = (PolicyChoice.cost),
     horizon: Annotated[str, typer.Option(help="Planning horizon, e.g. 48h.")] = "48h",
     slot: Annotated[str, typer.Option(help="Slot length, e.g. 15m.")] = "15m",
-    solver: Annotated[SolverChoice, typer.Option(help="MILP backend: cbc (bundled) or highs.")] = SolverChoice.cbc,
+    solver: Annotated[
+        SolverChoice, typer.Option(help="MILP backend: cbc (bundled) or highs.")
+    ] = SolverChoice.cbc,
     time_limit: Annotated[
-        float | None, typer.Option("--time-limit", help="Seconds; the best feasible plan found by then is returned.")
+        float | None,
+        typer.Option("--time-limit", help="Seconds; the best feasible plan found by then is returned."),
     ] = None,
     telemetry: Annotated[
         Path | None,
-        typer.Option(help="Directory of agent JSON snapshots: nodes come from live hardware, types from --cluster."),
+        typer.Option(
+            help="Directory of agent JSON snapshots: nodes come from live hardware, types from --cluster."
+        ),
     ] = None,
     now: Annotated[
         str | None, typer.Option(help="ISO time of plan start when jobs.yaml has no epoch (default: now).")
     ] = None,
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the plan to .json or .yaml.")] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write the plan to .json or .yaml.")
+    ] = None,
     chart: Annotated[Path | None, typer.Option(help="Write a Gantt chart: .png or .html.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the one-line result.")] = False,
 ) -> None:
@@ -103,10 +112,14 @@ def plan(
         if start is None:
             raise fail(f"--now: expected an ISO datetime such as 2026-11-23T09:00:00Z, got {now!r}")
     for path, what in ((output, "--output"), (chart, "--chart")):
-        if path is not None and path.suffix.lower() not in {
-            "--output": (".json", ".yaml", ".yml"),
-            "--chart": (".png", ".html"),
-        }[what]:
+        if (
+            path is not None
+            and path.suffix.lower()
+            not in {
+                "--output": (".json", ".yaml", ".yml"),
+                "--chart": (".png", ".html"),
+            }[what]
+        ):
             raise fail(f"{what}: unsupported file type {path.suffix or path.name!r}")
     try:
         cluster_model, jobset = load_inputs(cluster, jobs, start)
@@ -144,14 +157,24 @@ class SchemaChoice(str, Enum):
 
 @app.command()
 def schema(
-    kind: Annotated[SchemaChoice, typer.Argument(help="Which file format: cluster, jobs, plan or telemetry.")],
+    kind: Annotated[
+        SchemaChoice, typer.Argument(help="Which file format: cluster, jobs, plan or telemetry.")
+    ],
 ) -> None:
     """Print the JSON Schema of a file format."""
+    from pydantic import BaseModel
+
     from gpusched.model import Cluster, JobSet
     from gpusched.model import Plan as PlanModel
     from gpusched.telemetry import NodeTelemetry
 
-    model = {"cluster": Cluster, "jobs": JobSet, "plan": PlanModel, "telemetry": NodeTelemetry}[kind.value]
+    models: dict[str, type[BaseModel]] = {
+        "cluster": Cluster,
+        "jobs": JobSet,
+        "plan": PlanModel,
+        "telemetry": NodeTelemetry,
+    }
+    model = models[kind.value]
     typer.echo(json.dumps(model.model_json_schema(), indent=2))
 
 

@@ -58,7 +58,10 @@ def format_validation_error(source: str, exc: ValidationError) -> str:
         msg = msg[len("Value error, ") :]
     value = err.get("input")
     shown = "" if isinstance(value, (dict, list)) or err.get("type") == "missing" else f" (got {value!r})"
-    if msg.split(":")[0].strip().startswith(tuple("abcdefghijklmnopqrstuvwxyz_")) and "[" in msg.split(":")[0]:
+    if (
+        msg.split(":")[0].strip().startswith(tuple("abcdefghijklmnopqrstuvwxyz_"))
+        and "[" in msg.split(":")[0]
+    ):
         # A model validator already named the path inside its message: prefix the outer location.
         return f"{source}: {loc + '.' if loc else ''}{msg}"
     return f"{source}: {loc or '<root>'}: {msg}{shown}"

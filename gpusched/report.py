@@ -104,7 +104,13 @@ def gantt_png(plan: Plan) -> bytes:
     fig, ax = plt.subplots(figsize=(11, height))
     for y, jp in enumerate(rows):
         for seg in jp.segments:
-            ax.barh(y, seg.end - seg.start, left=seg.start, color=colours.get(jp.gpu_type or ""), edgecolor="black")
+            ax.barh(
+                y,
+                seg.end - seg.start,
+                left=seg.start,
+                color=colours.get(jp.gpu_type or ""),
+                edgecolor="black",
+            )
     ax.set_yticks(range(len(rows)))
     ax.set_yticklabels([f"{jp.job} ({jp.gpus})" for jp in rows], fontsize=7)
     ax.invert_yaxis()

@@ -29,10 +29,11 @@ def check_plan(cluster: Cluster, jobs: list[Job], plan: Plan) -> list[str]:
     node_used: dict[str, int] = defaultdict(int)
 
     for jp in plan.jobs:
-        job = by_name.get(jp.job)
-        if job is None:
+        found = by_name.get(jp.job)
+        if found is None:
             problems.append(f"{jp.job}: in the plan but not in the queue")
             continue
+        job = found
         if jp.status == "unscheduled":
             if jp.segments or jp.placement:
                 problems.append(f"{job.name}: unscheduled but has segments or placement")
@@ -46,7 +47,9 @@ def check_plan(cluster: Cluster, jobs: list[Job], plan: Plan) -> list[str]:
         if job.gpu_types is not None and gtype.name not in job.gpu_types:
             problems.append(f"{job.name}: runs on {gtype.name}, not one of its allowed types {job.gpu_types}")
         if gtype.memory_gib + TOL < job.min_gpu_memory_gib:
-            problems.append(f"{job.name}: {gtype.name} has {gtype.memory_gib} GiB < {job.min_gpu_memory_gib} GiB")
+            problems.append(
+                f"{job.name}: {gtype.name} has {gtype.memory_gib} GiB < {job.min_gpu_memory_gib} GiB"
+            )
         if jp.gpus != job.gpus:
             problems.append(f"{job.name}: gang of {job.gpus} GPUs given {jp.gpus}")
         if not jp.segments or jp.start is None:
@@ -78,23 +81,33 @@ def check_plan(cluster: Cluster, jobs: list[Job], plan: Plan) -> list[str]:
             if total != job.gpus:
                 problems.append(f"{job.name}: starts now but its placement holds {total} of {job.gpus} GPUs")
             if job.max_nodes is not None and len(jp.placement) > job.max_nodes:
-                problems.append(f"{job.name}: placed on {len(jp.placement)} nodes > max_nodes {job.max_nodes}")
+                problems.append(
+                    f"{job.name}: placed on {len(jp.placement)} nodes > max_nodes {job.max_nodes}"
+                )
             for p in jp.placement:
                 node = nodes.get(p.node)
                 if node is None:
                     problems.append(f"{job.name}: placed on unknown node {p.node!r}")
                     continue
                 if node.gpu_type != gtype.name:
-                    problems.append(f"{job.name}: placed on {p.node} ({node.gpu_type}) but planned on {gtype.name}")
+                    problems.append(
+                        f"{job.name}: placed on {p.node} ({node.gpu_type}) but planned on {gtype.name}"
+                    )
                 node_used[p.node] += p.gpus
-            if job.running is not None and not job.preemptible and jp.placement:
-                if {p.node: p.gpus for p in jp.placement} != job.running.nodes:
-                    problems.append(f"{job.name}: non-preemptible running job moved off its nodes")
+            if (
+                job.running is not None
+                and not job.preemptible
+                and jp.placement
+                and {p.node: p.gpus for p in jp.placement} != job.running.nodes
+            ):
+                problems.append(f"{job.name}: non-preemptible running job moved off its nodes")
 
     capacity = _capacity(cluster, plan.slot, n_slots)
     for (tname, t), gpus in sorted(used.items()):
         if t < n_slots and gpus > capacity[(tname, t)]:
-            problems.append(f"slot {t} ({t * plan.slot:g}h): {gpus} x {tname} in use > {capacity[(tname, t)]} available")
+            problems.append(
+                f"slot {t} ({t * plan.slot:g}h): {gpus} x {tname} in use > {capacity[(tname, t)]} available"
+            )
     for name, gpus in node_used.items():
         avail = _node_capacity_now(cluster, name, plan.slot)
         if gpus > avail:

@@ -56,8 +56,14 @@ def plan(cluster: Cluster, jobs: list[Job], options: PlanOptions | None = None) 
             )
         if plannable and left > 0.5 and model_s <= 0.8 * left:
             relaxed = solve_milp(
-                inst, policy, solver=options.solver, time_limit=left, threads=options.threads,
-                forbid_now=forbid, column_budget=COLUMN_BUDGET, relax=True,
+                inst,
+                policy,
+                solver=options.solver,
+                time_limit=left,
+                threads=options.threads,
+                forbid_now=forbid,
+                column_budget=COLUMN_BUDGET,
+                relax=True,
             )
             if relaxed.objective is not None:
                 if attempt == 0 and not relaxed.thinned:
@@ -70,7 +76,12 @@ def plan(cluster: Cluster, jobs: list[Job], options: PlanOptions | None = None) 
                     f"model thinned to {relaxed.columns} start columns: far-future starts on a coarser grid"
                 )
         left = time_limit - (time.perf_counter() - started)
-        if plannable and left > 0.5 and model_s <= 0.8 * left and (bound is None or best_value > bound + 1e-9 * max(1.0, abs(bound))):
+        if (
+            plannable
+            and left > 0.5
+            and model_s <= 0.8 * left
+            and (bound is None or best_value > bound + 1e-9 * max(1.0, abs(bound)))
+        ):
             result = solve_milp(
                 inst,
                 policy,
@@ -87,14 +98,23 @@ def plan(cluster: Cluster, jobs: list[Job], options: PlanOptions | None = None) 
                 bound = max(bound or result.bound, result.bound)
                 proven = result.status == "optimal"
             if result.status == "not_solved" and attempt == 0:
-                notes.append("MILP found no better solution in the time limit; the heuristic plan is returned")
-        elif plannable and attempt == 0 and bound is not None and best_value <= bound + 1e-9 * max(1.0, abs(bound)):
+                notes.append(
+                    "MILP found no better solution in the time limit; the heuristic plan is returned"
+                )
+        elif (
+            plannable
+            and attempt == 0
+            and bound is not None
+            and best_value <= bound + 1e-9 * max(1.0, abs(bound))
+        ):
             proven = True  # the heuristic plan already meets the LP bound
         placements, failed = place_first_slot(inst, schedule)
         if not failed:
             break
         names = ", ".join(inst.jobs[j].job.name for j in failed)
-        notes.append(f"no node placement for {names} now (fragmentation or max_nodes): re-planned to start later")
+        notes.append(
+            f"no node placement for {names} now (fragmentation or max_nodes): re-planned to start later"
+        )
         forbid = forbid | frozenset(failed)
         proven = False
     else:
@@ -145,14 +165,14 @@ def _job_plan(
     choice = schedule.get(info.index)
     running = job.running is not None
     if choice is None:
-        code, reason = _why_unscheduled(inst, info)
+        why_code, why = _why_unscheduled(inst, info)
         return JobPlan(
             job=job.name,
             status="unscheduled",
             preempted=running,
             deadline_met=False if job.deadline is not None else None,
-            reason=reason,
-            reason_code=code,  # type: ignore[arg-type]
+            reason=why,
+            reason_code=why_code,  # type: ignore[arg-type]
         )
     opt = choice.option
     gtype = inst.types[opt.type_index]
@@ -204,7 +224,10 @@ def _why_unscheduled(inst: Instance, info: JobInfo) -> tuple[str, str]:
         return info.reason_code or "capacity", info.reason or "no GPU type can run it"
     horizon = inst.n_slots * inst.slot
     if info.release_slot >= inst.n_slots:
-        return "horizon", f"released at {format_hours(info.job.release)}, after the {format_hours(horizon)} horizon"
+        return (
+            "horizon",
+            f"released at {format_hours(info.job.release)}, after the {format_hours(horizon)} horizon",
+        )
     types = sorted({inst.types[o.type_index].name for o in inst.all_options(info)})
     return "capacity", (
         f"waiting for {info.gpus} x {'/'.join(types)}: no free capacity inside the {format_hours(horizon)} horizon"

@@ -96,7 +96,9 @@ def portfolio(
         "priority": lambda: sorted(
             inst.jobs, key=lambda i: (i.job.running is None, -i.weight, *policy.order_key(i))
         ),
-        "big-first": lambda: sorted(inst.jobs, key=lambda i: (i.job.running is None, -i.gpus, *policy.order_key(i))),
+        "big-first": lambda: sorted(
+            inst.jobs, key=lambda i: (i.job.running is None, -i.gpus, *policy.order_key(i))
+        ),
     }
     results: dict[str, float] = {}
     best: tuple[float, Schedule, str] | None = None
@@ -148,7 +150,12 @@ def lp_guided(
             top = max(entries, key=lambda e: by_type[id(e[1])])
             preferred[j] = top[1]
         order = sorted(
-            inst.jobs, key=lambda i: (i.job.running is None and not i.fixed, key.get(i.index, inst.n_slots + 1), i.index)
+            inst.jobs,
+            key=lambda i: (
+                i.job.running is None and not i.fixed,
+                key.get(i.index, inst.n_slots + 1),
+                i.index,
+            ),
         )
         schedule = _list_schedule_preferring(inst, policy, order, preferred, forbid_now)
         value = policy.evaluate(schedule)

@@ -113,7 +113,7 @@ def build_instance(cluster: Cluster, jobs: list[Job], options: PlanOptions) -> I
         for t in range(n_slots):
             capacity[k][t] = max(0, sum(node_capacity[n.name][t] for n in nodes) - type_cut[k][t])
 
-    nodes = {n.name: n for n in cluster.nodes}
+    node_by_name = {n.name: n for n in cluster.nodes}
     tmap = cluster.type_map()
     infos: list[JobInfo] = []
     for j, job in enumerate(jobs):
@@ -126,7 +126,7 @@ def build_instance(cluster: Cluster, jobs: list[Job], options: PlanOptions) -> I
         )
         remaining = job.remaining_work(tmap)
         if job.running is not None:
-            running_types = {nodes[name].gpu_type for name in job.running.nodes}
+            running_types = {node_by_name[name].gpu_type for name in job.running.nodes}
             info.running_type = type_index[running_types.pop()]
             info.release_slot = 0
             k0 = info.running_type
@@ -140,13 +140,17 @@ def build_instance(cluster: Cluster, jobs: list[Job], options: PlanOptions) -> I
                 if not job.allows(gtype):
                     continue
                 hours = remaining / job.speed_on(gtype) + (restart_hours if job.running else 0.0)
-                info.options.append(TypeOption(k, _slots_for(hours, slot), hours, restart=job.running is not None))
+                info.options.append(
+                    TypeOption(k, _slots_for(hours, slot), hours, restart=job.running is not None)
+                )
         _explain_unplannable(info, cluster, nodes_by_type, types)
         infos.append(info)
     return Instance(cluster, options, types, slot, n_slots, capacity, node_capacity, nodes_by_type, infos)
 
 
-def _explain_unplannable(info: JobInfo, cluster: Cluster, nodes_by_type: list[list[Node]], types: list[GpuType]) -> None:
+def _explain_unplannable(
+    info: JobInfo, cluster: Cluster, nodes_by_type: list[list[Node]], types: list[GpuType]
+) -> None:
     """Drop options that can never run (gang too big for the pool) and say why none is left."""
     job = info.job
     if info.continue_option is not None:
@@ -174,5 +178,7 @@ def _explain_unplannable(info: JobInfo, cluster: Cluster, nodes_by_type: list[li
         names = [types[o.type_index].name for o in info.options]
         spread = f" on at most {job.max_nodes} node(s)" if job.max_nodes else ""
         info.reason_code = "gang"
-        info.reason = f"gang of {job.gpus} GPUs is larger than any allowed pool{spread} ({names}: at most {largest})"
+        info.reason = (
+            f"gang of {job.gpus} GPUs is larger than any allowed pool{spread} ({names}: at most {largest})"
+        )
     info.options = kept

@@ -12,6 +12,7 @@ lets CBC close the gap quickly.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import re
@@ -62,8 +63,10 @@ def build_columns(
         for info in inst.jobs:
             for opt in inst.all_options(info):
                 rng = inst.start_range(info, opt)
-                starts = list(rng) if dense is None or opt is info.continue_option else start_grid(
-                    rng.start, rng.stop, dense
+                starts = (
+                    list(rng)
+                    if dense is None or opt is info.continue_option
+                    else start_grid(rng.start, rng.stop, dense)
                 )
                 hint = must_have.get(info.index)
                 if hint is not None and hint.option is opt and hint.start not in starts:
@@ -139,9 +142,9 @@ def solve_milp(
     if warm and not relax:
         index = {(info.index, id(opt), s): c for c, (info, opt, s) in enumerate(cols)}
         for j, choice in warm.items():
-            c = index.get((j, id(choice.option), choice.start))
-            if c is not None:
-                z[c].setInitialValue(1)
+            hit = index.get((j, id(choice.option), choice.start))
+            if hit is not None:
+                z[hit].setInitialValue(1)
         for var in z:
             if var.varValue is None:
                 var.setInitialValue(0)
@@ -168,7 +171,9 @@ def solve_milp(
     try:
         prob.solve(backend)
     except pulp.PulpSolverError as exc:  # the solver binary died: keep the heuristic plan
-        return MilpResult(None, "not_solved", None, None, time.perf_counter() - t0, len(cols), thinned, [str(exc)])
+        return MilpResult(
+            None, "not_solved", None, None, time.perf_counter() - t0, len(cols), thinned, [str(exc)]
+        )
     elapsed = time.perf_counter() - t0
 
     if relax:
@@ -195,7 +200,9 @@ def solve_milp(
     optimal = prob.sol_status == pulp.LpSolutionOptimal
     bound = _bound(prob, solver, log_path, objective, optimal)
     _cleanup(log_path)
-    return MilpResult(schedule, "optimal" if optimal else "feasible", objective, bound, elapsed, len(cols), thinned)
+    return MilpResult(
+        schedule, "optimal" if optimal else "feasible", objective, bound, elapsed, len(cols), thinned
+    )
 
 
 def _auxiliary(
@@ -209,9 +216,10 @@ def _auxiliary(
     if isinstance(policy, MakespanPolicy):
         span = pulp.LpVariable("makespan", lowBound=0)
         for j, cs in by_job.items():
-            prob += span >= pulp.lpSum(
-                (inst.slot_start(cols[c][2]) + cols[c][1].run_hours) * z[c] for c in cs
-            ), f"span_{j}"
+            prob += (
+                span >= pulp.lpSum((inst.slot_start(cols[c][2]) + cols[c][1].run_hours) * z[c] for c in cs),
+                f"span_{j}",
+            )
         return pulp.LpAffineExpression([(span, 1.0)])
     if isinstance(policy, FairPolicy):
         theta = pulp.LpVariable("min_share", lowBound=0, upBound=1)
@@ -231,7 +239,9 @@ def _auxiliary(
 _CBC_BOUND = re.compile(r"(?:Lower bound|best possible)[:\s]+(-?[0-9.eE+]+)", re.IGNORECASE)
 
 
-def _bound(prob: pulp.LpProblem, solver: str, log_path: str | None, objective: float, optimal: bool) -> float | None:
+def _bound(
+    prob: pulp.LpProblem, solver: str, log_path: str | None, objective: float, optimal: bool
+) -> float | None:
     if optimal:
         return objective
     if solver == "highs":
@@ -256,7 +266,5 @@ def _bound(prob: pulp.LpProblem, solver: str, log_path: str | None, objective: f
 
 def _cleanup(path: str | None) -> None:
     if path:
-        try:
+        with contextlib.suppress(OSError):
             os.unlink(path)
-        except OSError:
-            pass

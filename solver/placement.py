@@ -15,7 +15,9 @@ from gpusched.solver.instance import Instance, JobInfo
 from gpusched.solver.schedule import Schedule
 
 
-def _pick(free: dict[str, int], candidates: list[str], gpus: int, max_nodes: int | None) -> list[tuple[str, int]] | None:
+def _pick(
+    free: dict[str, int], candidates: list[str], gpus: int, max_nodes: int | None
+) -> list[tuple[str, int]] | None:
     """Fewest nodes for `gpus` GPUs among candidates; among equals, the tightest fit."""
     usable = [n for n in candidates if free[n] > 0]
     fitting = [n for n in usable if free[n] >= gpus]

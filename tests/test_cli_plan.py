@@ -22,7 +22,17 @@ def gpusched(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess
 
 def test_plan_seed_prints_summary_and_writes_files(tmp_path: Path) -> None:
     out, chart, html = tmp_path / "plan.json", tmp_path / "plan.png", tmp_path / "plan.html"
-    args = ["plan", "-c", str(SEED / "cluster.yaml"), "-j", str(SEED / "jobs.yaml"), "--horizon", "3h", "--slot", "1h"]
+    args = [
+        "plan",
+        "-c",
+        str(SEED / "cluster.yaml"),
+        "-j",
+        str(SEED / "jobs.yaml"),
+        "--horizon",
+        "3h",
+        "--slot",
+        "1h",
+    ]
     result = gpusched(*args, "-o", str(out), "--chart", str(chart))
     assert result.returncode == 0, result.stderr
     assert "optimal: 3/3 jobs planned" in " ".join(result.stdout.split())
@@ -40,8 +50,20 @@ def test_every_policy_and_solver_runs(tmp_path: Path) -> None:
     for policy in ("cost", "jct", "makespan", "deadline", "fair"):
         for solver in ("cbc", "highs"):
             result = gpusched(
-                "plan", "-c", str(SEED / "cluster.yaml"), "-j", str(SEED / "jobs.yaml"), "--horizon", "3h",
-                "--slot", "1h", "--policy", policy, "--solver", solver, "-q",
+                "plan",
+                "-c",
+                str(SEED / "cluster.yaml"),
+                "-j",
+                str(SEED / "jobs.yaml"),
+                "--horizon",
+                "3h",
+                "--slot",
+                "1h",
+                "--policy",
+                policy,
+                "--solver",
+                solver,
+                "-q",
             )
             assert result.returncode == 0, (policy, solver, result.stderr)
             assert f"policy {policy}" in result.stdout
@@ -65,12 +87,37 @@ JOB = {"name": "j", "gpus": 2, "duration": "1h"}
     ("cluster", "jobs", "extra", "expected"),
     [
         ("gpu_types: [\n  - name: A\n  memory_gib", None, [], "malformed YAML"),
-        (CLUSTER, {"jobs": [{**JOB, "gpu_types": ["H100"]}]}, [], "jobs[0].gpu_types: unknown GPU type 'H100'"),
-        ({**CLUSTER, "nodes": [{"name": "n0", "gpu_type": "B200", "gpu_count": 8}]}, None, [], "unknown GPU type 'B200'"),
-        ({**CLUSTER, "nodes": [{"name": "n0", "gpu_type": "A100", "gpu_count": -1}]}, None, [], "nodes[0].gpu_count"),
+        (
+            CLUSTER,
+            {"jobs": [{**JOB, "gpu_types": ["H100"]}]},
+            [],
+            "jobs[0].gpu_types: unknown GPU type 'H100'",
+        ),
+        (
+            {**CLUSTER, "nodes": [{"name": "n0", "gpu_type": "B200", "gpu_count": 8}]},
+            None,
+            [],
+            "unknown GPU type 'B200'",
+        ),
+        (
+            {**CLUSTER, "nodes": [{"name": "n0", "gpu_type": "A100", "gpu_count": -1}]},
+            None,
+            [],
+            "nodes[0].gpu_count",
+        ),
         (CLUSTER, {"jobs": [{**JOB, "gpus": 0}]}, [], "jobs[0].gpus"),
-        (CLUSTER, {"jobs": [{**JOB, "gpus": 16}]}, [], "jobs[0].gpus: gang of 16 GPUs is larger than every pool"),
-        (CLUSTER, {"jobs": [{**JOB, "release": "3h", "deadline": "2h"}]}, [], "deadline (2.0h) must be after release"),
+        (
+            CLUSTER,
+            {"jobs": [{**JOB, "gpus": 16}]},
+            [],
+            "jobs[0].gpus: gang of 16 GPUs is larger than every pool",
+        ),
+        (
+            CLUSTER,
+            {"jobs": [{**JOB, "release": "3h", "deadline": "2h"}]},
+            [],
+            "deadline (2.0h) must be after release",
+        ),
         (CLUSTER, {"jobs": [JOB, JOB]}, [], "jobs[1].name: duplicate name 'j'"),
         (CLUSTER, {"jobs": [{**JOB, "duration": "soon"}]}, [], "jobs[0].duration"),
         (CLUSTER, {"jobs": [{**JOB, "gpuz": 3}]}, [], "jobs[0].gpuz"),

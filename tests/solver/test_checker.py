@@ -37,7 +37,9 @@ def test_checker_flags_each_kind_of_violation() -> None:
 
     cluster, jobs, result = _valid()
     broken = {
-        "capacity": lambda p: setattr(p.job("y"), "start", 0.0) or setattr(p.job("y").segments[0], "start", 0.0),
+        "capacity": lambda p: (
+            setattr(p.job("y"), "start", 0.0) or setattr(p.job("y").segments[0], "start", 0.0)
+        ),
         "type": lambda p: setattr(p.job("x"), "gpu_type", "B"),
         "memory": lambda p: setattr(p.job("m"), "gpu_type", "A"),
         "gang": lambda p: setattr(p.job("x"), "gpus", 3),

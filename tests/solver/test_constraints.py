@@ -35,7 +35,10 @@ def test_capacity_serialises_jobs_that_do_not_fit_together(one_type) -> None:
 
 def test_unhealthy_gpus_reduce_capacity(one_type) -> None:
     cluster = make_cluster(one_type, [{"name": "n0", "gpu_type": "A", "gpu_count": 4, "unhealthy_gpus": 1}])
-    result = run(cluster, [{"name": "big", "gpus": 4, "duration": "1h"}, {"name": "small", "gpus": 3, "duration": "1h"}])
+    result = run(
+        cluster,
+        [{"name": "big", "gpus": 4, "duration": "1h"}, {"name": "small", "gpus": 3, "duration": "1h"}],
+    )
     assert result.job("big").status == "unscheduled" and result.job("big").reason_code == "gang"
     assert result.job("small").status == "scheduled"
 
@@ -43,7 +46,10 @@ def test_unhealthy_gpus_reduce_capacity(one_type) -> None:
 def test_cordoned_node_is_not_used(one_type) -> None:
     cluster = make_cluster(
         one_type,
-        [{"name": "n0", "gpu_type": "A", "gpu_count": 4, "cordoned": True}, {"name": "n1", "gpu_type": "A", "gpu_count": 4}],
+        [
+            {"name": "n0", "gpu_type": "A", "gpu_count": 4, "cordoned": True},
+            {"name": "n1", "gpu_type": "A", "gpu_count": 4},
+        ],
     )
     result = run(cluster, [{"name": "j", "gpus": 4, "duration": "1h"}])
     assert [p.node for p in result.job("j").placement] == ["n1"]
@@ -71,7 +77,8 @@ def test_gang_spans_nodes_only_within_max_nodes(one_type) -> None:
 
 def test_one_gpu_type_per_job() -> None:
     cluster = make_cluster(
-        [A, B], [{"name": "a0", "gpu_type": "A", "gpu_count": 2}, {"name": "b0", "gpu_type": "B", "gpu_count": 2}]
+        [A, B],
+        [{"name": "a0", "gpu_type": "A", "gpu_count": 2}, {"name": "b0", "gpu_type": "B", "gpu_count": 2}],
     )
     result = run(cluster, [{"name": "j", "gpus": 4, "duration": "1h"}])
     assert result.job("j").status == "unscheduled"
@@ -80,7 +87,8 @@ def test_one_gpu_type_per_job() -> None:
 
 def test_memory_requirement_picks_the_bigger_gpu() -> None:
     cluster = make_cluster(
-        [A, B], [{"name": "a0", "gpu_type": "A", "gpu_count": 4}, {"name": "b0", "gpu_type": "B", "gpu_count": 4}]
+        [A, B],
+        [{"name": "a0", "gpu_type": "A", "gpu_count": 4}, {"name": "b0", "gpu_type": "B", "gpu_count": 4}],
     )
     # Under jct the fast A is preferred; 60 GiB per GPU only fits B.
     free = run(cluster, [{"name": "j", "gpus": 2, "duration": "2h"}], policy="jct")
@@ -93,7 +101,8 @@ def test_memory_requirement_picks_the_bigger_gpu() -> None:
 
 def test_allowed_types_are_respected() -> None:
     cluster = make_cluster(
-        [A, B], [{"name": "a0", "gpu_type": "A", "gpu_count": 4}, {"name": "b0", "gpu_type": "B", "gpu_count": 4}]
+        [A, B],
+        [{"name": "a0", "gpu_type": "A", "gpu_count": 4}, {"name": "b0", "gpu_type": "B", "gpu_count": 4}],
     )
     result = run(cluster, [{"name": "j", "gpus": 2, "duration": "2h", "gpu_types": ["B"]}], policy="jct")
     assert result.job("j").gpu_type == "B"
@@ -102,7 +111,8 @@ def test_allowed_types_are_respected() -> None:
 def test_cost_policy_buys_cheap_work_and_jct_buys_speed() -> None:
     # A does 2 units/h for $4 ($2 per unit), B 1 unit/h for $1 ($1 per unit).
     cluster = make_cluster(
-        [A, B], [{"name": "a0", "gpu_type": "A", "gpu_count": 4}, {"name": "b0", "gpu_type": "B", "gpu_count": 4}]
+        [A, B],
+        [{"name": "a0", "gpu_type": "A", "gpu_count": 4}, {"name": "b0", "gpu_type": "B", "gpu_count": 4}],
     )
     job = [{"name": "j", "gpus": 4, "duration": "2h"}]
     cheap = run(cluster, job, policy="cost")
@@ -130,7 +140,9 @@ def test_deadline_reorders_jobs(one_type) -> None:
 
 def test_impossible_deadline_still_yields_a_plan_that_says_why(one_type) -> None:
     cluster = make_cluster(one_type, [{"name": "n0", "gpu_type": "A", "gpu_count": 4}])
-    result = run(cluster, [{"name": "late", "gpus": 2, "duration": "3h", "deadline": "2h"}], policy="deadline")
+    result = run(
+        cluster, [{"name": "late", "gpus": 2, "duration": "3h", "deadline": "2h"}], policy="deadline"
+    )
     jp = result.job("late")
     assert result.status == "infeasible"
     assert jp.status == "scheduled" and jp.deadline_met is False and jp.reason_code == "deadline"
@@ -172,10 +184,17 @@ def test_preemptible_running_job_yields_to_urgent_work_and_pays_restart(one_type
 
 def test_running_job_is_not_moved_for_nothing(one_type) -> None:
     cluster = make_cluster(
-        one_type, [{"name": "n0", "gpu_type": "A", "gpu_count": 4}, {"name": "n1", "gpu_type": "A", "gpu_count": 4}]
+        one_type,
+        [{"name": "n0", "gpu_type": "A", "gpu_count": 4}, {"name": "n1", "gpu_type": "A", "gpu_count": 4}],
     )
     jobs = [
-        {"name": "r", "gpus": 2, "duration": "2h", "preemptible": True, "running": {"nodes": {"n1": 2}, "done": 0}},
+        {
+            "name": "r",
+            "gpus": 2,
+            "duration": "2h",
+            "preemptible": True,
+            "running": {"nodes": {"n1": 2}, "done": 0},
+        },
         {"name": "new", "gpus": 4, "duration": "1h"},
     ]
     result = run(cluster, jobs, policy="jct")
@@ -228,7 +247,8 @@ def test_makespan_policy_balances_where_jct_would_not() -> None:
     fast = {"name": "F", "memory_gib": 80, "speed": 2.0}
     slow = {"name": "S", "memory_gib": 80, "speed": 1.0}
     cluster = make_cluster(
-        [fast, slow], [{"name": "f", "gpu_type": "F", "gpu_count": 1}, {"name": "s", "gpu_type": "S", "gpu_count": 1}]
+        [fast, slow],
+        [{"name": "f", "gpu_type": "F", "gpu_count": 1}, {"name": "s", "gpu_type": "S", "gpu_count": 1}],
     )
     jobs = [{"name": f"j{i}", "gpus": 1, "duration": "2h"} for i in range(3)]
     # On F each takes 1h, on S 2h. Best makespan: two on F (ends 2h), one on S (ends 2h).
@@ -239,9 +259,9 @@ def test_makespan_policy_balances_where_jct_would_not() -> None:
 
 def test_fair_policy_gives_the_small_team_its_share(one_type) -> None:
     cluster = make_cluster(one_type, [{"name": "n0", "gpu_type": "A", "gpu_count": 2}])
-    jobs = [{"name": f"big-{i}", "gpus": 2, "duration": "2h", "team": "big", "priority": 2} for i in range(4)] + [
-        {"name": "small-0", "gpus": 2, "duration": "2h", "team": "small"}
-    ]
+    jobs = [
+        {"name": f"big-{i}", "gpus": 2, "duration": "2h", "team": "big", "priority": 2} for i in range(4)
+    ] + [{"name": "small-0", "gpus": 2, "duration": "2h", "team": "small"}]
     jct = run(cluster, jobs, policy="jct", horizon=4)
     fair = run(cluster, jobs, policy="fair", horizon=4)
     # jct runs the heavier-weighted team first and leaves "small" outside a 4h horizon;
@@ -252,7 +272,8 @@ def test_fair_policy_gives_the_small_team_its_share(one_type) -> None:
 
 def test_gpu_hours_and_per_type_speeds() -> None:
     cluster = make_cluster(
-        [A, B], [{"name": "a0", "gpu_type": "A", "gpu_count": 4}, {"name": "b0", "gpu_type": "B", "gpu_count": 4}]
+        [A, B],
+        [{"name": "a0", "gpu_type": "A", "gpu_count": 4}, {"name": "b0", "gpu_type": "B", "gpu_count": 4}],
     )
     # 8 GPU-hours on 4 GPUs = 2h at speed 1; this job runs 4x faster on B than the default speed.
     job = {"name": "j", "gpus": 4, "gpu_hours": 8, "speeds": {"B": 4.0}, "gpu_types": ["B"]}

@@ -69,14 +69,17 @@ def instances(draw: st.DrawFn) -> tuple[Cluster, list[Job]]:
     if any(j.running for j in jobs):
         # A running job's node type must be one it allows.
         jobs = [
-            j.model_copy(update={"gpu_types": None, "min_gpu_memory_gib": 0.0}) if j.running else j for j in jobs
+            j.model_copy(update={"gpu_types": None, "min_gpu_memory_gib": 0.0}) if j.running else j
+            for j in jobs
         ]
     return cluster, jobs
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(instances(), st.sampled_from(["cost", "jct", "makespan", "deadline", "fair"]))
-def test_every_plan_passes_the_checker_and_beats_fifo(instance: tuple[Cluster, list[Job]], policy: str) -> None:
+def test_every_plan_passes_the_checker_and_beats_fifo(
+    instance: tuple[Cluster, list[Job]], policy: str
+) -> None:
     cluster, jobs = instance
     options = PlanOptions(policy=policy, horizon=6.0, slot=0.5, time_limit=20)  # type: ignore[arg-type]
     result = plan(cluster, jobs, options)
