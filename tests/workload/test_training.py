@@ -9,7 +9,7 @@ import pytest
 
 from gpusched.workload_contract import EXIT_FINISHED, EXIT_PREEMPTED, WorkloadStatus
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 
 def _same_trajectory(got: dict[int, float], want: dict[int, float]) -> None:
