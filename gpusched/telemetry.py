@@ -12,7 +12,7 @@ import re
 from datetime import datetime, timedelta
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, computed_field
 from pydantic.alias_generators import to_camel
 
 Health = Literal["healthy", "degraded", "unhealthy", "unknown"]
@@ -81,6 +81,18 @@ class NodeTelemetry(_Tolerant):
     """GPU index -> GPU index -> link ('NV18', 'PIX', 'SYS', ...)."""
     topology_domain: str | None = None
     labels: dict[str, str] = Field(default_factory=dict)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def gpu_count(self) -> int:
+        """Accelerators reported (output only: the GPUNode printer column 'GPUs' reads it)."""
+        return len(self.gpus)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def healthy_gpu_count(self) -> int:
+        """Accelerators in state healthy (output only: printer column 'Healthy')."""
+        return sum(1 for g in self.gpus if g.health == "healthy")
 
     def is_stale(self, now: datetime, max_age: timedelta) -> bool:
         return now - self.timestamp > max_age
