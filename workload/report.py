@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from gpusched.workload.checkpoint import write_bytes_atomic
-from gpusched.workload_contract import WorkloadStatus
+from gpusched.workload_contract import TERMINATION_MESSAGE_PATH, WorkloadStatus
 
 TERMINATION_MESSAGE_LIMIT = 4096
 """Kubernetes keeps at most 4096 bytes of a container's termination message."""
@@ -65,9 +65,15 @@ def termination_message(status: WorkloadStatus) -> bytes:
 def write_termination_message(path: Path, status: WorkloadStatus) -> bool:
     """Write the final status where the kubelet reads it; False when there is nowhere to write.
 
-    Written in place, not by rename: in a pod the file is a bind mount, which cannot be replaced.
+    In a pod the kubelet has already created the file (a bind mount, writable by the container's
+    user even when /dev is not), so an existing file is written in place, never replaced by a
+    rename. A missing file is created only where its directory is writable and it is not the
+    default /dev/termination-log: outside Kubernetes, /dev is no place for stray files.
     """
-    if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+    if path.exists():
+        if not os.access(path, os.W_OK):
+            return False
+    elif str(path) == TERMINATION_MESSAGE_PATH or not os.access(path.parent, os.W_OK):
         return False
     try:
         with open(path, "wb") as fh:

@@ -138,6 +138,16 @@ def test_termination_message_skipped_when_directory_not_writable(tmp_path: Path)
     assert not write_termination_message(locked / "log", WorkloadStatus())
 
 
+def test_termination_message_written_in_place_over_an_existing_file(tmp_path: Path) -> None:
+    """The kubelet's file is a bind mount: it must keep its inode (no rename over it)."""
+    path = tmp_path / "termination-log"
+    path.write_bytes(b"x" * 9000)
+    inode = path.stat().st_ino
+    assert write_termination_message(path, WorkloadStatus(state="preempted", exit_code=75, step=3))
+    assert path.stat().st_ino == inode
+    assert WorkloadStatus.model_validate_json(path.read_bytes()).exit_code == 75
+
+
 def test_termination_message_skipped_when_directory_missing(tmp_path: Path) -> None:
     assert not write_termination_message(tmp_path / "no" / "such" / "log", WorkloadStatus())
 
