@@ -116,21 +116,26 @@ def solve_milp(
         for t in range(s, min(s + opt.slots, inst.n_slots)):
             load.setdefault((opt.type_index, t), []).append((c, info.gpus))
 
+    # Each job either starts once or pays its penalty through an explicit slack u_j. (Folding the
+    # penalties into a constant would give the solver a huge negative objective and make its
+    # relative stopping gap meaninglessly loose.)
     objective_terms: list[tuple[pulp.LpVariable, float]] = []
-    constant = 0.0
     for info in inst.jobs:
-        if not info.plannable:
+        if not info.plannable or info.index not in by_job:
             continue
-        penalty = policy.unscheduled_penalty(info)
-        constant += penalty
-        for c in by_job.get(info.index, []):
+        choices = pulp.lpSum(z[c] for c in by_job[info.index])
+        for c in by_job[info.index]:
             _, opt, s = cols[c]
-            objective_terms.append((z[c], policy.coefficient(info, opt, s) - penalty))
-        if info.index in by_job:
-            if info.fixed:
-                prob += pulp.lpSum(z[c] for c in by_job[info.index]) == 1, f"keep_{info.index}"
-            else:
-                prob += pulp.lpSum(z[c] for c in by_job[info.index]) <= 1, f"once_{info.index}"
+            objective_terms.append((z[c], policy.coefficient(info, opt, s)))
+        if info.fixed:
+            prob += choices == 1, f"keep_{info.index}"
+        else:
+            slack = pulp.LpVariable(f"u{info.index}", lowBound=0, upBound=1)
+            objective_terms.append((slack, policy.unscheduled_penalty(info)))
+            prob += choices + slack == 1, f"once_{info.index}"
+    constant = sum(
+        policy.unscheduled_penalty(info) for info in inst.jobs if info.plannable and info.index not in by_job
+    )
 
     for (k, t), entries in load.items():
         if sum(g for _, g in entries) > inst.capacity[k][t]:
@@ -148,6 +153,10 @@ def solve_milp(
         for var in z:
             if var.varValue is None:
                 var.setInitialValue(0)
+        for var in prob.variables():
+            if var.name.startswith("u") and var.varValue is None:
+                job = int(var.name[1:])
+                var.setInitialValue(0 if job in warm else 1)
 
     build_s = time.perf_counter() - t0
     remaining = None if time_limit is None else max(1.0, time_limit - build_s)

@@ -42,9 +42,17 @@ class Policy:
 
     def coefficient(self, info: JobInfo, opt: TypeOption, start: int) -> float:
         value = self.base(info, opt, start)
-        if info.deadline_slot is not None and start + opt.slots > info.deadline_slot:
+        if self._deadline_attainable(info) and start + opt.slots > (info.deadline_slot or 0):
             value += self.late_penalty(info)
         return value
+
+    def _deadline_attainable(self, info: JobInfo) -> bool:
+        """A deadline no choice can meet costs every plan the same: it is left out of the objective
+        (it would only swamp the relative gap the solver stops at) and reported instead."""
+        if info.deadline_slot is None:
+            return False
+        first = 0 if info.continue_option is not None else info.release_slot
+        return any(first + o.slots <= info.deadline_slot for o in self.inst.all_options(info))
 
     def late_penalty(self, info: JobInfo) -> float:
         return self.scale(info) * self.late_unit
@@ -56,15 +64,10 @@ class Policy:
         relaxation tight; the extra slot makes any start inside the horizon preferable.
         """
         after = self.inst.n_slots
-        best = min(
-            (self.base(info, o, after) for o in self.inst.all_options(info)),
-            default=0.0,
-        )
-        late = 0.0
-        if info.deadline_slot is not None:
-            shortest = min((o.slots for o in self.inst.all_options(info)), default=0)
-            if after + shortest > info.deadline_slot:
-                late = self.late_penalty(info)
+        # A running job left out of the horizon is stopped now and restarts later.
+        later = info.options or self.inst.all_options(info)
+        best = min((self.base(info, o, after) for o in later), default=0.0)
+        late = self.late_penalty(info) if self._deadline_attainable(info) else 0.0
         return best + late + self.scale(info) * self.inst.slot
 
     def scale(self, info: JobInfo) -> float:
