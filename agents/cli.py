@@ -125,7 +125,7 @@ def agent(
         from gpusched.agents.k8s import FilePublisher
 
         publishers.append(FilePublisher(output_dir, node))
-    if publish is PublishChoice.k8s and not once:
+    if publish is PublishChoice.k8s:
         from gpusched.agents.k8s import GpuNodePublisher, load_kube_client
 
         try:

@@ -95,24 +95,41 @@ class GpuNodePublisher:
         self._last_write = -float("inf")
         self.writes = 0
         self.events = 0
+        self.event_errors = 0
 
     def publish(self, snapshot: NodeTelemetry, transitions: list[Transition]) -> None:
-        # Events first: a failing status write must not lose the record of a GPU going bad.
+        from kubernetes.client.exceptions import ApiException
+
+        failed: list[str] = []
         for t in transitions:
             if t.old is None and t.new == "healthy":
                 continue  # a healthy GPU seen at start-up is not news
-            self.emit_event(t)
+            try:
+                self.emit_event(t)
+            except Exception as exc:  # the status below must still go out
+                self.event_errors += 1
+                failed.append(f"Event for GPU {t.index}: {exc}")
         fp = fingerprint(snapshot)
         now = self.monotonic()
-        if fp == self._last_fp and now - self._last_write < self.heartbeat:
-            return
+        if fp != self._last_fp or now - self._last_write >= self.heartbeat:
+            try:
+                self._write_status(snapshot)
+            except ApiException as exc:
+                if exc.status != 404:
+                    raise
+                self._exists = False  # deleted behind our back: recreate it and write again
+                self._write_status(snapshot)
+            self._last_fp, self._last_write = fp, now
+            self.writes += 1
+        if failed:
+            raise RuntimeError("; ".join(failed))
+
+    def _write_status(self, snapshot: NodeTelemetry) -> None:
         self._ensure_exists()
         body = [{"op": "add", "path": "/status", "value": status_body(snapshot)}]
         self.custom.patch_cluster_custom_object_status(
             GROUP, VERSION, PLURAL, self.node, body, _content_type="application/json-patch+json"
         )
-        self._last_fp, self._last_write = fp, now
-        self.writes += 1
 
     def _ensure_exists(self) -> None:
         if self._exists:

@@ -143,3 +143,32 @@ def test_api_errors_never_stop_the_agent(kube: KubeAPI, make_agent: Callable[...
     assert (PLURAL, "dgx-1") not in kube.objects
     agent.poll_once()  # retried on the next poll
     assert kube.objects[(PLURAL, "dgx-1")]["status"]["node"] == "dgx-1"
+
+
+def test_deleted_gpunode_is_recreated(kube: KubeAPI) -> None:
+    from datetime import datetime, timezone
+
+    clock = FakeClock()
+    pub = publisher(kube, "n1", clock, heartbeat=10)
+    snap = NodeTelemetry(node="n1", timestamp=datetime(2026, 11, 23, tzinfo=timezone.utc))
+    pub.publish(snap, [])
+    del kube.objects[(PLURAL, "n1")]  # e.g. kubectl delete gpunode n1
+    clock.t += 11
+    pub.publish(snap, [])
+    assert kube.objects[(PLURAL, "n1")]["status"]["node"] == "n1"
+
+
+def test_a_failed_event_does_not_hold_back_the_status(
+    kube: KubeAPI, make_agent: Callable[..., Any], stub_config: Callable[[str], Any]
+) -> None:
+    kube.add_node("dgx-1")
+    agent: Agent = make_agent(
+        "profile h100x8\n", node="dgx-1", publishers=[publisher(kube, "dgx-1", FakeClock())]
+    )
+    agent.poll_once()
+    stub_config("profile h100x8\nlost 1\n")
+    kube.fail_next = [500]  # the Event POST fails
+    agent.poll_once()
+    assert kube.events == []
+    assert kube.objects[(PLURAL, "dgx-1")]["status"]["gpus"][1]["health"] == "unhealthy"
+    assert agent.stats.publish_errors == {"GpuNodePublisher": 1}
