@@ -57,7 +57,7 @@ def operator(
     replan_interval: Annotated[
         str, typer.Option("--replan-interval", help="Re-plan at least this often.")
     ] = "30s",
-    policy: Annotated[_Policy, typer.Option(help="Planner objective.")] = _Policy.cost,
+    policy: Annotated[_Policy, typer.Option(help="Planner objective (jct weighs priority).")] = _Policy.jct,
     horizon: Annotated[str, typer.Option(help="Planning horizon.")] = "24h",
     slot: Annotated[str, typer.Option(help="Planning slot length.")] = "15m",
     time_limit: Annotated[float, typer.Option("--time-limit", help="Planner seconds per round.")] = 10.0,
@@ -71,6 +71,10 @@ def operator(
     lease_namespace: Annotated[
         str | None, typer.Option(help="Namespace of the Lease [default: $POD_NAMESPACE or default].")
     ] = None,
+    lease_name: Annotated[str, typer.Option(help="Name of the Lease.")] = "gpusched-operator",
+    lease_duration: Annotated[
+        int, typer.Option(help="Seconds a leader may go without renewing before a standby takes over.")
+    ] = 15,
     metrics_port: Annotated[int, typer.Option(help="Port of /metrics and /healthz; 0 disables.")] = 8080,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
 ) -> None:
@@ -91,6 +95,8 @@ def operator(
         raise _fail(f"--slot: {slot} is longer than --horizon {horizon}")
     if time_limit <= 0:
         raise _fail(f"--time-limit: must be positive (got {time_limit})")
+    if lease_duration < 2:
+        raise _fail(f"--lease-duration: must be at least 2 seconds (got {lease_duration})")
     if not 0 <= metrics_port <= 65535:
         raise _fail(f"--metrics-port: expected 0..65535 (got {metrics_port})")
     if kubeconfig is not None and not Path(kubeconfig).is_file():
@@ -120,6 +126,8 @@ def operator(
         stale_after=timedelta(seconds=stale),
         leader_election=leader_elect,
         lease_namespace=lease_namespace or os.environ.get("POD_NAMESPACE") or "default",
+        lease_name=lease_name,
+        lease_seconds=lease_duration,
         metrics_port=metrics_port or None,
     )
     op = Operator(Kube(api_client), settings)

@@ -205,11 +205,16 @@ class Kube:
         }
         if label_selector:
             kwargs["label_selector"] = label_selector
+        from urllib3.exceptions import HTTPError
+
         try:
             resp = self._list_fn(kind, namespace)(**kwargs)
         except ApiException as exc:
             self._count(f"watch {kind.name}", exc.status or 0)
             raise _error_from(exc) from None
+        except HTTPError as exc:
+            self._count(f"watch {kind.name}", 0)
+            raise KubeError(0, str(exc), "ConnectionError") from None
         self._count(f"watch {kind.name}", resp.status)
         try:
             for line in iter_resp_lines(resp):
@@ -222,6 +227,8 @@ class Kube:
                     cls = Gone if code == 410 else KubeError
                     raise cls(code, status.get("message", ""), status.get("reason", ""))
                 yield event
+        except HTTPError as exc:
+            raise KubeError(0, str(exc), "ConnectionError") from None
         finally:
             resp.release_conn()
 

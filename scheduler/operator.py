@@ -11,6 +11,7 @@ import os
 import socket
 import threading
 import time
+import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -37,7 +38,7 @@ class OperatorSettings:
     replan_interval: float = 30.0
     debounce: float = 0.5
     max_debounce: float = 3.0
-    policy: str = "cost"
+    policy: str = "jct"
     horizon: float = 24.0
     slot: float = 0.25
     time_limit: float = 10.0
@@ -46,7 +47,7 @@ class OperatorSettings:
     leader_election: bool = True
     lease_namespace: str = "default"
     lease_name: str = "gpusched-operator"
-    identity: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+    identity: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}")
     lease_seconds: int = 15
     metrics_port: int | None = None
     apply_workers: int = 16

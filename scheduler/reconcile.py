@@ -50,6 +50,8 @@ def ref(job: JobView) -> JobRef:
 def status_patch(job: JobView, now: datetime, **fields: Any) -> Obj | None:
     """A merge patch holding only the fields that differ from the job's status (None: nothing to do)."""
     current = job.status.model_dump(by_alias=True, mode="json")
+    if "phase" not in (job.raw.get("status") or {}):
+        current["phase"] = None  # never written: the default must still appear in the API
     patch: Obj = {}
     for name, value in fields.items():
         alias = GPUJobStatus.model_fields[name].alias or name
@@ -352,7 +354,7 @@ def follow_plan(
                     continue
                 _preempt(out, job, snap, why, "Preempting")
                 decisions.preempted.append(job.key)
-                used.subtract(job.nodes)
+                # Its GPUs stay in `used` until its pods are gone: nothing may start there before it checkpoints.
             elif job.state == "starting" and not opts.dry_run:
                 _start(
                     out,

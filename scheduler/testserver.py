@@ -238,7 +238,7 @@ class Hook:
 @dataclass
 class Store:
     history: int = 100_000
-    rv: int = 0
+    rv: int = 1
     objects: dict[tuple[str, str, str], Obj] = field(default_factory=dict)
     """(resource key, namespace, name) -> object."""
     events: list[tuple[int, str, str, Obj]] = field(default_factory=list)

@@ -1,0 +1,283 @@
+"""End-to-end scenarios: the real operator and `kubernetes` client over HTTP against an API server.
+
+By default the API server is gpusched.scheduler.testserver; with GPUSCHED_E2E_KUBECONFIG set the same
+tests run against that cluster (see conftest.py).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from typing import Any
+
+Harness = Any  # the `harness` fixture of conftest.py
+
+
+def _bound(h: Harness, job: str) -> dict[str, str]:
+    return {p["metadata"]["name"]: p["spec"].get("nodeName") for p in h.pods(job)}
+
+
+def test_three_jobs_on_two_nodes_are_placed_per_plan(harness: Harness) -> None:
+    h = harness
+    n1, n2 = h.add_node("gpu-a"), h.add_node("gpu-b")
+    h.submit("big", 8)
+    h.submit("half-1", 4)
+    h.submit("half-2", 4)
+    h.start_operator()
+    for name in ("big", "half-1", "half-2"):
+        h.wait_phase(name, "Running")
+    used: Counter[str] = Counter()
+    for name, gpus in (("big", 8), ("half-1", 4), ("half-2", 4)):
+        job = h.job(name)
+        status = job["status"]
+        pods = h.pods(name)
+        assert len(pods) == 1, pods
+        pod = pods[0]
+        # Bound exactly where the plan (recorded in the status) put it, with the torchrun environment.
+        assert [p["node"] for p in status["placement"]] == [pod["spec"]["nodeName"]]
+        assert pod["spec"]["schedulerName"] == "gpusched"
+        limits = pod["spec"]["containers"][0]["resources"]["limits"]
+        assert limits["nvidia.com/gpu"] == str(gpus)
+        env = h.pod_env(pod)
+        assert env["MASTER_ADDR"] == f"{name}.{h.namespace}.svc"
+        assert env["WORLD_SIZE"] == str(gpus) and env["NODE_RANK"] == "0" and env["NPROC_PER_NODE"] == str(gpus)
+        assert pod["metadata"]["ownerReferences"][0]["uid"] == job["metadata"]["uid"]
+        assert status["gpuType"] == h.GPU and status["observedGeneration"] == 1
+        used[pod["spec"]["nodeName"]] += gpus
+        reasons = [e["reason"] for e in h.events(name)]
+        assert "Scheduled" in reasons and "Running" in reasons
+    assert dict(used) == {n1: 8, n2: 8}
+    # The two halves share a node; the 8-GPU job has the other one to itself.
+    assert h.job("half-1")["status"]["nodes"] == h.job("half-2")["status"]["nodes"]
+
+
+def test_high_priority_job_preempts_gracefully_and_victim_resumes(harness: Harness) -> None:
+    h = harness
+    h.add_node("gpu-a")
+    h.add_node("gpu-b")
+    h.submit("low-1", 8, preemptible=True, duration="6h", grace=45)
+    h.submit("low-2", 8, preemptible=True, duration="6h", grace=45)
+    h.start_operator()
+    h.wait_phase("low-1", "Running")
+    h.wait_phase("low-2", "Running")
+    h.submit("urgent", 8, priority=20, duration="1h")
+    h.wait_phase("urgent", "Running", timeout=30)
+    victims = [n for n in ("low-1", "low-2") if h.job(n)["status"].get("preempted")]
+    assert len(victims) == 1, [h.job(n)["status"] for n in ("low-1", "low-2")]
+    victim = victims[0]
+    status = h.job(victim)["status"]
+    assert status["phase"] == "Preempted"
+    # The worker was stopped with the job's checkpoint grace period and reported its checkpoint.
+    assert any(n.startswith(f"{victim}-a1-") for n in h.kubelet.terminated)
+    assert status["progress"]["lastCheckpointStep"] == h.kubelet.checkpoint_step
+    assert status["progress"]["doneHours"] > 0
+    reasons = [e["reason"] for e in h.events(victim)]
+    assert "Preempting" in reasons and "Requeued" in reasons
+    # The urgent job took the victim's node only after the victim's pods were gone.
+    assert h.pods(victim) == []
+    h.finish("urgent")
+    h.wait_phase("urgent", "Succeeded")
+    h.wait_phase(victim, "Running", timeout=30)
+    resumed = h.job(victim)["status"]
+    assert resumed["attempt"] == 2 and [p["metadata"]["name"] for p in h.pods(victim)] == [f"{victim}-a2-w0"]
+    assert resumed["progress"]["lastCheckpointStep"] == h.kubelet.checkpoint_step
+
+
+def test_unhealthy_gpu_moves_its_job(harness: Harness) -> None:
+    h = harness
+    a, b = h.add_node("gpu-a"), h.add_node("gpu-b")
+    h.set_gpu_health(a)
+    h.set_gpu_health(b)
+    h.submit("train", 8, preemptible=True)
+    h.start_operator()
+    h.wait_phase("train", "Running")
+    first = h.job("train")["status"]["nodes"][0]
+    other = b if first == a else a
+    h.set_gpu_health(first, unhealthy=(3,))
+    h.wait_for(lambda: h.job("train")["status"].get("attempt") == 2 and h.phase("train") == "Running", 30,
+             "train to run again")
+    assert h.job("train")["status"]["nodes"] == [other]
+    assert [p["spec"]["nodeName"] for p in h.pods("train")] == [other]
+    warn = [e for e in h.events("train") if e["reason"] == "GPUUnhealthy"]
+    assert warn and "GPU 3 unhealthy" in warn[0]["message"]
+
+
+def test_gang_that_does_not_fit_never_starts_partially(harness: Harness) -> None:
+    h = harness
+    a, b = h.add_node("gpu-a"), h.add_node("gpu-b")
+    h.add_foreign_pod("someone-else", a, 4)
+    h.submit("wide", 16, per_node=8)
+    op = h.start_operator()
+    h.wait_for(lambda: (h.job("wide").get("status") or {}).get("reason"), 15, "a reason on the waiting job")
+    h.wait_for(lambda: op.rounds >= 3, 15, "three reconcile rounds")
+    assert h.pods("wide") == []
+    status = h.job("wide")["status"]
+    assert status["phase"] in ("Pending", "Planned"), status
+    assert "16 GPUs" in status["reason"], status["reason"]
+
+
+
+def test_gang_is_withdrawn_when_one_worker_cannot_be_bound(harness: Harness) -> None:
+    h = harness
+    if h.fake is None:
+        print("SKIP: needs the stand-in API server to make one binding fail")
+        return
+    h.add_node("gpu-a")
+    h.add_node("gpu-b")
+    h.fake.fail("POST", r"/pods/wide-a1-w1/binding$", 422)
+    h.submit("wide", 16, per_node=8)
+    h.start_operator()
+    h.wait_phase("wide", "Running")
+    status = h.job("wide")["status"]
+    names = sorted(p["metadata"]["name"] for p in h.pods("wide"))
+    assert names == ["wide-a2-w0", "wide-a2-w1"], names
+    assert status["attempt"] == 2 and sorted(status["nodes"]) == sorted(h.nodes)
+    withdrawn = [e for e in h.events("wide") if e["reason"] == "GangWithdrawn"]
+    assert withdrawn and "all 2 workers withdrawn" in withdrawn[0]["message"]
+    # The first attempt's rank 0 had been bound: it was deleted with the rest, not left running.
+    assert not [p for p in h.fake.objects("pods") if p["metadata"]["name"].startswith("wide-a1")]
+
+
+def test_operator_killed_mid_apply_restarts_without_duplicates(harness: Harness) -> None:
+    import os
+    import signal
+    import threading
+
+    h = harness
+    h.add_node("gpu-a")
+    h.add_node("gpu-b")
+    lease = "gpusched-kill-test"
+    proc_box: list = []
+    killed = threading.Event()
+
+    def kill_on_second_worker(method: str, path: str) -> None:
+        # Called by the API server before it creates a pod: on the gang's second worker, kill the
+        # operator (SIGKILL, no cleanup) and only then let the request complete, as a real API
+        # server completes a request whose client died.
+        creates = h.fake.requests["POST pods"] if h.fake is not None else 0
+        if creates == 2 and not killed.is_set():
+            os.kill(proc_box[0].pid, signal.SIGKILL)
+            proc_box[0].wait(timeout=10)
+            killed.set()
+
+    if h.fake is not None:
+        h.fake.on("POST", r"/namespaces/[^/]+/pods$", kill_on_second_worker)
+    h.submit("wide", 16, per_node=8)
+    proc_box.append(h.spawn_operator(lease))
+    if h.fake is None:  # a real cluster: kill as soon as the first worker exists
+        h.wait_for(lambda: h.pods("wide"), 60, "the first worker pod")
+        os.kill(proc_box[0].pid, signal.SIGKILL)
+        proc_box[0].wait(timeout=10)
+        killed.set()
+    h.wait_for(killed.is_set, 60, "the operator to be killed mid-apply")
+    assert proc_box[0].returncode == -signal.SIGKILL
+    assert not any(p["spec"].get("nodeName") for p in h.pods("wide")), "killed before binding"
+    op = h.start_operator(lease_name=lease, lease_seconds=3)
+    h.wait_phase("wide", "Running", timeout=40)
+    pods = h.pods("wide")
+    ranks = sorted(p["metadata"]["labels"]["gpusched.io/rank"] for p in pods)
+    assert ranks == ["0", "1"], [p["metadata"]["name"] for p in pods]
+    assert all(p["spec"].get("nodeName") for p in pods)
+    assert op.elector.is_leader.is_set()
+    if h.fake is not None:
+        # Exactly two pods were ever created: the restarted operator finished the dead one's gang.
+        added = [e for e in h.fake.store.events if e[1] == "/pods" and e[2] == "ADDED"
+                 and e[3]["metadata"]["name"].startswith("wide-")]
+        assert sorted(e[3]["metadata"]["name"] for e in added) == ["wide-a1-w0", "wide-a1-w1"]
+
+
+def test_failing_worker_restarts_with_backoff_then_fails(harness: Harness) -> None:
+    h = harness
+    h.add_node("gpu-a")
+    h.submit("flaky", 8, max_restarts=1)
+    h.start_operator(backoff_base_s=0.5)
+    h.wait_phase("flaky", "Running")
+    h.crash("flaky")
+    h.wait_for(lambda: (h.job("flaky")["status"].get("attempt") == 2 and h.phase("flaky") == "Running"), 30,
+               "the first restart")
+    status = h.job("flaky")["status"]
+    assert status["restarts"] == 1 and status["retryAfter"]
+    h.crash("flaky", "NCCL error: unhandled system error")
+    status = h.wait_phase("flaky", "Failed")["status"]
+    assert "NCCL error" in status["reason"] and "gave up after 1 restarts" in status["reason"]
+    reasons = [e["reason"] for e in h.events("flaky")]
+    assert reasons.count("WorkerFailed") == 1 and "Failed" in reasons
+    h.wait_for(lambda: not [p for p in h.pods("flaky") if p["status"].get("phase") == "Running"], 10,
+               "no worker left running")
+
+
+def test_watches_resume_after_410_gone(harness: Harness) -> None:
+    h = harness
+    if h.fake is None:
+        print("SKIP: compacting the watch history needs the stand-in API server")
+        return
+    h.add_node("gpu-a")
+    op = h.start_operator()
+    h.wait_for(lambda: op.rounds >= 1, 15, "a first round")
+    before = op.jobs.relists
+    h.add_node("gpu-b")  # history moves on past the operator's last-seen versions...
+    h.fake.compact()  # ...and is forgotten: resuming a watch from them must answer 410
+    h.submit("after-compaction", 8)
+    h.wait_phase("after-compaction", "Running", timeout=30)
+    assert op.jobs.relists > before
+
+
+def test_only_the_lease_holder_acts_and_a_standby_takes_over(harness: Harness) -> None:
+    h = harness
+    h.add_node("gpu-a")
+    h.add_node("gpu-b")
+    first = h.start_operator(lease_name="gpusched-ha", lease_seconds=3)
+    h.wait_for(first.elector.is_leader.is_set, 15, "a leader")
+    second = h.start_operator(lease_name="gpusched-ha", lease_seconds=3)
+    h.submit("one", 8)
+    h.wait_phase("one", "Running")
+    assert not second.elector.is_leader.is_set() and second.rounds == 0
+    h.stop_operator(first)  # a clean shutdown releases the Lease
+    h.wait_for(second.elector.is_leader.is_set, 20, "the standby to lead")
+    h.submit("two", 8)
+    h.wait_phase("two", "Running")
+    assert second.rounds > 0
+    assert len(h.pods("one")) == 1 and len(h.pods("two")) == 1
+
+
+def test_dry_run_writes_plans_only(harness: Harness) -> None:
+    h = harness
+    h.add_node("gpu-a")
+    h.submit("now", 8)
+    h.submit("later", 8)
+    op = h.start_operator(dry_run=True)
+    h.wait_for(lambda: "dry-run" in ((h.job("now").get("status") or {}).get("reason") or ""), 15,
+               "a dry-run plan in the status")
+    h.wait_for(lambda: op.rounds >= 3, 15, "three rounds")
+    assert h.pods() == []
+    later = h.job("later")["status"]
+    assert later["phase"] == "Planned" and later["plannedStart"] and "planned start" in later["reason"]
+
+
+def test_api_errors_are_retried_and_metrics_are_served(harness: Harness) -> None:
+    import urllib.request
+
+    h = harness
+    h.add_node("gpu-a")
+    if h.fake is not None:
+        h.fake.fail("PATCH", r"/gpujobs/[^/]+/status$", 500, times=2)
+        h.fake.fail("POST", r"/namespaces/[^/]+/pods$", 503, times=1)
+    h.submit("steady", 8, team="vision")
+    h.submit("queued", 8, team="vision")
+    op = h.start_operator(metrics_port=0)
+    h.wait_phase("steady", "Running")
+    h.wait_for(lambda: op.health is not None, 5, "the metrics server")
+    assert op.health is not None
+    base = f"http://127.0.0.1:{op.health.port}"
+    h.wait_for(lambda: 'gpusched_queue_length{team="vision"} 1.0' in
+               urllib.request.urlopen(base + "/metrics").read().decode(), 10, "queue metric")
+    text = urllib.request.urlopen(base + "/metrics").read().decode()
+    for name in ("gpusched_plan_solve_seconds_count", "gpusched_submit_to_running_seconds_count",
+                 "gpusched_preemptions_total", "gpusched_planned_gpu_utilisation",
+                 "gpusched_actual_gpu_utilisation", "gpusched_api_requests_total"):
+        assert name in text, name
+    assert 'gpusched_actual_gpu_utilisation 1.0' in text
+    health = urllib.request.urlopen(base + "/healthz")
+    assert health.status == 200 and health.read().decode().strip() == "leader"
+    if h.fake is not None:
+        assert 'code="500"' in text and 'code="503"' in text  # the injected errors, retried
