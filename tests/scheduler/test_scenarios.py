@@ -7,7 +7,6 @@ tests run against that cluster (see conftest.py).
 from __future__ import annotations
 
 from collections import Counter
-
 from typing import Any
 
 Harness = Any  # the `harness` fixture of conftest.py
@@ -104,7 +103,8 @@ def test_unhealthy_gpu_moves_its_job(harness: Harness) -> None:
 
 def test_gang_that_does_not_fit_never_starts_partially(harness: Harness) -> None:
     h = harness
-    a, b = h.add_node("gpu-a"), h.add_node("gpu-b")
+    a = h.add_node("gpu-a")
+    h.add_node("gpu-b")
     h.add_foreign_pod("someone-else", a, 4)
     h.submit("wide", 16, per_node=8)
     op = h.start_operator()
