@@ -127,10 +127,11 @@ def _train(cfg: TrainConfig, placement: Placement, stop: StopFlag, state: _State
         dist.init_process_group(backend, init_method="env://", **kwargs)
     else:
         dist.init_process_group(backend, store=dist.HashStore(), rank=0, world_size=1)
-    try:
-        return _loop(cfg, placement, stop, state, device, backend)
-    finally:
-        dist.destroy_process_group()
+    code = _loop(cfg, placement, stop, state, device, backend)
+    # Only on a clean return: after an error a peer may be stuck in a collective, and tearing the
+    # group down could then block this process instead of letting it exit and report.
+    dist.destroy_process_group()
+    return code
 
 
 def _rng_state(cuda: bool) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from gpusched.workload_contract import EXIT_FINISHED, EXIT_PREEMPTED, WorkloadStatus
+from gpusched.workload_contract import EXIT_FAILED, EXIT_FINISHED, EXIT_PREEMPTED, WorkloadStatus
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -192,3 +192,16 @@ def test_launcher_combines_worker_exit_codes(codes: list[int], pod: int) -> None
     from gpusched.workload.launch import combine
 
     assert combine(codes) == pod
+
+
+def test_checkpoint_write_failure_fails_every_rank_without_hanging(workload: Any) -> None:
+    """Rank 0 cannot write (the checkpoint "directory" is a file): all ranks learn it and exit 1."""
+    blocker = workload.tmp / "not-a-dir"
+    blocker.write_text("in the way")
+    args = [*workload.tiny, "--checkpoint-dir", str(blocker), "--checkpoint-every", "2", "--steps", "10"]
+    result = workload.run(args, nproc=2, timeout=120)
+    assert result.returncode == EXIT_FAILED, result.stderr[-3000:]
+    assert max(result.losses) == 2  # stopped at the first checkpoint, not later
+    final = WorkloadStatus.model_validate(workload.termination_message())
+    assert (final.state, final.exit_code) == ("failed", EXIT_FAILED)
+    assert final.message and "checkpoint at step 2 failed" in final.message
