@@ -157,7 +157,9 @@ class Agent:
                 publisher.publish(snapshot, transitions)
             except Exception as exc:  # publishing is retried next poll; the agent keeps running
                 name = type(publisher).__name__
-                self.stats.publish_errors[name] = self.stats.publish_errors.get(name, 0) + 1
+                errors = dict(self.stats.publish_errors)  # copy-on-write: read by /metrics
+                errors[name] = errors.get(name, 0) + 1
+                self.stats.publish_errors = errors
                 log.warning("publishing via %s failed: %s", name, exc)
         return snapshot
 

@@ -183,7 +183,9 @@ class HealthTracker:
                 node, gpu.index, gpu.uuid, gpu.name, old, gpu.health, tuple(gpu.health_reasons), at
             )
             pair = (old or "new", gpu.health)
-            self.counts[pair] = self.counts.get(pair, 0) + 1
+            counts = dict(self.counts)  # copy-on-write: /metrics reads it from another thread
+            counts[pair] = counts.get(pair, 0) + 1
+            self.counts = counts
             level = (
                 logging.INFO
                 if gpu.health == "healthy" or (old is None and gpu.health == "healthy")

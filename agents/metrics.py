@@ -92,6 +92,12 @@ class AgentCollector(Collector):
             "Unix time of the last poll.",
             value=stats.last_poll_time,
         )
+        publish_errors = CounterMetricFamily(
+            "gpusched_agent_publish_errors", "Failed publishes (retried next poll).", labels=["publisher"]
+        )
+        for name, count in sorted(stats.publish_errors.items()):
+            publish_errors.add_metric([name], count)
+        yield publish_errors
         transitions = CounterMetricFamily(
             "gpusched_gpu_health_transitions",
             "GPU health state changes seen by this agent.",
