@@ -1,0 +1,323 @@
+"""Snapshot and reconcile decisions on plain API objects, with hand-written plans (no I/O, no solver)."""
+
+from __future__ import annotations
+
+import copy
+import json
+import subprocess
+import sys
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+
+from gpusched.model import GpuType, JobPlan, Placement, Plan
+from gpusched.scheduler.actions import CreateService, Decisions, DeletePods, Emit, PatchStatus, StartGang
+from gpusched.scheduler.reconcile import ReconcileOptions, reconcile
+from gpusched.scheduler.snapshot import SnapshotConfig, build_snapshot
+from gpusched.scheduler.testserver import merge_patch
+from gpusched.workload_contract import WorkloadStatus
+
+NOW = datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc)
+TYPES = [GpuType(name="H100-80GB", memory_gib=80, price_per_hour=4, speed=2.0),
+         GpuType(name="L4-24GB", memory_gib=24, price_per_hour=0.7, speed=0.5)]
+CFG = SnapshotConfig(gpu_types=TYPES, stale_after=timedelta(minutes=2))
+Obj = dict[str, Any]
+
+
+def node(name: str, gpus: int = 8, labels: dict[str, str] | None = None, **spec: Any) -> Obj:
+    return {"metadata": {"name": name, "labels": labels if labels is not None else {"gpusched.io/gpu-type": "H100-80GB"}},
+            "spec": spec, "status": {"allocatable": {"nvidia.com/gpu": str(gpus)}}}
+
+
+def gpujob(name: str, gpus: int, **spec: Any) -> Obj:
+    body = {"gpus": gpus, "work": {"duration": "4h"}, **spec}
+    return {"metadata": {"name": name, "namespace": "ml", "uid": f"uid-{name}", "generation": 1,
+                         "creationTimestamp": "2026-11-23T11:00:00Z"}, "spec": body, "status": {}}
+
+
+def gpunode(name: str, unhealthy: tuple[int, ...] = (), age: timedelta = timedelta(0), gpus: int = 8) -> Obj:
+    return {"metadata": {"name": name}, "status": {
+        "timestamp": (NOW - age).isoformat(),
+        "gpus": [{"index": i, "uuid": f"u{i}", "name": "NVIDIA H100 80GB HBM3", "memoryTotalMib": 81559,
+                  "health": "unhealthy" if i in unhealthy else "healthy", "healthReasons": ["XID 79"]}
+                 for i in range(gpus)]}}
+
+
+def snap(jobs: list[Obj], pods: list[Obj], nodes: list[Obj], gpunodes: list[Obj] | None = None,
+         deleted: list[Obj] | None = None) -> Any:
+    return build_snapshot(jobs, pods, nodes, gpunodes or [], CFG, NOW, deleted_pods=deleted)
+
+
+def plan_of(*jps: JobPlan) -> Plan:
+    return Plan(policy="jct", solver="hand", status="optimal", horizon=24, slot=0.25, objective=0, lower_bound=0,
+                gap=0, solve_time_s=0, total_cost=0, jobs=list(jps))
+
+
+def start_now(job: str, *placement: tuple[str, int], gpu_type: str = "H100-80GB") -> JobPlan:
+    gpus = sum(g for _, g in placement)
+    return JobPlan(job=job, status="scheduled", gpu_type=gpu_type, gpus=gpus, start=0.0, end=2.0,
+                   placement=[Placement(node=n, gpus=g) for n, g in placement])
+
+
+def apply_locally(decisions: Decisions, jobs: list[Obj], pods: list[Obj]) -> None:
+    """What the API server would hold after the applier ran (the test's stand-in for it)."""
+    by_name = {j["metadata"]["name"]: j for j in jobs}
+    for a in decisions.actions:
+        if isinstance(a, PatchStatus):
+            job = by_name[a.job.name]
+            job["status"] = merge_patch(job.get("status") or {}, a.patch)
+        elif isinstance(a, StartGang):
+            for manifest, n in a.pods:
+                if not any(p["metadata"]["name"] == manifest["metadata"]["name"] for p in pods):
+                    pod = copy.deepcopy(manifest)
+                    pod["spec"]["nodeName"] = n
+                    pod["status"] = {"phase": "Running"}
+                    pods.append(pod)
+        elif isinstance(a, DeletePods):
+            pods[:] = [p for p in pods if p["metadata"]["name"] not in a.names]
+
+
+def kinds(decisions: Decisions) -> list[str]:
+    return [type(a).__name__ for a in decisions.actions]
+
+
+# ------------------------------------------------------------------------------------------ snapshot
+
+
+def test_capacity_subtracts_foreign_pods_unhealthy_gpus_and_stale_agents() -> None:
+    foreign = {"metadata": {"name": "notebook", "namespace": "x"},
+               "spec": {"nodeName": "a", "containers": [{"resources": {"limits": {"nvidia.com/gpu": "3"}}}]},
+               "status": {"phase": "Running"}}
+    finished = copy.deepcopy(foreign)
+    finished["metadata"]["name"] = "done"
+    finished["status"]["phase"] = "Succeeded"
+    gfd = {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3", "nvidia.com/gpu.memory": "81559"}
+    s = snap([], [foreign, finished],
+             [node("a"), node("b"), node("c", labels=gfd), node("d", unschedulable=True), node("cpu-only", 0),
+              node("mystery", labels={})],
+             [gpunode("b", unhealthy=(1, 5)), gpunode("c", age=timedelta(minutes=10))])
+    free = {n.name: n.healthy_gpus for n in s.cluster.nodes}
+    assert free == {"a": 5, "b": 6, "c": 0, "d": 0}
+    assert {n.name: n.gpu_type for n in s.cluster.nodes}["c"] == "H100-80GB"  # from GPU feature discovery
+    assert any("mystery" in w for w in s.warnings)
+    assert any("heartbeat" in p for p in s.nodes["c"].problems)
+
+
+def test_queued_job_becomes_planner_input_with_backoff_and_remaining_work() -> None:
+    job = gpujob("resume", 8, work={"duration": "4h", "referenceType": "L4-24GB"})
+    job["status"] = {"phase": "Preempted", "progress": {"doneHours": 0.5},
+                     "retryAfter": (NOW + timedelta(minutes=30)).strftime("%Y-%m-%dT%H:%M:%SZ")}
+    s = snap([job], [], [node("a")])
+    pj = s.jobs["ml/resume"].planner_job
+    assert pj is not None and pj.running is None
+    assert pj.release == pytest.approx(0.5)
+    assert pj.duration == pytest.approx(4 * 0.5 - 0.5)  # 4h on a speed-0.5 type, minus what is done
+
+
+def test_invalid_spec_fails_with_the_field_named() -> None:
+    job = gpujob("odd", 12, gpusPerNode=8)
+    d = reconcile(snap([job], [], [node("a")]), None)
+    patch = next(a.patch for a in d.actions if isinstance(a, PatchStatus))
+    assert patch["phase"] == "Failed" and "gpusPerNode" in patch["reason"]
+
+
+# ------------------------------------------------------------------------------------------ starting
+
+
+def test_multi_node_gang_writes_status_first_then_creates_and_binds_every_rank() -> None:
+    jobs, pods = [gpujob("llm", 16, gpusPerNode=8)], []
+    s = snap(jobs, pods, [node("a"), node("b")])
+    d = reconcile(s, plan_of(start_now("ml/llm", ("a", 8), ("b", 8))))
+    assert kinds(d) == ["PatchStatus", "Emit", "CreateService", "StartGang"]
+    status = d.actions[0].patch  # type: ignore[union-attr]
+    assert status["attempt"] == 1 and status["placement"] == [{"node": "a", "gpus": 8}, {"node": "b", "gpus": 8}]
+    gang = d.actions[3]
+    assert isinstance(gang, StartGang)
+    assert [(m["metadata"]["name"], n) for m, n in gang.pods] == [("llm-a1-w0", "a"), ("llm-a1-w1", "b")]
+    env = {e["name"]: e["value"] for e in gang.pods[1][0]["spec"]["containers"][0]["env"]}
+    assert env["NODE_RANK"] == "1" and env["NNODES"] == "2" and env["WORLD_SIZE"] == "16"
+    assert isinstance(d.actions[2], CreateService) and d.started == ["ml/llm"]
+
+
+def test_reconcile_is_idempotent_once_applied() -> None:
+    jobs, pods = [gpujob("llm", 16, gpusPerNode=8)], []
+    nodes = [node("a"), node("b")]
+    p = plan_of(start_now("ml/llm", ("a", 8), ("b", 8)))
+    first = reconcile(snap(jobs, pods, nodes), p)
+    again = reconcile(snap(jobs, pods, nodes), p)
+    assert kinds(first) == kinds(again)  # same view, same decisions
+    apply_locally(first, jobs, pods)
+    running_plan = plan_of(JobPlan(job="ml/llm", status="running", gpu_type="H100-80GB", gpus=16, start=0, end=2,
+                                   placement=[Placement(node="a", gpus=8), Placement(node="b", gpus=8)]))
+    second = reconcile(snap(jobs, pods, nodes), running_plan)
+    assert kinds(second) == ["PatchStatus", "Emit"] and second.actions[0].patch["phase"] == "Running"  # type: ignore[union-attr]
+    apply_locally(second, jobs, pods)
+    assert reconcile(snap(jobs, pods, nodes), running_plan).actions == []
+    assert len(pods) == 2
+
+
+def test_placement_not_in_whole_workers_is_repacked() -> None:
+    jobs = [gpujob("w", 8, gpusPerNode=8)]
+    s = snap(jobs, [], [node("a"), node("b")])
+    d = reconcile(s, plan_of(start_now("ml/w", ("a", 4), ("b", 4))))
+    gang = next(a for a in d.actions if isinstance(a, StartGang))
+    assert [n for _, n in gang.pods] in (["a"], ["b"])
+
+
+def test_later_and_unscheduled_jobs_get_a_human_reason() -> None:
+    jobs = [gpujob("later", 8), gpujob("never", 8)]
+    p = plan_of(JobPlan(job="ml/later", status="scheduled", gpu_type="H100-80GB", gpus=8, start=2.5, end=6.5),
+                JobPlan(job="ml/never", status="unscheduled", reason="needs 8 x H100 in one pool",
+                        reason_code="capacity"))
+    d = reconcile(snap(jobs, [], [node("a")]), p)
+    patches = {a.job.name: a.patch for a in d.actions if isinstance(a, PatchStatus)}
+    assert patches["later"]["phase"] == "Planned"
+    assert patches["later"]["reason"] == "waiting for 8 x H100-80GB; planned start 2026-11-23T14:30:00Z"
+    assert patches["never"] == {**patches["never"], "phase": "Pending", "reason": "needs 8 x H100 in one pool"}
+
+
+def test_dry_run_writes_only_plans() -> None:
+    jobs = [gpujob("a", 8), gpujob("b", 8)]
+    p = plan_of(start_now("ml/a", ("n", 8)),
+                JobPlan(job="ml/b", status="scheduled", gpu_type="H100-80GB", gpus=8, start=1.0, end=2.0))
+    d = reconcile(snap(jobs, [], [node("n")]), p, ReconcileOptions(dry_run=True))
+    assert d.actions and all(isinstance(a, PatchStatus) for a in d.actions)
+    assert "dry-run: would start now on n" in d.actions[0].patch["reason"]  # type: ignore[union-attr]
+
+
+# ------------------------------------------------------------------------------------------ lifecycle
+
+
+def _running(jobs: list[Obj], nodes: list[Obj]) -> list[Obj]:
+    pods: list[Obj] = []
+    apply_locally(reconcile(snap(jobs, pods, nodes), plan_of(start_now(f"ml/{jobs[0]['metadata']['name']}",
+                                                                        ("a", jobs[0]["spec"]["gpus"])))),
+                  jobs, pods)
+    apply_locally(reconcile(snap(jobs, pods, nodes), None), jobs, pods)
+    assert jobs[0]["status"]["phase"] == "Running"
+    return pods
+
+
+def _terminate(pod: Obj, phase: str, code: int | None, message: str = "", reason: str | None = None) -> None:
+    pod["status"] = {"phase": phase}
+    if reason:
+        pod["status"]["reason"] = reason
+    if code is not None:
+        pod["status"]["containerStatuses"] = [{"name": "worker", "state": {"terminated": {
+            "exitCode": code, "message": message}}}]
+
+
+def test_worker_failure_restarts_with_backoff_once_then_fails() -> None:
+    jobs, nodes = [gpujob("flaky", 8, maxRestarts=1)], [node("a")]
+    pods = _running(jobs, nodes)
+    _terminate(pods[0], "Failed", 1, WorkloadStatus(state="failed", message="CUDA OOM").model_dump_json())
+    d = reconcile(snap(jobs, pods, nodes), None)
+    assert kinds(d) == ["PatchStatus", "Emit", "DeletePods"]
+    status = d.actions[0].patch  # type: ignore[union-attr]
+    assert status["restarts"] == 1 and status["phase"] == "Pending" and "CUDA OOM" in status["reason"]
+    assert datetime.fromisoformat(status["retryAfter"].replace("Z", "+00:00")) == NOW + timedelta(seconds=10)
+    jobs[0]["status"] = merge_patch(jobs[0]["status"], status)
+    # The same failure seen again (the delete not done yet) is not counted twice.
+    d2 = reconcile(snap(jobs, pods, nodes), None)
+    assert kinds(d2) == ["DeletePods"]
+    apply_locally(d2, jobs, pods)
+    pj = snap(jobs, pods, nodes).jobs["ml/flaky"].planner_job
+    assert pj is not None and pj.release == pytest.approx(10 / 3600)
+    # Second attempt fails too: the limit is reached.
+    apply_locally(reconcile(snap(jobs, pods, nodes), plan_of(start_now("ml/flaky", ("a", 8)))), jobs, pods)
+    assert [p["metadata"]["name"] for p in pods] == ["flaky-a2-w0"]
+    _terminate(pods[0], "Failed", 1, "segfault")
+    d3 = reconcile(snap(jobs, pods, nodes), None)
+    final = d3.actions[0].patch  # type: ignore[union-attr]
+    assert final["phase"] == "Failed" and "gave up after 1 restarts" in final["reason"]
+    assert any(isinstance(a, Emit) and a.reason == "Failed" for a in d3.actions)
+
+
+def test_node_rejecting_a_worker_is_a_placement_problem_not_a_restart() -> None:
+    jobs, nodes = [gpujob("j", 8)], [node("a")]
+    pods = _running(jobs, nodes)
+    _terminate(pods[0], "Failed", None, reason="UnexpectedAdmissionError")
+    d = reconcile(snap(jobs, pods, nodes), None)
+    patch = d.actions[0].patch  # type: ignore[union-attr]
+    assert "restarts" not in patch and "rejected by node a" in patch["reason"]
+    assert any(isinstance(a, Emit) and a.reason == "PlacementRejected" for a in d.actions)
+    assert isinstance(d.actions[-1], DeletePods) and d.actions[-1].grace_seconds == 0
+
+
+def test_all_workers_succeeding_is_success() -> None:
+    jobs, nodes = [gpujob("ok", 8)], [node("a")]
+    pods = _running(jobs, nodes)
+    _terminate(pods[0], "Succeeded", 0, WorkloadStatus(state="finished", step=500, total_steps=500).model_dump_json())
+    d = reconcile(snap(jobs, pods, nodes), None)
+    assert d.actions[0].patch["phase"] == "Succeeded"  # type: ignore[union-attr]
+    assert d.actions[0].patch["progress"]["step"] == 500  # type: ignore[union-attr]
+
+
+def test_plan_preempts_only_preemptible_jobs_with_their_grace_period() -> None:
+    jobs = [gpujob("soft", 8, preemptible=True, checkpoint={"gracePeriodSeconds": 77}), gpujob("hard", 8)]
+    nodes = [node("a"), node("b")]
+    pods: list[Obj] = []
+    apply_locally(reconcile(snap(jobs, pods, nodes), plan_of(start_now("ml/soft", ("a", 8)),
+                                                              start_now("ml/hard", ("b", 8)))), jobs, pods)
+    apply_locally(reconcile(snap(jobs, pods, nodes), None), jobs, pods)
+    jobs[0]["status"]["startedAt"] = "2026-11-23T11:00:00Z"  # ran for an hour on speed-2.0 GPUs
+    stop_both = plan_of(
+        JobPlan(job="ml/soft", status="scheduled", gpus=8, start=1, end=3, preempted=True),
+        JobPlan(job="ml/hard", status="scheduled", gpus=8, start=1, end=3, preempted=True),
+    )
+    d = reconcile(snap(jobs, pods, nodes), stop_both)
+    deletes = [a for a in d.actions if isinstance(a, DeletePods)]
+    assert [(a.job.name, a.names, a.grace_seconds) for a in deletes] == [("soft", ["soft-a1-w0"], 77)]
+    assert d.preempted == ["ml/soft"]
+    patch = next(a.patch for a in d.actions if isinstance(a, PatchStatus) and a.job.name == "soft")
+    assert patch["phase"] == "Preempting" and patch["progress"]["doneHours"] == pytest.approx(2.0)
+
+
+def test_preempted_job_records_checkpoint_progress_from_the_termination_message() -> None:
+    jobs, nodes = [gpujob("p", 8, preemptible=True, work={"gpuHours": 80})], [node("a")]
+    pods = _running(jobs, nodes)
+    jobs[0]["status"]["phase"] = "Preempting"
+    final = copy.deepcopy(pods[0])
+    _terminate(final, "Failed", 75, WorkloadStatus(state="preempted", step=260, total_steps=1000,
+                                                   last_checkpoint_step=250).model_dump_json())
+    d = reconcile(snap(jobs, [], nodes, deleted=[final]), None)
+    patches = [a.patch for a in d.actions if isinstance(a, PatchStatus)]
+    assert patches[0]["progress"] == {"step": 260, "totalSteps": 1000, "lastCheckpointStep": 250,
+                                      "doneHours": pytest.approx(2.5)}  # 25% of 80 GPU-h / 8 GPUs
+    assert patches[1]["phase"] == "Preempted" and "checkpoint step 250" in patches[1]["reason"]
+
+
+def test_unhealthy_gpu_evicts_the_gangs_on_that_node_only() -> None:
+    jobs = [gpujob("hit", 8, preemptible=True), gpujob("spared", 8)]
+    nodes = [node("a"), node("b")]
+    pods: list[Obj] = []
+    apply_locally(reconcile(snap(jobs, pods, nodes), plan_of(start_now("ml/hit", ("a", 8)),
+                                                              start_now("ml/spared", ("b", 8)))), jobs, pods)
+    d = reconcile(snap(jobs, pods, nodes, [gpunode("a", unhealthy=(2,)), gpunode("b")]), None)
+    deletes = [a for a in d.actions if isinstance(a, DeletePods)]
+    assert [a.job.name for a in deletes] == ["hit"]
+    warn = next(a for a in d.actions if isinstance(a, Emit))
+    assert warn.reason == "GPUUnhealthy" and "node a" in warn.message
+    # A stale agent alone does not kill running work: it only stops new placements there.
+    assert not [a for a in reconcile(snap(jobs, pods, nodes, [gpunode("a", age=timedelta(hours=1))]), None).actions
+                if isinstance(a, DeletePods)]
+
+
+# ------------------------------------------------------------------------------------------ CLI
+
+
+@pytest.mark.parametrize(("args", "needle"), [
+    (["--replan-interval", "soon"], "--replan-interval"),
+    (["--cluster-config", "/nonexistent/cluster.yaml"], "/nonexistent/cluster.yaml: file not found"),
+    (["--kubeconfig", "/nonexistent/kubeconfig"], "--kubeconfig: file not found"),
+])
+def test_cli_usage_errors_are_one_line_exit_2(args: list[str], needle: str, tmp_path: Any) -> None:
+    cfg = tmp_path / "cluster.yaml"
+    cfg.write_text(json.dumps({"gpu_types": [{"name": "H100-80GB", "memory_gib": 80}]}))
+    argv = ["--cluster-config", str(cfg), *args] if "--cluster-config" not in args else args
+    proc = subprocess.run([sys.executable, "-c", "from gpusched.cli import main; main()", "operator", *argv],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and needle in lines[0], proc.stderr
