@@ -85,8 +85,11 @@ class GpuNodePublisher:
         from kubernetes import client
 
         self.client = client
+        self.api_client = api_client
         self.custom = client.CustomObjectsApi(api_client)
-        self.core = client.CoreV1Api(api_client)
+        # Not client.CoreV1Api: building that class costs ~21 MiB (thousands of validated methods) and
+        # would break the agent's 80 MiB budget for two calls; the same ApiClient (auth, TLS, retries)
+        # sends them, with the client's own models and (de)serialisation, see _core().
         self.node = node
         self.heartbeat = heartbeat
         self.monotonic = monotonic
@@ -162,11 +165,11 @@ class GpuNodePublisher:
         from kubernetes.client.exceptions import ApiException
 
         try:
-            node = self.core.read_node(self.node)
+            node = self._core("GET", "/api/v1/nodes/{name}", {"name": self.node})
         except ApiException as exc:
             log.warning("cannot read Node %s (%s): GPUNode will have no owner", self.node, exc.status)
             return None
-        uid = node.metadata.uid if node.metadata is not None else None
+        uid = (node.get("metadata") or {}).get("uid") if isinstance(node, dict) else None
         if not uid:
             return None
         return {"apiVersion": "v1", "kind": "Node", "name": self.node, "uid": uid}
@@ -196,8 +199,30 @@ class GpuNodePublisher:
             last_timestamp=now,
             count=1,
         )
-        self.core.create_namespaced_event(EVENT_NAMESPACE, event)
+        self._core(
+            "POST",
+            "/api/v1/namespaces/{namespace}/events",
+            {"namespace": EVENT_NAMESPACE},
+            self.api_client.sanitize_for_serialization(event),
+        )
         self.events += 1
+
+    def _core(self, method: str, path: str, path_params: dict[str, str], body: Any = None) -> Any:
+        """A core/v1 request through the official ApiClient (what CoreV1Api does, minus the class)."""
+        headers = {"Accept": "application/json"}
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+        params = self.api_client.param_serialize(
+            method=method,
+            resource_path=path,
+            path_params=path_params,
+            header_params=headers,
+            body=body,
+            auth_settings=["BearerToken"],
+        )
+        response = self.api_client.call_api(*params)
+        response.read()
+        return self.api_client.response_deserialize(response, {"200": "object", "201": "object"}).data
 
 
 class FilePublisher:

@@ -75,13 +75,14 @@ class TpuSource:
         self.count = 0
 
     def start(self) -> bool:
-        if self._get_local_chips is None:
+        real_library = self._get_local_chips is None
+        if real_library:
             try:
-                from tpu_info import device, metrics
+                from tpu_info import device  # light; tpu_info.metrics pulls in gRPC (~25 MiB), only for TPUs
             except ImportError:
                 return False
             self._get_local_chips = device.get_local_chips
-            self._get_chip_usage = metrics.get_chip_usage
+        assert self._get_local_chips is not None
         try:
             chip_type, count = self._get_local_chips()
         except Exception as exc:  # no /sys/bus/pci on this host, mixed chips, ...
@@ -90,6 +91,13 @@ class TpuSource:
         if chip_type is None or count == 0:
             return False
         self.chip_type, self.count = chip_type, count
+        if real_library and self._get_chip_usage is None:
+            try:
+                from tpu_info import metrics
+
+                self._get_chip_usage = metrics.get_chip_usage
+            except ImportError as exc:  # chips without usage: still reported
+                log.warning("tpu-info metrics unavailable: %s", exc)
         log.info("tpu-info: %d x %s", count, tpu_type_name(chip_type))
         return True
 

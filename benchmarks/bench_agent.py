@@ -139,9 +139,22 @@ def _rss_mib(pid: int) -> float:
     raise RuntimeError("no VmRSS")
 
 
-@pytest.mark.parametrize("publish", ["none", "file"])
+@pytest.mark.parametrize("publish", ["none", "file", "k8s"])
 def test_agent_rss(stub: Path, config: Path, tmp_path: Path, publish: str) -> None:
     env = dict(os.environ, LD_LIBRARY_PATH=str(stub.parent), PYTHONPATH=str(ROOT))
+    kube = None
+    if publish == "k8s":  # the Kubernetes client is the heaviest import: measure with it loaded and writing
+        sys.path.insert(0, str(ROOT))
+        from tests.agents.kube_api import KubeAPI
+
+        kube = KubeAPI({("gpusched.io", "v1alpha1", "gpunodes")})
+        kubeconfig = tmp_path / "kubeconfig"
+        kubeconfig.write_text(
+            "apiVersion: v1\nkind: Config\ncurrent-context: t\n"
+            f"clusters: [{{name: t, cluster: {{server: '{kube.url}'}}}}]\n"
+            "users: [{name: t, user: {token: x}}]\ncontexts: [{name: t, context: {cluster: t, user: t}}]\n"
+        )
+        env["KUBECONFIG"] = str(kubeconfig)
     port = _free_port()
     args = [
         sys.executable,
@@ -176,8 +189,12 @@ def test_agent_rss(stub: Path, config: Path, tmp_path: Path, publish: str) -> No
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
                 resp.read()
         rss = _rss_mib(proc.pid)
+        if kube is not None:
+            assert kube.objects, "the agent did not publish its GPUNode"
     finally:
         proc.terminate()
         proc.wait(30)
+        if kube is not None:
+            kube.close()
     print(f"\nagent RSS after ~30 polls (--publish {publish}): {rss:.1f} MiB (target < 80 MiB)")
     assert rss < 80
