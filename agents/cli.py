@@ -104,7 +104,7 @@ def agent(
     timeout_s = _seconds(poll_timeout, "--poll-timeout") if poll_timeout else min(2.0, interval_s)
     if as_json and not once:
         raise _fail("--json: only meaningful with --once")
-    if publish is PublishChoice.file and output_dir is None and not once:
+    if publish is PublishChoice.file and output_dir is None:
         raise _fail("--publish file: --output-dir is required")
     if not 0 <= port <= 65535:
         raise _fail(f"--port: expected 0-65535, got {port}")
