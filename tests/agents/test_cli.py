@@ -186,3 +186,47 @@ def test_bad_options_are_one_line_errors(tmp_path: Path, stub_lib: Path) -> None
         assert result.returncode == 2, (args, result.stderr)
         lines = [line for line in result.stderr.splitlines() if line.strip()]
         assert len(lines) == 1 and expected in lines[0], (args, result.stderr)
+
+
+def test_publish_k8s_from_the_command_line(tmp_path: Path, stub_lib: Path) -> None:
+    from gpusched.agents.k8s import GROUP, PLURAL, VERSION
+
+    from .kube_api import KubeAPI
+
+    kube = KubeAPI({(GROUP, VERSION, PLURAL)})
+    try:
+        kube.add_node("dgx-1")
+        kubeconfig = tmp_path / "kubeconfig"
+        kubeconfig.write_text(
+            "apiVersion: v1\nkind: Config\ncurrent-context: t\n"
+            f"clusters: [{{name: t, cluster: {{server: '{kube.url}'}}}}]\n"
+            "users: [{name: t, user: {token: secret-token}}]\ncontexts: [{name: t, context: {cluster: t, user: t}}]\n"
+        )
+        config = tmp_path / "stub.conf"
+        write_config(config, "profile h100x8\nlost 2\n")
+        result = subprocess.run(
+            agent_cmd("--once", "--publish", "k8s", "--node-name", "dgx-1"),
+            capture_output=True,
+            text=True,
+            env=agent_env(stub_lib, config, KUBECONFIG=str(kubeconfig)),
+            timeout=60,
+        )
+        assert result.returncode == 0, result.stderr
+        status = kube.objects[(PLURAL, "dgx-1")]["status"]
+        assert status["node"] == "dgx-1" and status["gpuCount"] == 8 and status["healthyGpuCount"] == 7
+        assert [e["reason"] for e in kube.events] == ["GPUUnhealthy"]
+    finally:
+        kube.close()
+
+
+def test_publish_k8s_without_a_cluster_is_a_one_line_error(tmp_path: Path, stub_lib: Path) -> None:
+    config = tmp_path / "stub.conf"
+    write_config(config, "profile h100x8\n")
+    env = agent_env(stub_lib, config, KUBECONFIG=str(tmp_path / "missing-kubeconfig"))
+    env.pop("KUBERNETES_SERVICE_HOST", None)
+    result = subprocess.run(
+        agent_cmd("--once", "--publish", "k8s"), capture_output=True, text=True, env=env, timeout=60
+    )
+    assert result.returncode == 2
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "--publish k8s: no Kubernetes configuration" in lines[0], result.stderr
