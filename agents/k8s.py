@@ -176,7 +176,7 @@ class GpuNodePublisher:
 
     def emit_event(self, t: Transition) -> None:
         c = self.client
-        now = datetime.now(timezone.utc)
+        now = datetime.now(timezone.utc).replace(microsecond=0)  # metav1.Time is whole seconds
         reason = {
             "healthy": "GPUHealthy",
             "degraded": "GPUDegraded",
