@@ -1,6 +1,6 @@
 """Agent overhead on the NVML stub: poll cost, RSS, and the poll deadline under a hung call.
 
-Run: pytest benchmarks/bench_agent.py -p no:kmock -s
+Run: pytest benchmarks/bench_agent.py -s
 Targets (issue #3): one full poll of 8 GPUs < 5 ms of Python time; agent RSS < 80 MiB; a poll
 never blocks longer than its timeout. The poll is reported against a baseline measured in the same
 run: the bare nvidia-ml-py calls for the same fields, sequential, without threads, rules or models.
