@@ -97,7 +97,7 @@ def plan(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the one-line result.")] = False,
 ) -> None:
     """Plan a queue of jobs on a cluster and explain the plan."""
-    from gpusched.config import load_inputs
+    from gpusched.config import check_inputs, load_inputs
     from gpusched.report import print_plan, write_chart
     from gpusched.solver import PlanOptions
     from gpusched.solver import plan as solve
@@ -122,11 +122,12 @@ def plan(
         ):
             raise fail(f"{what}: unsupported file type {path.suffix or path.name!r}")
     try:
-        cluster_model, jobset = load_inputs(cluster, jobs, start)
+        cluster_model, jobset = load_inputs(cluster, jobs, start, check=False)
         if telemetry is not None:
             from gpusched.telemetry_cluster import cluster_from_telemetry
 
             cluster_model = cluster_from_telemetry(telemetry, cluster_model)
+        check_inputs(cluster_model, jobset, jobs)
     except InputError as exc:
         raise fail(str(exc)) from None
     options = PlanOptions(

@@ -115,16 +115,27 @@ def load_jobs(path: Path, now: datetime | None = None) -> JobSet:
     return validate(JobSet, data, str(path))
 
 
-def load_inputs(cluster_path: Path, jobs_path: Path, now: datetime | None = None) -> tuple[Cluster, JobSet]:
-    """Both files, plus the checks that need both (unknown types and nodes referenced by jobs)."""
+def load_inputs(
+    cluster_path: Path, jobs_path: Path, now: datetime | None = None, check: bool = True
+) -> tuple[Cluster, JobSet]:
+    """Both files, plus the checks that need both (unknown types and nodes referenced by jobs).
+
+    With check=False the cross-file checks are left to `check_inputs`, for callers that replace the
+    cluster's nodes first (`gpusched plan --telemetry`).
+    """
     jobs = load_jobs(jobs_path, now)
     cluster = load_cluster(cluster_path, jobs.epoch)
+    if check:
+        check_inputs(cluster, jobs, jobs_path)
+    return cluster, jobs
+
+
+def check_inputs(cluster: Cluster, jobs: JobSet, jobs_path: Path) -> None:
     try:
         check_jobs_against_cluster(jobs.jobs, cluster)
         check_gangs_fit(jobs.jobs, cluster)
     except ValueError as exc:
         raise InputError(f"{jobs_path}: {exc}") from None
-    return cluster, jobs
 
 
 def check_gangs_fit(jobs: list[Job], cluster: Cluster) -> None:

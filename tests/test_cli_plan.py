@@ -143,3 +143,48 @@ def test_bad_input_is_one_line_exit_2_and_no_output(
 def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
     result = gpusched("plan", "-c", str(tmp_path / "nope.yaml"), "-j", str(SEED / "jobs.yaml"))
     assert result.returncode == 2 and "file not found" in result.stderr
+
+
+def test_plan_from_agent_telemetry_directory(tmp_path: Path) -> None:
+    from datetime import datetime, timezone
+
+    from gpusched.telemetry import GpuTelemetry, NodeTelemetry
+
+    snapshots = tmp_path / "telemetry"
+    snapshots.mkdir()
+    gpus = [
+        GpuTelemetry(
+            index=i,
+            uuid=f"GPU-{i}",
+            name="NVIDIA H100 80GB HBM3",
+            memory_total_mib=81559,
+            health="unhealthy" if i == 7 else "healthy",
+        )
+        for i in range(8)
+    ]
+    node = NodeTelemetry(node="gpu-node-1", timestamp=datetime.now(timezone.utc), gpus=gpus)
+    (snapshots / "gpu-node-1.json").write_text(node.model_dump_json())
+    cluster = tmp_path / "types.yaml"  # GPU types and prices only: the nodes come from the agents
+    cluster.write_text(
+        yaml.safe_dump({"gpu_types": [{"name": "H100-80GB", "memory_gib": 80, "price_per_hour": 4}]})
+    )
+    jobs = tmp_path / "jobs.yaml"
+    jobs.write_text(
+        yaml.safe_dump(
+            {
+                "jobs": [
+                    {"name": "fits", "gpus": 7, "duration": "1h"},
+                    {"name": "too-big", "gpus": 8, "duration": "1h"},
+                ]
+            }
+        )
+    )
+    out = tmp_path / "plan.json"
+    result = gpusched(
+        "plan", "-c", str(cluster), "-j", str(jobs), "--telemetry", str(snapshots), "-o", str(out)
+    )
+    assert result.returncode == 0, result.stderr
+    plan = json.loads(out.read_text())
+    by_name = {jp["job"]: jp for jp in plan["jobs"]}
+    assert by_name["fits"]["placement"] == [{"node": "gpu-node-1", "gpus": 7}]
+    assert by_name["too-big"]["status"] == "unscheduled"  # one GPU is unhealthy: 7 schedulable
