@@ -37,6 +37,10 @@ class StartGang:
     attempt: int
     pods: list[tuple[Obj, str]]
     """(pod manifest, node) per rank."""
+    then_status: Obj | None = None
+    """Status merge patch written once every worker is bound (phase Running, placement, attempt)."""
+    then_event: tuple[str, str] | None = None
+    """(reason, message) of the Normal event emitted once every worker is bound."""
 
 
 @dataclass

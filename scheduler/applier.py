@@ -147,6 +147,12 @@ class Applier:
         except KubeError as exc:
             problem = str(exc)
         if problem is None:
+            if gang.then_status:
+                obj = self.kube.patch_job_status(ns, gang.job.name, gang.then_status)
+                if "_status" not in obj:
+                    self.on_job(obj)
+            if gang.then_event:
+                self.emit(gang.job, "Normal", *gang.then_event)
             return True
         # All or nothing: a gang with a worker that cannot be placed must not start partially.
         log.warning("gang withdrawn", extra={"job": gang.job.key, "error": problem})
@@ -158,6 +164,10 @@ class Applier:
             except KubeError as exc:
                 log.warning("withdraw failed", extra={"job": gang.job.key, "pod": name, "error": str(exc)})
         result.withdrawn.append(gang.job.key)
+        with contextlib.suppress(KubeError):  # the next attempt must not reuse these pod names
+            obj = self.kube.patch_job_status(ns, gang.job.name, {"attempt": gang.attempt})
+            if "_status" not in obj:
+                self.on_job(obj)
         with contextlib.suppress(KubeError):
             self.emit(
                 gang.job,

@@ -8,6 +8,7 @@ Every call goes through `call`, which retries conflicts on writes that are safe 
 
 from __future__ import annotations
 
+import builtins
 import json
 import logging
 import random
@@ -233,6 +234,29 @@ class Kube:
             resp.release_conn()
 
     # ------------------------------------------------------------------ writes
+
+    def _raw(self, method: str, path: str, body: Any = None, query: builtins.list[tuple[str, Any]] | None = None,
+             content_type: str = "application/json") -> Callable[[], Any]:
+        """A request through the client's own ApiClient (auth, TLS, retries of the connection pool)
+        with the JSON body as-is: the generated methods would first validate it into their pydantic
+        models and serialise it back, which costs more than the request itself on the hot path."""
+        from kubernetes.client.exceptions import ApiException
+
+        def send() -> Any:
+            method_, url, headers, body_, post = self.api_client.param_serialize(
+                method=method, resource_path=path, query_params=query or [],
+                header_params={"Accept": "application/json", "Content-Type": content_type}, body=body,
+                auth_settings=["BearerToken"],
+            )
+            resp = self.api_client.call_api(method_, url, header_params=headers, body=body_, post_params=post,
+                                            _request_timeout=30)
+            resp.read()
+            if not 200 <= resp.status < 300:
+                text = resp.data.decode("utf-8", "replace") if resp.data else ""
+                raise ApiException(status=resp.status, reason=resp.reason, body=text)
+            return resp
+
+        return send
 
     def create_pod(self, namespace: str, body: Obj) -> Obj:
         return self.call(

@@ -12,7 +12,7 @@ import socket
 import threading
 import time
 import uuid
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
@@ -42,6 +42,9 @@ class OperatorSettings:
     horizon: float = 24.0
     slot: float = 0.25
     time_limit: float = 10.0
+    """Planner seconds for the periodic round, which may optimise."""
+    fast_time_limit: float = 2.0
+    """Planner seconds for rounds triggered by events: a new job should not wait for an optimiser."""
     dry_run: bool = False
     stale_after: timedelta = timedelta(minutes=2)
     leader_election: bool = True
@@ -95,6 +98,8 @@ class Operator:
         self.rounds = 0
         self.last_round_ok = time.monotonic()
         self.last_report: RoundReport | None = None
+        self.round_log: deque[tuple[float, float, float, int, int]] = deque(maxlen=10_000)
+        """(finished at monotonic, round seconds, solve seconds, pods bound, gangs started) per round."""
         self.health: HealthServer | None = None
 
     # ------------------------------------------------------------------ events
@@ -124,7 +129,7 @@ class Operator:
             deleted_pods=self.pods.tombstones(),
         )
 
-    def run_once(self, now: datetime | None = None) -> RoundReport:
+    def run_once(self, now: datetime | None = None, fast: bool = False) -> RoundReport:
         from gpusched.solver import PlanOptions
         from gpusched.solver import plan as solve
 
@@ -140,7 +145,9 @@ class Operator:
                 policy=self.settings.policy,  # type: ignore[arg-type]
                 horizon=self.settings.horizon,
                 slot=self.settings.slot,
-                time_limit=self.settings.time_limit,
+                time_limit=min(self.settings.fast_time_limit, self.settings.time_limit)
+                if fast
+                else self.settings.time_limit,
                 epoch=snap.now,
             )
             t1 = time.perf_counter()
@@ -182,6 +189,7 @@ class Operator:
             )
         if result.withdrawn or result.failed_jobs:
             self.trigger()  # re-plan soon: the gang's GPUs or the API may be fine a moment later
+        self.round_log.append((time.monotonic(), seconds, solve_s, result.bound_pods, len(decisions.started)))
         report = RoundReport(snap, plan, result, len(decisions.actions), seconds, solve_s)
         self.last_report = report
         return report
@@ -248,8 +256,10 @@ class Operator:
                     self._first_event = None
                 self._wake.clear()
                 try:
-                    self.run_once()
+                    self.run_once(fast=not due_period)
                 except Exception:
+                    if self.stop_event.is_set():
+                        break
                     log.exception("reconcile round failed")
                     time.sleep(1.0)
                     self.trigger()

@@ -13,6 +13,7 @@ from gpusched.model import Placement
 from gpusched.scheduler.crd import (
     ANN_GPUS,
     ANN_NODE,
+    ANN_PLACEMENT,
     ANN_WORLD,
     API_VERSION,
     GPU_RESOURCE,
@@ -88,13 +89,29 @@ def service_manifest(job: Obj) -> Obj:
     }
 
 
-def worker_manifest(job: Obj, spec: GPUJobSpec, attempt: int, rank: int, node: str) -> Obj:
+def placement_annotation(placement: list[Placement]) -> str:
+    return ",".join(f"{p.node}:{p.gpus}" for p in placement)
+
+
+def parse_placement_annotation(text: str | None) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for part in (text or "").split(","):
+        node, _, gpus = part.rpartition(":")
+        if node and gpus.isdigit():
+            out[node] = out.get(node, 0) + int(gpus)
+    return out
+
+
+def worker_manifest(
+    job: Obj, spec: GPUJobSpec, attempt: int, rank: int, node: str, placement: list[Placement] | None = None
+) -> Obj:
     meta = job["metadata"]
     name, ns = meta["name"], meta.get("namespace", "default")
     tpl = spec.template
     per_node = spec.per_node
     env: list[Obj] = [
-        {"name": "MASTER_ADDR", "value": f"{service_name(name)}.{ns}.svc"},
+        # One worker: rendezvous inside the pod. Several: rank 0 behind the job's headless Service.
+        {"name": "MASTER_ADDR", "value": f"{service_name(name)}.{ns}.svc" if spec.workers > 1 else "127.0.0.1"},
         {"name": "MASTER_PORT", "value": str(tpl.port)},
         {"name": "WORLD_SIZE", "value": str(spec.gpus)},
         {"name": "NNODES", "value": str(spec.workers)},
@@ -133,10 +150,11 @@ def worker_manifest(job: Obj, spec: GPUJobSpec, attempt: int, rank: int, node: s
         "schedulerName": SCHEDULER_NAME,
         "restartPolicy": "Never",
         "hostname": f"w{rank}",
-        "subdomain": service_name(name),
         "terminationGracePeriodSeconds": spec.checkpoint.grace_period_seconds,
         "containers": [container],
     }
+    if spec.workers > 1:
+        pod_spec["subdomain"] = service_name(name)
     if volumes:
         pod_spec["volumes"] = volumes
     if tpl.service_account_name:
@@ -155,7 +173,12 @@ def worker_manifest(job: Obj, spec: GPUJobSpec, attempt: int, rank: int, node: s
                 LABEL_ATTEMPT: str(attempt),
                 LABEL_RANK: str(rank),
             },
-            "annotations": {ANN_NODE: node, ANN_WORLD: str(spec.workers), ANN_GPUS: str(per_node)},
+            "annotations": {
+                ANN_NODE: node,
+                ANN_WORLD: str(spec.workers),
+                ANN_GPUS: str(per_node),
+                ANN_PLACEMENT: placement_annotation(placement or [Placement(node=node, gpus=per_node)]),
+            },
             "ownerReferences": [owner_reference(job)],
         },
         "spec": pod_spec,

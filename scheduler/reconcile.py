@@ -426,7 +426,8 @@ def follow_plan(
             continue
         for p in placement:
             used[p.node] += p.gpus
-        _start(out, job, snap, placement, job.attempt + 1, jp.gpu_type, resume=False)
+        attempt = max(job.attempt, job.status.last_failed_attempt) + 1
+        _start(out, job, snap, placement, attempt, jp.gpu_type, resume=False)
         decisions.started.append(job.key)
 
 
@@ -444,30 +445,25 @@ def _start(
     if ranks is None:
         return
     nodes = sorted({p.node for p in placement})
-    why = f"starting on {', '.join(nodes)} ({job.spec.gpus} x {gpu_type})"
-    if not resume:
-        _patch(
-            out,
-            job,
-            snap.now,
-            phase="Planned",
-            reason=why,
-            attempt=attempt,
-            gpu_type=gpu_type,
-            placement=[{"node": p.node, "gpus": p.gpus} for p in placement],
-            nodes=nodes,
-            planned_start=iso(snap.now),
-            started_at=None,
-        )
-        out.append(Emit(ref(job), "Normal", "Scheduled", why))
+    why = f"running on {', '.join(nodes)} ({job.spec.gpus} x {gpu_type})"
+    started = iso(snap.now)
+    # One status write once the gang is bound (not one before and one after): the placement and
+    # attempt also live in every pod's labels and annotations, which is what a restart reads.
+    then = status_patch(
+        job, snap.now, phase="Running", reason=why, attempt=attempt, gpu_type=gpu_type,
+        placement=[{"node": p.node, "gpus": p.gpus} for p in placement], nodes=nodes,
+        planned_start=job.status.planned_start if resume else started, started_at=started,
+        first_started_at=job.status.first_started_at or started,
+    )
     existing = {p.rank for p in job.current_pods() if p.node} if resume else set()
-    out.append(CreateService(ref(job), service_manifest(job.raw)))
+    if job.spec.workers > 1:
+        out.append(CreateService(ref(job), service_manifest(job.raw)))
     pods = [
-        (worker_manifest(job.raw, job.spec, attempt, rank, node), node)
+        (worker_manifest(job.raw, job.spec, attempt, rank, node, placement), node)
         for rank, node in enumerate(ranks)
         if rank not in existing or not resume
     ]
-    out.append(StartGang(ref(job), attempt, pods))
+    out.append(StartGang(ref(job), attempt, pods, then_status=then, then_event=("Started", why)))
 
 
 def reconcile(snap: Snapshot, plan: Plan | None, opts: ReconcileOptions | None = None) -> Decisions:

@@ -16,6 +16,7 @@ from gpusched.model import Cluster, GpuType, Job, Node, RunningState
 from gpusched.scheduler.crd import (
     ANN_GPUS,
     ANN_NODE,
+    ANN_PLACEMENT,
     GPU_RESOURCE,
     LABEL_ATTEMPT,
     LABEL_GFD_MEMORY,
@@ -30,6 +31,7 @@ from gpusched.scheduler.crd import (
     GPUJobSpec,
     GPUJobStatus,
 )
+from gpusched.scheduler.podspec import parse_placement_annotation
 from gpusched.telemetry import NodeTelemetry, canonical_gpu_type
 from gpusched.units import hours_between, parse_datetime
 from gpusched.workload_contract import EXIT_PREEMPTED, WorkloadStatus
@@ -69,6 +71,7 @@ class WorkerPod:
     message: str | None
     reason: str | None
     workload: WorkloadStatus | None
+    placement: dict[str, int] = field(default_factory=dict)
 
     @property
     def finished(self) -> bool:
@@ -215,6 +218,7 @@ def parse_worker(pod: Obj) -> WorkerPod | None:
         message=message,
         reason=status.get("reason") or reason,
         workload=workload,
+        placement=parse_placement_annotation(ann.get(ANN_PLACEMENT)),
     )
 
 
@@ -473,8 +477,10 @@ def _classify(job: JobView, nodes: dict[str, NodeView]) -> None:
         if where:
             job.nodes[where] = job.nodes.get(where, 0) + p.gpus
     recorded = {pl.node: pl.gpus for pl in job.status.placement}
-    if job.status.attempt == job.attempt and sum(recorded.values()) == job.spec.gpus:
-        job.nodes = recorded  # the placement written before the pods were created covers missing ranks
+    if job.status.attempt != job.attempt or sum(recorded.values()) != job.spec.gpus:
+        recorded = next((p.placement for p in current if sum(p.placement.values()) == job.spec.gpus), {})
+    if recorded:
+        job.nodes = recorded  # the gang's whole placement covers ranks whose pods do not exist yet
     ranks = {p.rank for p in current}
     complete = len(ranks) == job.world and all(p.node for p in current)
     job.state = "running" if complete else "starting"

@@ -285,7 +285,10 @@ class FakeKubeAPI:
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self.stopping = threading.Event()
+        self._port = 0
         self.latency_s = 0.0
+        self.bind_times: list[float] = []
+        """Wall-clock time of every successful binding (benchmarks read it through /_stats)."""
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -295,7 +298,7 @@ class FakeKubeAPI:
         class Handler(_Handler):
             server_api = api
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = ThreadingHTTPServer(("127.0.0.1", self._port), Handler)
         self._server.daemon_threads = True
         self._server.request_queue_size = 256
         self._thread = threading.Thread(target=self._server.serve_forever, name="fake-kube-api", daemon=True)
@@ -555,6 +558,7 @@ class FakeKubeAPI:
             new["metadata"]["resourceVersion"] = str(self.store.bump())
             self.store.objects[key] = new
             self.store.record(_res_key(pods), "MODIFIED", new)
+            self.bind_times.append(time.time())
         return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}
 
     def list(self, res: Resource, ns: str | None, query: dict[str, str]) -> Obj:
@@ -646,6 +650,11 @@ class _Handler(BaseHTTPRequestHandler):
         if api.latency_s:
             time.sleep(api.latency_s)
         try:
+            if url.path == "/_stats":  # not Kubernetes: the benchmark's window into the server process
+                with api.store.cond:
+                    binds = list(api.bind_times)
+                self._send(200, {"requests": dict(api.requests), "binds": binds})
+                return
             if url.path in ("/version", "/version/"):
                 self._send(200, {"major": "1", "minor": "31", "gitVersion": "v1.31.0-gpusched-fake"})
                 return
@@ -793,3 +802,26 @@ class _Handler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):
             return
         self.close_connection = True
+
+
+def main() -> None:
+    """`python -m gpusched.scheduler.testserver [--port N]`: serve until killed; prints the URL."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--history", type=int, default=1_000_000)
+    args = parser.parse_args()
+    api = FakeKubeAPI(history=args.history)
+    api._port = args.port
+    api.start()
+    print(api.url, flush=True)
+    try:
+        sys.stdin.read()  # until the parent closes our stdin (or kills us)
+    finally:
+        api.stop()
+
+
+if __name__ == "__main__":
+    main()

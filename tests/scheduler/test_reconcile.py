@@ -74,6 +74,9 @@ def apply_locally(decisions: Decisions, jobs: list[Obj], pods: list[Obj]) -> Non
                     pod["spec"]["nodeName"] = n
                     pod["status"] = {"phase": "Running"}
                     pods.append(pod)
+            if a.then_status:
+                job = by_name[a.job.name]
+                job["status"] = merge_patch(job.get("status") or {}, a.then_status)
         elif isinstance(a, DeletePods):
             pods[:] = [p for p in pods if p["metadata"]["name"] not in a.names]
 
@@ -125,19 +128,40 @@ def test_invalid_spec_fails_with_the_field_named() -> None:
 # ------------------------------------------------------------------------------------------ starting
 
 
-def test_multi_node_gang_writes_status_first_then_creates_and_binds_every_rank() -> None:
+def test_multi_node_gang_creates_and_binds_every_rank_then_writes_status() -> None:
     jobs, pods = [gpujob("llm", 16, gpusPerNode=8)], []
     s = snap(jobs, pods, [node("a"), node("b")])
     d = reconcile(s, plan_of(start_now("ml/llm", ("a", 8), ("b", 8))))
-    assert kinds(d) == ["PatchStatus", "Emit", "CreateService", "StartGang"]
-    status = d.actions[0].patch  # type: ignore[union-attr]
-    assert status["attempt"] == 1 and status["placement"] == [{"node": "a", "gpus": 8}, {"node": "b", "gpus": 8}]
-    gang = d.actions[3]
-    assert isinstance(gang, StartGang)
+    assert kinds(d) == ["CreateService", "StartGang"]
+    gang = d.actions[1]
+    assert isinstance(gang, StartGang) and gang.then_status is not None and gang.then_event is not None
+    status = gang.then_status
+    assert status["phase"] == "Running" and status["attempt"] == 1
+    assert status["placement"] == [{"node": "a", "gpus": 8}, {"node": "b", "gpus": 8}]
     assert [(m["metadata"]["name"], n) for m, n in gang.pods] == [("llm-a1-w0", "a"), ("llm-a1-w1", "b")]
     env = {e["name"]: e["value"] for e in gang.pods[1][0]["spec"]["containers"][0]["env"]}
     assert env["NODE_RANK"] == "1" and env["NNODES"] == "2" and env["WORLD_SIZE"] == "16"
-    assert isinstance(d.actions[2], CreateService) and d.started == ["ml/llm"]
+    assert env["MASTER_ADDR"] == "llm.ml.svc"
+    # Every worker carries the whole placement: a restarted operator can recreate missing ranks.
+    assert all(m["metadata"]["annotations"]["gpusched.io/placement"] == "a:8,b:8" for m, _ in gang.pods)
+    assert isinstance(d.actions[0], CreateService) and d.started == ["ml/llm"]
+
+
+def test_restart_recreates_missing_ranks_of_an_in_flight_gang() -> None:
+    jobs, pods = [gpujob("llm", 16, gpusPerNode=8)], []
+    nodes = [node("a"), node("b")]
+    first = reconcile(snap(jobs, pods, nodes), plan_of(start_now("ml/llm", ("a", 8), ("b", 8))))
+    gang = next(a for a in first.actions if isinstance(a, StartGang))
+    only_rank0 = copy.deepcopy(gang.pods[0][0])  # the operator died after creating rank 0, unbound
+    only_rank0["status"] = {"phase": "Pending"}
+    s = snap(jobs, [only_rank0], nodes)
+    view = s.jobs["ml/llm"]
+    assert view.state == "starting" and view.nodes == {"a": 8, "b": 8}
+    assert view.planner_job is not None and view.planner_job.running is not None
+    keep = plan_of(JobPlan(job="ml/llm", status="running", gpu_type="H100-80GB", gpus=16, start=0, end=2,
+                           placement=[Placement(node="a", gpus=8), Placement(node="b", gpus=8)]))
+    again = next(a for a in reconcile(s, keep).actions if isinstance(a, StartGang))
+    assert [(m["metadata"]["name"], n) for m, n in again.pods] == [("llm-a1-w0", "a"), ("llm-a1-w1", "b")]
 
 
 def test_reconcile_is_idempotent_once_applied() -> None:
@@ -150,9 +174,7 @@ def test_reconcile_is_idempotent_once_applied() -> None:
     apply_locally(first, jobs, pods)
     running_plan = plan_of(JobPlan(job="ml/llm", status="running", gpu_type="H100-80GB", gpus=16, start=0, end=2,
                                    placement=[Placement(node="a", gpus=8), Placement(node="b", gpus=8)]))
-    second = reconcile(snap(jobs, pods, nodes), running_plan)
-    assert kinds(second) == ["PatchStatus", "Emit"] and second.actions[0].patch["phase"] == "Running"  # type: ignore[union-attr]
-    apply_locally(second, jobs, pods)
+    assert jobs[0]["status"]["phase"] == "Running"
     assert reconcile(snap(jobs, pods, nodes), running_plan).actions == []
     assert len(pods) == 2
 
@@ -184,6 +206,7 @@ def test_dry_run_writes_only_plans() -> None:
     d = reconcile(snap(jobs, [], [node("n")]), p, ReconcileOptions(dry_run=True))
     assert d.actions and all(isinstance(a, PatchStatus) for a in d.actions)
     assert "dry-run: would start now on n" in d.actions[0].patch["reason"]  # type: ignore[union-attr]
+    assert "attempt" not in d.actions[0].patch  # type: ignore[union-attr]
 
 
 # ------------------------------------------------------------------------------------------ lifecycle

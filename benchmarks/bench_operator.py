@@ -1,0 +1,224 @@
+"""Operator at scale on the API server stand-in: 1,000 nodes x 8 GPUs, 2,000 GPUJobs.
+
+Run: pytest benchmarks/bench_operator.py -p no:kmock -s      (or: python benchmarks/bench_operator.py)
+     GPUSCHED_BENCH_NODES / GPUSCHED_BENCH_JOBS shrink it for a quick look.
+Targets (issue #5): first placements within 10 s of submission; at least 100 pods bound per second
+of operator time (the summed duration of its reconcile rounds). Printed: time until every job that
+fits is bound, plan+apply round latency, API requests per placed pod, and, as the baseline measured
+in the same run, how fast the bare client creates and binds pods on the same server with the same
+thread count (no snapshot, no planning, no status, no events) - the operator's ratio to it is the
+overhead of doing the job properly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import yaml
+
+from gpusched.model import GpuType
+from gpusched.scheduler.crd import GROUP, LABEL_MANAGED, MANAGED_VALUE, PLURAL, VERSION
+from gpusched.scheduler.kube import PODS, Kube, load_api_client
+from gpusched.scheduler.operator import Operator, OperatorSettings
+
+NODES = int(os.environ.get("GPUSCHED_BENCH_NODES", "1000"))
+JOBS = int(os.environ.get("GPUSCHED_BENCH_JOBS", "2000"))
+WORKERS = 16
+Obj = dict[str, Any]
+TYPES = [GpuType(name="H100-80GB", memory_gib=80, price_per_hour=4.0, speed=2.0)]
+
+
+class ServerProcess:
+    """The API server stand-in in its own process, so that it does not share the operator's GIL."""
+
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-m", "gpusched.scheduler.testserver"],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout is not None
+        self.url = self.proc.stdout.readline().strip()
+
+    def stats(self) -> Obj:
+        with urllib.request.urlopen(self.url + "/_stats") as resp:
+            data: Obj = json.loads(resp.read())
+            return data
+
+    def kubeconfig(self, path: str) -> str:
+        doc = {"apiVersion": "v1", "kind": "Config", "clusters": [{"name": "b", "cluster": {"server": self.url}}],
+               "users": [{"name": "b", "user": {"token": "t"}}],
+               "contexts": [{"name": "b", "context": {"cluster": "b", "user": "b"}}], "current-context": "b"}
+        with open(path, "w", encoding="utf-8") as fh:
+            yaml.safe_dump(doc, fh)
+        return path
+
+    def close(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        self.proc.wait(timeout=30)
+
+
+def _parallel(fn: Any, items: Any) -> None:
+    with ThreadPoolExecutor(WORKERS) as pool:
+        list(pool.map(fn, items))
+
+
+def populate_nodes(kube: Kube, n: int) -> None:
+    def one(i: int) -> None:
+        body = {"apiVersion": "v1", "kind": "Node",
+                "metadata": {"name": f"gpu-{i:04d}", "labels": {"gpusched.io/gpu-type": "H100-80GB"}},
+                "status": {"allocatable": {"nvidia.com/gpu": "8"}}}
+        kube.call("create node", lambda: kube.core.create_node(body, _preload_content=False))
+
+    _parallel(one, range(n))
+
+
+def submit_jobs(kube: Kube, n: int, seed: int = 0) -> int:
+    """Creates n GPUJobs (sizes 1-16 GPUs) over HTTP; returns the GPUs asked for in total."""
+    rng = random.Random(seed)
+    bodies = []
+    for i in range(n):
+        gpus = rng.choice([1, 2, 4, 4, 8, 8, 16])
+        bodies.append({"apiVersion": "gpusched.io/v1alpha1", "kind": "GPUJob",
+                       "metadata": {"name": f"job-{i:05d}", "namespace": "bench"},
+                       "spec": {"gpus": gpus, "gpusPerNode": min(gpus, 8), "priority": rng.choice([1, 2, 5]),
+                                "work": {"duration": rng.choice(["1h", "2h", "4h", "8h"])}}})
+
+    def one(body: Obj) -> None:
+        kube.call("create gpujob", lambda: kube.custom.create_namespaced_custom_object(
+            GROUP, VERSION, "bench", PLURAL, body, _preload_content=False))
+
+    _parallel(one, bodies)
+    return sum(b["spec"]["gpus"] for b in bodies)
+
+
+def bare_client_baseline(kube: Kube, pods: int) -> float:
+    """Pods per second for create + bind with the bare client, WORKERS threads."""
+    def one(i: int) -> None:
+        name = f"baseline-{i}"
+        kube.create_pod("baseline", {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+                                     "spec": {"schedulerName": "gpusched", "containers": [{"name": "c", "image": "x"}]}})
+        kube.bind_pod("baseline", name, f"gpu-{i % NODES:04d}")
+
+    start = time.perf_counter()
+    _parallel(one, range(pods))
+    return pods / (time.perf_counter() - start)
+
+
+def run(nodes: int = NODES, jobs: int = JOBS) -> dict[str, float]:
+    server = ServerProcess()
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            kubeconfig = server.kubeconfig(os.path.join(tmp, "kubeconfig"))
+            client = Kube(load_api_client(kubeconfig))
+            populate_nodes(client, nodes)
+            baseline = bare_client_baseline(client, 500)
+            return _measure(server, kubeconfig, client, nodes, jobs, baseline)
+    finally:
+        server.close()
+
+
+def _measure(server: ServerProcess, kubeconfig: str, client: Kube, nodes: int, jobs: int,
+             baseline: float) -> dict[str, float]:
+    settings = OperatorSettings(
+        gpu_types=TYPES, namespace="bench", replan_interval=10.0, debounce=0.5, max_debounce=2.0, policy="jct",
+        horizon=24.0, slot=0.25, time_limit=10.0, leader_election=True, lease_namespace="bench",
+        apply_workers=WORKERS, watch_timeout=300,
+    )
+    op = Operator(Kube(load_api_client(kubeconfig)), settings)
+    thread = threading.Thread(target=op.run, daemon=True)
+    thread.start()
+    while not all(inf.synced.is_set() for inf in op.informers) or op.rounds < 1:
+        time.sleep(0.05)
+    before = server.stats()
+    binds_before = len(before["binds"])
+    t0_wall, t0 = time.time(), time.monotonic()
+    asked = submit_jobs(client, jobs)
+    quiet_since = None
+    while True:  # done when rounds after the last binding start no gang for a while
+        time.sleep(0.5)
+        log = [r for r in op.round_log if r[0] > t0]
+        binds = server.stats()["binds"][binds_before:]
+        last_bind = (binds[-1] - t0_wall) + t0 if binds else t0
+        if log and log[-1][4] == 0 and log[-1][0] > last_bind + 0.1 and binds:
+            quiet_since = quiet_since or time.monotonic()
+            if time.monotonic() - quiet_since > 2.0:
+                break
+        else:
+            quiet_since = None
+        if time.monotonic() - t0 > 900:
+            raise RuntimeError("the operator did not settle within 900 s")
+    op.shutdown()
+    thread.join(timeout=30)
+    after = server.stats()
+    harness_requests = jobs + 1  # the submissions and one stats read are not the operator's
+    requests = sum(after["requests"].values()) - sum(before["requests"].values()) - harness_requests
+    requests -= sum(v for k, v in after["requests"].items() if k.startswith("GET /_stats")) - sum(
+        v for k, v in before["requests"].items() if k.startswith("GET /_stats"))
+    binds = after["binds"][binds_before:]
+    pods, _ = client.list(PODS, "bench", f"{LABEL_MANAGED}={MANAGED_VALUE}")
+    bound = [p for p in pods if p["spec"].get("nodeName")]
+    gpus_bound = sum(int(p["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"]) for p in bound)
+    log = [r for r in op.round_log if r[0] > t0]
+    working = [r for r in log if r[3] > 0]
+    operator_time = sum(r[1] for r in log)
+    figures = {
+        "nodes": nodes, "jobs": jobs, "gpus_asked": asked, "gpus_total": nodes * 8,
+        "pods_bound": len(bound), "gpus_bound": gpus_bound,
+        "first_placement_s": binds[0] - t0_wall,
+        "all_bound_s": binds[-1] - t0_wall,
+        "rounds": len(log),
+        "round_s_median": statistics.median(r[1] for r in working) if working else 0.0,
+        "round_s_max": max(r[1] for r in log),
+        "solve_s_max": max(r[2] for r in log),
+        "operator_time_s": operator_time,
+        "pods_per_operator_s": len(bound) / operator_time,
+        "api_requests_per_pod": requests / max(1, len(bound)),
+        "baseline_pods_per_s": baseline,
+    }
+    figures["ratio_to_bare_client"] = figures["pods_per_operator_s"] / baseline
+    return figures
+
+
+def report(f: dict[str, float]) -> str:
+    lines = [
+        f"operator scale: {f['nodes']:.0f} nodes x 8 GPUs, {f['jobs']:.0f} GPUJobs asking {f['gpus_asked']:.0f} GPUs "
+        f"({f['gpus_total']:.0f} exist)",
+        f"  bound {f['pods_bound']:.0f} worker pods holding {f['gpus_bound']:.0f} GPUs",
+        f"  first placement      {f['first_placement_s']:.2f} s after submission   (target <= 10 s)",
+        f"  all that fit bound   {f['all_bound_s']:.2f} s after submission",
+        f"  plan+apply round     median {f['round_s_median']:.2f} s, max {f['round_s_max']:.2f} s "
+        f"(planner max {f['solve_s_max']:.2f} s) over {f['rounds']:.0f} rounds",
+        f"  throughput           {f['pods_per_operator_s']:.0f} pods bound per second of operator time "
+        f"(target >= 100)",
+        f"  API requests         {f['api_requests_per_pod']:.2f} per placed pod",
+        f"  baseline             bare client create+bind: {f['baseline_pods_per_s']:.0f} pods/s; operator/baseline "
+        f"= {f['ratio_to_bare_client']:.2f}",
+    ]
+    return "\n".join(lines)
+
+
+def test_operator_at_scale(benchmark: Any) -> None:
+    figures: dict[str, float] = {}
+
+    def once() -> None:
+        figures.update(run())
+
+    benchmark.pedantic(once, rounds=1, iterations=1)
+    benchmark.extra_info.update(figures)
+    print("\n" + report(figures))
+    assert figures["pods_bound"] > 0 and figures["gpus_bound"] <= figures["gpus_total"]
+
+
+if __name__ == "__main__":
+    print(report(run()))
+    sys.exit(0)
