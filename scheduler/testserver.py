@@ -253,7 +253,8 @@ class Store:
 
     def record(self, res_key: str, kind: str, obj: Obj) -> None:
         rv = int(obj["metadata"]["resourceVersion"])
-        self.events.append((rv, res_key, kind, copy.deepcopy(obj)))
+        # Stored objects are replaced on every write, never changed in place: no copy needed.
+        self.events.append((rv, res_key, kind, obj))
         self.event_rvs.append(rv)
         if len(self.events) > self.history * 3 // 2:
             cut = len(self.events) - self.history
@@ -429,7 +430,7 @@ class FakeKubeAPI:
                     new["status"] = copy.deepcopy(old["status"])
                 else:
                     new.pop("status", None)
-        meta = new.setdefault("metadata", {})
+        meta = new["metadata"] = dict(new.get("metadata") or {})  # never share it with the old version
         for immutable in ("uid", "creationTimestamp", "namespace", "name", "deletionTimestamp"):
             if immutable in old["metadata"]:
                 meta[immutable] = old["metadata"][immutable]
@@ -566,7 +567,7 @@ class FakeKubeAPI:
         fields = field_matcher(query.get("fieldSelector"))
         with self.store.cond:
             items = [
-                copy.deepcopy(o)
+                o
                 for (rk, ons, _), o in self.store.objects.items()
                 if rk == _res_key(res)
                 and (ns is None or ons == ns)
