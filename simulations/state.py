@@ -215,7 +215,7 @@ class ClusterState:
             if need is None:
                 total += self.free_total[t] if smallest_pending else 0
                 continue
-            if need > len(buckets) - 1:
+            if need > len(buckets) - 1 or self.spread_small_jobs:
                 if self.free_total[t] < need:
                     total += self.free_total[t]
                 continue

@@ -1,0 +1,161 @@
+"""Tiny traces whose JCTs are worked out by hand, one per policy (the arithmetic is in the comments)."""
+
+from __future__ import annotations
+
+import pytest
+
+from gpusched.model import Cluster
+from gpusched.simulations import SimConfig, TraceJob, simulate_trace
+from gpusched.simulations.engine import Simulator
+from gpusched.simulations.metrics import summarise
+from gpusched.simulations.policies.las import Las
+
+from .conftest import one_node
+
+
+def trio(**a_kwargs: object) -> list[TraceJob]:
+    """On one 4-GPU node: A (4 GPUs, 2 h) and B (1 GPU, 1 h) at t=0, C (2 GPUs, 1 h) at t=0.5."""
+    return [
+        TraceJob(name="A", gpus=4, work=2.0, release=0.0, **a_kwargs),  # type: ignore[arg-type]
+        TraceJob(name="B", gpus=1, work=1.0, release=0.0),
+        TraceJob(name="C", gpus=2, work=1.0, release=0.5),
+    ]
+
+
+def jcts(result: object) -> dict[str, float]:
+    return {j.name: j.finish - j.spec.release for j in result.jobs}  # type: ignore[attr-defined]
+
+
+def test_fifo_head_of_line() -> None:
+    # A runs 0-2 and blocks B and C (strict order). At 2, B (1 GPU) and C (2 GPUs) both start:
+    # B ends 3, C ends 3. JCT: A 2, B 3, C 3 - 0.5 = 2.5.
+    r = simulate_trace(one_node(), trio(), "fifo")
+    assert jcts(r) == pytest.approx({"A": 2.0, "B": 3.0, "C": 2.5})
+    assert summarise(r)["avg_jct_h"] == pytest.approx(7.5 / 3)
+    assert summarise(r)["avg_queue_h"] == pytest.approx((0 + 2 + 1.5) / 3)
+
+
+def test_fifo_strict_blocks_but_backfill_does_not() -> None:
+    # A 3-GPU job holds 3 of 4 GPUs 0-1; a 2-GPU job waits at the head; a 1-GPU job behind it can use
+    # the free GPU at once only with backfill. Strict: big (2 GPUs) 1-2, small 1-1.5 -> small JCT 1.5.
+    # Backfill: small runs 0-0.5 (JCT 0.5), big still 1-2.
+    jobs = [
+        TraceJob(name="hold", gpus=3, work=1.0),
+        TraceJob(name="big", gpus=2, work=1.0),
+        TraceJob(name="small", gpus=1, work=0.5),
+    ]
+    strict = jcts(simulate_trace(one_node(), jobs, "fifo"))
+    backfill = jcts(simulate_trace(one_node(), jobs, "fifo-backfill"))
+    assert strict == pytest.approx({"hold": 1.0, "big": 2.0, "small": 1.5})
+    assert backfill == pytest.approx({"hold": 1.0, "big": 2.0, "small": 0.5})
+
+
+def test_sjf_oracle() -> None:
+    # t=0: B (1 h) before A (2 h); B starts, A (4 GPUs) does not fit beside it. t=0.5: C fits (2 GPUs),
+    # runs 0.5-1.5. B ends 1. At 1.5 all 4 GPUs free: A runs 1.5-3.5. JCT: A 3.5, B 1, C 1.
+    r = simulate_trace(one_node(), trio(), "sjf")
+    assert jcts(r) == pytest.approx({"A": 3.5, "B": 1.0, "C": 1.0})
+
+
+def test_las_two_queues_with_preemption() -> None:
+    # Threshold 1 GPU-h. t=0: A (earlier in line) gets all 4 GPUs. A crosses 1 GPU-h at 0.25 -> queue 1;
+    # B (queue 0) takes 1 GPU and A no longer fits: A preempted (checkpoints 0.25 h of work).
+    # t=0.5: C (queue 0) starts beside B. C crosses 1 GPU-h at 0.5 + 1/2 = 1.0 -> queue 1 (still runs).
+    # B ends 1.25; now queue 1 = [A (released 0), C (0.5)]: A takes all 4 GPUs, C is preempted with
+    # 0.75 h done. A runs its remaining 1.75 h: 1.25-3.0. C resumes 3.0-3.25.
+    # JCT: A 3.0, B 1.25, C 2.75; 2 preemptions.
+    sim = Simulator(one_node(), trio(), Las(thresholds=[1.0]))
+    r = sim.run()
+    assert jcts(r) == pytest.approx({"A": 3.0, "B": 1.25, "C": 2.75})
+    assert summarise(r)["preemptions"] == 2
+
+
+def test_las_restart_overhead_and_conservation() -> None:
+    # As above, but A pays 0.1 h at its restart: A runs 1.25-3.1, C 3.1-3.35.
+    # A's GPU-hours = 4 x (0.25 + 1.85) = 8.4 = 4 x (2 h of work + 0.1 h overhead).
+    r = Simulator(one_node(), trio(restart_overhead=0.1), Las(thresholds=[1.0])).run()
+    assert jcts(r) == pytest.approx({"A": 3.1, "B": 1.25, "C": 2.85})
+    a = next(j for j in r.jobs if j.name == "A")
+    assert a.gpu_hours == pytest.approx(8.4)
+    assert a.overhead_hours == pytest.approx(0.4)
+
+
+def test_preemption_without_checkpoint_loses_work() -> None:
+    # No checkpoint on preemption and no checkpoint interval: A's 0.25 h is lost, so A reruns 2 h from
+    # 1.25 (ends 3.25) and C its whole 1 h from 3.25 (ends 4.25).
+    cfg = SimConfig(checkpoint_on_preempt=False)
+    r = Simulator(one_node(), trio(), Las(thresholds=[1.0]), cfg).run()
+    assert jcts(r) == pytest.approx({"A": 3.25, "B": 1.25, "C": 3.75})
+    a = next(j for j in r.jobs if j.name == "A")
+    assert a.lost_work == pytest.approx(0.25)
+
+
+def test_checkpoint_interval_keeps_whole_intervals() -> None:
+    # With checkpoints every 0.1 h, A preempted after 0.25 h keeps 0.2 h: remaining 1.8 h from 1.25.
+    cfg = SimConfig(checkpoint_on_preempt=False)
+    r = Simulator(one_node(), trio(checkpoint_interval=0.1), Las(thresholds=[1.0]), cfg).run()
+    assert jcts(r)["A"] == pytest.approx(1.25 + 1.8)
+
+
+def test_speed_per_type_and_cost() -> None:
+    # One job of 2 reference hours on a speed-2 type finishes in 1 h; 2 GPUs x 1 h x $3 = $6.
+    cluster = one_node(gpus=2, speed=2.0, price=3.0)
+    r = simulate_trace(cluster, [TraceJob(name="x", gpus=2, work=2.0)], "fifo")
+    assert jcts(r) == pytest.approx({"x": 1.0})
+    assert summarise(r)["total_cost"] == pytest.approx(6.0)
+
+
+def test_gavel_shares_the_fast_gpu() -> None:
+    # Two 1-GPU jobs of 2 h; one GPU of speed 2, one of speed 1. FIFO: first job takes the fast GPU
+    # (done at 1 h), the second the slow one (2 h): avg 1.5. Max-min fairness gives both the same
+    # rate, 3 units/h of total throughput split evenly, so both finish near 4/3 h (within a round).
+    cluster = Cluster.model_validate({
+        "gpu_types": [{"name": "fast", "memory_gib": 80, "speed": 2.0}, {"name": "slow", "memory_gib": 80}],
+        "nodes": [{"name": "f", "gpu_type": "fast", "gpu_count": 1}, {"name": "s", "gpu_type": "slow", "gpu_count": 1}],
+    })
+    jobs = [TraceJob(name="j1", gpus=1, work=2.0), TraceJob(name="j2", gpus=1, work=2.0)]
+    fifo = jcts(simulate_trace(cluster, jobs, "fifo"))
+    assert fifo == pytest.approx({"j1": 1.0, "j2": 2.0})
+    gavel = jcts(simulate_trace(cluster, jobs, "gavel", round_hours=0.05))
+    for value in gavel.values():
+        assert value == pytest.approx(4 / 3, abs=0.06)
+
+
+def test_shared_gpus_pack_onto_one_gpu() -> None:
+    # Two 0.5-GPU jobs share one GPU, so a 1-GPU node runs both at once: both JCT 1 h.
+    jobs = [TraceJob(name="a", gpus=1, gpu_milli=500, work=1.0), TraceJob(name="b", gpus=1, gpu_milli=500, work=1.0)]
+    r = simulate_trace(one_node(gpus=1), jobs, "fifo")
+    assert jcts(r) == pytest.approx({"a": 1.0, "b": 1.0})
+    assert summarise(r)["gpu_hours"] == pytest.approx(1.0)
+
+
+def test_multi_node_gang_and_rejection() -> None:
+    # A 12-GPU gang spans two 8-GPU nodes; a 32-GPU job can never fit on 16 GPUs and is rejected.
+    cluster = Cluster.model_validate({
+        "gpu_types": [{"name": "GPU", "memory_gib": 80}],
+        "nodes": [{"name": f"n{i}", "gpu_type": "GPU", "gpu_count": 8} for i in range(2)],
+    })
+    jobs = [TraceJob(name="gang", gpus=12, work=1.0), TraceJob(name="huge", gpus=32, work=1.0)]
+    r = simulate_trace(cluster, jobs, "fifo")
+    s = summarise(r)
+    assert s["completed"] == 1 and s["rejected"] == 1
+    gang = next(j for j in r.jobs if j.name == "gang")
+    assert gang.finish == pytest.approx(1.0)
+
+
+def test_fragmentation_is_measured() -> None:
+    # Two 8-GPU nodes each run a 6-GPU job for 2 h; a 4-GPU job waits: the 2 + 2 free GPUs are
+    # unusable by it (it must fit on one node), so 4 GPUs are fragmented for the whole 2 h wait and
+    # c runs 2-3. Letting small gangs span nodes removes the hole: c runs 0-1 on 2 + 2 GPUs.
+    cluster = Cluster.model_validate({
+        "gpu_types": [{"name": "GPU", "memory_gib": 80}],
+        "nodes": [{"name": f"n{i}", "gpu_type": "GPU", "gpu_count": 8} for i in range(2)],
+    })
+    jobs = [TraceJob(name="a", gpus=6, work=2.0), TraceJob(name="b", gpus=6, work=2.0),
+            TraceJob(name="c", gpus=4, work=1.0)]
+    strict = simulate_trace(cluster, jobs, "fifo")
+    assert summarise(strict)["avg_fragmented_gpus"] == pytest.approx(4.0)
+    assert jcts(strict)["c"] == pytest.approx(3.0)
+    spread = simulate_trace(cluster, jobs, "fifo", SimConfig(spread_small_jobs=True))
+    assert summarise(spread)["avg_fragmented_gpus"] == pytest.approx(0.0)
+    assert jcts(spread)["c"] == pytest.approx(1.0)
