@@ -28,8 +28,13 @@ from gpusched.scheduler.actions import (
 from gpusched.scheduler.crd import GPUJobStatus, Progress
 from gpusched.scheduler.podspec import rank_nodes, service_manifest, worker_manifest
 from gpusched.scheduler.snapshot import JobView, Snapshot, WorkerPod, done_hours
+from gpusched.units import parse_datetime
 
 Obj = dict[str, Any]
+
+
+REPLAN_JITTER_S = 300.0
+"""A waiting job's planned start moving by less than this is not worth a status write."""
 
 
 @dataclass(frozen=True)
@@ -387,6 +392,11 @@ def follow_plan(
         what = f"{job.spec.gpus} x {jp.gpu_type}"
         if start >= first_slot or not jp.placement:
             when = _human_start(snap, start)
+            end = _human_start(snap, jp.end) if jp.end is not None else None
+            before = parse_datetime(job.status.planned_start)
+            if before is not None and abs((before - (now + timedelta(hours=start))).total_seconds()) < REPLAN_JITTER_S:
+                # The same plan seen a few seconds later: do not rewrite every waiting job every round.
+                when, end = job.status.planned_start or when, job.status.planned_end
             _patch(
                 out,
                 job,
@@ -394,7 +404,7 @@ def follow_plan(
                 phase=waiting_phase,
                 reason=f"waiting for {what}; planned start {when}",
                 planned_start=when,
-                planned_end=_human_start(snap, jp.end) if jp.end is not None else None,
+                planned_end=end,
                 gpu_type=jp.gpu_type,
             )
             continue

@@ -199,6 +199,18 @@ def test_later_and_unscheduled_jobs_get_a_human_reason() -> None:
     assert patches["never"] == {**patches["never"], "phase": "Pending", "reason": "needs 8 x H100 in one pool"}
 
 
+def test_a_waiting_job_is_not_rewritten_when_its_plan_only_drifts() -> None:
+    jobs = [gpujob("later", 8)]
+    p = plan_of(JobPlan(job="ml/later", status="scheduled", gpu_type="H100-80GB", gpus=8, start=2.0, end=6.0))
+    first = reconcile(snap(jobs, [], [node("a")]), p)
+    apply_locally(first, jobs, [])
+    drift = plan_of(JobPlan(job="ml/later", status="scheduled", gpu_type="H100-80GB", gpus=8, start=2.02, end=6.02))
+    assert reconcile(snap(jobs, [], [node("a")]), drift).actions == []
+    moved = plan_of(JobPlan(job="ml/later", status="scheduled", gpu_type="H100-80GB", gpus=8, start=3.0, end=7.0))
+    patch = reconcile(snap(jobs, [], [node("a")]), moved).actions[0].patch  # type: ignore[union-attr]
+    assert patch["plannedStart"] == "2026-11-23T15:00:00Z"
+
+
 def test_dry_run_writes_only_plans() -> None:
     jobs = [gpujob("a", 8), gpujob("b", 8)]
     p = plan_of(start_now("ml/a", ("n", 8)),

@@ -132,6 +132,12 @@ def test_gang_is_withdrawn_when_one_worker_cannot_be_bound(harness: Harness) -> 
     names = sorted(p["metadata"]["name"] for p in h.pods("wide"))
     assert names == ["wide-a2-w0", "wide-a2-w1"], names
     assert status["attempt"] == 2 and sorted(status["nodes"]) == sorted(h.nodes)
+    # Two workers: rank 0 is reached through the job's headless Service.
+    pods = h.pods("wide")
+    assert {h.pod_env(p)["MASTER_ADDR"] for p in pods} == {f"wide.{h.namespace}.svc"}
+    svc = h.kube.call("get svc", lambda: h.kube.core.read_namespaced_service("wide", h.namespace,
+                                                                              _preload_content=False))
+    assert svc["spec"]["clusterIP"] == "None" and svc["spec"]["selector"]["gpusched.io/rank"] == "0"
     withdrawn = [e for e in h.events("wide") if e["reason"] == "GangWithdrawn"]
     assert withdrawn and "all 2 workers withdrawn" in withdrawn[0]["message"]
     # The first attempt's rank 0 had been bound: it was deleted with the rest, not left running.
