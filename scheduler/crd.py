@@ -167,6 +167,8 @@ class GPUJobStatus(_Camel):
     """A failed attempt is retried no earlier than this (exponential backoff)."""
     last_failed_attempt: int = 0
     preempted: int = 0
+    reason_code_seen: str | None = None
+    """The planner's last reason code for not scheduling the job (one Unschedulable event per change)."""
 
 
 def pod_name(job: str, attempt: int, rank: int) -> str:

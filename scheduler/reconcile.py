@@ -378,15 +378,12 @@ def follow_plan(
             else ("Pending" if jp.status == "unscheduled" else "Planned")
         )
         if jp.status == "unscheduled":
-            _patch(
-                out,
-                job,
-                now,
-                phase=waiting_phase,
-                reason=jp.reason or "not scheduled within the horizon",
-                planned_start=None,
-                planned_end=None,
-            )
+            why = jp.reason or "not scheduled within the horizon"
+            code = jp.reason_code or "unscheduled"
+            _patch(out, job, now, phase=waiting_phase, reason=why, planned_start=None, planned_end=None,
+                   reason_code_seen=code)
+            if job.status.reason_code_seen != code:
+                out.append(Emit(ref(job), "Warning", "Unschedulable", why))
             continue
         start = jp.start if jp.start is not None else 0.0
         what = f"{job.spec.gpus} x {jp.gpu_type}"
@@ -407,6 +404,8 @@ def follow_plan(
                 planned_end=end,
                 gpu_type=jp.gpu_type,
             )
+            if job.status.planned_start is None:
+                out.append(Emit(ref(job), "Normal", "Planned", f"planned to start {when} on {what}"))
             continue
         placement = list(jp.placement)
         if rank_nodes(placement, job.spec.per_node) is None or any(
@@ -503,6 +502,7 @@ _PLAN_FIELDS = {
     "phase",
     "conditions",
     "observedGeneration",
+    "reasonCodeSeen",
 }
 
 

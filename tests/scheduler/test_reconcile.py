@@ -197,6 +197,8 @@ def test_later_and_unscheduled_jobs_get_a_human_reason() -> None:
     assert patches["later"]["phase"] == "Planned"
     assert patches["later"]["reason"] == "waiting for 8 x H100-80GB; planned start 2026-11-23T14:30:00Z"
     assert patches["never"] == {**patches["never"], "phase": "Pending", "reason": "needs 8 x H100 in one pool"}
+    events = {a.job.name: (a.type, a.reason) for a in d.actions if isinstance(a, Emit)}
+    assert events == {"later": ("Normal", "Planned"), "never": ("Warning", "Unschedulable")}
 
 
 def test_a_waiting_job_is_not_rewritten_when_its_plan_only_drifts() -> None:

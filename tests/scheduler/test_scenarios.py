@@ -114,6 +114,8 @@ def test_gang_that_does_not_fit_never_starts_partially(harness: Harness) -> None
     status = h.job("wide")["status"]
     assert status["phase"] in ("Pending", "Planned"), status
     assert "16 GPUs" in status["reason"], status["reason"]
+    unschedulable = [e for e in h.events("wide") if e["reason"] == "Unschedulable"]
+    assert len(unschedulable) == 1 and unschedulable[0]["type"] == "Warning"  # once, not every round
 
 
 
