@@ -226,7 +226,11 @@ def lifecycle(snap: Snapshot, opts: ReconcileOptions, decisions: Decisions) -> s
                 started_at=started,
                 first_started_at=job.status.first_started_at or started,
                 nodes=nodes,
+                attempt=job.attempt,
+                gpu_type=job.gpu_type,
+                placement=[{"node": n, "gpus": g} for n, g in sorted(job.nodes.items())],
             ):
+                # Bound, but the status write after binding never happened (e.g. the operator died).
                 out.append(Emit(ref(job), "Normal", "Running", why))
                 decisions.started.append(job.key)
     return busy
