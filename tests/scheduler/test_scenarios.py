@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+import pytest
+
 Harness = Any  # the `harness` fixture of conftest.py
 
 
@@ -122,8 +124,7 @@ def test_gang_that_does_not_fit_never_starts_partially(harness: Harness) -> None
 def test_gang_is_withdrawn_when_one_worker_cannot_be_bound(harness: Harness) -> None:
     h = harness
     if h.fake is None:
-        print("SKIP: needs the stand-in API server to make one binding fail")
-        return
+        pytest.skip("needs the stand-in API server to make one binding fail")
     h.add_node("gpu-a")
     h.add_node("gpu-b")
     h.fake.fail("POST", r"/pods/wide-a1-w1/binding$", 422)
@@ -217,8 +218,7 @@ def test_failing_worker_restarts_with_backoff_then_fails(harness: Harness) -> No
 def test_watches_resume_after_410_gone(harness: Harness) -> None:
     h = harness
     if h.fake is None:
-        print("SKIP: compacting the watch history needs the stand-in API server")
-        return
+        pytest.skip("compacting the watch history needs the stand-in API server")
     h.add_node("gpu-a")
     op = h.start_operator()
     h.wait_for(lambda: op.rounds >= 1, 15, "a first round")
@@ -289,3 +289,19 @@ def test_api_errors_are_retried_and_metrics_are_served(harness: Harness) -> None
     assert health.status == 200 and health.read().decode().strip() == "leader"
     if h.fake is not None:
         assert 'code="500"' in text and 'code="503"' in text  # the injected errors, retried
+
+
+@pytest.mark.e2e
+def test_real_cluster_serves_the_gpusched_resources() -> None:
+    """With GPUSCHED_E2E_KUBECONFIG, the scenarios above ran against that cluster; this checks it."""
+    import os
+
+    from gpusched.scheduler.kube import GPUJOBS, GPUNODES, Kube, load_api_client
+
+    kubeconfig = os.environ.get("GPUSCHED_E2E_KUBECONFIG")
+    if not kubeconfig:
+        pytest.skip("GPUSCHED_E2E_KUBECONFIG is not set: the scenarios ran against the stand-in API server only")
+    kube = Kube(load_api_client(kubeconfig))
+    for kind in (GPUJOBS, GPUNODES):
+        items, rv = kube.list(kind)
+        assert rv, f"{kind.plural} is not served by the cluster"
