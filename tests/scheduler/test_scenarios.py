@@ -303,5 +303,5 @@ def test_real_cluster_serves_the_gpusched_resources() -> None:
         pytest.skip("GPUSCHED_E2E_KUBECONFIG is not set: the scenarios ran against the stand-in API server only")
     kube = Kube(load_api_client(kubeconfig))
     for kind in (GPUJOBS, GPUNODES):
-        items, rv = kube.list(kind)
+        _items, rv = kube.list(kind)
         assert rv, f"{kind.plural} is not served by the cluster"
