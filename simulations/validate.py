@@ -1,7 +1,7 @@
 """Reproduce the published-number checks of docs/validation.md.
 
     python -m gpusched.simulations.validate fgd     [--traces DIR] [--seed 42] [--policies ...]
-    python -m gpusched.simulations.validate philly  [--traces DIR] [--policies fifo,las,sjf]
+    python -m gpusched.simulations.validate philly  [--traces DIR] [--policies fifo,las,sjf] [--vc]
 
 DIR defaults to ../shared/traces beside the project root. Prints a table and writes JSON to stdout
 with --json.
@@ -45,17 +45,50 @@ def run_fgd(traces: Path, policies: list[str], seed: int) -> list[dict[str, Any]
     return out
 
 
-def run_philly(traces: Path, policies: list[str], gpus: int) -> list[dict[str, Any]]:
-    from gpusched.simulations.engine import Simulator
+def vc_shares(jobs: list[Any], gpus: int, per_node: int = 8) -> dict[str, int]:
+    """Nodes per Philly virtual cluster: proportional to its GPU-hours, at least enough for its
+    biggest gang (Philly's scheduler enforced per-VC quotas; the pooled replay ignores them)."""
+    import math
+
+    demand: dict[str, float] = {}
+    biggest: dict[str, int] = {}
+    for j in jobs:
+        demand[j.team] = demand.get(j.team, 0.0) + j.gpus * j.work
+        biggest[j.team] = max(biggest.get(j.team, 0), j.gpus)
+    total_nodes = gpus // per_node
+    floor = {vc: math.ceil(biggest[vc] / per_node) for vc in demand}
+    total = sum(demand.values())
+    nodes = {vc: max(floor[vc], math.floor(total_nodes * demand[vc] / total)) for vc in demand}
+    # hand out (or take back) the rounding remainder, biggest VCs first, never below the floor
+    for vc in sorted(demand, key=lambda v: -demand[v]):
+        diff = total_nodes - sum(nodes.values())
+        if diff == 0:
+            break
+        nodes[vc] = max(floor[vc], nodes[vc] + (1 if diff > 0 else -1))
+    return nodes
+
+
+def run_philly(traces: Path, policies: list[str], gpus: int, vc: bool = False) -> list[dict[str, Any]]:
+    from gpusched.simulations.engine import SimResult, Simulator
     from gpusched.simulations.metrics import summarise
     from gpusched.simulations.policies import make_policy
     from gpusched.simulations.traces import load_philly
 
     jobs = load_philly(traces / "philly" / "philly.csv")
-    cluster = helios_cluster(gpus)
     out = []
     for policy in policies:
-        result = Simulator(cluster, jobs, make_policy(policy)).run()
+        if not vc:
+            result = Simulator(helios_cluster(gpus), jobs, make_policy(policy)).run()
+        else:
+            shares = vc_shares(jobs, gpus)
+            parts = [Simulator(helios_cluster(n * 8), [j for j in jobs if j.team == name], make_policy(policy)).run()
+                     for name, n in sorted(shares.items())]
+            result = SimResult(
+                policy=policy, jobs=[j for r in parts for j in r.jobs], rejected=[j for r in parts for j in r.rejected],
+                samples=[], cluster=helios_cluster(gpus), events=sum(r.events for r in parts),
+                wall_s=sum(r.wall_s for r in parts), end_time=max(r.end_time for r in parts),
+                extra={"vcs": len(parts)},
+            )
         s = summarise(result)
         out.append({k: s[k] for k in ("policy", "jobs", "completed", "avg_queue_h", "p50_queue_h", "p95_queue_h",
                                       "p99_queue_h", "avg_jct_h", "p50_jct_h", "p95_jct_h", "utilisation",
@@ -73,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--policies", default=None)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--gpus", type=int, default=2816)
+    parser.add_argument("--vc", action="store_true", help="philly: per-virtual-cluster quotas")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     traces = args.traces.resolve()
@@ -92,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
                       + (f"  {pub * 100:.1f}" if pub else "  -"))
     else:
         policies = (args.policies or "fifo,las").split(",")
-        results = run_philly(traces, policies, args.gpus)
+        results = run_philly(traces, policies, args.gpus, vc=args.vc)
         if not args.json:
             for r in results:
                 print(", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in r.items()))

@@ -43,6 +43,7 @@ class PlannerPolicy(SchedPolicy):
         self.plan_seconds = 0.0
         self.plan_errors = 0
         self.placement_fallbacks = 0
+        self.contended_plans = 0
         self.last_error = ""
 
     def schedule(self, now: float) -> None:
@@ -58,18 +59,35 @@ class PlannerPolicy(SchedPolicy):
             sim.wake_at(now + max(self.interval, next_start if next_start is not None else self.slot))
 
     def _snapshot(self, now: float) -> tuple[Cluster, list[Job], dict[str, SimJob]]:
+        """The planner's view. Uncontended (every queued job passed fits in the free GPUs of some
+        allowed type), running jobs cannot matter to the decision except as occupied capacity, so
+        their GPUs are passed as unavailable instead of as Job.running: the same decision from a far
+        smaller model. Contended, running jobs are passed so the planner may preempt them."""
         sim = self.s
         state = sim.state
+        queued = heapq.nsmallest(self.window, sim.pending.values(), key=lambda j: (j.spec.release, j.idx))
+        free = dict(state.free_total)
+        contended = False
+        for sj in queued:
+            for t in sim.allowed_types(sj):
+                if free[t] >= sj.spec.gpus:
+                    free[t] -= sj.spec.gpus
+                    break
+            else:
+                contended = True
+                break
+        self.contended_plans += int(contended)
         nodes = []
         for i, name in enumerate(state.node_name):
             bad = sum(1 for ok in state.ok[i] if not ok)
+            if not contended:
+                bad = state.node_size[i] - state.whole_free[i]
             nodes.append(Node(name=name, gpu_type=state.node_type[i], gpu_count=state.node_size[i],
                               unhealthy_gpus=bad))
         cluster = Cluster(gpu_types=sim.cluster.gpu_types, nodes=nodes)
         jobs: list[Job] = []
         by_name: dict[str, SimJob] = {}
-        queued = heapq.nsmallest(self.window, sim.pending.values(), key=lambda j: (j.spec.release, j.idx))
-        for sj in [*sim.running.values(), *queued]:
+        for sj in [*(sim.running.values() if contended else ()), *queued]:
             spec = sj.spec
             name = f"j{sj.idx}"
             by_name[name] = sj
@@ -151,5 +169,6 @@ class PlannerPolicy(SchedPolicy):
             "plan_seconds": self.plan_seconds,
             "plan_errors": self.plan_errors,
             "placement_fallbacks": self.placement_fallbacks,
+            "contended_plans": self.contended_plans,
             **({"last_plan_error": self.last_error} if self.last_error else {}),
         }

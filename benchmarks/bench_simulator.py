@@ -1,0 +1,92 @@
+"""Simulator speed on the real Philly trace (issue #6, part 6).
+
+Run: pytest benchmarks/bench_simulator.py -s [--benchmark-disable]
+Targets: full Philly (82,247 jobs) on 2,816 GPUs with FIFO and with LAS in <= 60 s each on two
+cores; the gpusched planner policy (re-planning at most once per 5 simulated minutes) in <= 15 min
+for the full trace -- measured here on a prefix of the trace (GPUSCHED_BENCH_PLANNER_JOBS, default
+300 jobs) and extrapolated linearly in jobs, which the printout says plainly.
+Each run prints events/s and its time as a ratio to the target and to the trace load time measured
+in the same run (the baseline: parsing and validating the CSV).
+Skipped with a printed reason when ../shared/traces is absent.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gpusched.simulations.engine import Simulator
+from gpusched.simulations.metrics import summarise
+from gpusched.simulations.policies import make_policy
+from gpusched.simulations.traces import load_philly
+from gpusched.simulations.validate import helios_cluster
+
+ROOT = Path(__file__).resolve().parents[1]
+PHILLY = ROOT / ".." / "shared" / "traces" / "philly" / "philly.csv"
+FULL_JOBS = 82_247
+
+
+@pytest.fixture(scope="module")
+def philly() -> tuple[list[Any], float]:
+    if not PHILLY.exists():
+        reason = f"Philly trace not found at {PHILLY.resolve()} (it lives in ../shared/traces)"
+        print(f"SKIP: {reason}")
+        pytest.skip(reason)
+    started = time.perf_counter()
+    jobs = load_philly(PHILLY)
+    return jobs, time.perf_counter() - started
+
+
+def _report(name: str, summary: dict[str, Any], wall: float, target: float, load_s: float, note: str = "") -> None:
+    print(
+        f"\n{name}: {summary['jobs']} jobs, {summary['events']} events in {wall:.1f} s "
+        f"({summary['events'] / wall:,.0f} events/s); {wall / target:.2f} x the {target:.0f} s target; "
+        f"{wall / load_s:.1f} x the trace load time ({load_s:.1f} s) {note}"
+    )
+
+
+@pytest.mark.parametrize("policy", ["fifo", "las"])
+def test_full_philly_baseline(benchmark: Any, philly: tuple[list[Any], float], policy: str) -> None:
+    jobs, load_s = philly
+    cluster = helios_cluster()
+    results: list[Any] = []
+
+    def run() -> None:
+        results.append(Simulator(cluster, jobs, make_policy(policy)).run())
+
+    benchmark.pedantic(run, rounds=1, iterations=1)
+    result = results[-1]
+    summary = summarise(result)
+    assert summary["completed"] == FULL_JOBS
+    benchmark.extra_info.update(events=result.events, events_per_s=result.events / result.wall_s,
+                                target_ratio=result.wall_s / 60.0)
+    _report(f"philly/{policy}", summary, result.wall_s, 60.0, load_s)
+
+
+def test_planner_on_philly_prefix(benchmark: Any, philly: tuple[list[Any], float]) -> None:
+    jobs, load_s = philly
+    n = int(os.environ.get("GPUSCHED_BENCH_PLANNER_JOBS", "300"))
+    subset = jobs[:n]
+    cluster = helios_cluster()
+    results: list[Any] = []
+
+    def run() -> None:
+        results.append(Simulator(cluster, subset, make_policy("gpusched", replan_minutes=5.0)).run())
+
+    benchmark.pedantic(run, rounds=1, iterations=1)
+    result = results[-1]
+    summary = summarise(result)
+    assert summary["completed"] == len(subset)
+    extrapolated = result.wall_s * FULL_JOBS / len(subset)
+    benchmark.extra_info.update(plans=summary.get("plans"), plan_seconds=summary.get("plan_seconds"),
+                                extrapolated_full_s=extrapolated)
+    _report(
+        f"philly[:{n}]/gpusched", summary, result.wall_s, 900.0 * len(subset) / FULL_JOBS, load_s,
+        note=(f"\n  {summary.get('plans')} planner calls, {summary.get('plan_seconds', 0):.1f} s in plan(); "
+              f"linear extrapolation to all {FULL_JOBS} jobs: {extrapolated / 60:.1f} min (target 15 min). "
+              "Extrapolated, not measured: the real load varies over the trace."),
+    )
