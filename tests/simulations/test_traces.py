@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import statistics
 from collections import Counter
 from pathlib import Path
@@ -40,7 +41,7 @@ def test_philly_known_counts(shared_traces: Path) -> None:
     assert (sizes[1], sizes[2], sizes[4], sizes[8], sizes[16], sizes[32]) == (76_627, 1_818, 1_870, 1_643, 199, 67)
     assert max(sizes) == 128
     assert statistics.median(j.work * 3600 for j in jobs) == pytest.approx(1_144)
-    assert jobs[0].release == 0.0 and all(a.release <= b.release for a, b in zip(jobs, jobs[1:]))
+    assert jobs[0].release == 0.0 and all(a.release <= b.release for a, b in itertools.pairwise(jobs))
 
 
 def test_openb_known_counts(shared_traces: Path) -> None:

@@ -1,0 +1,348 @@
+"""`gpusched simulate` (replay a trace under one or several policies) and `gpusched capacity`
+(the cheapest cluster that meets an SLO for a workload).
+
+Only typer and the standard library are imported at module level so `gpusched --help` stays fast;
+the engine, matplotlib and rich are imported inside the command.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def simulate(
+    trace: Annotated[str, typer.Option("--trace", "-t", help="Trace file (philly/openb/csv), or a synthetic "
+                                       "spec such as 'jobs=500,load=0.8' or a YAML file of one.")],
+    cluster: Annotated[Path | None, typer.Option("--cluster", "-c", help="cluster.yaml, or an openb node list "
+                                                 "CSV; optional for openb (the node list beside the pods).")] = None,
+    fmt: Annotated[str | None, typer.Option("--format", "-f", help="philly, openb, csv or synthetic "
+                                            "(default: detected from the CSV header).")] = None,
+    policy: Annotated[str, typer.Option("--policy", "-p", help="fifo, fifo-backfill, sjf, las, gavel, gpusched "
+                                        "(= gpusched:jct) or gpusched:cost|jct|makespan|deadline|fair.")] = "fifo",
+    compare: Annotated[str | None, typer.Option("--compare", help="Comma-separated policies to run side by "
+                                                "side, e.g. fifo,las,gavel,gpusched.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed for synthetic traces, failures and throughput mapping.")] = 0,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Directory for summary.json/csv, jobs.csv, "
+                                             "PNG plots and report.html.")] = None,
+    limit: Annotated[int | None, typer.Option(help="Replay only the first N jobs (after --start/--end).",
+                                              min=1)] = None,
+    start: Annotated[str | None, typer.Option(help="Only jobs submitted at or after this offset, e.g. 24h.")] = None,
+    end: Annotated[str | None, typer.Option(help="Only jobs submitted before this offset, e.g. 7d.")] = None,
+    replan: Annotated[str, typer.Option(help="gpusched policy: re-plan at most this often (sim time).")] = "5m",
+    plan_window: Annotated[int, typer.Option(help="gpusched policy: queued jobs passed to the planner.",
+                                             min=1)] = 64,
+    plan_time_limit: Annotated[float, typer.Option(help="gpusched policy: planner seconds per call.")] = 5.0,
+    mtbf: Annotated[str | None, typer.Option(help="Mean time between failures of one GPU, e.g. 5000h "
+                                             "(default: no failures).")] = None,
+    mttr: Annotated[str, typer.Option(help="Mean GPU repair time.")] = "2h",
+    restart_overhead: Annotated[str, typer.Option(help="Restart cost for jobs whose trace gives none.")] = "0m",
+    checkpoint: Annotated[bool, typer.Option("--checkpoint/--no-checkpoint", help="Preempted jobs save their "
+                                             "progress (failures never do).")] = True,
+    spread: Annotated[bool, typer.Option(help="Let gangs that fit on one node span several nodes.")] = False,
+    throughputs: Annotated[Path | None, typer.Option(help="Gavel simulation_throughputs.json: per-type job "
+                                                     "speeds, job types drawn by --seed.")] = None,
+) -> None:
+    """Replay a job trace on a cluster and report JCT, queueing, utilisation, fragmentation and cost."""
+    import sys
+
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+
+    from gpusched.config import InputError
+    from gpusched.units import parse_duration_hours
+
+    err = Console(stderr=True)
+
+    def fail(message: str) -> typer.Exit:
+        err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+        return typer.Exit(2)
+
+    def hours(value: str | None, name: str, allow_zero: bool = False) -> float | None:
+        if value is None:
+            return None
+        try:
+            h = parse_duration_hours(value)
+        except ValueError as exc:
+            raise fail(f"{name}: {exc}") from None
+        if h < 0 or (h == 0 and not allow_zero):
+            raise fail(f"{name}: must be {'non-negative' if allow_zero else 'positive'} (got {value!r})")
+        return h
+
+    from gpusched.simulations import inputs
+    from gpusched.simulations.engine import SimConfig, Simulator
+    from gpusched.simulations.policies import make_policy, policy_names
+    from gpusched.simulations.traces import FORMATS
+
+    if fmt is not None and fmt not in FORMATS:
+        raise fail(f"--format: unknown format {fmt!r} (expected one of {', '.join(FORMATS)})")
+    names = [p.strip() for p in (compare.split(",") if compare else [policy]) if p.strip()]
+    option = "--compare" if compare else "--policy"
+    if not names:
+        raise fail(f"{option}: no policy named")
+    known = policy_names()
+    for name in names:
+        if name.lower() not in known and name.lower() != "tiresias":
+            raise fail(f"{option}: unknown policy {name!r} (known: {', '.join(known)})")
+    replan_h = hours(replan, "--replan")
+    assert replan_h is not None
+    config = SimConfig(
+        seed=seed,
+        checkpoint_on_preempt=checkpoint,
+        default_restart_overhead=hours(restart_overhead, "--restart-overhead", allow_zero=True) or 0.0,
+        mtbf_hours=hours(mtbf, "--mtbf"),
+        mttr_hours=hours(mttr, "--mttr") or 2.0,
+        spread_small_jobs=spread,
+    )
+    try:
+        the_cluster, jobs, detected = inputs.load(
+            cluster, trace, fmt, limit=limit, start=hours(start, "--start", allow_zero=True),
+            end=hours(end, "--end"), seed=seed, throughputs=throughputs,
+        )
+    except InputError as exc:
+        raise fail(str(exc)) from None
+
+    results = []
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=err, transient=False, disable=not sys.stderr.isatty()) as progress:
+        for name in names:
+            task = progress.add_task(f"{name:>14}", total=len(jobs))
+            pol = make_policy(name, replan_minutes=replan_h * 60, plan_window=plan_window,
+                              plan_time_limit=plan_time_limit)
+
+            def tick(done: int, total: int, task: TaskID = task) -> None:
+                progress.update(task, completed=done)
+
+            results.append(Simulator(the_cluster, jobs, pol, config, tick).run())
+
+    from gpusched.simulations.metrics import summarise
+
+    summaries = [summarise(r) for r in results]
+    _print_table(summaries)
+    if out is not None:
+        from gpusched.simulations.report import write_outputs
+
+        meta = {"trace": trace, "format": detected, "jobs": len(jobs), "cluster_gpus": the_cluster.total_gpus(),
+                "policies": ", ".join(names), "seed": seed, "config": config.model_dump_json()}
+        try:
+            write_outputs(results, out, meta)
+        except OSError as exc:
+            raise fail(f"--out: cannot write to {out}: {exc.strerror or exc}") from None
+        Console().print(f"wrote {out}/summary.json, summary.csv, jobs.csv, *.png, report.html")
+
+
+def _print_table(summaries: list[dict[str, object]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from gpusched.simulations.report import SUMMARY_FIELDS, _fmt
+
+    table = Table(title="simulation summary (hours, $)")
+    table.add_column("metric")
+    for s in summaries:
+        table.add_column(str(s["policy"]), justify="right")
+    for key, label in SUMMARY_FIELDS:
+        table.add_row(label, *(_fmt(s.get(key)) for s in summaries))
+    Console().print(table)
+
+
+def capacity(
+    workload: Annotated[str, typer.Option("--workload", "-w", help="Workload trace (philly/openb/csv) or a "
+                                          "synthetic spec such as 'jobs=2000,rate_per_hour=40'.")],
+    slo: Annotated[str, typer.Option(help="Service objective: {avg,p50,p95,p99}_{queue,jct}<=DURATION, "
+                                     "e.g. 'p95_queue<=1h'.")],
+    gpu_types: Annotated[str | None, typer.Option("--gpu-types", help="Candidate types NAME:PRICE_PER_HOUR:SPEED, "
+                                                  "comma-separated, e.g. 'H100:4.0:2.0,A100:2.5:1.4'.")] = None,
+    cluster: Annotated[Path | None, typer.Option("--cluster", "-c", help="Take the candidate GPU types (prices, "
+                                                 "speeds) from this cluster.yaml.")] = None,
+    prices: Annotated[str | None, typer.Option(help="Override on-demand prices: 'H100=3.5,A100=2.1' ($/GPU-h).")
+                      ] = None,
+    reserved_discount: Annotated[float, typer.Option(help="Reserved price = on-demand x (1 - discount).",
+                                                     min=0.0, max=0.95)] = 0.4,
+    budget: Annotated[float | None, typer.Option(help="Monthly budget ($): dearer candidates are dropped.",
+                                                 min=0.0)] = None,
+    what_if: Annotated[list[str] | None, typer.Option("--what-if", help="Re-run the recommendation with a change: "
+                                                      "'+16 H100', 'lose node NAME', 'demand +30%'. Repeatable.")
+                       ] = None,
+    policy: Annotated[str, typer.Option("--policy", "-p", help="Scheduling policy used to validate candidates.")
+                      ] = "fifo-backfill",
+    fmt: Annotated[str | None, typer.Option("--format", "-f", help="Trace format (default: detected).")] = None,
+    node_gpus: Annotated[int, typer.Option(help="GPUs per node of every candidate.", min=1)] = 8,
+    utilisations: Annotated[str, typer.Option(help="Target utilisations swept by the sizing model.")
+                            ] = "0.5,0.6,0.7,0.8,0.9",
+    limit: Annotated[int | None, typer.Option(help="Use only the first N jobs of the trace.", min=1)] = None,
+    seed: Annotated[int, typer.Option(help="Seed for synthetic workloads.")] = 0,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Directory for capacity.json and "
+                                             "frontier.png.")] = None,
+) -> None:
+    """Size a cluster for a workload: the cheapest GPU mix meeting an SLO, its monthly bill, what-ifs."""
+    import json
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from gpusched.config import InputError, load_cluster, write_atomic
+    from gpusched.model import GpuType
+    from gpusched.simulations import capacity as cap
+    from gpusched.simulations.engine import Simulator
+    from gpusched.simulations.metrics import summarise
+    from gpusched.simulations.policies import make_policy, policy_names
+    from gpusched.simulations.traces import load_trace
+
+    err = Console(stderr=True)
+    console = Console()
+
+    def fail(message: str) -> typer.Exit:
+        err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+        return typer.Exit(2)
+
+    try:
+        objective = cap.parse_slo(slo)
+    except ValueError as exc:
+        raise fail(f"--slo: {exc}") from None
+    if policy.lower() not in policy_names():
+        raise fail(f"--policy: unknown policy {policy!r} (known: {', '.join(policy_names())})")
+    try:
+        if gpu_types:
+            types = []
+            for part in gpu_types.split(","):
+                bits = part.strip().split(":")
+                if len(bits) != 3:
+                    raise InputError(f"--gpu-types: {part.strip()!r} is not NAME:PRICE:SPEED (e.g. A100:2.5:1.4)")
+                try:
+                    types.append(GpuType(name=bits[0], memory_gib=80, price_per_hour=float(bits[1]),
+                                         speed=float(bits[2])))
+                except ValueError as exc:
+                    raise InputError(f"--gpu-types: {part.strip()!r}: {str(exc).splitlines()[0]}") from None
+        elif cluster is not None:
+            types = list(load_cluster(cluster).gpu_types)
+        else:
+            raise InputError("--gpu-types or --cluster: name the candidate GPU types and their prices")
+        if prices:
+            known = {t.name: t for t in types}
+            for part in prices.split(","):
+                name, _, value = part.partition("=")
+                if name.strip() not in known:
+                    raise InputError(f"--prices: unknown GPU type {name.strip()!r} (known: {', '.join(known)})")
+                try:
+                    known[name.strip()] = known[name.strip()].model_copy(update={"price_per_hour": float(value)})
+                except ValueError:
+                    raise InputError(f"--prices: {part.strip()!r} is not NAME=PRICE") from None
+            types = list(known.values())
+        try:
+            sweep = [float(u) for u in utilisations.split(",")]
+        except ValueError:
+            raise InputError(f"--utilisations: expected numbers in (0, 1] (got {utilisations!r})") from None
+        if not sweep or any(not 0 < u <= 1 for u in sweep):
+            raise InputError(f"--utilisations: expected numbers in (0, 1] (got {utilisations!r})")
+        from gpusched.simulations.inputs import detect_format
+
+        the_fmt = fmt or detect_format(workload)
+        jobs = load_trace(the_fmt, workload, None, limit=limit, seed=seed)
+        if not jobs:
+            raise InputError(f"--workload: {workload}: no jobs")
+    except InputError as exc:
+        raise fail(str(exc)) from None
+
+    demand, biggest, span = cap.workload_demand(jobs)
+    type_map = {t.name: t for t in types}
+    candidates: list[cap.Candidate] = []
+    seen: set[str] = set()
+    for u in sorted(sweep):
+        c = cap.size(types, demand, biggest, node_gpus, u, reserved_discount, budget)
+        if c is not None and c.describe() not in seen:
+            seen.add(c.describe())
+            candidates.append(c)
+    if not candidates:
+        raise fail(f"--budget: no cluster of {', '.join(type_map)} fits the workload within ${budget:,.0f}/month")
+
+    def evaluate(c: cap.Candidate, cluster_: object, jobs_: list[object]) -> dict[str, object]:
+        result = Simulator(cluster_, jobs_, make_policy(policy)).run()  # type: ignore[arg-type]
+        s = summarise(result)
+        value = s[objective.metric]
+        ok = s["unfinished"] == 0 and s["rejected"] == 0 and value == value and value <= objective.limit_h
+        util = s["utilisation"] if s["utilisation"] == s["utilisation"] else 0.0
+        bill = cap.monthly_bill(c, type_map, node_gpus, reserved_discount, util)
+        return {"value": value, "meets": ok, "bill": bill, "utilisation": util}
+
+    from rich.progress import Progress
+
+    with Progress(console=err, transient=True) as progress:
+        task = progress.add_task("validating candidates by simulation", total=len(candidates))
+        for c in candidates:
+            c.metrics = evaluate(c, cap.to_cluster(c, types, node_gpus), jobs)  # type: ignore[arg-type]
+            progress.advance(task)
+        # None met the SLO: keep adding headroom (lower target utilisation) a few more times.
+        u = min(sweep)
+        while not any(c.metrics["meets"] for c in candidates) and u > 0.05 and len(candidates) < len(sweep) + 8:
+            u /= 1.5
+            c = cap.size(types, demand, biggest, node_gpus, u, reserved_discount, budget)
+            if c is None:
+                break
+            if c.describe() in seen:
+                continue
+            seen.add(c.describe())
+            progress.update(task, total=len(candidates) + 1)
+            c.metrics = evaluate(c, cap.to_cluster(c, types, node_gpus), jobs)  # type: ignore[arg-type]
+            candidates.append(c)
+            progress.advance(task)
+
+    table = Table(title=f"candidates for {len(jobs)} jobs (mean demand {demand:.1f} reference GPUs), SLO {slo}")
+    for col in ("sized at", "configuration", "monthly bill", objective.metric, "meets SLO"):
+        table.add_column(col)
+    for c in sorted(candidates, key=lambda c: float(c.metrics["bill"])):  # type: ignore[arg-type]
+        table.add_row(c.label, c.describe(), f"${c.metrics['bill']:,.0f}", f"{c.metrics['value']:.3f}",
+                      "yes" if c.metrics["meets"] else "no")
+    console.print(table)
+    meeting = [c for c in candidates if c.metrics["meets"] and (budget is None or float(c.metrics["bill"]) <= budget)]  # type: ignore[arg-type]
+    best = min(meeting, key=lambda c: float(c.metrics["bill"])) if meeting else None  # type: ignore[arg-type]
+    report: dict[str, object] = {
+        "slo": slo, "policy": policy, "jobs": len(jobs), "mean_demand_ref_gpus": demand, "span_h": span,
+        "candidates": [{"label": c.label, "reserved": c.reserved, "on_demand": c.on_demand, **c.metrics}
+                       for c in candidates],
+    }
+    if best is None:
+        console.print(f"[bold red]no candidate meets {slo}[/]: try higher --utilisations headroom "
+                      "(lower values) or a bigger --budget")
+    else:
+        console.print(f"[bold green]cheapest configuration meeting {slo}:[/] {best.describe()} -- "
+                      f"{objective.metric} {best.metrics['value']:.3f} h, monthly bill ${best.metrics['bill']:,.0f}")
+        report["recommendation"] = {"label": best.label, "reserved": best.reserved, "on_demand": best.on_demand,
+                                    **best.metrics}
+        whatifs = []
+        base_cluster = cap.to_cluster(best, types, node_gpus)
+        for text in what_if or []:
+            try:
+                w_cluster, w_jobs = cap.apply_what_if(text, base_cluster, jobs, node_gpus)
+            except ValueError as exc:
+                raise fail(f"--what-if: {exc}") from None
+            extra = sum(n.gpu_count for n in w_cluster.nodes) - sum(n.gpu_count for n in base_cluster.nodes)
+            m = evaluate(best, w_cluster, w_jobs)  # type: ignore[arg-type]
+            added = {t: 0.0 for t in type_map}
+            for n in w_cluster.nodes:
+                if n.name.startswith("whatif-"):
+                    added[n.gpu_type] += n.gpu_count
+            m["bill"] = float(m["bill"]) + sum(  # type: ignore[arg-type]
+                g * cap.HOURS_PER_MONTH * type_map[t].price_per_hour * (1 - reserved_discount) for t, g in added.items())
+            if extra < 0:
+                lost = -extra
+                share = lost / max(1, sum(n.gpu_count for n in base_cluster.nodes))
+                m["bill"] = float(m["bill"]) * (1 - share)  # type: ignore[arg-type]
+            whatifs.append({"what_if": text, **m})
+            console.print(f"what if {text}: {objective.metric} {m['value']:.3f} h "
+                          f"({'meets' if m['meets'] else 'misses'} the SLO), monthly bill ${m['bill']:,.0f}")
+        report["what_ifs"] = whatifs
+    if out is not None:
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            points = [(float(c.metrics["bill"]), float(c.metrics["value"]), c.label, bool(c.metrics["meets"]))  # type: ignore[arg-type]
+                      for c in candidates]
+            write_atomic(out / "frontier.png", cap.frontier_png(points, objective))
+            write_atomic(out / "capacity.json", json.dumps(report, indent=2, default=str) + "\n")
+        except OSError as exc:
+            raise fail(f"--out: cannot write to {out}: {exc.strerror or exc}") from None
+        console.print(f"wrote {out}/capacity.json and {out}/frontier.png")
+    if best is None:
+        raise typer.Exit(1)

@@ -1,0 +1,117 @@
+"""`gpusched simulate` and `gpusched capacity` end to end through the real CLI (typer runner)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from gpusched.cli import app
+
+from .conftest import EXAMPLES
+
+runner = CliRunner()
+CLUSTER = str(EXAMPLES / "sim" / "cluster.yaml")
+TINY = str(EXAMPLES / "traces" / "tiny.csv")
+
+
+def test_compare_writes_every_output(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["simulate", "--cluster", CLUSTER, "--trace", TINY,
+                                 "--compare", "fifo,las,gavel,sjf", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    for name in ("fifo", "las", "gavel", "sjf", "avg JCT (h)", "p99 queue (h)", "fragmented GPUs"):
+        assert name in result.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert [s["policy"] for s in summary["summaries"]] == ["fifo", "las", "gavel", "sjf"]
+    assert all(s["completed"] == 6 for s in summary["summaries"])
+    assert (out / "summary.csv").read_text().count("\n") == 5
+    assert (out / "jobs.csv").read_text().count("\n") == 1 + 4 * 6
+    for png in ("utilisation_queue.png", "jct_cdf.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    html = (out / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == 2
+    assert "src=\"http" not in html and "<link" not in html  # self-contained
+
+
+def test_openb_sample_without_cluster_flag() -> None:
+    pods = str(EXAMPLES / "traces" / "openb-sample" / "openb_pod_list_default.csv")
+    result = runner.invoke(app, ["simulate", "--trace", pods, "--policy", "las", "--limit", "100"])
+    assert result.exit_code == 0, result.output
+    assert "las" in result.output
+
+
+def test_synthetic_with_failures() -> None:
+    result = runner.invoke(app, ["simulate", "--cluster", CLUSTER, "--trace", "jobs=60,load=0.7,max_gpus=8",
+                                 "--seed", "3", "--mtbf", "500h", "--restart-overhead", "2m", "--policy", "fifo"])
+    assert result.exit_code == 0, result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--policy", "roundrobin"], "--policy: unknown policy 'roundrobin'"),
+        (["--compare", "fifo,nope"], "--compare: unknown policy 'nope'"),
+        (["--format", "parquet"], "--format: unknown format 'parquet'"),
+        (["--mtbf", "soon"], "--mtbf"),
+        (["--start", "10d"], "no jobs left"),
+    ],
+)
+def test_bad_options_one_line_exit_2(args: list[str], expected: str, tmp_path: Path) -> None:
+    out = tmp_path / "never"
+    result = runner.invoke(app, ["simulate", "--cluster", CLUSTER, "--trace", TINY, "-o", str(out), *args])
+    assert result.exit_code == 2, result.output
+    assert expected in result.output
+    assert not out.exists()  # nothing half-written
+
+
+def test_bad_trace_row_reported(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text("submit,duration,gpus\n0,100,2\n5,abc,1\n")
+    result = runner.invoke(app, ["simulate", "--cluster", CLUSTER, "--trace", str(bad)])
+    assert result.exit_code == 2
+    assert f"{bad}: row 3: column duration" in result.output.replace("\n", "")
+    assert "'abc'" in result.output
+
+
+def test_bad_cluster_reported(tmp_path: Path) -> None:
+    bad = tmp_path / "cluster.yaml"
+    bad.write_text("gpu_types:\n  - {name: A, memory_gib: 80}\nnodes:\n  - {name: n, gpu_type: B, gpu_count: 8}\n")
+    result = runner.invoke(app, ["simulate", "--cluster", str(bad), "--trace", TINY])
+    assert result.exit_code == 2
+    assert "unknown GPU type 'B'" in result.output
+
+
+def test_capacity_recommends_and_runs_what_ifs(tmp_path: Path) -> None:
+    out = tmp_path / "cap"
+    result = runner.invoke(app, [
+        "capacity", "--workload", "jobs=150,rate_per_hour=10,max_gpus=8", "--slo", "p95_queue<=1h",
+        "--gpu-types", "A100:3.0:1.6,V100:1.5:1.0", "--what-if", "+8 A100", "--what-if", "demand +30%",
+        "--seed", "1", "-o", str(out),
+    ])
+    assert result.exit_code == 0, result.output
+    assert "cheapest configuration meeting p95_queue<=1h" in result.output.replace("\n", " ")
+    report = json.loads((out / "capacity.json").read_text())
+    best = report["recommendation"]
+    assert best["meets"] and best["value"] <= 1.0
+    # the recommendation is the cheapest of the candidates that meet the SLO
+    assert best["bill"] == min(c["bill"] for c in report["candidates"] if c["meets"])
+    assert [w["what_if"] for w in report["what_ifs"]] == ["+8 A100", "demand +30%"]
+    assert (out / "frontier.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--slo", "p95_wait<=1h"], "--slo"),
+        (["--slo", "p95_queue<=1h", "--gpu-types", "A100:cheap:1"], "--gpu-types"),
+        (["--slo", "p95_queue<=1h"], "--gpu-types or --cluster"),
+        (["--slo", "p95_queue<=1h", "--gpu-types", "A100:3:1", "--what-if", "+4 H100"], "--what-if"),
+    ],
+)
+def test_capacity_bad_input(args: list[str], expected: str) -> None:
+    result = runner.invoke(app, ["capacity", "--workload", "jobs=20,rate_per_hour=5,max_gpus=4", *args])
+    assert result.exit_code == 2, result.output
+    assert expected in result.output
