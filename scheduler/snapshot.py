@@ -6,6 +6,7 @@ decision path is testable on plain objects and a restarted operator rebuilds exa
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -37,6 +38,7 @@ from gpusched.units import hours_between, parse_datetime
 from gpusched.workload_contract import EXIT_PREEMPTED, WorkloadStatus
 
 Obj = dict[str, Any]
+_NAME = re.compile(r"^[a-z]([-a-z0-9]{0,50}[a-z0-9])?$")
 JobState = Literal[
     "terminal",
     "invalid",
@@ -338,12 +340,18 @@ def build_snapshot(
             spec=None,
             status=status,
         )
-        try:
-            jv.spec = GPUJobSpec.model_validate(gj.get("spec") or {})
-        except ValidationError as exc:
-            err = exc.errors(include_url=False)[0]
-            loc = ".".join(str(p) for p in err.get("loc", ()))
-            jv.error = f"spec.{loc}: {err.get('msg')}" if loc else f"spec: {err.get('msg')}"
+        if not _NAME.match(name):
+            jv.error = (
+                f"metadata.name: {name!r} is not a DNS-1035 label of at most 52 characters "
+                "(it names the job's Service and labels its pods)"
+            )
+        else:
+            try:
+                jv.spec = GPUJobSpec.model_validate(gj.get("spec") or {})
+            except ValidationError as exc:
+                err = exc.errors(include_url=False)[0]
+                loc = ".".join(str(p) for p in err.get("loc", ()))
+                jv.error = f"spec.{loc}: {err.get('msg')}" if loc else f"spec: {err.get('msg')}"
         jobs[key] = jv
 
     for pod in pods:

@@ -231,7 +231,7 @@ class Harness:
     def settings(self, **overrides: Any) -> OperatorSettings:
         base: dict[str, Any] = dict(
             gpu_types=GPU_TYPES, namespace=self.namespace, replan_interval=2.0, debounce=0.2, max_debounce=1.0,
-            policy="jct", horizon=24.0, slot=0.25, time_limit=5.0, lease_namespace=self.namespace,
+            policy="jct", horizon=24.0, slot=0.25, time_limit=5.0, fast_time_limit=5.0, lease_namespace=self.namespace,
             lease_name=f"gpusched-{uuid.uuid4().hex[:6]}", lease_seconds=4, watch_timeout=30,
             backoff_base_s=0.3, apply_workers=4,
         )

@@ -349,7 +349,7 @@ def test_operator_rbac_is_least_privilege_and_covers_every_request_it_makes(harn
     op = h.start_operator(lease_name="gpusched-operator")
     h.wait_phase("low", "Running")
     h.submit("high", 8, priority=50)
-    h.wait_phase("high", "Running", timeout=30)
+    h.wait_phase("high", "Running", timeout=60)
     op_requests = {k for k in h.fake.requests if not k.startswith(("PATCH pods/status", "POST gpunodes"))}
     harness_made = {"POST nodes", "PATCH nodes/status", "POST gpujobs", "GET gpujobs", "GET pods",
                     "GET events", "DELETE pods", "PATCH pods/status"}

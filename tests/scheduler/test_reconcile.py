@@ -123,6 +123,10 @@ def test_invalid_spec_fails_with_the_field_named() -> None:
     d = reconcile(snap([job], [], [node("a")]), None)
     patch = next(a.patch for a in d.actions if isinstance(a, PatchStatus))
     assert patch["phase"] == "Failed" and "gpusPerNode" in patch["reason"]
+    bad_name = gpujob("7-Up", 8)
+    d = reconcile(snap([bad_name], [], [node("a")]), None)
+    patch = next(a.patch for a in d.actions if isinstance(a, PatchStatus))
+    assert patch["phase"] == "Failed" and "metadata.name: '7-Up'" in patch["reason"]
 
 
 # ------------------------------------------------------------------------------------------ starting
