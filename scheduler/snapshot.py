@@ -137,13 +137,13 @@ class Snapshot:
     nodes: dict[str, NodeView]
     cluster: Cluster
     warnings: list[str] = field(default_factory=list)
+    _free: dict[str, int] | None = None
 
     def free_gpus(self, node: str) -> int:
         """GPUs on a node the planner may hand out (healthy, not held by pods outside the plan)."""
-        for n in self.cluster.nodes:
-            if n.name == node:
-                return n.healthy_gpus
-        return 0
+        if self._free is None:
+            self._free = {n.name: n.healthy_gpus for n in self.cluster.nodes}
+        return self._free.get(node, 0)
 
     def plannable(self) -> list[JobView]:
         return [j for j in self.jobs.values() if j.planner_job is not None]
