@@ -114,6 +114,8 @@ class Simulator:
 
     def allowed_types(self, job: SimJob) -> list[str]:
         """Types the job may use that exist in the cluster, fastest for it first, then cheapest."""
+        if job.type_order is not None:
+            return job.type_order
         spec = job.spec
         key = (spec.gpu_types, tuple(sorted(spec.speeds.items())))
         order = self._type_order.get(key)
@@ -121,6 +123,7 @@ class Simulator:
             names = [t for t in self.types if spec.gpu_types is None or t in spec.gpu_types]
             order = sorted(names, key=lambda t: (-self.speed(job, t), self.types[t].price_per_hour, t))
             self._type_order[key] = order
+        job.type_order = order
         return order
 
     def speed(self, job: SimJob, gpu_type: str) -> float:

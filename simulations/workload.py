@@ -64,6 +64,8 @@ class SimJob:
     overhead_hours: float = 0.0
     queue_index: int = 0
     last_queued: float = 0.0
+    type_order: list[str] | None = None
+    """Cached allowed GPU types, fastest for this job first (see Simulator.allowed_types)."""
 
     @property
     def name(self) -> str:

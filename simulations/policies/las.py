@@ -78,6 +78,7 @@ class Las(SchedPolicy):
         if self.promote_after is not None:
             self._promote(now)
         free = dict(sim.state.healthy)
+        free_total = sum(free.values())
         keep: list[SimJob] = []
         want: list[SimJob] = []
         seen_running = 0
@@ -92,17 +93,19 @@ class Las(SchedPolicy):
                     assert t is not None
                     if free[t] >= job.spec.gpus:
                         free[t] -= job.spec.gpus
+                        free_total -= job.spec.gpus
                         keep.append(job)
-                elif waiting_seen < self.scan_limit:
+                elif waiting_seen < self.scan_limit and free_total > 0:
                     waiting_seen += 1
                     for t in sim.allowed_types(job):
                         if free[t] >= job.spec.gpus:
                             free[t] -= job.spec.gpus
+                            free_total -= job.spec.gpus
                             want.append(job)
                             break
                 elif seen_running == n_running:
                     break
-                if seen_running == n_running and waiting_seen >= self.scan_limit:
+                if seen_running == n_running and (waiting_seen >= self.scan_limit or free_total <= 0):
                     break
             else:
                 continue
