@@ -110,8 +110,8 @@ def worker_manifest(
     tpl = spec.template
     per_node = spec.per_node
     env: list[Obj] = [
-        # One worker: rendezvous inside the pod. Several: rank 0 behind the job's headless Service.
-        {"name": "MASTER_ADDR", "value": f"{service_name(name)}.{ns}.svc" if spec.workers > 1 else "127.0.0.1"},
+        # Rank 0 behind the job's headless Service (published before it is ready).
+        {"name": "MASTER_ADDR", "value": f"{service_name(name)}.{ns}.svc"},
         {"name": "MASTER_PORT", "value": str(tpl.port)},
         {"name": "WORLD_SIZE", "value": str(spec.gpus)},
         {"name": "NNODES", "value": str(spec.workers)},
@@ -153,8 +153,7 @@ def worker_manifest(
         "terminationGracePeriodSeconds": spec.checkpoint.grace_period_seconds,
         "containers": [container],
     }
-    if spec.workers > 1:
-        pod_spec["subdomain"] = service_name(name)
+    pod_spec["subdomain"] = service_name(name)
     if volumes:
         pod_spec["volumes"] = volumes
     if tpl.service_account_name:

@@ -469,8 +469,7 @@ def _start(
         first_started_at=job.status.first_started_at or started,
     )
     existing = {p.rank for p in job.current_pods() if p.node} if resume else set()
-    if job.spec.workers > 1:
-        out.append(CreateService(ref(job), service_manifest(job.raw)))
+    out.append(CreateService(ref(job), service_manifest(job.raw)))
     pods = [
         (worker_manifest(job.raw, job.spec, attempt, rank, node, placement), node)
         for rank, node in enumerate(ranks)
