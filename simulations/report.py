@@ -104,6 +104,21 @@ def plots(results: list[SimResult]) -> dict[str, bytes]:
     return out
 
 
+def timeseries_rows(results: list[SimResult]) -> list[dict[str, Any]]:
+    """Utilisation, waiting/running jobs and fragmented GPUs over time (at most MAX_POINTS per policy)."""
+    rows: list[dict[str, Any]] = []
+    for r in results:
+        samples = r.samples
+        if len(samples) > MAX_POINTS:
+            step = len(samples) / MAX_POINTS
+            samples = [samples[int(i * step)] for i in range(MAX_POINTS)] + [samples[-1]]
+        for smp in samples:
+            rows.append({"policy": r.policy, "time_h": smp.time, "busy_gpus": smp.busy, "healthy_gpus": smp.healthy,
+                         "utilisation": smp.busy / smp.healthy if smp.healthy else 0.0, "waiting_jobs": smp.pending,
+                         "running_jobs": smp.running, "fragmented_gpus": smp.fragmented})
+    return rows
+
+
 def _fmt(value: Any) -> str:
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "-"
@@ -150,6 +165,7 @@ def write_outputs(results: list[SimResult], outdir: Path, meta: dict[str, Any]) 
     for r in results:
         rows.extend(job_rows(r))
     write_atomic(outdir / "jobs.csv", _csv_text(rows))
+    write_atomic(outdir / "timeseries.csv", _csv_text(timeseries_rows(results)))
     images = plots(results)
     for name, data in images.items():
         write_atomic(outdir / name, data)

@@ -29,6 +29,7 @@ def test_compare_writes_every_output(tmp_path: Path) -> None:
     assert all(s["completed"] == 6 for s in summary["summaries"])
     assert (out / "summary.csv").read_text().count("\n") == 5
     assert (out / "jobs.csv").read_text().count("\n") == 1 + 4 * 6
+    assert (out / "timeseries.csv").read_text().startswith("policy,time_h,busy_gpus")
     for png in ("utilisation_queue.png", "jct_cdf.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     html = (out / "report.html").read_text()
@@ -115,3 +116,22 @@ def test_capacity_bad_input(args: list[str], expected: str) -> None:
     result = runner.invoke(app, ["capacity", "--workload", "jobs=20,rate_per_hour=5,max_gpus=4", *args])
     assert result.exit_code == 2, result.output
     assert expected in result.output
+
+
+def test_compare_includes_the_planner() -> None:
+    result = runner.invoke(app, ["simulate", "--cluster", CLUSTER, "--trace", TINY, "--compare",
+                                 "fifo,gpusched,gpusched:cost", "--plan-time-limit", "2"])
+    assert result.exit_code == 0, result.output
+    assert "gpusched:jct" in result.output and "gpusched:cost" in result.output
+
+
+def test_gavel_with_measured_throughputs(shared_traces: Path, tmp_path: Path) -> None:
+    matrix = shared_traces / "gavel" / "simulation_throughputs.json"
+    result = runner.invoke(app, ["simulate", "--cluster", str(EXAMPLES / "sim" / "gavel-cluster.yaml"),
+                                 "--trace", str(EXAMPLES / "traces" / "philly_sample.csv"), "--limit", "60",
+                                 "--throughputs", str(matrix), "--compare", "fifo,gavel", "-o", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    rows = (tmp_path / "jobs.csv").read_text().splitlines()
+    assert len(rows) == 1 + 2 * 60
+    types_used = {line.split(",")[11] for line in rows[1:]}
+    assert len(types_used - {""}) >= 2  # heterogeneous placement happened
