@@ -146,6 +146,10 @@ class PlannerPolicy(SchedPolicy):
             if sj is None or sj.state != "pending" or jp.start is None or jp.gpu_type is None:
                 continue
             if jp.start < self.slot - 1e-9 and jp.placement:
+                if sj.spec.gpu_milli < 1000:
+                    # The planner counts whole GPUs; a shared-GPU job is packed by the engine instead.
+                    sim.try_start(sj, [jp.gpu_type])
+                    continue
                 shares = sim.state.find_on_nodes({p.node: p.gpus for p in jp.placement})
                 if shares is not None:
                     sim.start(sj, shares, jp.gpu_type)

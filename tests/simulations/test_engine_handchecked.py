@@ -159,3 +159,15 @@ def test_fragmentation_is_measured() -> None:
     spread = simulate_trace(cluster, jobs, "fifo", SimConfig(spread_small_jobs=True))
     assert summarise(spread)["avg_fragmented_gpus"] == pytest.approx(0.0)
     assert jcts(spread)["c"] == pytest.approx(1.0)
+
+
+def test_deadline_attainment() -> None:
+    # FIFO on one 4-GPU node: A (4 GPUs, 2 h, deadline 3 h) runs 0-2: met. B (4 GPUs, 1 h, deadline
+    # 2.5 h) runs 2-3: missed. C has no deadline and does not count. Attainment 1/2.
+    jobs = [TraceJob(name="A", gpus=4, work=2.0, deadline=3.0), TraceJob(name="B", gpus=4, work=1.0, deadline=2.5),
+            TraceJob(name="C", gpus=1, work=0.5)]
+    s = summarise(simulate_trace(one_node(), jobs, "fifo"))
+    assert s["deadline_jobs"] == 2
+    assert s["deadline_attainment"] == pytest.approx(0.5)
+    assert s["makespan_h"] == pytest.approx(3.5)
+    assert s["utilisation"] == pytest.approx((8 + 4 + 0.5) / (4 * 3.5))
