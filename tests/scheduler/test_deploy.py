@@ -246,8 +246,10 @@ def test_chart_renders_everything_including_the_agent() -> None:
 
 
 def test_chart_crds_are_the_deploy_crds() -> None:
-    assert (CHART / "crds/gpujobs.yaml").read_text() == (DEPLOY / "crds/gpujobs.yaml").read_text()
-    assert (CHART / "crds/gpunodes.yaml").read_text() == (DEPLOY / "agent/gpunode-crd.yaml").read_text()
+    for chart, source in (("crds/gpujobs.yaml", "crds/gpujobs.yaml"), ("crds/gpunodes.yaml", "agent/gpunode-crd.yaml")):
+        assert (CHART / chart).read_text() == (DEPLOY / source).read_text(), (
+            f"deploy/chart/{chart} differs from deploy/{source}: cp deploy/{source} deploy/chart/{chart}"
+        )
 
 
 def _strip(obj: Obj) -> Obj:
@@ -273,7 +275,9 @@ def test_chart_renders_the_same_objects_as_the_plain_manifests() -> None:
         if raw["kind"] == "ConfigMap":
             got["data"] = {k: yaml.safe_load(v) for k, v in got["data"].items()}
             want["data"] = {k: yaml.safe_load(v) for k, v in want["data"].items()}
-        assert got == want, f"{where}: chart renders {key} differently"
+        assert got == want, (
+            f"{where}: the chart renders {key} differently; update deploy/chart/templates to match {where}"
+        )
 
 
 def _openapi_to_jsonschema(node: Any) -> Any:
