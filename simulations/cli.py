@@ -140,12 +140,15 @@ def _print_table(summaries: list[dict[str, object]]) -> None:
     from gpusched.simulations.report import SUMMARY_FIELDS, _fmt
 
     table = Table(title="simulation summary (hours, $)")
-    table.add_column("metric")
+    table.add_column("metric", no_wrap=True)
     for s in summaries:
-        table.add_column(str(s["policy"]), justify="right")
+        table.add_column(str(s["policy"]), justify="right", no_wrap=True)
     for key, label in SUMMARY_FIELDS:
         table.add_row(label, *(_fmt(s.get(key)) for s in summaries))
-    Console().print(table)
+    console = Console()
+    if not console.is_terminal:  # piped: do not squeeze the side-by-side table into 80 columns
+        console = Console(width=max(80, 26 + 16 * len(summaries)))
+    console.print(table)
 
 
 def capacity(
