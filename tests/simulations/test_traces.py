@@ -215,3 +215,26 @@ def test_unrecognised_header(tmp_path: Path) -> None:
     path = _write(tmp_path, "x.csv", "a,b,c\n1,2,3\n")
     with pytest.raises(InputError, match="pass --format"):
         inputs.detect_format(str(path))
+
+
+def test_openb_gpu_spec_constrains_types(tmp_path: Path) -> None:
+    from gpusched.simulations import simulate_trace
+
+    nodes = _write(tmp_path, "openb_node_list_gpu_node.csv",
+                   "sn,cpu_milli,memory_mib,gpu,model\nt4-0,64000,262144,4,T4\nv-0,64000,262144,4,V100M16\n")
+    pods = _write(tmp_path, "openb_pod_list_default.csv",
+                  "name,cpu_milli,memory_mib,num_gpu,gpu_milli,gpu_spec,qos,pod_phase,creation_time,"
+                  "deletion_time,scheduled_time\n"
+                  "p0,1000,1024,2,1000,V100M16|V100M32,LS,Running,0,3600,0\n"
+                  "p1,1000,1024,1,300,T4,BE,Running,10,1810,10\n"
+                  "p2,1000,1024,0,0,,BE,Running,20,30,20\n")
+    cluster, jobs, fmt = inputs.load(None, str(pods))
+    assert fmt == "openb" and cluster.total_gpus() == 8
+    by_name = {j.name: j for j in jobs}
+    assert set(by_name) == {"p0", "p1"}  # the CPU-only pod is not a GPU job
+    assert by_name["p0"].gpu_types == ("V100M16", "V100M32") and by_name["p0"].work == pytest.approx(1.0)
+    assert by_name["p1"].gpu_milli == 300 and by_name["p1"].work == pytest.approx(0.5)
+    result = simulate_trace(cluster, jobs, "fifo")
+    placed = {j.name: j.gpu_type for j in result.jobs}
+    assert placed == {"p0": "V100M16", "p1": "T4"}
+    assert nodes.exists()
