@@ -44,6 +44,9 @@ def simulate(
     spread: Annotated[bool, typer.Option(help="Let gangs that fit on one node span several nodes.")] = False,
     throughputs: Annotated[Path | None, typer.Option(help="Gavel simulation_throughputs.json: per-type job "
                                                      "speeds, job types drawn by --seed.")] = None,
+    las_thresholds: Annotated[str, typer.Option(help="LAS queue thresholds in GPU-hours of attained service, "
+                                                "increasing, comma-separated.")] = "1,16",
+    gavel_round: Annotated[str, typer.Option(help="Gavel round length (simulated time).")] = "6m",
 ) -> None:
     """Replay a job trace on a cluster and report JCT, queueing, utilisation, fragmentation and cost."""
     import sys
@@ -87,7 +90,14 @@ def simulate(
         if name.lower() not in known and name.lower() != "tiresias":
             raise fail(f"{option}: unknown policy {name!r} (known: {', '.join(known)})")
     replan_h = hours(replan, "--replan")
-    assert replan_h is not None
+    round_h = hours(gavel_round, "--gavel-round")
+    assert replan_h is not None and round_h is not None
+    try:
+        thresholds = [float(x) for x in las_thresholds.split(",") if x.strip()]
+    except ValueError:
+        raise fail(f"--las-thresholds: expected GPU-hours such as 1,16 (got {las_thresholds!r})") from None
+    if not thresholds or thresholds[0] <= 0 or any(b <= a for a, b in zip(thresholds, thresholds[1:])):
+        raise fail(f"--las-thresholds: must be positive and increasing (got {las_thresholds!r})")
     config = SimConfig(
         seed=seed,
         checkpoint_on_preempt=checkpoint,
@@ -110,7 +120,7 @@ def simulate(
         for name in names:
             task = progress.add_task(f"{name:>14}", total=len(jobs))
             pol = make_policy(name, replan_minutes=replan_h * 60, plan_window=plan_window,
-                              plan_time_limit=plan_time_limit)
+                              plan_time_limit=plan_time_limit, las_thresholds=thresholds, round_hours=round_h)
 
             def tick(done: int, total: int, task: TaskID = task) -> None:
                 progress.update(task, completed=done)

@@ -58,6 +58,8 @@ def test_synthetic_with_failures() -> None:
         (["--format", "parquet"], "--format: unknown format 'parquet'"),
         (["--mtbf", "soon"], "--mtbf"),
         (["--start", "10d"], "no jobs left"),
+        (["--las-thresholds", "16,1"], "--las-thresholds"),
+        (["--gavel-round", "0m"], "--gavel-round"),
     ],
 )
 def test_bad_options_one_line_exit_2(args: list[str], expected: str, tmp_path: Path) -> None:
