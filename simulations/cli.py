@@ -49,6 +49,7 @@ def simulate(
     gavel_round: Annotated[str, typer.Option(help="Gavel round length (simulated time).")] = "6m",
 ) -> None:
     """Replay a job trace on a cluster and report JCT, queueing, utilisation, fragmentation and cost."""
+    import itertools
     import sys
 
     from rich.console import Console
@@ -96,7 +97,7 @@ def simulate(
         thresholds = [float(x) for x in las_thresholds.split(",") if x.strip()]
     except ValueError:
         raise fail(f"--las-thresholds: expected GPU-hours such as 1,16 (got {las_thresholds!r})") from None
-    if not thresholds or thresholds[0] <= 0 or any(b <= a for a, b in zip(thresholds, thresholds[1:])):
+    if not thresholds or thresholds[0] <= 0 or any(b <= a for a, b in itertools.pairwise(thresholds)):
         raise fail(f"--las-thresholds: must be positive and increasing (got {las_thresholds!r})")
     config = SimConfig(
         seed=seed,
