@@ -43,6 +43,7 @@ class Informer:
         on_change: Callable[[str, str, Obj], None] | None = None,
         watch_timeout: int = 300,
         keep_deleted: int = 10_000,
+        resync_every: float = 600.0,
     ) -> None:
         self.kube, self.kind, self.namespace = kube, kind, namespace
         self.on_change = on_change
@@ -55,6 +56,10 @@ class Informer:
         self.deleted: deque[Obj] = deque(maxlen=keep_deleted)
         """Final states of deleted objects: a preempted pod's termination message lives on here."""
         self.relists = 0
+        self.resync_every = resync_every
+        """Re-list this often even without a 410, as client-go's resync: a cache entry written through
+        from a response that raced with its own deletion cannot outlive one period."""
+        self._listed_at = 0.0
         self.last_error: str | None = None
         self._thread: threading.Thread | None = None
 
@@ -117,6 +122,7 @@ class Informer:
             self.deleted.extend(gone)
             self.resource_version = rv
         self.relists += 1
+        self._listed_at = time.monotonic()
         self.synced.set()
         if self.on_change is not None:
             self.on_change(self.kind.name, "RELIST", {})
@@ -126,7 +132,7 @@ class Informer:
         need_list = True
         while not self.stop_event.is_set():
             try:
-                if need_list:
+                if need_list or time.monotonic() - self._listed_at > self.resync_every:
                     self.relist()
                     need_list = False
                 for event in self.kube.watch(
