@@ -181,7 +181,8 @@ def test_operator_killed_mid_apply_restarts_without_duplicates(harness: Harness)
         killed.set()
     h.wait_for(killed.is_set, 60, "the operator to be killed mid-apply")
     assert proc_box[0].returncode == -signal.SIGKILL
-    assert not any(p["spec"].get("nodeName") for p in h.pods("wide")), "killed before binding"
+    if h.fake is not None:  # on a real cluster the kill lands wherever the poll catches it
+        assert not any(p["spec"].get("nodeName") for p in h.pods("wide")), "killed before binding"
     op = h.start_operator(lease_name=lease, lease_seconds=3)
     h.wait_phase("wide", "Running", timeout=40)
     pods = h.pods("wide")
