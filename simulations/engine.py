@@ -103,6 +103,7 @@ class Simulator:
         self.busy = 0.0
         self.samples: list[Sample] = []
         self._next_arrival = 0
+        self._arrived = 0
         self._wakeups: set[float] = set()
         self._pending_sizes: Counter[tuple[tuple[str, ...] | None, int]] = Counter()
         self._type_order: dict[tuple[tuple[str, ...] | None, tuple[tuple[str, float], ...]], list[str]] = {}
@@ -174,6 +175,11 @@ class Simulator:
         job.preemptions += 1
         self.total_preemptions += 1
         self._requeue(job)
+
+    @property
+    def arrivals_left(self) -> int:
+        """Jobs of the trace that have not arrived yet."""
+        return len(self.jobs) - self._arrived
 
     def wake_at(self, time: float, payload: Any = None) -> None:
         """Ask for a policy call at `time` (payload None: a plain re-schedule, de-duplicated)."""
@@ -302,6 +308,7 @@ class Simulator:
 
     def _on_arrival(self, idx: int) -> None:
         job = self.jobs[idx]
+        self._arrived += 1
         self._push_next_arrival()
         if not self.can_run_anywhere(job.spec):
             job.state = "rejected"

@@ -20,6 +20,9 @@ from gpusched.simulations.policies.base import SchedPolicy
 from gpusched.simulations.workload import SimJob
 
 
+STALL_LIMIT = 20
+
+
 class PlannerPolicy(SchedPolicy):
     def __init__(
         self,
@@ -44,6 +47,7 @@ class PlannerPolicy(SchedPolicy):
         self.plan_errors = 0
         self.placement_fallbacks = 0
         self.contended_plans = 0
+        self.idle_plans = 0
         self.last_error = ""
 
     def schedule(self, now: float) -> None:
@@ -55,7 +59,12 @@ class PlannerPolicy(SchedPolicy):
             return
         self.last_plan = now
         next_start = self._replan(now)
-        if sim.pending:
+        # A plan that leaves every GPU idle while jobs wait, with no arrival to come, would be repeated
+        # forever by the periodic wake-up: after STALL_LIMIT such plans stop waking; the simulation then
+        # ends and reports those jobs as unfinished (only failures/repairs can still wake the planner).
+        self.idle_plans = self.idle_plans + 1 if not sim.running else 0
+        stalled = self.idle_plans >= STALL_LIMIT and sim.arrivals_left == 0
+        if sim.pending and not stalled:
             sim.wake_at(now + max(self.interval, next_start if next_start is not None else self.slot))
 
     def _snapshot(self, now: float) -> tuple[Cluster, list[Job], dict[str, SimJob]]:

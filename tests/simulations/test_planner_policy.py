@@ -86,3 +86,18 @@ def test_policy_names() -> None:
         make_policy("round-robin")
     with pytest.raises(ValueError, match="unknown planner policy"):
         make_policy("gpusched:fastest")
+
+
+class _NeverStarts(PlannerPolicy):
+    """A planner stand-in whose every plan starts nothing: the engine must still terminate."""
+
+    def _replan(self, now: float) -> float | None:
+        self.plans += 1
+        return None
+
+
+def test_a_plan_that_never_starts_anything_does_not_hang() -> None:
+    result = Simulator(one_node(), [TraceJob(name="x", gpus=1, work=1.0)], _NeverStarts()).run()
+    s = summarise(result)
+    assert s["unfinished"] == 1 and s["completed"] == 0
+    assert s["plans"] == 20  # STALL_LIMIT idle plans, then the simulation ends
