@@ -19,7 +19,6 @@ from gpusched.model import Cluster, Job, Node, RunningState
 from gpusched.simulations.policies.base import SchedPolicy
 from gpusched.simulations.workload import SimJob
 
-
 STALL_LIMIT = 20
 
 
