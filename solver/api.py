@@ -10,12 +10,13 @@ happens, the best feasible plan found is returned with its lower bound.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 
 from gpusched.model import Cluster, Job, JobPlan, Placement, Plan, Segment, SlotUsage
 from gpusched.solver.bounds import trivial_bound
 from gpusched.solver.greedy import lp_guided, portfolio
 from gpusched.solver.instance import Instance, JobInfo, build_instance
-from gpusched.solver.milp import solve_milp
+from gpusched.solver.milp import solve_bucket_relaxation, solve_milp
 from gpusched.solver.options import PlanOptions
 from gpusched.solver.placement import place_first_slot
 from gpusched.solver.policies import Policy, make_policy
@@ -23,11 +24,113 @@ from gpusched.solver.schedule import Schedule, is_late, usage
 from gpusched.units import format_hours
 
 DEFAULT_TIME_LIMIT = 60.0
-COLUMN_BUDGET = 250_000
-COLUMNS_PER_SECOND = 6_000
-"""Measured rate at which PuLP builds and CLP/CBC solves the LP relaxation (2-core machine, M size):
-the LP and the MILP are only attempted when the time limit leaves room for a model of this size."""
+COLUMN_BUDGET = 120_000
+"""Largest slot model (start columns) worth solving: past it, CBC's root LP alone outruns a minute
+and does not look at its time limit while it solves it."""
+COLUMNS_PER_SECOND = 20_000
+"""Measured rate (2-core machine, M size) at which a slot model is built, written and its LP solved:
+a stage is attempted only when the time left leaves room for a model of its size."""
+BUCKET_COLUMNS_PER_SECOND = 15_000
 MAX_REPAIRS = 6
+
+
+@dataclass
+class _Search:
+    """What the solve has learned so far: the incumbent, the best valid bound, notes for the user."""
+
+    inst: Instance
+    policy: Policy
+    options: PlanOptions
+    deadline: float
+    schedule: Schedule
+    source: str
+    value: float
+    bound: float | None = None
+    proven: bool = False
+    notes: list[str] = field(default_factory=list)
+
+    def left(self) -> float:
+        return self.deadline - time.perf_counter()
+
+    def offer(self, schedule: Schedule, source: str) -> None:
+        value = self.policy.evaluate(schedule)
+        if value < self.value - 1e-9:
+            self.schedule, self.source, self.value = schedule, source, value
+
+    def closed(self) -> bool:
+        return self.bound is not None and self.value <= self.bound + 1e-9 * max(1.0, abs(self.bound))
+
+
+def _relax(search: _Search, forbid: frozenset[int], first: bool) -> None:
+    """LP stage: a valid lower bound and an alpha-point rounding of it.
+
+    The slot-by-slot LP when it fits the time left, else the time-bucket LP with the finest
+    buckets that fit; neither when even that would not.
+    """
+    inst, policy, options = search.inst, search.policy, search.options
+    columns = _estimated_columns(inst)
+    if columns <= COLUMN_BUDGET and columns / COLUMNS_PER_SECOND <= 0.7 * search.left():
+        relaxed = solve_milp(
+            inst,
+            policy,
+            solver=options.solver,
+            time_limit=search.left(),
+            threads=options.threads,
+            forbid_now=forbid,
+            column_budget=COLUMN_BUDGET,
+            relax=True,
+        )
+        exact = not relaxed.thinned
+    else:
+        bucket = next(
+            (b for b in (2, 4, 8, 16, 32) if columns / b / BUCKET_COLUMNS_PER_SECOND <= 0.4 * search.left()),
+            None,
+        )
+        if bucket is None:
+            if first:
+                search.notes.append(
+                    f"the {columns}-column model does not fit the time limit: the best heuristic plan is "
+                    "returned with a capacity-free bound (raise --time-limit for an optimised plan)"
+                )
+            return
+        relaxed = solve_bucket_relaxation(
+            inst, policy, bucket, solver=options.solver, time_limit=search.left(), threads=options.threads
+        )
+        exact = True  # a relaxation of the slot model: its optimum is a valid bound
+        if first:
+            search.notes.append(
+                f"lower bound from the LP over {format_hours(bucket * inst.slot)} buckets (the slot model is too "
+                "big for the time limit)"
+            )
+    if relaxed.objective is None:
+        return
+    if first and exact:
+        search.bound = relaxed.objective
+    rounded, name, _ = lp_guided(inst, policy, relaxed.fractional, forbid)
+    search.offer(rounded, name)
+
+
+def _improve(search: _Search, forbid: frozenset[int], first: bool) -> None:
+    """MILP stage, warm-started from the incumbent, for whatever time is left."""
+    inst, policy, options = search.inst, search.policy, search.options
+    columns = _estimated_columns(inst)
+    if search.closed() or columns > COLUMN_BUDGET or columns / COLUMNS_PER_SECOND > search.left() - 0.5:
+        return
+    result = solve_milp(
+        inst,
+        policy,
+        solver=options.solver,
+        time_limit=search.left(),
+        threads=options.threads,
+        warm=search.schedule,
+        forbid_now=forbid,
+        column_budget=COLUMN_BUDGET,
+    )
+    if result.schedule is not None:
+        search.offer(result.schedule, f"milp-{options.solver}")
+    if first and not result.thinned and result.bound is not None:
+        search.bound = max(search.bound if search.bound is not None else result.bound, result.bound)
+        search.proven = result.status == "optimal"
 
 
 def plan(cluster: Cluster, jobs: list[Job], options: PlanOptions | None = None) -> Plan:
@@ -36,78 +139,26 @@ def plan(cluster: Cluster, jobs: list[Job], options: PlanOptions | None = None) 
     time_limit = options.time_limit if options.time_limit is not None else DEFAULT_TIME_LIMIT
     inst = build_instance(cluster, jobs, options)
     policy = make_policy(options.policy, inst)
+    plannable = any(info.plannable for info in inst.jobs)
 
     forbid: frozenset[int] = frozenset()
     notes: list[str] = []
-    bound: float | None = None
-    proven = False
-    schedule: Schedule = {}
     placements: dict[int, list[Placement]] = {}
+    search: _Search | None = None
     for attempt in range(MAX_REPAIRS + 1):
         schedule, source, _ = portfolio(inst, policy, forbid)
-        best_value = policy.evaluate(schedule)
-        plannable = any(info.plannable for info in inst.jobs)
-        left = time_limit - (time.perf_counter() - started)
-        model_s = _estimated_columns(inst) / COLUMNS_PER_SECOND
-        if plannable and left > 0.5 and model_s > 0.8 * left and attempt == 0:
-            notes.append(
-                f"the {_estimated_columns(inst)}-column model would not fit the {time_limit:g}s time limit: "
-                "the best heuristic plan is returned (raise --time-limit for an optimised plan)"
-            )
-        if plannable and left > 0.5 and model_s <= 0.8 * left:
-            relaxed = solve_milp(
-                inst,
-                policy,
-                solver=options.solver,
-                time_limit=left,
-                threads=options.threads,
-                forbid_now=forbid,
-                column_budget=COLUMN_BUDGET,
-                relax=True,
-            )
-            if relaxed.objective is not None:
-                if attempt == 0 and not relaxed.thinned:
-                    bound = relaxed.objective
-                rounded, name, _ = lp_guided(inst, policy, relaxed.fractional, forbid)
-                if policy.evaluate(rounded) < best_value - 1e-9:
-                    schedule, source, best_value = rounded, name, policy.evaluate(rounded)
-            if relaxed.thinned and attempt == 0:
-                notes.append(
-                    f"model thinned to {relaxed.columns} start columns: far-future starts on a coarser grid"
-                )
-        left = time_limit - (time.perf_counter() - started)
-        if (
-            plannable
-            and left > 0.5
-            and model_s <= 0.8 * left
-            and (bound is None or best_value > bound + 1e-9 * max(1.0, abs(bound)))
-        ):
-            result = solve_milp(
-                inst,
-                policy,
-                solver=options.solver,
-                time_limit=left,
-                threads=options.threads,
-                warm=schedule,
-                forbid_now=forbid,
-                column_budget=COLUMN_BUDGET,
-            )
-            if result.schedule is not None and policy.evaluate(result.schedule) <= best_value + 1e-9:
-                schedule, source = result.schedule, f"milp-{options.solver}"
-            if attempt == 0 and not result.thinned and result.bound is not None:
-                bound = max(bound or result.bound, result.bound)
-                proven = result.status == "optimal"
-            if result.status == "not_solved" and attempt == 0:
-                notes.append(
-                    "MILP found no better solution in the time limit; the heuristic plan is returned"
-                )
-        elif (
-            plannable
-            and attempt == 0
-            and bound is not None
-            and best_value <= bound + 1e-9 * max(1.0, abs(bound))
-        ):
-            proven = True  # the heuristic plan already meets the LP bound
+        previous = search
+        search = _Search(
+            inst, policy, options, started + time_limit, schedule, source, policy.evaluate(schedule)
+        )
+        if previous is not None:
+            search.bound, search.notes = previous.bound, previous.notes
+        if plannable:
+            _relax(search, forbid, first=attempt == 0)
+            _improve(search, forbid, first=attempt == 0)
+            if attempt == 0 and search.closed():
+                search.proven = True
+        schedule, source = search.schedule, search.source
         placements, failed = place_first_slot(inst, schedule)
         if not failed:
             break
@@ -116,11 +167,13 @@ def plan(cluster: Cluster, jobs: list[Job], options: PlanOptions | None = None) 
             f"no node placement for {names} now (fragmentation or max_nodes): re-planned to start later"
         )
         forbid = forbid | frozenset(failed)
-        proven = False
     else:
         for j in failed:
             schedule.pop(j, None)
 
+    assert search is not None
+    notes = search.notes + notes
+    bound, proven = search.bound, search.proven
     objective = policy.evaluate(schedule)
     lower = trivial_bound(inst, policy)
     if bound is not None:
@@ -152,10 +205,7 @@ def plan(cluster: Cluster, jobs: list[Job], options: PlanOptions | None = None) 
 
 
 def _estimated_columns(inst: Instance) -> int:
-    return min(
-        COLUMN_BUDGET,
-        sum(len(inst.start_range(info, o)) for info in inst.jobs for o in inst.all_options(info)),
-    )
+    return sum(len(inst.start_range(info, o)) for info in inst.jobs for o in inst.all_options(info))
 
 
 def _job_plan(

@@ -153,8 +153,8 @@ def lp_guided(
             inst.jobs,
             key=lambda i: (
                 i.job.running is None and not i.fixed,
-                key.get(i.index, inst.n_slots + 1),
-                i.index,
+                int(key.get(i.index, inst.n_slots + 1)),
+                *policy.order_key(i),
             ),
         )
         schedule = _list_schedule_preferring(inst, policy, order, preferred, forbid_now)

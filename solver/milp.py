@@ -1,4 +1,4 @@
-"""The time-indexed start-variable MILP over GPU types, modelled with PuLP.
+"""The time-indexed start-variable MILP over GPU types.
 
 z[j,o,s] = 1 when job j starts in slot s with option o (a GPU type and a duration). It is the x_it
 model of the seed document made exact: the GPUs of type i in use in slot t are
@@ -7,21 +7,18 @@ capacity rows bound x_it by the healthy GPUs of i in t. Gang (all GPUs or none),
 type/memory compatibility, release and contiguity for non-preemptible jobs hold by construction of
 the columns; deadlines are soft with a dominant penalty so an infeasible instance still has a plan.
 This start-time formulation has a much stronger LP relaxation than the x/y form, which is what
-lets CBC close the gap quickly.
+lets CBC close the gap quickly. The model is built as sparse arrays (backends.py says why).
 """
 
 from __future__ import annotations
 
-import contextlib
-import math
-import os
-import re
-import tempfile
 import time
 from dataclasses import dataclass, field
 
-import pulp
+import numpy as np
+from scipy import sparse
 
+from gpusched.solver import backends
 from gpusched.solver.instance import Instance, JobInfo, TypeOption
 from gpusched.solver.policies import FairPolicy, MakespanPolicy, Policy
 from gpusched.solver.schedule import Choice, Schedule
@@ -105,175 +102,250 @@ def solve_milp(
     """Solve the model (or, with relax=True, its LP relaxation: then `fractional` holds z)."""
     t0 = time.perf_counter()
     cols, thinned = build_columns(inst, column_budget, forbid_now, warm or {})
-    prob = pulp.LpProblem("gpusched", pulp.LpMinimize)
-    cat = pulp.LpContinuous if relax else pulp.LpBinary
-    z = [pulp.LpVariable(f"z{c}", lowBound=0, upBound=1, cat=cat) for c in range(len(cols))]
-
-    by_job: dict[int, list[int]] = {}
-    load: dict[tuple[int, int], list[tuple[int, int]]] = {}
-    for c, (info, opt, s) in enumerate(cols):
-        by_job.setdefault(info.index, []).append(c)
-        for t in range(s, min(s + opt.slots, inst.n_slots)):
-            load.setdefault((opt.type_index, t), []).append((c, info.gpus))
-
-    # Each job either starts once or pays its penalty through an explicit slack u_j. (Folding the
-    # penalties into a constant would give the solver a huge negative objective and make its
-    # relative stopping gap meaninglessly loose.)
-    objective_terms: list[tuple[pulp.LpVariable, float]] = []
-    for info in inst.jobs:
-        if not info.plannable or info.index not in by_job:
-            continue
-        choices = pulp.lpSum(z[c] for c in by_job[info.index])
-        for c in by_job[info.index]:
-            _, opt, s = cols[c]
-            objective_terms.append((z[c], policy.coefficient(info, opt, s)))
-        if info.fixed:
-            prob += choices == 1, f"keep_{info.index}"
-        else:
-            slack = pulp.LpVariable(f"u{info.index}", lowBound=0, upBound=1)
-            objective_terms.append((slack, policy.unscheduled_penalty(info)))
-            prob += choices + slack == 1, f"once_{info.index}"
-    constant = sum(
-        policy.unscheduled_penalty(info) for info in inst.jobs if info.plannable and info.index not in by_job
-    )
-
-    for (k, t), entries in load.items():
-        if sum(g for _, g in entries) > inst.capacity[k][t]:
-            prob += pulp.lpSum(g * z[c] for c, g in entries) <= inst.capacity[k][t], f"cap_{k}_{t}"
-
-    extra = _auxiliary(prob, inst, policy, cols, z, by_job)
-    prob += pulp.LpAffineExpression(objective_terms) + extra + constant
-
+    model, index = build_model(inst, policy, cols, relax)
+    x0 = None
     if warm and not relax:
-        index = {(info.index, id(opt), s): c for c, (info, opt, s) in enumerate(cols)}
+        x0 = np.zeros(model.c.shape[0])
         for j, choice in warm.items():
             hit = index.get((j, id(choice.option), choice.start))
             if hit is not None:
-                z[hit].setInitialValue(1)
-        for var in z:
-            if var.varValue is None:
-                var.setInitialValue(0)
-        for var in prob.variables():
-            if var.name.startswith("u") and var.varValue is None:
-                job = int(var.name[1:])
-                var.setInitialValue(0 if job in warm else 1)
-
-    build_s = time.perf_counter() - t0
-    remaining = None if time_limit is None else max(1.0, time_limit - build_s)
-    log_path = None
-    if solver == "highs":
-        backend: pulp.LpSolver = pulp.HiGHS(
-            mip=not relax, msg=False, timeLimit=remaining, threads=threads, gapRel=None if relax else gap
-        )
-    else:
-        fd, log_path = tempfile.mkstemp(prefix="gpusched-cbc-", suffix=".log")
-        os.close(fd)
-        backend = pulp.PULP_CBC_CMD(
-            mip=not relax,
-            msg=False,
-            timeLimit=None if remaining is None else max(1, math.ceil(remaining)),
-            threads=threads,
-            gapRel=None if relax else gap,
-            warmStart=bool(warm) and not relax,
-            logPath=log_path,
-        )
-    try:
-        prob.solve(backend)
-    except pulp.PulpSolverError as exc:  # the solver binary died: keep the heuristic plan
-        return MilpResult(
-            None, "not_solved", None, None, time.perf_counter() - t0, len(cols), thinned, [str(exc)]
-        )
-    elapsed = time.perf_counter() - t0
-
-    if relax:
-        _cleanup(log_path)
-        if prob.status != pulp.LpStatusOptimal:
-            return MilpResult(None, "not_solved", None, None, elapsed, len(cols), thinned)
-        value = float(pulp.value(prob.objective))
-        fractional = [
-            (cols[c][0].index, cols[c][1], cols[c][2], float(var.varValue or 0.0))
-            for c, var in enumerate(z)
-            if (var.varValue or 0.0) > 1e-6
-        ]
-        return MilpResult(None, "optimal", value, value, elapsed, len(cols), thinned, fractional=fractional)
-    has_solution = prob.sol_status in (pulp.LpSolutionOptimal, pulp.LpSolutionIntegerFeasible)
-    if not has_solution:
-        _cleanup(log_path)
-        return MilpResult(None, "not_solved", None, None, elapsed, len(cols), thinned)
-    schedule: Schedule = {}
-    for c, var in enumerate(z):
-        if var.varValue is not None and var.varValue > 0.5:
-            info, opt, s = cols[c]
-            schedule[info.index] = Choice(opt, s)
-    objective = float(pulp.value(prob.objective))
-    optimal = prob.sol_status == pulp.LpSolutionOptimal
-    bound = _bound(prob, solver, log_path, objective, optimal)
-    _cleanup(log_path)
-    return MilpResult(
-        schedule, "optimal" if optimal else "feasible", objective, bound, elapsed, len(cols), thinned
+                x0[hit] = 1.0
+        for j, slack in index.slacks.items():
+            x0[slack] = 0.0 if j in warm else 1.0
+        if index.span is not None:
+            x0[index.span] = policy.extra(warm)
+        if index.theta is not None and isinstance(policy, FairPolicy):
+            x0[index.theta] = min(policy.shares(warm).values(), default=1.0)
+    remaining = None if time_limit is None else max(0.5, time_limit - (time.perf_counter() - t0))
+    result = backends.solve(
+        model, solver=solver, relax=relax, time_limit=remaining, gap=gap, threads=threads, warm=x0
     )
+    elapsed = time.perf_counter() - t0
+    if result.x is None:
+        return MilpResult(None, result.status, None, None, elapsed, len(cols), thinned)
+    x = result.x
+    if relax:
+        fractional = [
+            (cols[c][0].index, cols[c][1], cols[c][2], float(x[c])) for c in range(len(cols)) if x[c] > 1e-6
+        ]
+        return MilpResult(
+            None,
+            result.status,
+            result.objective,
+            result.objective,
+            elapsed,
+            len(cols),
+            thinned,
+            fractional=fractional,
+        )
+    schedule: Schedule = {}
+    for c in np.flatnonzero(x[: len(cols)] > 0.5).tolist():
+        info, opt, s = cols[c]
+        schedule[info.index] = Choice(opt, s)
+    return MilpResult(schedule, result.status, result.objective, result.bound, elapsed, len(cols), thinned)
 
 
-def _auxiliary(
-    prob: pulp.LpProblem,
-    inst: Instance,
-    policy: Policy,
-    cols: list[tuple[JobInfo, TypeOption, int]],
-    z: list[pulp.LpVariable],
-    by_job: dict[int, list[int]],
-) -> pulp.LpAffineExpression | float:
+class ColumnIndex(dict[tuple[int, int, int], int]):
+    """(job, id(option), start) -> column; plus where the slack and auxiliary columns are."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.slacks: dict[int, int] = {}
+        self.span: int | None = None
+        self.theta: int | None = None
+
+
+def build_model(
+    inst: Instance, policy: Policy, cols: list[tuple[JobInfo, TypeOption, int]], relax: bool
+) -> tuple[backends.LinearModel, ColumnIndex]:
+    """The start-time model as sparse arrays.
+
+    Rows: one per job (its starts plus its slack sum to 1, or its starts to exactly 1 for a job that
+    must keep running), one per (type, slot) for capacity, then the auxiliary rows of makespan
+    (one per job) or fairness (one per team). Columns: the starts, the slacks, then span/theta.
+    Each job either starts once or pays its penalty through its slack: folding the penalties into
+    a constant would give the solver a huge negative objective and a meaninglessly loose relative
+    stopping gap.
+    """
+    n_types, n_slots = len(inst.types), inst.n_slots
+    job_rows = {info.index: r for r, info in enumerate(i for i in inst.jobs if i.plannable)}
+    cap_base = len(job_rows)
+    n_rows = cap_base + n_types * n_slots
+    rows: list[np.ndarray] = []
+    vals: list[np.ndarray] = []
+    colnum: list[np.ndarray] = []
+    cost = np.empty(len(cols))
+    index = ColumnIndex()
+    for c, (info, opt, s) in enumerate(cols):
+        index[(info.index, id(opt), s)] = c
+        cost[c] = policy.coefficient(info, opt, s)
+        end = min(s + opt.slots, n_slots)
+        r = np.empty(1 + end - s, dtype=np.int64)
+        r[0] = job_rows[info.index]
+        r[1:] = cap_base + opt.type_index * n_slots + np.arange(s, end)
+        v = np.full(r.shape[0], float(info.gpus))
+        v[0] = 1.0
+        rows.append(r)
+        vals.append(v)
+        colnum.append(np.full(r.shape[0], c, dtype=np.int64))
+    extra_cost: list[float] = []
+    col_hi_extra: list[float] = []
+    n = len(cols)
+    for info in inst.jobs:
+        if info.plannable and not info.fixed:
+            index.slacks[info.index] = n
+            rows.append(np.array([job_rows[info.index]]))
+            vals.append(np.array([1.0]))
+            colnum.append(np.array([n]))
+            extra_cost.append(policy.unscheduled_penalty(info))
+            col_hi_extra.append(1.0)
+            n += 1
+    # A plannable job without any column (all starts barred) pays its penalty as a constant.
+    with_cols = {info.index for info, _, _ in cols}
+    offset = sum(
+        policy.unscheduled_penalty(info)
+        for info in inst.jobs
+        if info.plannable and info.index not in with_cols and not info.fixed
+    )
+    for j in job_rows:
+        if j not in with_cols and j in index.slacks:
+            offset -= policy.unscheduled_penalty(inst.jobs[j])  # its slack column already pays it
+    aux_lo: list[float] = []
+    aux_hi: list[float] = []
     if isinstance(policy, MakespanPolicy):
-        span = pulp.LpVariable("makespan", lowBound=0)
-        for j, cs in by_job.items():
-            prob += (
-                span >= pulp.lpSum((inst.slot_start(cols[c][2]) + cols[c][1].run_hours) * z[c] for c in cs),
-                f"span_{j}",
-            )
-        return pulp.LpAffineExpression([(span, 1.0)])
-    if isinstance(policy, FairPolicy):
-        theta = pulp.LpVariable("min_share", lowBound=0, upBound=1)
+        # span >= sum over a job's starts of its end time: one row per job.
+        index.span = n
+        by_job: dict[int, list[int]] = {}
+        for c, (info, _, _) in enumerate(cols):
+            by_job.setdefault(info.index, []).append(c)
+        for cs in by_job.values():
+            row = n_rows + len(aux_lo)
+            ends = np.array([inst.slot_start(cols[c][2]) + cols[c][1].run_hours for c in cs])
+            rows.append(np.full(len(cs) + 1, row))
+            vals.append(np.concatenate([ends, [-1.0]]))
+            colnum.append(np.array([*cs, n], dtype=np.int64))
+            aux_lo.append(-np.inf)
+            aux_hi.append(0.0)
+        extra_cost.append(1.0)
+        col_hi_extra.append(np.inf)
+        n += 1
+    elif isinstance(policy, FairPolicy):
+        # theta <= each team's share of its entitlement; minimise fair_weight * (1 - theta).
+        index.theta = n
         for team, entitled in policy.entitlement.items():
             if entitled <= 0:
                 continue
-            got = pulp.lpSum(
-                policy.gpu_hours_in_horizon(info, opt, s) / entitled * z[c]
-                for c, (info, opt, s) in enumerate(cols)
-                if info.job.team == team
-            )
-            prob += theta <= got, f"share_{re.sub(r'[^A-Za-z0-9_]', '_', team)}_{len(team)}"
-        return policy.fair_weight - pulp.LpAffineExpression([(theta, policy.fair_weight)])
-    return 0.0
+            cs = [c for c, (info, _, _) in enumerate(cols) if info.job.team == team]
+            share = np.array([policy.gpu_hours_in_horizon(*cols[c]) / entitled for c in cs])
+            row = n_rows + len(aux_lo)
+            rows.append(np.full(len(cs) + 1, row))
+            vals.append(np.concatenate([-share, [1.0]]))
+            colnum.append(np.array([*cs, n], dtype=np.int64))
+            aux_lo.append(-np.inf)
+            aux_hi.append(0.0)
+        extra_cost.append(-policy.fair_weight)
+        offset += policy.fair_weight
+        col_hi_extra.append(1.0)
+        n += 1
+    total_rows = n_rows + len(aux_lo)
+    A = sparse.csc_matrix(
+        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(colnum))), shape=(total_rows, n)
+    )
+    fixed_rows = np.ones(cap_base)
+    integer = np.zeros(n, dtype=bool)
+    if not relax:
+        integer[: len(cols)] = True
+    model = backends.LinearModel(
+        c=np.concatenate([cost, np.asarray(extra_cost, dtype=float)]),
+        A=A,
+        row_lo=np.concatenate(
+            [fixed_rows, np.full(n_types * n_slots, -np.inf), np.asarray(aux_lo, dtype=float)]
+        ),
+        row_hi=np.concatenate(
+            [fixed_rows, np.asarray(inst.capacity, dtype=float).reshape(-1), np.asarray(aux_hi, dtype=float)]
+        ),
+        col_lo=np.zeros(n),
+        col_hi=np.concatenate([np.ones(len(cols)), np.asarray(col_hi_extra, dtype=float)]),
+        integer=integer,
+        offset=offset,
+    )
+    return model, index
 
 
-_CBC_BOUND = re.compile(r"(?:Lower bound|best possible)[:\s]+(-?[0-9.eE+]+)", re.IGNORECASE)
+def solve_bucket_relaxation(
+    inst: Instance, policy: Policy, bucket: int, *, solver: str, time_limit: float | None, threads: int
+) -> MilpResult:
+    """A valid lower bound for models too big to relax slot by slot: the LP over time buckets.
 
-
-def _bound(
-    prob: pulp.LpProblem, solver: str, log_path: str | None, objective: float, optimal: bool
-) -> float | None:
-    if optimal:
-        return objective
-    if solver == "highs":
-        try:
-            return float(prob.solverModel.getInfo().mip_dual_bound)
-        except Exception:  # an older highspy without the info field
-            return None
-    if log_path is None:
-        return None
-    try:
-        with open(log_path, encoding="utf-8", errors="replace") as fh:
-            text = fh.read()
-    except OSError:
-        return None
-    found = _CBC_BOUND.findall(text)
-    if not found:
-        return None
-    # CBC reports the bound without the objective's constant term.
-    constant = float(prob.objective.constant) if prob.objective is not None else 0.0
-    return float(found[-1]) + constant
-
-
-def _cleanup(path: str | None) -> None:
-    if path:
-        with contextlib.suppress(OSError):
-            os.unlink(path)
+    A start anywhere in bucket b is one column, priced at the cheapest start in it and charged,
+    in every bucket it overlaps, the least GPU-slots any of its starts would use there, against the
+    bucket's total GPU-slots. Every real schedule maps onto a solution of this LP that costs no more,
+    so its optimum bounds the plan from below. The makespan and fairness terms are dropped (both
+    are non-negative), which keeps the bound valid for those policies too, if weaker. The fractional
+    solution, read at each bucket's earliest start, guides the rounding like the slot LP's.
+    """
+    t0 = time.perf_counter()
+    n_types, n_slots = len(inst.types), inst.n_slots
+    n_buckets = (n_slots + bucket - 1) // bucket
+    plannable = [info for info in inst.jobs if info.plannable]
+    job_rows = {info.index: r for r, info in enumerate(plannable)}
+    cap_base = len(job_rows)
+    rows: list[int] = []
+    vals: list[float] = []
+    colnum: list[int] = []
+    cost: list[float] = []
+    meta: list[tuple[int, TypeOption, int]] = []
+    for info in plannable:
+        for opt in inst.all_options(info):
+            rng = inst.start_range(info, opt)
+            by_bucket: dict[int, list[int]] = {}
+            for s in rng:
+                by_bucket.setdefault(s // bucket, []).append(s)
+            for b, starts in by_bucket.items():
+                c = len(cost)
+                cost.append(min(policy.coefficient(info, opt, s) for s in starts))
+                meta.append((info.index, opt, starts[0]))
+                rows.append(job_rows[info.index])
+                vals.append(1.0)
+                colnum.append(c)
+                last_bucket = min(n_buckets - 1, (starts[-1] + opt.slots - 1) // bucket)
+                for bb in range(b, last_bucket + 1):
+                    lo, hi = bb * bucket, min((bb + 1) * bucket, n_slots)
+                    use = min(max(0, min(s + opt.slots, hi) - max(s, lo)) for s in starts)
+                    if use > 0:
+                        rows.append(cap_base + opt.type_index * n_buckets + bb)
+                        vals.append(float(use * info.gpus))
+                        colnum.append(c)
+    n = len(cost)
+    for info in plannable:
+        if not info.fixed:
+            rows.append(job_rows[info.index])
+            vals.append(1.0)
+            colnum.append(n)
+            cost.append(policy.unscheduled_penalty(info))
+            n += 1
+    capacity = np.asarray(inst.capacity, dtype=float)
+    bucket_cap = np.array(
+        [[capacity[k, b * bucket : (b + 1) * bucket].sum() for b in range(n_buckets)] for k in range(n_types)]
+    ).reshape(-1)
+    A = sparse.csc_matrix(
+        (np.asarray(vals), (np.asarray(rows), np.asarray(colnum))), shape=(cap_base + n_types * n_buckets, n)
+    )
+    model = backends.LinearModel(
+        c=np.asarray(cost),
+        A=A,
+        row_lo=np.concatenate([np.ones(cap_base), np.full(n_types * n_buckets, -np.inf)]),
+        row_hi=np.concatenate([np.ones(cap_base), bucket_cap]),
+        col_lo=np.zeros(n),
+        col_hi=np.ones(n),
+        integer=np.zeros(n, dtype=bool),
+    )
+    remaining = None if time_limit is None else max(0.5, time_limit - (time.perf_counter() - t0))
+    result = backends.solve(model, solver=solver, relax=True, time_limit=remaining, gap=0.0, threads=threads)
+    elapsed = time.perf_counter() - t0
+    if result.x is None or result.status != "optimal":
+        return MilpResult(None, "not_solved", None, None, elapsed, len(meta), True)
+    fractional = [(j, opt, s, float(result.x[c])) for c, (j, opt, s) in enumerate(meta) if result.x[c] > 1e-6]
+    return MilpResult(
+        None, "optimal", result.objective, result.objective, elapsed, len(meta), False, fractional=fractional
+    )

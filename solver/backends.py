@@ -1,0 +1,253 @@
+"""Solving a linear model held as sparse arrays with CBC (bundled with PuLP) or HiGHS (highspy).
+
+The planner builds its x_it model directly as arrays: through PuLP's per-term Python objects the
+500-job model took about 4 s just to build and write, longer than the whole time budget of a plan.
+CBC is still the binary PuLP bundles (found through PuLP, so a `pip install` is all it takes); the
+model reaches it as an MPS file, the format PuLP itself hands it. HiGHS gets the arrays in memory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import re
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import sparse
+
+
+@dataclass
+class LinearModel:
+    """min c.x + offset  s.t.  row_lo <= A x <= row_hi,  col_lo <= x <= col_hi,  x[integer] integral."""
+
+    c: np.ndarray
+    A: sparse.csc_matrix
+    row_lo: np.ndarray
+    row_hi: np.ndarray
+    col_lo: np.ndarray
+    col_hi: np.ndarray
+    integer: np.ndarray
+    offset: float = 0.0
+
+
+@dataclass
+class Solution:
+    status: str
+    """'optimal', 'feasible' (stopped with a solution), 'infeasible', 'not_solved'."""
+    x: np.ndarray | None
+    objective: float | None
+    bound: float | None
+    seconds: float
+
+
+def solve(
+    model: LinearModel,
+    *,
+    solver: str,
+    relax: bool,
+    time_limit: float | None,
+    gap: float,
+    threads: int,
+    warm: np.ndarray | None = None,
+) -> Solution:
+    if solver == "highs":
+        return _solve_highs(model, relax, time_limit, gap, threads, warm)
+    return _solve_cbc(model, relax, time_limit, gap, threads, warm)
+
+
+# ------------------------------------------------------------------------------------------------ HiGHS
+
+
+def _solve_highs(
+    model: LinearModel,
+    relax: bool,
+    time_limit: float | None,
+    gap: float,
+    threads: int,
+    warm: np.ndarray | None,
+) -> Solution:
+    import highspy
+
+    t0 = time.perf_counter()
+    h = highspy.Highs()
+    h.setOptionValue("output_flag", False)
+    h.setOptionValue("threads", threads)
+    if time_limit is not None:
+        h.setOptionValue("time_limit", float(max(0.1, time_limit)))
+    if not relax:
+        h.setOptionValue("mip_rel_gap", gap)
+    lp = highspy.HighsLp()
+    n = model.c.shape[0]
+    lp.num_col_ = n
+    lp.num_row_ = model.A.shape[0]
+    lp.col_cost_ = model.c.astype(np.float64)
+    lp.col_lower_ = model.col_lo.astype(np.float64)
+    lp.col_upper_ = model.col_hi.astype(np.float64)
+    lp.row_lower_ = model.row_lo.astype(np.float64)
+    lp.row_upper_ = model.row_hi.astype(np.float64)
+    lp.offset_ = float(model.offset)
+    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+    lp.a_matrix_.start_ = model.A.indptr.astype(np.int32)
+    lp.a_matrix_.index_ = model.A.indices.astype(np.int32)
+    lp.a_matrix_.value_ = model.A.data.astype(np.float64)
+    if not relax:
+        lp.integrality_ = [
+            highspy.HighsVarType.kInteger if flag else highspy.HighsVarType.kContinuous
+            for flag in model.integer
+        ]
+    h.passModel(lp)
+    if warm is not None and not relax:
+        sol = highspy.HighsSolution()
+        sol.col_value = list(map(float, warm))
+        sol.value_valid = True
+        h.setSolution(sol)
+    h.run()
+    status = h.getModelStatus()
+    info = h.getInfo()
+    seconds = time.perf_counter() - t0
+    has_primal = getattr(info, "primal_solution_status", 0) == 2  # kSolutionStatusFeasible
+    if status == highspy.HighsModelStatus.kOptimal:
+        x = np.asarray(h.getSolution().col_value)
+        value = float(info.objective_function_value)
+        return Solution("optimal", x, value, value, seconds)
+    if status == highspy.HighsModelStatus.kInfeasible:
+        return Solution("infeasible", None, None, None, seconds)
+    if has_primal:
+        x = np.asarray(h.getSolution().col_value)
+        bound = float(info.mip_dual_bound) if not relax and math.isfinite(info.mip_dual_bound) else None
+        return Solution("feasible", x, float(info.objective_function_value), bound, seconds)
+    return Solution("not_solved", None, None, None, seconds)
+
+
+# -------------------------------------------------------------------------------------------------- CBC
+
+
+def cbc_path() -> str:
+    """The CBC executable that PuLP bundles."""
+    import pulp
+
+    return str(pulp.PULP_CBC_CMD().path)
+
+
+def write_mps(model: LinearModel, path: str) -> None:
+    """Free-format MPS: rows R<i>, columns C<j>, integers between MARKER lines."""
+    m, n = model.A.shape
+    out: list[str] = ["NAME gpusched", "ROWS", " N OBJ"]
+    lo, hi = model.row_lo, model.row_hi
+    kinds = np.where(lo == hi, "E", np.where(np.isinf(lo), "L", np.where(np.isinf(hi), "G", "L")))
+    out.extend(f" {k} R{i}" for i, k in enumerate(kinds))
+    out.append("COLUMNS")
+    A = model.A
+    integer_open = False
+    for j in range(n):
+        is_int = bool(model.integer[j])
+        if is_int != integer_open:
+            out.append(f" MARKER 'MARKER' {'INTORG' if is_int else 'INTEND'!r}")
+            integer_open = is_int
+        name = f"C{j}"
+        if model.c[j] != 0:
+            out.append(f" {name} OBJ {float(model.c[j])!r}")
+        start, end = A.indptr[j], A.indptr[j + 1]
+        rows = A.indices[start:end]
+        vals = A.data[start:end].astype(float)
+        out.extend(f" {name} R{r} {v!r}" for r, v in zip(rows.tolist(), vals.tolist()))
+        if model.c[j] == 0 and start == end:
+            out.append(f" {name} OBJ 0")
+    if integer_open:
+        out.append(" MARKER 'MARKER' 'INTEND'")
+    out.append("RHS")  # the objective's offset stays with us: CBC's values and log exclude it
+    for i in range(m):
+        value = lo[i] if kinds[i] in ("E", "G") else hi[i]
+        if value != 0:
+            out.append(f" RHS R{i} {float(value)!r}")
+    ranged = np.flatnonzero(np.isfinite(lo) & np.isfinite(hi) & (lo != hi))
+    if ranged.size:
+        out.append("RANGES")
+        out.extend(f" RNG R{i} {float(hi[i] - lo[i])!r}" for i in ranged.tolist())
+    out.append("BOUNDS")
+    for j in range(n):
+        lo_j, hi_j = float(model.col_lo[j]), float(model.col_hi[j])
+        if lo_j != 0:
+            out.append(f" LO BND C{j} {lo_j!r}" if math.isfinite(lo_j) else f" MI BND C{j}")
+        if math.isfinite(hi_j):
+            out.append(f" UP BND C{j} {hi_j!r}")
+    out.append("ENDATA")
+    with open(path, "w", encoding="ascii") as fh:
+        fh.write("\n".join(out))
+        fh.write("\n")
+
+
+def _write_start(x: np.ndarray, path: str) -> None:
+    lines = ["Stopped on time - objective value 0"]
+    lines += [f"{j} C{j} {float(v)!r} 0" for j, v in enumerate(x.tolist())]
+    with open(path, "w", encoding="ascii") as fh:
+        fh.write("\n".join(lines) + "\n")
+
+
+_BOUND = re.compile(r"(?:best possible|lower bound)[:\s]+(-?[0-9.eE+]+)", re.IGNORECASE)
+
+
+def _solve_cbc(
+    model: LinearModel,
+    relax: bool,
+    time_limit: float | None,
+    gap: float,
+    threads: int,
+    warm: np.ndarray | None,
+) -> Solution:
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="gpusched-cbc-") as tmp:
+        mps, sol, mst, log = (os.path.join(tmp, name) for name in ("m.mps", "m.sol", "m.mst", "m.log"))
+        write_mps(model, mps)
+        args = [cbc_path(), mps]
+        if warm is not None and not relax:
+            _write_start(warm, mst)  # PuLP's warm-start format
+            args += ["-mips", mst]
+        if time_limit is not None:
+            args += ["-timeMode", "elapsed", "-sec", str(max(1, math.ceil(time_limit)))]
+        if threads > 1:
+            args += ["-threads", str(threads)]
+        if not relax:
+            args += ["-ratio", repr(gap)]
+        args += ["-solve" if not relax else "-initialSolve", "-printingOptions", "all", "-solution", sol]
+        with open(log, "w") as out:
+            proc = subprocess.run(args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        seconds = time.perf_counter() - t0
+        if proc.returncode != 0 or not os.path.exists(sol):
+            return Solution("not_solved", None, None, None, seconds)
+        with open(sol) as fh:
+            header = fh.readline()
+            x = np.zeros(model.c.shape[0])
+            for line in fh:
+                parts = line.split()
+                if not parts:
+                    break
+                if parts[0] == "**":
+                    parts = parts[1:]
+                if len(parts) >= 3 and parts[1].startswith("C"):
+                    x[int(parts[1][1:])] = float(parts[2])
+        with open(log, errors="replace") as fh:
+            text = fh.read()
+    lower = header.lower()
+    if lower.startswith("optimal"):
+        value = float(model.c @ x + model.offset)
+        return Solution("optimal", x, value, value, seconds)
+    if "infeasible" in lower and "objective value" not in lower:
+        return Solution("infeasible", None, None, None, seconds)
+    if "objective value" in lower and not relax:
+        found = _BOUND.findall(text)
+        # CBC's log omits the objective's constant term, as in the MPS file.
+        bound = float(found[-1]) + model.offset if found else None
+        return Solution("feasible", x, float(model.c @ x + model.offset), bound, seconds)
+    return Solution("not_solved", None, None, None, seconds)
+
+
+def cleanup(path: str | None) -> None:
+    if path:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
