@@ -101,3 +101,13 @@ def test_a_plan_that_never_starts_anything_does_not_hang() -> None:
     s = summarise(result)
     assert s["unfinished"] == 1 and s["completed"] == 0
     assert s["plans"] == 20  # STALL_LIMIT idle plans, then the simulation ends
+
+
+def test_plan_call_estimate_matches_the_simulation() -> None:
+    from gpusched.simulations.policies.planner import estimate_plan_calls
+
+    # arrivals at 0, 1, 2, 3 min then 20 min: plans at 0, at 5 (covering 1-3 min), at 20 -> 3
+    assert estimate_plan_calls([0, 1 / 60, 2 / 60, 3 / 60, 20 / 60]) == 3
+    jobs = [TraceJob(name=f"j{i}", gpus=1, work=0.02, release=i * 0.03) for i in range(30)]
+    result = Simulator(one_node(gpus=8), jobs, PlannerPolicy(time_limit=2.0)).run()
+    assert summarise(result)["plans"] == estimate_plan_calls([j.release for j in jobs])
