@@ -244,7 +244,7 @@ class Operator:
             self.elector.is_leader.set()
         self.metrics.leader.set(1)
         self.start_informers()
-        last = 0.0
+        last = last_full = 0.0
         while not self.stop_event.is_set():
             now = time.monotonic()
             with self._lock:
@@ -255,15 +255,24 @@ class Operator:
                 with self._lock:
                     self._first_event = None
                 self._wake.clear()
+                fast = not due_period
                 try:
-                    self.run_once(fast=not due_period)
+                    report = self.run_once(fast=fast)
                 except Exception:
                     if self.stop_event.is_set():
                         break
                     log.exception("reconcile round failed")
                     time.sleep(1.0)
                     self.trigger()
+                    report = None
                 last = time.monotonic()
+                if not fast:
+                    last_full = last
+                elif report is not None and _someone_waits(report) and s.fast_time_limit < s.time_limit:
+                    # The quick plan left work waiting: let the optimiser (which may preempt) look at
+                    # it soon rather than at the next period (at most every third of the period).
+                    due = max(last, last_full + s.replan_interval / 3)
+                    last = min(last, due - s.replan_interval)
                 continue
             wait = s.replan_interval - (now - last)
             if first is not None:
@@ -281,6 +290,12 @@ class Operator:
         self.applier.close()
         if self.health is not None:
             self.health.stop()
+
+
+def _someone_waits(report: RoundReport) -> bool:
+    if report.plan is None:
+        return False
+    return any(jp.status != "running" and not jp.placement for jp in report.plan.jobs)
 
 
 def created_at(obj: dict[str, object]) -> datetime | None:

@@ -309,3 +309,17 @@ def test_real_cluster_serves_the_gpusched_resources() -> None:
     for kind in (GPUJOBS, GPUNODES):
         _items, rv = kube.list(kind)
         assert rv, f"{kind.plural} is not served by the cluster"
+
+
+def test_quick_rounds_leave_preemption_to_a_pulled_forward_full_round(harness: Harness) -> None:
+    h = harness
+    h.add_node("gpu-a")
+    h.submit("bulk", 8, preemptible=True, duration="8h")
+    # Event rounds get no planner time (heuristics only, which never preempt) and the period is
+    # long: only the full round pulled forward after a quick one can make room in time.
+    op = h.start_operator(fast_time_limit=0.01, time_limit=5.0, replan_interval=24.0)
+    h.wait_phase("bulk", "Running")
+    h.submit("vip", 8, priority=50, duration="30m")
+    h.wait_phase("vip", "Running", timeout=45)
+    assert h.job("bulk")["status"]["phase"] in ("Preempted", "Planned")
+    assert op.rounds >= 3
