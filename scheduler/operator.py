@@ -293,9 +293,14 @@ class Operator:
 
 
 def _someone_waits(report: RoundReport) -> bool:
+    """Work waits that only a preemption could start now: a waiting job outranks a preemptible one."""
     if report.plan is None:
         return False
-    return any(jp.status != "running" and not jp.placement for jp in report.plan.jobs)
+    jobs = {j.key: j.planner_job for j in report.snapshot.jobs.values() if j.planner_job is not None}
+    waiting = [jobs[jp.job].priority for jp in report.plan.jobs
+               if jp.job in jobs and jp.status != "running" and not jp.placement]
+    victims = [j.priority for j in jobs.values() if j.running is not None and j.preemptible]
+    return bool(waiting and victims and max(waiting) > min(victims))
 
 
 def created_at(obj: dict[str, object]) -> datetime | None:
