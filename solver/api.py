@@ -32,6 +32,8 @@ COLUMNS_PER_SECOND = 20_000
 a stage is attempted only when the time left leaves room for a model of its size."""
 BUCKET_COLUMNS_PER_SECOND = 15_000
 MAX_REPAIRS = 6
+MIN_MILP_SECONDS = 3.0
+"""Below this, CBC rarely gets past its root node with a better plan than the warm start."""
 
 
 @dataclass
@@ -113,8 +115,14 @@ def _relax(search: _Search, forbid: frozenset[int], first: bool) -> None:
 def _improve(search: _Search, forbid: frozenset[int], first: bool) -> None:
     """MILP stage, warm-started from the incumbent, for whatever time is left."""
     inst, policy, options = search.inst, search.policy, search.options
-    columns = _estimated_columns(inst)
-    if search.closed() or columns > COLUMN_BUDGET or columns / COLUMNS_PER_SECOND > search.left() - 0.5:
+    # A model that fits the time left; else the same model with far-future starts on a coarser
+    # grid (still feasible plans, no longer a bound), as long as that leaves a useful model.
+    budget = min(COLUMN_BUDGET, int(0.5 * (search.left() - 0.5) * COLUMNS_PER_SECOND))
+    if (
+        search.closed()
+        or search.left() < MIN_MILP_SECONDS
+        or budget < 0.25 * min(_estimated_columns(inst), COLUMN_BUDGET)
+    ):
         return
     result = solve_milp(
         inst,
@@ -124,7 +132,7 @@ def _improve(search: _Search, forbid: frozenset[int], first: bool) -> None:
         threads=options.threads,
         warm=search.schedule,
         forbid_now=forbid,
-        column_budget=COLUMN_BUDGET,
+        column_budget=budget,
     )
     if result.schedule is not None:
         search.offer(result.schedule, f"milp-{options.solver}")

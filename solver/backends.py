@@ -204,12 +204,14 @@ def _solve_cbc(
     with tempfile.TemporaryDirectory(prefix="gpusched-cbc-") as tmp:
         mps, sol, mst, log = (os.path.join(tmp, name) for name in ("m.mps", "m.sol", "m.mst", "m.log"))
         write_mps(model, mps)
+        if time_limit is not None:  # writing the file counts against the limit; CBC takes the rest
+            time_limit -= time.perf_counter() - t0
         args = [cbc_path(), mps]
         if warm is not None and not relax:
             _write_start(warm, mst)  # PuLP's warm-start format
             args += ["-mips", mst]
         if time_limit is not None:
-            args += ["-timeMode", "elapsed", "-sec", str(max(1, math.ceil(time_limit)))]
+            args += ["-timeMode", "elapsed", "-sec", f"{max(0.5, time_limit - 0.2):.2f}"]
         if threads > 1:
             args += ["-threads", str(threads)]
         if not relax:
