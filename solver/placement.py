@@ -62,8 +62,8 @@ def place_first_slot(inst: Instance, schedule: Schedule) -> tuple[dict[int, list
             placements[j] = [Placement(node=n, gpus=g) for n, g in info.job.running.nodes.items()]
         else:
             starting.append(info)
-    # Biggest gangs first: they have the fewest ways to fit.
-    for info in sorted(starting, key=lambda i: (-i.gpus, i.index)):
+    # Most constrained first: gangs limited in how many nodes they may span, then the biggest.
+    for info in sorted(starting, key=lambda i: (i.job.max_nodes or 1 << 30, -i.gpus, i.index)):
         choice = schedule[info.index]
         nodes = [n for n in inst.nodes_by_type[choice.option.type_index] if free[n.name] > 0]
         domains: dict[str | None, list[str]] = defaultdict(list)

@@ -279,3 +279,19 @@ def test_gpu_hours_and_per_type_speeds() -> None:
     job = {"name": "j", "gpus": 4, "gpu_hours": 8, "speeds": {"B": 4.0}, "gpu_types": ["B"]}
     result = run(cluster, [job], policy="jct", slot=0.25)
     assert result.job("j").end == 0.5
+
+
+def test_placement_serves_node_limited_gangs_first(one_type) -> None:
+    nodes = [{"name": f"small{i}", "gpu_type": "A", "gpu_count": 2} for i in range(2)] + [
+        {"name": "big", "gpu_type": "A", "gpu_count": 8}
+    ]
+    cluster = make_cluster(one_type, nodes)
+    jobs = [
+        {"name": "free-a", "gpus": 4, "duration": "1h"},
+        {"name": "free-b", "gpus": 4, "duration": "1h"},
+        {"name": "one-node", "gpus": 4, "duration": "1h", "max_nodes": 1},
+    ]
+    result = run(cluster, jobs, policy="jct")
+    # All three fit now only if the node-limited gang gets 'big' before the others take it.
+    assert all(jp.start == 0.0 for jp in result.jobs)
+    assert [p.node for p in result.job("one-node").placement] == ["big"]
