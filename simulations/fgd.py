@@ -188,11 +188,27 @@ def task_classes(tasks: list[Task], top: int = 40) -> list[tuple[float, Task]]:
 
 
 def replay(nodes: list[OpenbNode], pods: list[OpenbPod], policy: str, ratio: float = 1.3, seed: int = 42,
-           checkpoints: tuple[float, ...] = (0.5, 0.8, 0.9, 1.0, 1.1, 1.2, 1.3)) -> dict[str, object]:
-    """Allocation rate at each arrived-demand checkpoint (fractions of GPU capacity)."""
+           checkpoints: tuple[float, ...] = (0.5, 0.8, 0.9, 1.0, 1.1, 1.2, 1.3), order: str = "trace",
+           ) -> dict[str, object]:
+    """Allocation rate at each arrived-demand checkpoint (fractions of GPU capacity).
+
+    order "trace": the trace's pods in creation order, then sampled pods up to `ratio`;
+    order "sampled": every arrival sampled with replacement from the trace (seeded).
+    """
     base = tasks_from_pods(pods)
     packer = Packer(nodes, policy, task_classes(base), seed)
-    tasks = inflate(base, packer.capacity, ratio, seed)
+    if order == "trace":
+        tasks = inflate(base, packer.capacity, ratio, seed)
+    elif order == "sampled":
+        tasks: list[Task] = []
+        rng = random.Random(seed)
+        demand = 0.0
+        while demand < ratio * packer.capacity:
+            t = rng.choice(base)
+            tasks.append(t)
+            demand += t.demand
+    else:
+        raise ValueError(f"unknown arrival order {order!r} (trace or sampled)")
     demand = 0.0
     rates: dict[str, float] = {}
     pending = list(checkpoints)
@@ -205,5 +221,5 @@ def replay(nodes: list[OpenbNode], pods: list[OpenbPod], policy: str, ratio: flo
             rates[f"{pending.pop(0):.0%}"] = packer.allocated / packer.capacity
     while pending:
         rates[f"{pending.pop(0):.0%}"] = packer.allocated / packer.capacity
-    return {"policy": policy, "tasks": len(tasks), "failed": failed, "capacity_gpus": packer.capacity,
-            "allocation_rate": rates}
+    return {"policy": policy, "order": order, "tasks": len(tasks), "failed": failed,
+            "capacity_gpus": packer.capacity, "allocation_rate": rates}

@@ -1,6 +1,6 @@
 """Reproduce the published-number checks of docs/validation.md.
 
-    python -m gpusched.simulations.validate fgd     [--traces DIR] [--seed 42] [--policies ...]
+    python -m gpusched.simulations.validate fgd     [--traces DIR] [--seed 42] [--policies ...] [--order sampled]
     python -m gpusched.simulations.validate philly  [--traces DIR] [--policies fifo,las,sjf] [--vc]
 
 DIR defaults to ../shared/traces beside the project root. Prints a table and writes JSON to stdout
@@ -30,7 +30,7 @@ def helios_cluster(gpus: int = 2816, per_node: int = 8, price: float = 2.0) -> C
     )
 
 
-def run_fgd(traces: Path, policies: list[str], seed: int) -> list[dict[str, Any]]:
+def run_fgd(traces: Path, policies: list[str], seed: int, order: str = "trace") -> list[dict[str, Any]]:
     from gpusched.simulations.fgd import replay
     from gpusched.simulations.traces import load_openb_nodes, load_openb_pods
 
@@ -39,7 +39,7 @@ def run_fgd(traces: Path, policies: list[str], seed: int) -> list[dict[str, Any]
     pods = load_openb_pods(folder / "openb_pod_list_default.csv")
     out = []
     for policy in policies:
-        result = replay(nodes, pods, policy, seed=seed)
+        result = replay(nodes, pods, policy, seed=seed, order=order)
         result["published_at_100"] = FGD_PUBLISHED.get(policy)
         out.append(result)
     return out
@@ -107,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--gpus", type=int, default=2816)
     parser.add_argument("--vc", action="store_true", help="philly: per-virtual-cluster quotas")
+    parser.add_argument("--order", choices=("trace", "sampled"), default="trace",
+                        help="fgd: pods in trace order then sampled (default), or all sampled")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     traces = args.traces.resolve()
@@ -115,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.check == "fgd":
         policies = (args.policies or "fgd,best-fit,gpusched,first-fit,random").split(",")
-        results = run_fgd(traces, policies, args.seed)
+        results = run_fgd(traces, policies, args.seed, args.order)
         if not args.json:
             marks = list(results[0]["allocation_rate"])
             print(f"{'policy':<10} " + " ".join(f"{m:>6}" for m in marks) + "  published@100%")
