@@ -197,10 +197,10 @@ def replay(nodes: list[OpenbNode], pods: list[OpenbPod], policy: str, ratio: flo
     """
     base = tasks_from_pods(pods)
     packer = Packer(nodes, policy, task_classes(base), seed)
+    tasks: list[Task] = []
     if order == "trace":
         tasks = inflate(base, packer.capacity, ratio, seed)
     elif order == "sampled":
-        tasks: list[Task] = []
         rng = random.Random(seed)
         demand = 0.0
         while demand < ratio * packer.capacity:

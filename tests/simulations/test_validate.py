@@ -84,3 +84,12 @@ def test_vc_shares_cover_biggest_gang() -> None:
 def test_validate_missing_traces(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert validate.main(["fgd", "--traces", str(tmp_path / "none")]) == 2
     assert "not found" in capsys.readouterr().err
+
+
+def test_sampled_order_reaches_ratio_and_rejects_unknown_order() -> None:
+    nodes = load_openb_nodes(OPENB / "openb_node_list_gpu_node.csv")
+    pods = load_openb_pods(OPENB / "openb_pod_list_default.csv")
+    r = fgd.replay(nodes, pods, "best-fit", order="sampled", seed=5)
+    assert r["order"] == "sampled" and r["allocation_rate"]["130%"] > 0.5  # type: ignore[index]
+    with pytest.raises(ValueError, match="order"):
+        fgd.replay(nodes, pods, "best-fit", order="reverse")
