@@ -32,17 +32,10 @@ from gpusched.workload_contract import ENV_CHECKPOINT_DIR, ENV_JOB_NAME, TERMINA
 
 Obj = dict[str, Any]
 
-DEFAULT_COMMAND = [
-    "torchrun",
-    "--nnodes=$(NNODES)",
-    "--nproc-per-node=$(NPROC_PER_NODE)",
-    "--node-rank=$(NODE_RANK)",
-    "--master-addr=$(MASTER_ADDR)",
-    "--master-port=$(MASTER_PORT)",
-    "-m",
-    "gpusched.workload",
-]
-"""torchrun starts NPROC_PER_NODE ranks of `python -m gpusched.workload` (the workload contract)."""
+DEFAULT_COMMAND = ["python", "-m", "gpusched.workload.launch"]
+"""Starts NPROC_PER_NODE ranks of `python -m gpusched.workload` from NNODES, NODE_RANK, MASTER_ADDR
+and MASTER_PORT, as torchrun's static launch does, but exits with the workers' agreed code: torchrun
+turns a worker's 75 (preempted after a checkpoint) into its own 1."""
 
 
 def rank_nodes(placement: list[Placement], per_node: int) -> list[str] | None:
