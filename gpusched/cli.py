@@ -205,7 +205,10 @@ def _register_subcommands() -> None:
             if exc.name == module_name:
                 continue  # that part of gpusched is not built yet
             raise
-        app.command(name)(getattr(module, attr))
+        command = getattr(module, attr, None)
+        if command is None:
+            raise RuntimeError(f"{module_name} has no command function {attr!r}")
+        app.command(name)(command)
 
 
 _register_subcommands()
