@@ -83,6 +83,7 @@ def _relax(search: _Search, forbid: frozenset[int], first: bool) -> None:
             relax=True,
         )
         exact = not relaxed.thinned
+        slot_lp = True
     else:
         bucket = next(
             (b for b in (2, 4, 8, 16, 32) if columns / b / BUCKET_COLUMNS_PER_SECOND <= 0.4 * search.left()),
@@ -99,6 +100,7 @@ def _relax(search: _Search, forbid: frozenset[int], first: bool) -> None:
             inst, policy, bucket, solver=options.solver, time_limit=search.left(), threads=options.threads
         )
         exact = True  # a relaxation of the slot model: its optimum is a valid bound
+        slot_lp = False  # its starts are bucket starts: not a capacity-feasible placement
         if first:
             search.notes.append(
                 f"lower bound from the LP over {format_hours(bucket * inst.slot)} buckets (the slot model is too "
@@ -108,7 +110,7 @@ def _relax(search: _Search, forbid: frozenset[int], first: bool) -> None:
         return
     if first and exact:
         search.bound = relaxed.objective
-    rounded, name, _ = lp_guided(inst, policy, relaxed.fractional, forbid)
+    rounded, name, _ = lp_guided(inst, policy, relaxed.fractional, forbid, exact=slot_lp)
     search.offer(rounded, name)
 
 

@@ -122,13 +122,21 @@ def lp_guided(
     policy: Policy,
     fractional: list[tuple[int, TypeOption, int, float]],
     forbid_now: frozenset[int] = frozenset(),
+    exact: bool = False,
 ) -> tuple[Schedule, str, dict[str, float]]:
     """Round an LP relaxation by alpha-points: list-schedule jobs in the order of the slot by
     which the LP has started an alpha fraction of them, each on the type the LP gives it most of.
+
+    With `exact` (the LP is the slot model itself), the jobs the LP already starts integrally are
+    also kept exactly where it put them and only the rest are list-scheduled around them: where the
+    LP is nearly integral, as under the cost policy, that keeps almost all of its structure.
     """
     mass: dict[int, list[tuple[int, TypeOption, float]]] = {}
+    integral: Schedule = {}
     for j, opt, s, v in fractional:
         mass.setdefault(j, []).append((s, opt, v))
+        if exact and v >= 1 - 1e-6 and not (s == 0 and j in forbid_now):
+            integral[j] = Choice(opt, s)
     results: dict[str, float] = {}
     best: tuple[float, Schedule, str] | None = None
     for alpha in (0.2, 0.5, 0.8):
@@ -157,11 +165,13 @@ def lp_guided(
                 *policy.order_key(i),
             ),
         )
-        schedule = _list_schedule_preferring(inst, policy, order, preferred, forbid_now)
-        value = policy.evaluate(schedule)
-        results[f"lp-alpha-{alpha}"] = value
-        if best is None or value < best[0] - 1e-9:
-            best = (value, schedule, f"lp-alpha-{alpha}")
+        for keep in ({}, integral) if integral else ({},):
+            schedule = _list_schedule_preferring(inst, policy, order, preferred, forbid_now, keep)
+            value = policy.evaluate(schedule)
+            name = f"lp-{'fix-' if keep else ''}alpha-{alpha}"
+            results[name] = value
+            if best is None or value < best[0] - 1e-9:
+                best = (value, schedule, name)
     assert best is not None
     return best[1], best[2], results
 
@@ -172,12 +182,17 @@ def _list_schedule_preferring(
     order: list[JobInfo],
     preferred: dict[int, TypeOption],
     forbid_now: frozenset[int],
+    keep: Schedule | None = None,
 ) -> Schedule:
-    """List scheduling that tries the LP's type first and falls back to the policy's choice."""
+    """List scheduling that tries the LP's type first and falls back to the policy's choice;
+    the choices in `keep` are placed first, as they are."""
     free = np.asarray(inst.capacity, dtype=np.int64).copy()
     schedule: Schedule = {}
+    for j, kept in (keep or {}).items():
+        free[kept.option.type_index, kept.start : min(kept.end(), inst.n_slots)] -= inst.jobs[j].gpus
+        schedule[j] = kept
     for info in order:
-        if not info.plannable:
+        if not info.plannable or info.index in schedule:
             continue
         choice: Choice | None = None
         opt = preferred.get(info.index)
