@@ -110,8 +110,15 @@ def _relax(search: _Search, forbid: frozenset[int], first: bool) -> None:
         return
     if first and exact:
         search.bound = relaxed.objective
+    t0 = time.perf_counter()
     rounded, name, _ = lp_guided(inst, policy, relaxed.fractional, forbid, exact=slot_lp)
     search.offer(rounded, name)
+    # Time the MILP cannot use well goes to more alpha-points: each is one list schedule.
+    if search.left() < MIN_MILP_SECONDS and search.left() > 3 * (time.perf_counter() - t0):
+        rounded, name, _ = lp_guided(
+            inst, policy, relaxed.fractional, forbid, exact=slot_lp, alphas=(0.1, 0.35, 0.65, 0.9)
+        )
+        search.offer(rounded, name)
 
 
 def _improve(search: _Search, forbid: frozenset[int], first: bool) -> None:

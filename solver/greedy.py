@@ -123,6 +123,7 @@ def lp_guided(
     fractional: list[tuple[int, TypeOption, int, float]],
     forbid_now: frozenset[int] = frozenset(),
     exact: bool = False,
+    alphas: tuple[float, ...] = (0.2, 0.5, 0.8),
 ) -> tuple[Schedule, str, dict[str, float]]:
     """Round an LP relaxation by alpha-points: list-schedule jobs in the order of the slot by
     which the LP has started an alpha fraction of them, each on the type the LP gives it most of.
@@ -139,7 +140,7 @@ def lp_guided(
             integral[j] = Choice(opt, s)
     results: dict[str, float] = {}
     best: tuple[float, Schedule, str] | None = None
-    for alpha in (0.2, 0.5, 0.8):
+    for alpha in alphas:
         key: dict[int, float] = {}
         preferred: dict[int, TypeOption] = {}
         for j, entries in mass.items():
