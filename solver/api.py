@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from gpusched.model import Cluster, Job, JobPlan, Placement, Plan, Segment, SlotUsage
 from gpusched.solver.bounds import trivial_bound
 from gpusched.solver.greedy import lp_guided, portfolio
-from gpusched.solver.instance import Instance, JobInfo, build_instance
+from gpusched.solver.instance import Instance, JobInfo, TypeOption, build_instance
 from gpusched.solver.milp import solve_bucket_relaxation, solve_milp
 from gpusched.solver.options import PlanOptions
 from gpusched.solver.placement import place_first_slot
@@ -113,12 +113,48 @@ def _relax(search: _Search, forbid: frozenset[int], first: bool) -> None:
     t0 = time.perf_counter()
     rounded, name, _ = lp_guided(inst, policy, relaxed.fractional, forbid, exact=slot_lp)
     search.offer(rounded, name)
+    # (Over a bucket LP's support, spread to every start of each bucket, the model is too loose to
+    # beat the thinned MILP at L: measured 6.6 % against 3.6 % for cost.)
+    if slot_lp and not search.closed() and search.left() > 1.0:
+        _support_milp(search, relaxed.fractional, forbid)
     # Time the MILP cannot use well goes to more alpha-points: each is one list schedule.
     if search.left() < MIN_MILP_SECONDS and search.left() > 3 * (time.perf_counter() - t0):
         rounded, name, _ = lp_guided(
             inst, policy, relaxed.fractional, forbid, exact=slot_lp, alphas=(0.1, 0.35, 0.65, 0.9)
         )
         search.offer(rounded, name)
+
+
+def _support_milp(
+    search: _Search, fractional: list[tuple[int, TypeOption, int, float]], forbid: frozenset[int]
+) -> None:
+    """The MILP over the starts the LP uses plus the incumbent's: a small model CBC closes fast.
+
+    Where the LP is nearly integral (as under the cost policy) its support holds a near-optimal
+    plan; the incumbent's starts keep the small model feasible.
+    """
+    inst = search.inst
+    keep = {(j, id(opt), s) for j, opt, s, _ in fractional}
+    keep |= {(j, id(c.option), c.start) for j, c in search.schedule.items()}
+    columns = [
+        (info, opt, s)
+        for info in inst.jobs
+        for opt in inst.all_options(info)
+        for s in inst.start_range(info, opt)
+        if (info.index, id(opt), s) in keep and not (s == 0 and info.index in forbid)
+    ]
+    result = solve_milp(
+        inst,
+        search.policy,
+        solver=search.options.solver,
+        time_limit=min(search.left() - 0.5, 0.5 * search.left() + 1),
+        threads=search.options.threads,
+        warm=search.schedule,
+        forbid_now=forbid,
+        columns=columns,
+    )
+    if result.schedule is not None:
+        search.offer(result.schedule, f"lp-support-milp-{search.options.solver}")
 
 
 def _improve(search: _Search, forbid: frozenset[int], first: bool) -> None:

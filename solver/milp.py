@@ -98,10 +98,18 @@ def solve_milp(
     forbid_now: frozenset[int] = frozenset(),
     column_budget: int | None = None,
     relax: bool = False,
+    columns: list[tuple[JobInfo, TypeOption, int]] | None = None,
 ) -> MilpResult:
-    """Solve the model (or, with relax=True, its LP relaxation: then `fractional` holds z)."""
+    """Solve the model (or, with relax=True, its LP relaxation: then `fractional` holds z).
+
+    `columns` restricts the model to the given starts (then the result is marked thinned: its bound
+    is not one for the full model).
+    """
     t0 = time.perf_counter()
-    cols, thinned = build_columns(inst, column_budget, forbid_now, warm or {})
+    if columns is not None:
+        cols, thinned = columns, True
+    else:
+        cols, thinned = build_columns(inst, column_budget, forbid_now, warm or {})
     model, index = build_model(inst, policy, cols, relax)
     x0 = None
     if warm and not relax:
