@@ -228,7 +228,8 @@ def plan(cluster: Cluster, jobs: list[Job], options: PlanOptions | None = None) 
     notes = search.notes + notes
     bound, proven = search.bound, search.proven
     objective = policy.evaluate(schedule)
-    lower = trivial_bound(inst, policy)
+    # The capacity-free bound rarely beats an LP bound and costs seconds at L: only when cheap or alone.
+    lower = trivial_bound(inst, policy) if bound is None or len(inst.jobs) <= 1000 else float("-inf")
     if bound is not None:
         lower = max(lower, min(bound, objective))
     if proven and not forbid:
