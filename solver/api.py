@@ -169,11 +169,12 @@ def _improve(search: _Search, forbid: frozenset[int], first: bool) -> None:
         or budget < 0.25 * min(_estimated_columns(inst), COLUMN_BUDGET)
     ):
         return
+    # CBC reads, presolves and writes its answer around its own clock: keep time for that.
     result = solve_milp(
         inst,
         policy,
         solver=options.solver,
-        time_limit=search.left(),
+        time_limit=search.left() - 0.5 - budget / 40_000,
         threads=options.threads,
         warm=search.schedule,
         forbid_now=forbid,
