@@ -8,7 +8,6 @@ model reaches it as an MPS file, the format PuLP itself hands it. HiGHS gets the
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import re
@@ -247,9 +246,3 @@ def _solve_cbc(
         bound = float(found[-1]) + model.offset if found else None
         return Solution("feasible", x, float(model.c @ x + model.offset), bound, seconds)
     return Solution("not_solved", None, None, None, seconds)
-
-
-def cleanup(path: str | None) -> None:
-    if path:
-        with contextlib.suppress(OSError):
-            os.unlink(path)

@@ -64,21 +64,10 @@ def list_schedule(
     order: list[JobInfo],
     forbid_now: frozenset[int] = frozenset(),
 ) -> Schedule:
-    free = np.asarray(inst.capacity, dtype=np.int64).copy()
-    schedule: Schedule = {}
     # Jobs that must keep running go first: their GPUs are not up for grabs.
     fixed = [info for info in order if info.fixed]
     rest = [info for info in order if not info.fixed]
-    for info in fixed + rest:
-        if not info.plannable:
-            continue
-        choice = place_job(inst, policy, free, info, forbid_now)
-        if choice is None:
-            continue
-        end = min(choice.end(), inst.n_slots)
-        free[choice.option.type_index, choice.start : end] -= info.gpus
-        schedule[info.index] = choice
-    return schedule
+    return _list_schedule_preferring(inst, policy, fixed + rest, {}, forbid_now)
 
 
 def fifo_order(inst: Instance) -> list[JobInfo]:
