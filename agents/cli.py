@@ -1,4 +1,4 @@
-"""`gpusched agent`: the node agent's command line. Only typer and stdlib are imported at module
+"""`gpusched agent`: the node agent's command line. Only typer, rich and stdlib are imported at module
 level; NVML, prometheus_client and the Kubernetes client load inside the command."""
 
 from __future__ import annotations
@@ -16,6 +16,9 @@ from typing import Annotated
 
 import typer
 
+from gpusched.cli_util import duration_option
+from gpusched.cli_util import fail as _fail
+
 
 class PublishChoice(str, Enum):
     k8s = "k8s"
@@ -24,24 +27,7 @@ class PublishChoice(str, Enum):
 
 
 def _seconds(value: str, option: str) -> float:
-    from gpusched.units import parse_duration_hours
-
-    try:
-        text = value.strip().lower()
-        if text.endswith("ms") and text[:-2].replace(".", "", 1).isdigit():
-            seconds = float(text[:-2]) / 1000.0  # sub-second spellings: gpusched.units stops at seconds
-        else:
-            seconds = parse_duration_hours(value) * 3600.0
-    except ValueError as exc:
-        raise _fail(f"{option}: {exc}") from None
-    if seconds <= 0:
-        raise _fail(f"{option}: must be positive (got {value!r})")
-    return seconds
-
-
-def _fail(message: str) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(2)
+    return duration_option(value, option) * 3600.0
 
 
 def _labels(items: list[str]) -> dict[str, str]:

@@ -19,8 +19,9 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from gpusched.cli_util import EXIT_INPUT, duration_option, fail
 from gpusched.config import InputError
-from gpusched.units import parse_datetime, parse_duration_hours
+from gpusched.units import parse_datetime
 
 app = typer.Typer(
     name="gpusched",
@@ -30,24 +31,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 err_console = Console(stderr=True)
-
-EXIT_INPUT = 2
-
-
-def fail(message: str, code: int = EXIT_INPUT) -> typer.Exit:
-    """Print one line to stderr and return the Exit to raise."""
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    return typer.Exit(code)
-
-
-def hours_option(value: str, name: str) -> float:
-    try:
-        hours = parse_duration_hours(value)
-    except ValueError as exc:
-        raise fail(f"{name}: {exc}") from None
-    if hours <= 0:
-        raise fail(f"{name}: must be positive (got {value!r})")
-    return hours
 
 
 class PolicyChoice(str, Enum):
@@ -102,8 +85,8 @@ def plan(
     from gpusched.solver import PlanOptions
     from gpusched.solver import plan as solve
 
-    horizon_h = hours_option(horizon, "--horizon")
-    slot_h = hours_option(slot, "--slot")
+    horizon_h = duration_option(horizon, "--horizon")
+    slot_h = duration_option(slot, "--slot")
     if slot_h > horizon_h:
         raise fail(f"--slot: {slot} is longer than --horizon {horizon}")
     start: datetime | None = None

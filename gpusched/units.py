@@ -12,12 +12,12 @@ from typing import Annotated, Any
 
 from pydantic import BeforeValidator
 
-_UNITS = {"s": 1 / 3600, "m": 1 / 60, "min": 1 / 60, "h": 1.0, "d": 24.0, "w": 168.0}
-_PART = re.compile(r"(\d+(?:\.\d+)?)\s*(min|s|m|h|d|w)")
+_UNITS = {"ms": 1 / 3_600_000, "s": 1 / 3600, "m": 1 / 60, "min": 1 / 60, "h": 1.0, "d": 24.0, "w": 168.0}
+_PART = re.compile(r"(\d+(?:\.\d+)?)\s*(min|ms|s|m|h|d|w)")
 
 
 def parse_duration_hours(value: Any) -> float:
-    """Return hours for 2, 2.5, "90m", "1h30m", "45s", "1d"; raise ValueError otherwise."""
+    """Return hours for 2, 2.5, "90m", "1h30m", "45s", "250ms", "1d"; raise ValueError otherwise."""
     if isinstance(value, bool):
         raise ValueError(f"expected a duration such as '90m' or '2h', got {value!r}")
     if isinstance(value, (int, float)):

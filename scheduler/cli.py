@@ -1,4 +1,4 @@
-"""`gpusched operator`: only typer and the stdlib at import time (kubernetes loads inside)."""
+"""`gpusched operator`: only typer, rich and the stdlib at import time (kubernetes loads inside)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,9 @@ from typing import Annotated
 
 import typer
 
+from gpusched.cli_util import duration_option
+from gpusched.cli_util import fail as _fail
+
 
 class _Policy(str, Enum):
     cost = "cost"
@@ -19,21 +22,8 @@ class _Policy(str, Enum):
     fair = "fair"
 
 
-def _fail(message: str) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(2)
-
-
 def _duration_s(value: str, option: str) -> float:
-    from gpusched.units import parse_duration_hours
-
-    try:
-        hours = parse_duration_hours(value)
-    except ValueError as exc:
-        raise _fail(f"{option}: {exc}") from None
-    if hours <= 0:
-        raise _fail(f"{option}: must be positive (got {value!r})")
-    return hours * 3600
+    return duration_option(value, option) * 3600
 
 
 def operator(

@@ -1,7 +1,7 @@
 """`gpusched simulate` (replay a trace under one or several policies) and `gpusched capacity`
 (the cheapest cluster that meets an SLO for a workload).
 
-Only typer and the standard library are imported at module level so `gpusched --help` stays fast;
+Only typer, rich and the standard library are imported at module level so `gpusched --help` stays fast;
 the engine, matplotlib and rich are imported inside the command.
 """
 
@@ -12,40 +12,99 @@ from typing import Annotated
 
 import typer
 
+from gpusched.cli_util import duration_option, fail
+
 
 def simulate(
-    trace: Annotated[str, typer.Option("--trace", "-t", help="Trace file (philly/openb/csv), or a synthetic "
-                                       "spec such as 'jobs=500,load=0.8' or a YAML file of one.")],
-    cluster: Annotated[Path | None, typer.Option("--cluster", "-c", help="cluster.yaml, or an openb node list "
-                                                 "CSV; optional for openb (the node list beside the pods).")] = None,
-    fmt: Annotated[str | None, typer.Option("--format", "-f", help="philly, openb, csv or synthetic "
-                                            "(default: detected from the CSV header).")] = None,
-    policy: Annotated[str, typer.Option("--policy", "-p", help="fifo, fifo-backfill, sjf, las, gavel, gpusched "
-                                        "(= gpusched:jct) or gpusched:cost|jct|makespan|deadline|fair.")] = "fifo",
-    compare: Annotated[str | None, typer.Option("--compare", help="Comma-separated policies to run side by "
-                                                "side, e.g. fifo,las,gavel,gpusched.")] = None,
-    seed: Annotated[int, typer.Option(help="Seed for synthetic traces, failures and throughput mapping.")] = 0,
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Directory for summary.json/csv, jobs.csv, "
-                                             "PNG plots and report.html.")] = None,
-    limit: Annotated[int | None, typer.Option(help="Replay only the first N jobs (after --start/--end).",
-                                              min=1)] = None,
-    start: Annotated[str | None, typer.Option(help="Only jobs submitted at or after this offset, e.g. 24h.")] = None,
+    trace: Annotated[
+        str,
+        typer.Option(
+            "--trace",
+            "-t",
+            help="Trace file (philly/openb/csv), or a synthetic "
+            "spec such as 'jobs=500,load=0.8' or a YAML file of one.",
+        ),
+    ],
+    cluster: Annotated[
+        Path | None,
+        typer.Option(
+            "--cluster",
+            "-c",
+            help="cluster.yaml, or an openb node list "
+            "CSV; optional for openb (the node list beside the pods).",
+        ),
+    ] = None,
+    fmt: Annotated[
+        str | None,
+        typer.Option(
+            "--format", "-f", help="philly, openb, csv or synthetic (default: detected from the CSV header)."
+        ),
+    ] = None,
+    policy: Annotated[
+        str,
+        typer.Option(
+            "--policy",
+            "-p",
+            help="fifo, fifo-backfill, sjf, las, gavel, gpusched "
+            "(= gpusched:jct) or gpusched:cost|jct|makespan|deadline|fair.",
+        ),
+    ] = "fifo",
+    compare: Annotated[
+        str | None,
+        typer.Option(
+            "--compare", help="Comma-separated policies to run side by side, e.g. fifo,las,gavel,gpusched."
+        ),
+    ] = None,
+    seed: Annotated[
+        int, typer.Option(help="Seed for synthetic traces, failures and throughput mapping.")
+    ] = 0,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", "-o", help="Directory for summary.json/csv, jobs.csv, PNG plots and report.html."
+        ),
+    ] = None,
+    limit: Annotated[
+        int | None, typer.Option(help="Replay only the first N jobs (after --start/--end).", min=1)
+    ] = None,
+    start: Annotated[
+        str | None, typer.Option(help="Only jobs submitted at or after this offset, e.g. 24h.")
+    ] = None,
     end: Annotated[str | None, typer.Option(help="Only jobs submitted before this offset, e.g. 7d.")] = None,
-    replan: Annotated[str, typer.Option(help="gpusched policy: re-plan at most this often (sim time).")] = "5m",
-    plan_window: Annotated[int, typer.Option(help="gpusched policy: queued jobs passed to the planner.",
-                                             min=1)] = 64,
+    replan: Annotated[
+        str, typer.Option(help="gpusched policy: re-plan at most this often (sim time).")
+    ] = "5m",
+    plan_window: Annotated[
+        int, typer.Option(help="gpusched policy: queued jobs passed to the planner.", min=1)
+    ] = 64,
     plan_time_limit: Annotated[float, typer.Option(help="gpusched policy: planner seconds per call.")] = 5.0,
-    mtbf: Annotated[str | None, typer.Option(help="Mean time between failures of one GPU, e.g. 5000h "
-                                             "(default: no failures).")] = None,
+    mtbf: Annotated[
+        str | None,
+        typer.Option(help="Mean time between failures of one GPU, e.g. 5000h (default: no failures)."),
+    ] = None,
     mttr: Annotated[str, typer.Option(help="Mean GPU repair time.")] = "2h",
-    restart_overhead: Annotated[str, typer.Option(help="Restart cost for jobs whose trace gives none.")] = "0m",
-    checkpoint: Annotated[bool, typer.Option("--checkpoint/--no-checkpoint", help="Preempted jobs save their "
-                                             "progress (failures never do).")] = True,
+    restart_overhead: Annotated[
+        str, typer.Option(help="Restart cost for jobs whose trace gives none.")
+    ] = "0m",
+    checkpoint: Annotated[
+        bool,
+        typer.Option(
+            "--checkpoint/--no-checkpoint", help="Preempted jobs save their progress (failures never do)."
+        ),
+    ] = True,
     spread: Annotated[bool, typer.Option(help="Let gangs that fit on one node span several nodes.")] = False,
-    throughputs: Annotated[Path | None, typer.Option(help="Gavel simulation_throughputs.json: per-type job "
-                                                     "speeds, job types drawn by --seed.")] = None,
-    las_thresholds: Annotated[str, typer.Option(help="LAS queue thresholds in GPU-hours of attained service, "
-                                                "increasing, comma-separated.")] = "1,16",
+    throughputs: Annotated[
+        Path | None,
+        typer.Option(
+            help="Gavel simulation_throughputs.json: per-type job speeds, job types drawn by --seed."
+        ),
+    ] = None,
+    las_thresholds: Annotated[
+        str,
+        typer.Option(
+            help="LAS queue thresholds in GPU-hours of attained service, increasing, comma-separated."
+        ),
+    ] = "1,16",
     gavel_round: Annotated[str, typer.Option(help="Gavel round length (simulated time).")] = "6m",
 ) -> None:
     """Replay a job trace on a cluster and report JCT, queueing, utilisation, fragmentation and cost."""
@@ -56,24 +115,11 @@ def simulate(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
     from gpusched.config import InputError
-    from gpusched.units import parse_duration_hours
 
     err = Console(stderr=True)
 
-    def fail(message: str) -> typer.Exit:
-        err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-        return typer.Exit(2)
-
     def hours(value: str | None, name: str, allow_zero: bool = False) -> float | None:
-        if value is None:
-            return None
-        try:
-            h = parse_duration_hours(value)
-        except ValueError as exc:
-            raise fail(f"{name}: {exc}") from None
-        if h < 0 or (h == 0 and not allow_zero):
-            raise fail(f"{name}: must be {'non-negative' if allow_zero else 'positive'} (got {value!r})")
-        return h
+        return None if value is None else duration_option(value, name, allow_zero=allow_zero)
 
     from gpusched.simulations import inputs
     from gpusched.simulations.engine import SimConfig, Simulator
@@ -109,19 +155,38 @@ def simulate(
     )
     try:
         the_cluster, jobs, detected = inputs.load(
-            cluster, trace, fmt, limit=limit, start=hours(start, "--start", allow_zero=True),
-            end=hours(end, "--end"), seed=seed, throughputs=throughputs,
+            cluster,
+            trace,
+            fmt,
+            limit=limit,
+            start=hours(start, "--start", allow_zero=True),
+            end=hours(end, "--end"),
+            seed=seed,
+            throughputs=throughputs,
         )
     except InputError as exc:
         raise fail(str(exc)) from None
 
     results = []
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=err, transient=False, disable=not sys.stderr.isatty()) as progress:
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=False,
+        disable=not sys.stderr.isatty(),
+    ) as progress:
         for name in names:
             task = progress.add_task(f"{name:>14}", total=len(jobs))
-            pol = make_policy(name, replan_minutes=replan_h * 60, plan_window=plan_window,
-                              plan_time_limit=plan_time_limit, las_thresholds=thresholds, round_hours=round_h)
+            pol = make_policy(
+                name,
+                replan_minutes=replan_h * 60,
+                plan_window=plan_window,
+                plan_time_limit=plan_time_limit,
+                las_thresholds=thresholds,
+                round_hours=round_h,
+            )
 
             def tick(done: int, total: int, task: TaskID = task) -> None:
                 progress.update(task, completed=done)
@@ -135,8 +200,15 @@ def simulate(
     if out is not None:
         from gpusched.simulations.report import write_outputs
 
-        meta = {"trace": trace, "format": detected, "jobs": len(jobs), "cluster_gpus": the_cluster.total_gpus(),
-                "policies": ", ".join(names), "seed": seed, "config": config.model_dump_json()}
+        meta = {
+            "trace": trace,
+            "format": detected,
+            "jobs": len(jobs),
+            "cluster_gpus": the_cluster.total_gpus(),
+            "policies": ", ".join(names),
+            "seed": seed,
+            "config": config.model_dump_json(),
+        }
         try:
             write_outputs(results, out, meta)
         except OSError as exc:
@@ -163,33 +235,67 @@ def _print_table(summaries: list[dict[str, object]]) -> None:
 
 
 def capacity(
-    workload: Annotated[str, typer.Option("--workload", "-w", help="Workload trace (philly/openb/csv) or a "
-                                          "synthetic spec such as 'jobs=2000,rate_per_hour=40'.")],
-    slo: Annotated[str, typer.Option(help="Service objective: {avg,p50,p95,p99}_{queue,jct}<=DURATION, "
-                                     "e.g. 'p95_queue<=1h'.")],
-    gpu_types: Annotated[str | None, typer.Option("--gpu-types", help="Candidate types NAME:PRICE_PER_HOUR:SPEED, "
-                                                  "comma-separated, e.g. 'H100:4.0:2.0,A100:2.5:1.4'.")] = None,
-    cluster: Annotated[Path | None, typer.Option("--cluster", "-c", help="Take the candidate GPU types (prices, "
-                                                 "speeds) from this cluster.yaml.")] = None,
-    prices: Annotated[str | None, typer.Option(help="Override on-demand prices: 'H100=3.5,A100=2.1' ($/GPU-h).")
-                      ] = None,
-    reserved_discount: Annotated[float, typer.Option(help="Reserved price = on-demand x (1 - discount).",
-                                                     min=0.0, max=0.95)] = 0.4,
-    budget: Annotated[float | None, typer.Option(help="Monthly budget ($): dearer candidates are dropped.",
-                                                 min=0.0)] = None,
-    what_if: Annotated[list[str] | None, typer.Option("--what-if", help="Re-run the recommendation with a change: "
-                                                      "'+16 H100', 'lose node NAME', 'demand +30%'. Repeatable.")
-                       ] = None,
-    policy: Annotated[str, typer.Option("--policy", "-p", help="Scheduling policy used to validate candidates.")
-                      ] = "fifo-backfill",
-    fmt: Annotated[str | None, typer.Option("--format", "-f", help="Trace format (default: detected).")] = None,
+    workload: Annotated[
+        str,
+        typer.Option(
+            "--workload",
+            "-w",
+            help="Workload trace (philly/openb/csv) or a "
+            "synthetic spec such as 'jobs=2000,rate_per_hour=40'.",
+        ),
+    ],
+    slo: Annotated[
+        str,
+        typer.Option(
+            help="Service objective: {avg,p50,p95,p99}_{queue,jct}<=DURATION, e.g. 'p95_queue<=1h'."
+        ),
+    ],
+    gpu_types: Annotated[
+        str | None,
+        typer.Option(
+            "--gpu-types",
+            help="Candidate types NAME:PRICE_PER_HOUR:SPEED, "
+            "comma-separated, e.g. 'H100:4.0:2.0,A100:2.5:1.4'.",
+        ),
+    ] = None,
+    cluster: Annotated[
+        Path | None,
+        typer.Option(
+            "--cluster", "-c", help="Take the candidate GPU types (prices, speeds) from this cluster.yaml."
+        ),
+    ] = None,
+    prices: Annotated[
+        str | None, typer.Option(help="Override on-demand prices: 'H100=3.5,A100=2.1' ($/GPU-h).")
+    ] = None,
+    reserved_discount: Annotated[
+        float, typer.Option(help="Reserved price = on-demand x (1 - discount).", min=0.0, max=0.95)
+    ] = 0.4,
+    budget: Annotated[
+        float | None, typer.Option(help="Monthly budget ($): dearer candidates are dropped.", min=0.0)
+    ] = None,
+    what_if: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--what-if",
+            help="Re-run the recommendation with a change: "
+            "'+16 H100', 'lose node NAME', 'demand +30%'. Repeatable.",
+        ),
+    ] = None,
+    policy: Annotated[
+        str, typer.Option("--policy", "-p", help="Scheduling policy used to validate candidates.")
+    ] = "fifo-backfill",
+    fmt: Annotated[
+        str | None, typer.Option("--format", "-f", help="Trace format (default: detected).")
+    ] = None,
     node_gpus: Annotated[int, typer.Option(help="GPUs per node of every candidate.", min=1)] = 8,
-    utilisations: Annotated[str, typer.Option(help="Target utilisations swept by the sizing model.")
-                            ] = "0.5,0.6,0.7,0.8,0.9",
+    utilisations: Annotated[
+        str, typer.Option(help="Target utilisations swept by the sizing model.")
+    ] = "0.5,0.6,0.7,0.8,0.9",
     limit: Annotated[int | None, typer.Option(help="Use only the first N jobs of the trace.", min=1)] = None,
     seed: Annotated[int, typer.Option(help="Seed for synthetic workloads.")] = 0,
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Directory for capacity.json and "
-                                             "frontier.png.")] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Directory for capacity.json and frontier.png.")
+    ] = None,
 ) -> None:
     """Size a cluster for a workload: the cheapest GPU mix meeting an SLO, its monthly bill, what-ifs."""
     import json
@@ -208,10 +314,6 @@ def capacity(
     err = Console(stderr=True)
     console = Console()
 
-    def fail(message: str) -> typer.Exit:
-        err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-        return typer.Exit(2)
-
     try:
         objective = cap.parse_slo(slo)
     except ValueError as exc:
@@ -224,10 +326,15 @@ def capacity(
             for part in gpu_types.split(","):
                 bits = part.strip().split(":")
                 if len(bits) != 3:
-                    raise InputError(f"--gpu-types: {part.strip()!r} is not NAME:PRICE:SPEED (e.g. A100:2.5:1.4)")
+                    raise InputError(
+                        f"--gpu-types: {part.strip()!r} is not NAME:PRICE:SPEED (e.g. A100:2.5:1.4)"
+                    )
                 try:
-                    types.append(GpuType(name=bits[0], memory_gib=80, price_per_hour=float(bits[1]),
-                                         speed=float(bits[2])))
+                    types.append(
+                        GpuType(
+                            name=bits[0], memory_gib=80, price_per_hour=float(bits[1]), speed=float(bits[2])
+                        )
+                    )
                 except ValueError as exc:
                     raise InputError(f"--gpu-types: {part.strip()!r}: {str(exc).splitlines()[0]}") from None
         elif cluster is not None:
@@ -239,9 +346,13 @@ def capacity(
             for part in prices.split(","):
                 name, _, value = part.partition("=")
                 if name.strip() not in known:
-                    raise InputError(f"--prices: unknown GPU type {name.strip()!r} (known: {', '.join(known)})")
+                    raise InputError(
+                        f"--prices: unknown GPU type {name.strip()!r} (known: {', '.join(known)})"
+                    )
                 try:
-                    known[name.strip()] = known[name.strip()].model_copy(update={"price_per_hour": float(value)})
+                    known[name.strip()] = known[name.strip()].model_copy(
+                        update={"price_per_hour": float(value)}
+                    )
                 except ValueError:
                     raise InputError(f"--prices: {part.strip()!r} is not NAME=PRICE") from None
             types = list(known.values())
@@ -270,7 +381,9 @@ def capacity(
             seen.add(c.describe())
             candidates.append(c)
     if not candidates:
-        raise fail(f"--budget: no cluster of {', '.join(type_map)} fits the workload within ${budget:,.0f}/month")
+        raise fail(
+            f"--budget: no cluster of {', '.join(type_map)} fits the workload within ${budget:,.0f}/month"
+        )
 
     def evaluate(c: cap.Candidate, cluster_: object, jobs_: list[object]) -> dict[str, object]:
         result = Simulator(cluster_, jobs_, make_policy(policy)).run()  # type: ignore[arg-type]
@@ -290,7 +403,9 @@ def capacity(
             progress.advance(task)
         # None met the SLO: keep adding headroom (lower target utilisation) a few more times.
         u = min(sweep)
-        while not any(c.metrics["meets"] for c in candidates) and u > 0.05 and len(candidates) < len(sweep) + 8:
+        while (
+            not any(c.metrics["meets"] for c in candidates) and u > 0.05 and len(candidates) < len(sweep) + 8
+        ):
             u /= 1.5
             c = cap.size(types, demand, biggest, node_gpus, u, reserved_discount, budget)
             if c is None:
@@ -303,28 +418,51 @@ def capacity(
             candidates.append(c)
             progress.advance(task)
 
-    table = Table(title=f"candidates for {len(jobs)} jobs (mean demand {demand:.1f} reference GPUs), SLO {slo}")
+    table = Table(
+        title=f"candidates for {len(jobs)} jobs (mean demand {demand:.1f} reference GPUs), SLO {slo}"
+    )
     for col in ("sized at", "configuration", "monthly bill", objective.metric, "meets SLO"):
         table.add_column(col)
     for c in sorted(candidates, key=lambda c: float(c.metrics["bill"])):  # type: ignore[arg-type]
-        table.add_row(c.label, c.describe(), f"${c.metrics['bill']:,.0f}", f"{c.metrics['value']:.3f}",
-                      "yes" if c.metrics["meets"] else "no")
+        table.add_row(
+            c.label,
+            c.describe(),
+            f"${c.metrics['bill']:,.0f}",
+            f"{c.metrics['value']:.3f}",
+            "yes" if c.metrics["meets"] else "no",
+        )
     console.print(table)
-    meeting = [c for c in candidates if c.metrics["meets"] and (budget is None or float(c.metrics["bill"]) <= budget)]  # type: ignore[arg-type]
+    meeting = [
+        c for c in candidates if c.metrics["meets"] and (budget is None or float(c.metrics["bill"]) <= budget)
+    ]  # type: ignore[arg-type]
     best = min(meeting, key=lambda c: float(c.metrics["bill"])) if meeting else None  # type: ignore[arg-type]
     report: dict[str, object] = {
-        "slo": slo, "policy": policy, "jobs": len(jobs), "mean_demand_ref_gpus": demand, "span_h": span,
-        "candidates": [{"label": c.label, "reserved": c.reserved, "on_demand": c.on_demand, **c.metrics}
-                       for c in candidates],
+        "slo": slo,
+        "policy": policy,
+        "jobs": len(jobs),
+        "mean_demand_ref_gpus": demand,
+        "span_h": span,
+        "candidates": [
+            {"label": c.label, "reserved": c.reserved, "on_demand": c.on_demand, **c.metrics}
+            for c in candidates
+        ],
     }
     if best is None:
-        console.print(f"[bold red]no candidate meets {slo}[/]: try higher --utilisations headroom "
-                      "(lower values) or a bigger --budget")
+        console.print(
+            f"[bold red]no candidate meets {slo}[/]: try higher --utilisations headroom "
+            "(lower values) or a bigger --budget"
+        )
     else:
-        console.print(f"[bold green]cheapest configuration meeting {slo}:[/] {best.describe()} -- "
-                      f"{objective.metric} {best.metrics['value']:.3f} h, monthly bill ${best.metrics['bill']:,.0f}")
-        report["recommendation"] = {"label": best.label, "reserved": best.reserved, "on_demand": best.on_demand,
-                                    **best.metrics}
+        console.print(
+            f"[bold green]cheapest configuration meeting {slo}:[/] {best.describe()} -- "
+            f"{objective.metric} {best.metrics['value']:.3f} h, monthly bill ${best.metrics['bill']:,.0f}"
+        )
+        report["recommendation"] = {
+            "label": best.label,
+            "reserved": best.reserved,
+            "on_demand": best.on_demand,
+            **best.metrics,
+        }
         whatifs = []
         base_cluster = cap.to_cluster(best, types, node_gpus)
         for text in what_if or []:
@@ -339,20 +477,26 @@ def capacity(
                 if n.name.startswith("whatif-"):
                     added[n.gpu_type] += n.gpu_count
             m["bill"] = float(m["bill"]) + sum(  # type: ignore[arg-type]
-                g * cap.HOURS_PER_MONTH * type_map[t].price_per_hour * (1 - reserved_discount) for t, g in added.items())
+                g * cap.HOURS_PER_MONTH * type_map[t].price_per_hour * (1 - reserved_discount)
+                for t, g in added.items()
+            )
             if extra < 0:
                 lost = -extra
                 share = lost / max(1, sum(n.gpu_count for n in base_cluster.nodes))
                 m["bill"] = float(m["bill"]) * (1 - share)  # type: ignore[arg-type]
             whatifs.append({"what_if": text, **m})
-            console.print(f"what if {text}: {objective.metric} {m['value']:.3f} h "
-                          f"({'meets' if m['meets'] else 'misses'} the SLO), monthly bill ${m['bill']:,.0f}")
+            console.print(
+                f"what if {text}: {objective.metric} {m['value']:.3f} h "
+                f"({'meets' if m['meets'] else 'misses'} the SLO), monthly bill ${m['bill']:,.0f}"
+            )
         report["what_ifs"] = whatifs
     if out is not None:
         try:
             out.mkdir(parents=True, exist_ok=True)
-            points = [(float(c.metrics["bill"]), float(c.metrics["value"]), c.label, bool(c.metrics["meets"]))  # type: ignore[arg-type]
-                      for c in candidates]
+            points = [
+                (float(c.metrics["bill"]), float(c.metrics["value"]), c.label, bool(c.metrics["meets"]))  # type: ignore[arg-type]
+                for c in candidates
+            ]
             write_atomic(out / "frontier.png", cap.frontier_png(points, objective))
             write_atomic(out / "capacity.json", json.dumps(report, indent=2, default=str) + "\n")
         except OSError as exc:

@@ -1,0 +1,32 @@
+"""What every `gpusched` subcommand needs to report a user's mistake the same way.
+
+Kept apart from gpusched/cli.py (which imports the subcommand modules) so those modules can import
+it, and light: typer and rich only.
+"""
+
+from __future__ import annotations
+
+import typer
+from rich.console import Console
+
+from gpusched.units import parse_duration_hours
+
+EXIT_INPUT = 2
+_err = Console(stderr=True)
+
+
+def fail(message: str, code: int = EXIT_INPUT) -> typer.Exit:
+    """Print one 'error: ...' line to stderr and return the Exit to raise."""
+    _err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def duration_option(value: str, option: str, *, allow_zero: bool = False) -> float:
+    """Hours of a duration option such as '--interval 5s'; exits 2 with one line when it is bad."""
+    try:
+        hours = parse_duration_hours(value)
+    except ValueError as exc:
+        raise fail(f"{option}: {exc}") from None
+    if hours < 0 or (hours == 0 and not allow_zero):
+        raise fail(f"{option}: must be {'non-negative' if allow_zero else 'positive'} (got {value!r})")
+    return hours
