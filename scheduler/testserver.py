@@ -281,6 +281,8 @@ class FakeKubeAPI:
             (r.group, r.version, r.plural): r for r in RESOURCES
         }
         self.requests: Counter[str] = Counter()
+        self.log: list[tuple[str, str, str, Any]] = []
+        """Every request as (method, path, content type, body), for tests that check what was sent."""
         self.faults: list[Fault] = []
         self.hooks: list[Hook] = []
         self._server: ThreadingHTTPServer | None = None
@@ -346,7 +348,7 @@ class FakeKubeAPI:
     # ------------------------------------------------------------------ test controls
 
     def fail(self, method: str, path_regex: str, code: int, times: int = 1) -> None:
-        """The next `times` requests matching method and path get `code` (500, 409, 429 ...)."""
+        """The next `times` requests matching method ('*' for any) and path get `code` (500, 409, 429 ...)."""
         self.faults.append(Fault(method.upper(), re.compile(path_regex), code, times))
 
     def on(self, method: str, path_regex: str, callback: Callable[[str, str], None]) -> None:
@@ -638,11 +640,13 @@ class _Handler(BaseHTTPRequestHandler):
             return
         watch = query.get("watch") in ("1", "true", "True")
         api.requests[f"{method} {'watch' if watch else ''}{self._kind(url.path)}"] += 1
+        content_type = (self.headers.get("Content-Type") or "").split(";")[0].strip()
+        api.log.append((method, url.path, content_type, body))
         for hook in api.hooks:
             if hook.method == method and hook.pattern.search(url.path):
                 hook.callback(method, url.path)
         for fault in api.faults:
-            if fault.remaining > 0 and fault.method == method and fault.pattern.search(url.path):
+            if fault.remaining > 0 and fault.method in (method, "*") and fault.pattern.search(url.path):
                 fault.remaining -= 1
                 self._send(
                     fault.code, ApiError(fault.code, "InjectedFault", f"injected {fault.code}").status()

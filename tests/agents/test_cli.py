@@ -189,11 +189,11 @@ def test_bad_options_are_one_line_errors(tmp_path: Path, stub_lib: Path) -> None
 
 
 def test_publish_k8s_from_the_command_line(tmp_path: Path, stub_lib: Path) -> None:
-    from gpusched.agents.k8s import GROUP, PLURAL, VERSION
+    from gpusched.agents.k8s import PLURAL
 
     from .kube_api import KubeAPI
 
-    kube = KubeAPI({(GROUP, VERSION, PLURAL)})
+    kube = KubeAPI()
     try:
         kube.add_node("dgx-1")
         kubeconfig = tmp_path / "kubeconfig"

@@ -97,7 +97,7 @@ def _allowed(method: str, path: str) -> bool:
 def test_rbac_allows_every_request_the_publisher_makes(
     make_agent: Callable[..., Any], stub_config: Callable[[str], Any]
 ) -> None:
-    kube = KubeAPI({(GROUP, VERSION, PLURAL)})
+    kube = KubeAPI()
     try:
         kube.add_node("dgx-1")
         cfg = client.Configuration()

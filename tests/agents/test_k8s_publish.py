@@ -9,7 +9,7 @@ import pytest
 from kubernetes import client
 
 from gpusched.agents.agent import Agent
-from gpusched.agents.k8s import GROUP, PLURAL, VERSION, GpuNodePublisher
+from gpusched.agents.k8s import PLURAL, GpuNodePublisher
 from gpusched.telemetry import NodeTelemetry
 
 from .kube_api import KubeAPI
@@ -25,7 +25,7 @@ class FakeClock:
 
 @pytest.fixture
 def kube() -> Iterator[KubeAPI]:
-    api = KubeAPI({(GROUP, VERSION, PLURAL)})
+    api = KubeAPI()
     yield api
     api.close()
 
