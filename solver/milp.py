@@ -34,7 +34,6 @@ class MilpResult:
     solve_time_s: float
     columns: int
     thinned: bool
-    notes: list[str] = field(default_factory=list)
     fractional: list[tuple[int, TypeOption, int, float]] = field(default_factory=list)
     """LP relaxation only: (job index, option, start, value) for every z > 0."""
 

@@ -88,12 +88,3 @@ def place_first_slot(inst: Instance, schedule: Schedule) -> tuple[dict[int, list
 def _rank(pick: list[tuple[str, int]], free: dict[str, int]) -> tuple[int, int]:
     # Fewer nodes first, then less left over on the nodes it touches (less fragmentation).
     return (len(pick), sum(free[n] - g for n, g in pick))
-
-
-def fragmentation(inst: Instance, placements: dict[int, list[Placement]]) -> int:
-    """GPUs left free in slot 0 on partly used nodes: holes that big gangs cannot use."""
-    used: dict[str, int] = defaultdict(int)
-    for plist in placements.values():
-        for p in plist:
-            used[p.node] += p.gpus
-    return sum(caps[0] - used[name] for name, caps in inst.node_capacity.items() if 0 < used[name] < caps[0])

@@ -34,10 +34,6 @@ def usage(inst: Instance, schedule: Schedule) -> np.ndarray:
     return used
 
 
-def free_capacity(inst: Instance, schedule: Schedule) -> np.ndarray:
-    return np.asarray(inst.capacity, dtype=np.int64) - usage(inst, schedule)
-
-
 def is_late(inst: Instance, info: JobInfo, choice: Choice) -> bool:
     return info.deadline_slot is not None and choice.end() > info.deadline_slot
 
