@@ -2,9 +2,17 @@
 a queueing/JCT SLO for a workload, validated by simulation.
 
 1. Sizing MILP (PuLP/CBC): integer reserved nodes r_k and on-demand nodes o_k per GPU type k.
-   Capacity, in reference-GPU units, must cover the workload's mean demand D (sum of gpus x work
-   over the trace span) at a target utilisation u:  sum_k gpus_per_node x speed_k (r_k + o_k) >= D/u;
-   the largest gang must fit on one type (binary b_k); the budget, when given, caps the bill.
+   Jobs are grouped into demand classes c by the candidate types they may run on (openb's gpu_spec,
+   a generic CSV's gpu_types), their per-type speeds and the nodes their gang needs; D_c is the
+   class's mean demand in reference GPUs (sum of gpus x gpu share x work over the trace span).
+   Flow variables y_ck >= 0 (reference GPUs of class c served by type k, only for allowed k) carry
+   each class's demand (sum_k y_ck = D_c) to types whose capacity at target utilisation u covers the
+   GPUs that flow needs: gpus_per_node x u x (r_k + o_k) >= sum_c y_ck / speed_ck. Pooling all
+   demand into one speed-weighted capacity instead would size a cluster of the cheapest type per
+   unit of work even for jobs that may not run on it, which the simulation then rejects.
+   At least `reserved_share` of each type's load is on reserved nodes. A class whose gangs span
+   m >= 2 nodes may only flow to a type it picks (binary b_ck, y_ck <= D_c b_ck) that has at least m
+   nodes; the budget, when given, caps the bill.
    Monthly bill = reserved nodes x GPUs x 730 h x price x (1 - discount) + on-demand nodes x GPUs x
    730 h x price x (expected busy share u). One MILP per u in a sweep gives the candidates.
 2. Each candidate becomes a Cluster and the workload is simulated on it (the chosen policy); its SLO
@@ -68,12 +76,77 @@ class Candidate:
         return "; ".join(parts) or "empty"
 
 
-def workload_demand(jobs: list[TraceJob]) -> tuple[float, int, float]:
-    """(mean reference-GPU demand, largest gang, span in hours)."""
+def _span(jobs: list[TraceJob]) -> float:
     start = min(j.release for j in jobs)
     end = max(j.release + j.work for j in jobs)
-    span = max(end - start, 1e-6)
-    return sum(j.gpus * j.work for j in jobs) / span, max(j.gpus for j in jobs), span
+    return max(end - start, 1e-6)
+
+
+def _gpu_share(job: TraceJob) -> float:
+    """GPUs the job occupies: a shared GPU (openb gpu_milli < 1000) counts by its thousandths."""
+    return job.gpus * job.gpu_milli / 1000
+
+
+def workload_demand(jobs: list[TraceJob]) -> tuple[float, int, float]:
+    """(mean reference-GPU demand, largest gang, span in hours)."""
+    span = _span(jobs)
+    return sum(_gpu_share(j) * j.work for j in jobs) / span, max(j.gpus for j in jobs), span
+
+
+@dataclass(frozen=True)
+class DemandClass:
+    """Jobs the sizing model treats alike: same allowed candidate types, same per-type speeds, and
+    gangs that need the same number of nodes."""
+
+    types: tuple[str, ...] | None
+    """Candidate types the jobs may run on; None: any."""
+    demand: float
+    """Mean demand in reference GPUs (GPU-hours of work at speed 1.0 per hour of the trace span)."""
+    biggest: int = 1
+    """Largest gang of the class (GPUs)."""
+    speeds: tuple[tuple[str, float], ...] = ()
+    """Per-type job speeds overriding the type's speed (Gavel throughputs)."""
+    jobs: int = 0
+
+    def allowed(self, types: list[GpuType]) -> list[GpuType]:
+        return [t for t in types if self.types is None or t.name in self.types]
+
+    def speed(self, t: GpuType) -> float:
+        return dict(self.speeds).get(t.name, t.speed)
+
+    def describe(self) -> str:
+        where = "any type" if self.types is None else "|".join(self.types)
+        return f"{self.jobs} jobs on {where}, largest gang {self.biggest}: {self.demand:.2f} reference GPUs"
+
+
+def demand_classes(jobs: list[TraceJob], types: list[GpuType], per_node: int) -> list[DemandClass]:
+    """The workload's demand grouped by allowed candidate types, speeds and nodes per gang.
+
+    A job's allowed types are cut to the candidates; ValueError names jobs left with none (the
+    cluster could never run them, whatever its size)."""
+    names = [t.name for t in types]
+    span = _span(jobs)
+    groups: dict[tuple[tuple[str, ...] | None, tuple[tuple[str, float], ...], int], list[TraceJob]] = {}
+    for j in jobs:
+        allowed: tuple[str, ...] | None = None
+        if j.gpu_types is not None:
+            allowed = tuple(n for n in names if n in j.gpu_types)
+            if not allowed:
+                stuck = [x for x in jobs if x.gpu_types == j.gpu_types]
+                raise ValueError(
+                    f"{len(stuck)} jobs (e.g. {j.name}) may only run on {'|'.join(j.gpu_types)}, none of which "
+                    f"is a candidate GPU type ({', '.join(names)})"
+                )
+            if len(allowed) == len(names):
+                allowed = None
+        speeds = tuple(sorted((k, v) for k, v in j.speeds.items() if k in names))
+        key = (allowed, speeds, math.ceil(j.gpus / per_node))
+        groups.setdefault(key, []).append(j)
+    return [
+        DemandClass(types=allowed, demand=sum(_gpu_share(j) * j.work for j in group) / span,
+                    biggest=max(j.gpus for j in group), speeds=speeds, jobs=len(group))
+        for (allowed, speeds, _), group in sorted(groups.items(), key=lambda kv: repr(kv[0]))
+    ]
 
 
 def monthly_bill(c: Candidate, types: dict[str, GpuType], per_node: int, discount: float,
@@ -85,33 +158,46 @@ def monthly_bill(c: Candidate, types: dict[str, GpuType], per_node: int, discoun
     return bill
 
 
-def size(types: list[GpuType], demand: float, biggest: int, per_node: int, util: float, discount: float,
+def size(types: list[GpuType], classes: list[DemandClass], per_node: int, util: float, discount: float,
          budget: float | None = None, reserved_share: float = 0.7) -> Candidate | None:
     """The cheapest node mix for one target utilisation (None when infeasible within the budget).
 
-    At least `reserved_share` of the capacity is reserved (steady base load); the rest may be
-    on-demand, billed at its expected busy share `util`.
+    Each demand class flows to the types it may use (see the module docstring); on every type at
+    least `reserved_share` of its load is reserved (steady base load), the rest may be on-demand,
+    billed at its expected busy share `util`. ValueError when a class may use none of `types`.
     """
     import pulp
 
     prob = pulp.LpProblem("capacity", pulp.LpMinimize)
     r = {t.name: pulp.LpVariable(f"r_{i}", lowBound=0, cat="Integer") for i, t in enumerate(types)}
     o = {t.name: pulp.LpVariable(f"o_{i}", lowBound=0, cat="Integer") for i, t in enumerate(types)}
-    b = {t.name: pulp.LpVariable(f"b_{i}", cat="Binary") for i, t in enumerate(types)}
-    cost = {
-        t.name: per_node * HOURS_PER_MONTH * t.price_per_hour for t in types
-    }
-    prob += pulp.lpSum(cost[t.name] * ((1 - discount) * r[t.name] + util * o[t.name]) for t in types)
-    capacity = pulp.lpSum(per_node * t.speed * (r[t.name] + o[t.name]) for t in types)
-    reserved_cap = pulp.lpSum(per_node * t.speed * r[t.name] for t in types)
-    prob += capacity >= demand / util
-    prob += reserved_cap >= reserved_share * demand / util
-    need_nodes = math.ceil(biggest / per_node)
+    cost = {t.name: per_node * HOURS_PER_MONTH * t.price_per_hour for t in types}
+    bill = pulp.lpSum(cost[t.name] * ((1 - discount) * r[t.name] + util * o[t.name]) for t in types)
+    prob += bill
+    index = {t.name: i for i, t in enumerate(types)}
+    load: dict[str, list[Any]] = {t.name: [] for t in types}  # GPUs of type k busy serving its flows
+    for c_i, c in enumerate(classes):
+        allowed = c.allowed(types)
+        if not allowed:
+            raise ValueError(f"demand class {c.describe()} may use none of {', '.join(t.name for t in types)}")
+        y = {t.name: pulp.LpVariable(f"y_{c_i}_{index[t.name]}", lowBound=0) for t in allowed}
+        prob += pulp.lpSum(y.values()) >= c.demand
+        for t in allowed:
+            load[t.name].append((1 / c.speed(t)) * y[t.name])
+        need_nodes = math.ceil(c.biggest / per_node)
+        if need_nodes >= 2:
+            # The class's gangs span nodes: it is served only by a type it picks with enough nodes.
+            b = {t.name: pulp.LpVariable(f"b_{c_i}_{index[t.name]}", cat="Binary") for t in allowed}
+            prob += pulp.lpSum(b.values()) >= 1
+            for t in allowed:
+                prob += y[t.name] <= c.demand * b[t.name]
+                prob += r[t.name] + o[t.name] >= need_nodes * b[t.name]
     for t in types:
-        prob += r[t.name] + o[t.name] >= need_nodes * b[t.name]
-    prob += pulp.lpSum(b.values()) >= 1
+        busy = pulp.lpSum(load[t.name])
+        prob += per_node * util * (r[t.name] + o[t.name]) >= busy
+        prob += per_node * util * r[t.name] >= reserved_share * busy
     if budget is not None:
-        prob += pulp.lpSum(cost[t.name] * ((1 - discount) * r[t.name] + util * o[t.name]) for t in types) <= budget
+        prob += bill <= budget
     prob.solve(pulp.PULP_CBC_CMD(msg=False))
     if pulp.LpStatus[prob.status] != "Optimal":
         return None

@@ -241,7 +241,8 @@ def capacity(
             "--workload",
             "-w",
             help="Workload trace (philly/openb/csv) or a "
-            "synthetic spec such as 'jobs=2000,rate_per_hour=40'.",
+            "synthetic spec such as 'jobs=2000,rate_per_hour=40'. Jobs' allowed GPU types "
+            "(openb gpu_spec, a CSV's gpu_types) are honoured by the sizing.",
         ),
     ],
     slo: Annotated[
@@ -371,12 +372,16 @@ def capacity(
     except InputError as exc:
         raise fail(str(exc)) from None
 
-    demand, biggest, span = cap.workload_demand(jobs)
+    demand, _, span = cap.workload_demand(jobs)
+    try:
+        classes = cap.demand_classes(jobs, types, node_gpus)
+    except ValueError as exc:
+        raise fail(f"--workload: {workload}: {exc}; add a type they may use to --gpu-types") from None
     type_map = {t.name: t for t in types}
     candidates: list[cap.Candidate] = []
     seen: set[str] = set()
     for u in sorted(sweep):
-        c = cap.size(types, demand, biggest, node_gpus, u, reserved_discount, budget)
+        c = cap.size(types, classes, node_gpus, u, reserved_discount, budget)
         if c is not None and c.describe() not in seen:
             seen.add(c.describe())
             candidates.append(c)
@@ -407,7 +412,7 @@ def capacity(
             not any(c.metrics["meets"] for c in candidates) and u > 0.05 and len(candidates) < len(sweep) + 8
         ):
             u /= 1.5
-            c = cap.size(types, demand, biggest, node_gpus, u, reserved_discount, budget)
+            c = cap.size(types, classes, node_gpus, u, reserved_discount, budget)
             if c is None:
                 break
             if c.describe() in seen:
@@ -442,6 +447,10 @@ def capacity(
         "jobs": len(jobs),
         "mean_demand_ref_gpus": demand,
         "span_h": span,
+        "demand_classes": [
+            {"gpu_types": dc.types, "jobs": dc.jobs, "largest_gang": dc.biggest, "mean_demand_ref_gpus": dc.demand}
+            for dc in classes
+        ],
         "candidates": [
             {"label": c.label, "reserved": c.reserved, "on_demand": c.on_demand, **c.metrics}
             for c in candidates

@@ -105,6 +105,43 @@ def test_capacity_recommends_and_runs_what_ifs(tmp_path: Path) -> None:
     assert (out / "frontier.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def _restricted_workload(tmp_path: Path, gpu_types: str) -> str:
+    """24 one-GPU half-hour jobs, one every 15 minutes, that may only run on `gpu_types`."""
+    path = tmp_path / "restricted.csv"
+    rows = [f"{i * 900},1800,1,{gpu_types}" for i in range(24)]
+    path.write_text("submit,duration,gpus,gpu_types\n" + "\n".join(rows) + "\n")
+    return str(path)
+
+
+def test_capacity_honours_per_job_gpu_types(tmp_path: Path) -> None:
+    # H100 is cheaper per unit of work ($4 at speed 4 vs $3 at speed 1.5), so sizing that pooled the
+    # demand would buy only H100 -- on which these A100-only jobs can never run (every candidate rejected
+    # by the simulation). Sized by class, the cluster is A100 and meets the SLO.
+    out = tmp_path / "cap"
+    result = runner.invoke(app, [
+        "capacity", "--workload", _restricted_workload(tmp_path, "A100"), "--slo", "p95_queue<=1h",
+        "--gpu-types", "H100:4.0:4.0,A100:3.0:1.5", "--reserved-discount", "0.4", "-o", str(out),
+    ])
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "capacity.json").read_text())
+    assert [c["gpu_types"] for c in report["demand_classes"]] == [["A100"]]
+    best = report["recommendation"]
+    assert best["meets"] and best["value"] == 0.0
+    assert best["reserved"]["H100"] + best["on_demand"]["H100"] == 0
+    assert best["reserved"]["A100"] >= 1
+    assert all(c["reserved"]["H100"] + c["on_demand"]["H100"] == 0 for c in report["candidates"])
+
+
+def test_capacity_jobs_on_no_candidate_type(tmp_path: Path) -> None:
+    result = runner.invoke(app, [
+        "capacity", "--workload", _restricted_workload(tmp_path, "V100"), "--slo", "p95_queue<=1h",
+        "--gpu-types", "H100:4.0:4.0,A100:3.0:1.5",
+    ])
+    assert result.exit_code == 2, result.output
+    assert "24 jobs (e.g. job-1) may only run on V100, none of which is a candidate GPU type" in " ".join(
+        result.output.split())
+
+
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
