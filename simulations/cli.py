@@ -105,6 +105,13 @@ def simulate(
             help="LAS queue thresholds in GPU-hours of attained service, increasing, comma-separated."
         ),
     ] = "1,16",
+    las_starvation: Annotated[
+        str | None,
+        typer.Option(
+            help="LAS starvation guard: a job preempted into a lower queue that has waited this long "
+            "(e.g. 4h) goes back to the top queue with a fresh quota. Default: off."
+        ),
+    ] = None,
     gavel_round: Annotated[str, typer.Option(help="Gavel round length (simulated time).")] = "6m",
 ) -> None:
     """Replay a job trace on a cluster and report JCT, queueing, utilisation, fragmentation and cost."""
@@ -138,6 +145,7 @@ def simulate(
             raise fail(f"{option}: unknown policy {name!r} (known: {', '.join(known)})")
     replan_h = hours(replan, "--replan")
     round_h = hours(gavel_round, "--gavel-round")
+    starvation_h = hours(las_starvation, "--las-starvation")
     assert replan_h is not None and round_h is not None
     try:
         thresholds = [float(x) for x in las_thresholds.split(",") if x.strip()]
@@ -185,6 +193,7 @@ def simulate(
                 plan_window=plan_window,
                 plan_time_limit=plan_time_limit,
                 las_thresholds=thresholds,
+                las_starvation=starvation_h,
                 round_hours=round_h,
             )
 

@@ -34,7 +34,9 @@ def make_policy(name: str, **options: Any) -> SchedPolicy:
     if key in ("las", "tiresias"):
         from gpusched.simulations.policies.las import Las
 
-        return Las(thresholds=options.get("las_thresholds"))
+        promote_after = options.get("las_starvation")
+        return Las(thresholds=options.get("las_thresholds"),
+                   promote_after=None if promote_after is None else float(promote_after))
     if key == "gavel":
         from gpusched.simulations.policies.gavel import Gavel
 

@@ -4,8 +4,12 @@ Attained service is GPU-time (GPUs x hours run), the "2D" of 2D-LAS: it favours 
 narrow jobs without knowing durations. Jobs sit in K priority queues split by attained-service
 thresholds; a job is demoted the moment it crosses its queue's threshold (an exact timer, not a
 polling quantum), queues are served in order and FIFO (by arrival) inside a queue, and a higher-queue
-job preempts lower-queue running jobs. Optional starvation guard: a job that waited longer than
-`promote_after` hours goes back to the top queue, as Tiresias' PromoteKnob does.
+job preempts lower-queue running jobs. Optional starvation guard (`promote_after` hours, off by
+default): a job waiting in a lower queue -- it was demoted, then preempted -- that has waited that
+long since it was last queued goes back to the top queue, as Tiresias' starvation guard does, and its
+queue quota starts afresh there (attained service counts from the promotion for demotion), so it
+runs a full top-queue quantum instead of being demoted again the instant it restarts. The promotion
+is an exact timer, like demotion, not a check at the next unrelated event.
 """
 
 from __future__ import annotations
@@ -31,7 +35,12 @@ class Las(SchedPolicy):
         self.thresholds = tuple(thresholds) if thresholds else DEFAULT_THRESHOLDS
         if any(b <= a for a, b in zip(self.thresholds, self.thresholds[1:])) or self.thresholds[0] <= 0:
             raise ValueError(f"LAS thresholds must be positive and increasing (got {self.thresholds})")
+        if promote_after is not None and promote_after <= 0:
+            raise ValueError(f"LAS starvation guard must be positive (got {promote_after}h)")
         self.promote_after = promote_after
+        self.credit: dict[int, float] = {}
+        """Attained service (GPU-hours) at a job's last promotion: demotion counts from there."""
+        self.promotions = 0
         self.queues: list[list[tuple[float, int]]] = [[] for _ in range(len(self.thresholds) + 1)]
         self.demotions = 0
 
@@ -45,19 +54,35 @@ class Las(SchedPolicy):
     def on_start(self, job: SimJob) -> None:
         q = job.queue_index
         if q < len(self.thresholds):
-            when = self.s.now + max(0.0, self.thresholds[q] - job.attained) / job.spec.gpus
+            attained = job.attained - self.credit.get(job.idx, 0.0)
+            when = self.s.now + max(0.0, self.thresholds[q] - attained) / job.spec.gpus
             self.s.wake_at(when, ("demote", job.idx, job.finish_token))
+
+    def on_requeue(self, job: SimJob) -> None:
+        if self.promote_after is not None and job.queue_index > 0:
+            self.s.wake_at(self.s.now + self.promote_after, ("promote", job.idx, job.finish_token))
 
     def on_finish(self, job: SimJob) -> None:
         self._remove(job)
+        self.credit.pop(job.idx, None)
 
     def on_wakeup(self, payload: Any) -> bool:
-        _, idx, token = payload
+        kind, idx, token = payload
         job = self.s.jobs[idx]
+        if kind == "promote":
+            # Still waiting since the requeue that set this timer (a start or stop bumps the token).
+            if job.state != "pending" or job.finish_token != token or job.queue_index == 0:
+                return False
+            self._remove(job)
+            job.queue_index = 0
+            self.credit[idx] = job.attained
+            self.promotions += 1
+            bisect.insort(self.queues[0], self._key(job))
+            return True
         if job.state != "running" or job.finish_token != token:
             return False
         self._remove(job)
-        attained = self.s.attained(job)
+        attained = self.s.attained(job) - self.credit.get(idx, 0.0)
         q = job.queue_index
         while q < len(self.thresholds) and attained >= self.thresholds[q] - 1e-9:
             q += 1
@@ -75,8 +100,6 @@ class Las(SchedPolicy):
 
     def schedule(self, now: float) -> None:
         sim = self.s
-        if self.promote_after is not None:
-            self._promote(now)
         free = dict(sim.state.healthy)
         free_total = sum(free.values())
         keep: list[SimJob] = []
@@ -117,16 +140,8 @@ class Las(SchedPolicy):
         for job in want:
             sim.try_start(job)
 
-    def _promote(self, now: float) -> None:
-        assert self.promote_after is not None
-        sim = self.s
-        for q in range(1, len(self.queues)):
-            for key in list(self.queues[q]):
-                job = sim.jobs[key[1]]
-                if job.state == "pending" and now - job.last_queued > self.promote_after:
-                    self.queues[q].remove(key)
-                    job.queue_index = 0
-                    bisect.insort(self.queues[0], key)
-
     def stats(self) -> dict[str, Any]:
-        return {"demotions": self.demotions}
+        out: dict[str, Any] = {"demotions": self.demotions}
+        if self.promote_after is not None:
+            out["promotions"] = self.promotions
+        return out

@@ -60,6 +60,8 @@ def test_synthetic_with_failures() -> None:
         (["--start", "10d"], "no jobs left"),
         (["--las-thresholds", "16,1"], "--las-thresholds"),
         (["--gavel-round", "0m"], "--gavel-round"),
+        (["--las-starvation", "soon"], "--las-starvation"),
+        (["--las-starvation", "0h"], "--las-starvation: must be positive"),
     ],
 )
 def test_bad_options_one_line_exit_2(args: list[str], expected: str, tmp_path: Path) -> None:
@@ -68,6 +70,30 @@ def test_bad_options_one_line_exit_2(args: list[str], expected: str, tmp_path: P
     assert result.exit_code == 2, result.output
     assert expected in result.output
     assert not out.exists()  # nothing half-written
+
+
+def test_las_starvation_option(tmp_path: Path) -> None:
+    # The trace of test_engine_handchecked.test_las_starvation_guard_changes_who_runs, through the CLI:
+    # one 4-GPU node, threshold 1 GPU-h. Without the guard JCTs are A 1.45 and 0.2 for each of the five
+    # S jobs (mean 2.45/6); with --las-starvation 30m A is promoted at 0.75 h and finishes at 0.95,
+    # delaying S2-S4 to 0.4 each (mean 2.55/6).
+    cluster = tmp_path / "one.yaml"
+    cluster.write_text("gpu_types:\n  - {name: GPU, memory_gib: 80}\nnodes:\n  - {name: n0, gpu_type: GPU, gpu_count: 4}\n")
+    trace = tmp_path / "starved.csv"
+    trace.write_text("name,submit,duration,gpus\nA,0,1620,4\n"
+                     + "".join(f"S{i},{900 + 720 * i},720,4\n" for i in range(5)))
+    summaries = []
+    for extra in ([], ["--las-starvation", "30m"]):
+        out = tmp_path / f"out{len(extra)}"
+        result = runner.invoke(app, ["simulate", "--cluster", str(cluster), "--trace", str(trace), "--policy", "las",
+                                     "--las-thresholds", "1", "-o", str(out), *extra])
+        assert result.exit_code == 0, result.output
+        summaries.append(json.loads((out / "summary.json").read_text())["summaries"][0])
+    plain, guarded = summaries
+    assert plain["avg_jct_h"] == pytest.approx(2.45 / 6)
+    assert "promotions" not in plain
+    assert guarded["avg_jct_h"] == pytest.approx(2.55 / 6)
+    assert guarded["promotions"] == 1
 
 
 def test_bad_trace_row_reported(tmp_path: Path) -> None:

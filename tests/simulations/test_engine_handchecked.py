@@ -80,6 +80,31 @@ def test_las_restart_overhead_and_conservation() -> None:
     assert a.overhead_hours == pytest.approx(0.4)
 
 
+def starved() -> list[TraceJob]:
+    """On one 4-GPU node: A (4 GPUs, 0.45 h) at t=0, then five 4-GPU jobs S0..S4 of 0.2 h (0.8 GPU-h,
+    never demoted) arriving every 0.2 h from 0.25, so the top queue is never empty from 0.25 to 1.25."""
+    return [TraceJob(name="A", gpus=4, work=0.45),
+            *(TraceJob(name=f"S{i}", gpus=4, work=0.2, release=0.25 + 0.2 * i) for i in range(5))]
+
+
+def test_las_starvation_guard_changes_who_runs() -> None:
+    # Threshold 1 GPU-h. A crosses it at 0.25 (4 GPUs x 0.25 h), is demoted and preempted by S0 with
+    # 0.2 h left. Without the guard the S jobs run back to back 0.25-1.25 and A resumes 1.25-1.45.
+    plain = Simulator(one_node(), starved(), Las(thresholds=[1.0])).run()
+    assert jcts(plain) == pytest.approx({"A": 1.45, **{f"S{i}": 0.2 for i in range(5)}})
+    assert summarise(plain)["preemptions"] == 1
+    # Guard 0.5 h: A, queued at 0.25, is promoted at 0.75 to the top queue, where it is first in line
+    # (released at 0): it preempts S2 (running since 0.65, 0.1 h done) and -- with a fresh 1 GPU-h
+    # quota, not demoted again at once -- runs its 0.2 h, 0.75-0.95. Then S2 0.95-1.05, S3 1.05-1.25,
+    # S4 1.25-1.45: JCTs S2 0.4, S3 0.4, S4 0.4.
+    guarded = Simulator(one_node(), starved(), Las(thresholds=[1.0], promote_after=0.5)).run()
+    assert jcts(guarded) == pytest.approx({"A": 0.95, "S0": 0.2, "S1": 0.2, "S2": 0.4, "S3": 0.4, "S4": 0.4})
+    s = summarise(guarded)
+    assert (s["preemptions"], s["promotions"]) == (2, 1)
+    with pytest.raises(ValueError, match="starvation guard must be positive"):
+        Las(promote_after=0.0)
+
+
 def test_preemption_without_checkpoint_loses_work() -> None:
     # No checkpoint on preemption and no checkpoint interval: A's 0.25 h is lost, so A reruns 2 h from
     # 1.25 (ends 3.25) and C its whole 1 h from 3.25 (ends 4.25).
