@@ -8,6 +8,13 @@ so jobs that are fast everywhere do not dominate. The LP is re-solved when the s
 changes; it is realised by rounds (Gavel's 6 minutes): each round, jobs are ranked by
 x_jk / (fraction of their time spent on k so far) and greedily given GPUs, so the time each job gets
 on each type converges to its LP share. Solved with PuLP (HiGHS in-process when available, else CBC).
+
+Every active job is in the LP: jobs with the same usable types, speeds on them, gang size and
+priority are interchangeable in it, so it is solved over those classes (x_ck for class c of m_c
+jobs, capacity sum_c m_c gpus_c x_ck <= n_k), which is exact -- averaging an optimal per-job
+solution over the jobs of a class keeps it feasible and keeps every job's normalised throughput
+>= z -- and has as many columns as classes (a handful on Philly, a few hundred with Gavel's
+throughput matrix) instead of jobs, so no cap on the active set is needed.
 """
 
 from __future__ import annotations
@@ -21,13 +28,11 @@ from gpusched.simulations.workload import SimJob
 class Gavel(SchedPolicy):
     name = "gavel"
 
-    def __init__(self, round_hours: float = 0.1, window: int = 512) -> None:
+    def __init__(self, round_hours: float = 0.1) -> None:
         super().__init__()
         if round_hours <= 0:
             raise ValueError(f"Gavel round must be positive (got {round_hours}h)")
         self.round_hours = round_hours
-        self.window = window
-        """At most this many active jobs (earliest arrivals) enter the LP; the rest wait their turn."""
         self.alloc: dict[int, dict[str, float]] = {}
         self.received: dict[int, dict[str, float]] = {}
         self.active_changed = True
@@ -56,37 +61,47 @@ class Gavel(SchedPolicy):
 
         sim = self.s
         started = time.perf_counter()
-        active = sorted([*sim.running.values(), *sim.pending.values()], key=lambda j: (j.spec.release, j.idx))
-        active = active[: self.window]
         n = {t: c for t, c in sim.state.healthy.items() if c > 0}
         total = sum(n.values())
         self.alloc = {}
-        if not active or total == 0:
+        if total == 0 or not (sim.running or sim.pending):
+            return
+        # Classes of interchangeable jobs: usable types (healthy pool large enough for the gang),
+        # the job's speeds on them, gang size, priority.
+        classes: dict[tuple[Any, ...], list[SimJob]] = {}
+        for j in [*sim.running.values(), *sim.pending.values()]:
+            usable = tuple(t for t in sim.allowed_types(j) if n.get(t, 0) >= j.spec.gpus)
+            if not usable:
+                continue
+            key = (usable, tuple(sim.speed(j, t) for t in usable), j.spec.gpus, j.spec.priority)
+            classes.setdefault(key, []).append(j)
+        if not classes:
             return
         prob = pulp.LpProblem("gavel_maxmin", pulp.LpMaximize)
         z = pulp.LpVariable("z", lowBound=0)
-        x: dict[tuple[int, str], pulp.LpVariable] = {}
-        for j in active:
-            for t in sim.allowed_types(j):
-                if t in n and n[t] >= j.spec.gpus:
-                    x[j.idx, t] = pulp.LpVariable(f"x_{j.idx}_{t}", lowBound=0, upBound=1)
         prob += z
-        for j in active:
-            terms = [(t, var) for (idx, t), var in x.items() if idx == j.idx]
-            if not terms:
-                continue
-            equal = sum(sim.speed(j, t) * n[t] / total for t, _ in terms)
-            prob += pulp.lpSum(sim.speed(j, t) * var for t, var in terms) >= z * j.spec.priority * equal
-            prob += pulp.lpSum(var for _, var in terms) <= 1
+        x: dict[tuple[int, str], pulp.LpVariable] = {}
+        per_type: dict[str, list[Any]] = {t: [] for t in n}
+        members = list(classes.items())
+        column = {t: k for k, t in enumerate(n)}
+        for c, ((usable, speeds, gpus, priority), jobs) in enumerate(members):
+            for t in usable:
+                x[c, t] = pulp.LpVariable(f"x_{c}_{column[t]}", lowBound=0, upBound=1)
+                per_type[t].append(len(jobs) * gpus * x[c, t])
+            equal = sum(s * n[t] / total for t, s in zip(usable, speeds, strict=True))
+            prob += pulp.lpSum(s * x[c, t] for t, s in zip(usable, speeds, strict=True)) >= z * priority * equal
+            prob += pulp.lpSum(x[c, t] for t in usable) <= 1
         for t, cap in n.items():
-            prob += pulp.lpSum(sim.jobs[idx].spec.gpus * var for (idx, tt), var in x.items() if tt == t) <= cap
+            if per_type[t]:
+                prob += pulp.lpSum(per_type[t]) <= cap
         solver = pulp.HiGHS(msg=False) if "HiGHS" in pulp.listSolvers(onlyAvailable=True) else pulp.PULP_CBC_CMD(
             msg=False)
         prob.solve(solver)
-        for (idx, t), var in x.items():
-            value = var.value() or 0.0
-            if value > 1e-6:
-                self.alloc.setdefault(idx, {})[t] = value
+        for c, ((usable, _, _, _), jobs) in enumerate(members):
+            shares = {t: value for t in usable if (value := x[c, t].value() or 0.0) > 1e-6}
+            if shares:
+                for j in jobs:
+                    self.alloc[j.idx] = shares
         self.lp_solves += 1
         self.lp_seconds += time.perf_counter() - started
 

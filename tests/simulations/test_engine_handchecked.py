@@ -146,6 +146,21 @@ def test_gavel_shares_the_fast_gpu() -> None:
         assert value == pytest.approx(4 / 3, abs=0.06)
 
 
+def test_gavel_lp_holds_every_active_job() -> None:
+    # 600 identical one-GPU jobs of 1 h at t=0 on one 8-GPU node, rounds of 0.1 h. Every job is in the
+    # LP (one class of 600: x = 8/600 each), so each round the 8 jobs that never ran rank first (x /
+    # share received = infinity; ties by arrival) and take the GPUs: round r (t = 0.1 r) starts jobs
+    # 8r..8r+7, and the last job first runs at round 74, t = 7.4 h -- long before any job has its
+    # 1 h of service. (With the LP capped at the 512 earliest jobs, jobs 512-599 waited for a finish.)
+    jobs = [TraceJob(name=f"j{i:03d}", gpus=1, work=1.0) for i in range(600)]
+    r = simulate_trace(one_node(gpus=8), jobs, "gavel", round_hours=0.1)
+    first = {j.name: j.first_start for j in r.jobs}
+    assert first["j599"] == pytest.approx(7.4)
+    assert first["j008"] == pytest.approx(0.1) and first["j007"] == pytest.approx(0.0)
+    s = summarise(r)
+    assert s["completed"] == 600
+
+
 def test_shared_gpus_pack_onto_one_gpu() -> None:
     # Two 0.5-GPU jobs share one GPU, so a 1-GPU node runs both at once: both JCT 1 h.
     jobs = [TraceJob(name="a", gpus=1, gpu_milli=500, work=1.0), TraceJob(name="b", gpus=1, gpu_milli=500, work=1.0)]
