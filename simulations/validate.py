@@ -2,6 +2,7 @@
 
     python -m gpusched.simulations.validate fgd     [--traces DIR] [--seed 42] [--policies ...] [--order sampled]
     python -m gpusched.simulations.validate philly  [--traces DIR] [--policies fifo,las,sjf] [--vc]
+    python -m gpusched.simulations.validate helios  [--traces DIR] [--policies ...] [--days N] [--match-durations]
 
 DIR defaults to ../shared/traces beside the project root. Prints a table and writes JSON to stdout
 with --json.
@@ -98,10 +99,47 @@ def run_philly(traces: Path, policies: list[str], gpus: int, vc: bool = False) -
     return out
 
 
+def run_helios_check(traces: Path, policies: list[str], days: float | None = None,
+                     match: bool = False) -> dict[str, Any]:
+    """Philly in Helios' own setup (simulations/helios.py): 11 VCs on 2,816 GPUs, Oct-Nov 2017."""
+    from gpusched.simulations import helios
+
+    jobs = helios.helios_jobs(traces / "philly" / "philly.csv", days=days)
+    if match:
+        jobs = helios.match_durations(jobs)
+    return {
+        "setup": {"vc_nodes": helios.HELIOS_VC_NODES, "gpus": 8 * sum(helios.HELIOS_VC_NODES.values()),
+                  "days": days, "match_durations": match, "jobs": len(jobs)},
+        "trace": helios.trace_facts(jobs),
+        "results": helios.run_helios(jobs, policies),
+    }
+
+
+def _print_helios(out: dict[str, Any]) -> None:
+    setup = out["setup"]
+    print(f"Helios' Philly setup: {setup['jobs']} jobs, {len(setup['vc_nodes'])} VCs, {setup['gpus']} GPUs"
+          + (", durations matched to Helios' means (diagnostic)" if setup["match_durations"] else ""))
+    print(f"{'VC':<7} {'jobs':>6} {'GPUs':>5} {'load':>5} {'mean dur s':>10} {'Helios':>7}")
+    for vc, f in out["trace"].items():
+        gpus = 8 * (setup["vc_nodes"][vc] if vc != "all" else sum(setup["vc_nodes"].values()))
+        print(f"{vc:<7} {f['jobs']:>6} {gpus:>5} {f['offered_load']:>5.2f} {f['mean_duration_s']:>10.0f}"
+              f" {f['helios_mean_duration_s']:>7.0f}")
+    for r in out["results"]:
+        pub = r["published"]
+        print(f"\n{r['policy']} (published column: {r['published_as'] or '-'})")
+        print(f"{'VC':<7} {'avg queue s':>11} {'published':>9} {'avg JCT s':>10} {'published':>9}"
+              f" {'p50 q':>7} {'p95 q':>7} {'p99 q':>8} {'queued':>6}")
+        for vc, s in r["vcs"].items():
+            pq = f"{pub['queue'][vc]:>9}" if pub else f"{'-':>9}"
+            pj = f"{pub['jct'][vc]:>9}" if pub else f"{'-':>9}"
+            print(f"{vc:<7} {s['avg_queue_s']:>11.0f} {pq} {s['avg_jct_s']:>10.0f} {pj}"
+                  f" {s['p50_queue_s']:>7.0f} {s['p95_queue_s']:>7.0f} {s['p99_queue_s']:>8.0f} {s['queued_jobs']:>6}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m gpusched.simulations.validate", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("check", choices=("fgd", "philly"))
+    parser.add_argument("check", choices=("fgd", "philly", "helios"))
     parser.add_argument("--traces", type=Path, default=DEFAULT_TRACES)
     parser.add_argument("--policies", default=None)
     parser.add_argument("--seed", type=int, default=42)
@@ -109,6 +147,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--vc", action="store_true", help="philly: per-virtual-cluster quotas")
     parser.add_argument("--order", choices=("trace", "sampled"), default="trace",
                         help="fgd: pods in trace order then sampled (default), or all sampled")
+    parser.add_argument("--days", type=float, default=None,
+                        help="helios: replay only the first N days of Helios' window")
+    parser.add_argument("--match-durations", action="store_true",
+                        help="helios: diagnostic, scale each VC's durations to the mean Helios' table implies")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     traces = args.traces.resolve()
@@ -126,6 +168,25 @@ def main(argv: list[str] | None = None) -> int:
                 pub = r["published_at_100"]
                 print(f"{r['policy']:<10} " + " ".join(f"{rates[m] * 100:6.1f}" for m in marks)
                       + (f"  {pub * 100:.1f}" if pub else "  -"))
+    elif args.check == "helios":
+        from gpusched.simulations.helios import HELIOS_POLICIES
+        from gpusched.simulations.policies import policy_names
+
+        policies = (args.policies or "helios-fifo,helios-sjf,helios-srtf,fifo,sjf").split(",")
+        known = [*HELIOS_POLICIES, *policy_names()]
+        bad = [p for p in policies if p not in known]
+        if bad:
+            print(f"error: --policies: {bad[0]!r} is not a policy (known: {', '.join(known)})", file=sys.stderr)
+            return 2
+        if args.days is not None and args.days <= 0:
+            print(f"error: --days: {args.days} must be > 0", file=sys.stderr)
+            return 2
+        helios_out = run_helios_check(traces, policies, args.days, args.match_durations)
+        if args.json:
+            print(json.dumps(helios_out, indent=2))
+        else:
+            _print_helios(helios_out)
+        return 0
     else:
         policies = (args.policies or "fifo,las").split(",")
         results = run_philly(traces, policies, args.gpus, vc=args.vc)
