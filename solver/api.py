@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 
 from gpusched.model import Cluster, Job, JobPlan, Placement, Plan, Segment, SlotUsage
 from gpusched.solver.bounds import trivial_bound
+from gpusched.solver.colgen import solve_colgen, supports
 from gpusched.solver.greedy import lp_guided, portfolio
 from gpusched.solver.instance import Instance, JobInfo, TypeOption, build_instance
-from gpusched.solver.milp import solve_bucket_relaxation, solve_milp
+from gpusched.solver.milp import MilpResult, solve_bucket_relaxation, solve_milp
 from gpusched.solver.options import PlanOptions
 from gpusched.solver.placement import place_first_slot
 from gpusched.solver.policies import Policy, make_policy
@@ -32,6 +33,8 @@ COLUMNS_PER_SECOND = 20_000
 a stage is attempted only when the time left leaves room for a model of its size."""
 BUCKET_COLUMNS_PER_SECOND = 15_000
 MAX_REPAIRS = 6
+COLGEN_SHARE = 0.6
+"""Most of the time left the column generation may take (it usually converges well before)."""
 MIN_MILP_SECONDS = 3.0
 """Below this, CBC rarely gets past its root node with a better plan than the warm start."""
 
@@ -50,6 +53,8 @@ class _Search:
     bound: float | None = None
     proven: bool = False
     notes: list[str] = field(default_factory=list)
+    master: list[tuple[int, TypeOption, int]] = field(default_factory=list)
+    """Starts the last column-generation master used, to open the next one (after a repair)."""
 
     def left(self) -> float:
         return self.deadline - time.perf_counter()
@@ -66,12 +71,40 @@ class _Search:
 def _relax(search: _Search, forbid: frozenset[int], first: bool) -> None:
     """LP stage: a valid lower bound and an alpha-point rounding of it.
 
-    The slot-by-slot LP when it fits the time left, else the time-bucket LP with the finest
-    buckets that fit; neither when even that would not.
+    The slot-by-slot LP by column generation where the policy allows it (no auxiliary rows);
+    else the whole slot LP when it fits the time left, else the time-bucket LP with the finest
+    buckets that fit; none when even that would not.
     """
     inst, policy, options = search.inst, search.policy, search.options
     columns = _estimated_columns(inst)
-    if columns <= COLUMN_BUDGET and columns / COLUMNS_PER_SECOND <= 0.7 * search.left():
+    if supports(policy):
+        # What the master left unconverged still rounds and bounds; keep time for the MILP stages.
+        result = solve_colgen(
+            inst,
+            policy,
+            solver=options.solver,
+            time_limit=COLGEN_SHARE * search.left(),
+            threads=options.threads,
+            forbid_now=forbid,
+            seeds=[(j, c.option, c.start) for j, c in search.schedule.items()] + search.master,
+        )
+        if result.bound is not None and first:
+            search.bound = result.bound
+        if not result.converged and first:
+            search.notes.append(
+                f"the slot LP did not converge in its share of the time limit ({result.rounds} rounds of column "
+                "generation): the bound is its best Lagrangian bound"
+            )
+        if result.objective is None:
+            return
+        search.master = [(j, opt, s) for j, opt, s, _ in result.fractional]
+        relaxed = MilpResult(
+            None, "optimal", result.objective, result.bound, result.seconds, result.columns,
+            False, fractional=result.fractional,
+        )
+        exact = False  # the bound was taken above
+        slot_lp = True
+    elif columns <= COLUMN_BUDGET and columns / COLUMNS_PER_SECOND <= 0.7 * search.left():
         relaxed = solve_milp(
             inst,
             policy,
@@ -143,11 +176,14 @@ def _support_milp(
         for s in inst.start_range(info, opt)
         if (info.index, id(opt), s) in keep and not (s == 0 and info.index in forbid)
     ]
+    # Half the time when the thinned MILP comes next, else all of it but a margin: CBC overruns
+    # its limit by about its root LP.
+    share = min(search.left() - 0.5, 0.5 * search.left() + 1) if _thinned_milp_follows(search) else 0.85 * search.left() - 0.5
     result = solve_milp(
         inst,
         search.policy,
         solver=search.options.solver,
-        time_limit=min(search.left() - 0.5, 0.5 * search.left() + 1),
+        time_limit=share,
         threads=search.options.threads,
         warm=search.schedule,
         forbid_now=forbid,
@@ -157,9 +193,18 @@ def _support_milp(
         search.offer(result.schedule, f"lp-support-milp-{search.options.solver}")
 
 
+def _thinned_milp_follows(search: _Search) -> bool:
+    """Past the column budget, the thinned MILP only pays where no slot LP guided the plan: after
+    column generation the LP-support MILP is the better use of the time (at L, 0.3 % against
+    several % for the thinned model, which also overran its limit)."""
+    return _estimated_columns(search.inst) <= COLUMN_BUDGET or not search.master
+
+
 def _improve(search: _Search, forbid: frozenset[int], first: bool) -> None:
     """MILP stage, warm-started from the incumbent, for whatever time is left."""
     inst, policy, options = search.inst, search.policy, search.options
+    if not _thinned_milp_follows(search):
+        return
     # A model that fits the time left; else the same model with far-future starts on a coarser
     # grid (still feasible plans, no longer a bound), as long as that leaves a useful model.
     budget = min(COLUMN_BUDGET, int(0.5 * (search.left() - 0.5) * COLUMNS_PER_SECOND))
@@ -206,7 +251,7 @@ def plan(cluster: Cluster, jobs: list[Job], options: PlanOptions | None = None) 
             inst, policy, options, started + time_limit, schedule, source, policy.evaluate(schedule)
         )
         if previous is not None:
-            search.bound, search.notes = previous.bound, previous.notes
+            search.bound, search.notes, search.master = previous.bound, previous.notes, previous.master
         if plannable:
             _relax(search, forbid, first=attempt == 0)
             _improve(search, forbid, first=attempt == 0)

@@ -135,15 +135,46 @@ def cbc_path() -> str:
 
 def write_mps(model: LinearModel, path: str) -> None:
     """Free-format MPS: rows R<i>, columns C<j>, integers between MARKER lines."""
-    m, n = model.A.shape
+    n = model.A.shape[1]
+    _write_mps_parts(model, path, _column_lines(model, 0, n), _bound_lines(model, 0, n))
+
+
+def _write_mps_parts(model: LinearModel, path: str, columns: list[str], bounds: list[str]) -> None:
+    m = model.A.shape[0]
     out: list[str] = ["NAME gpusched", "ROWS", " N OBJ"]
     lo, hi = model.row_lo, model.row_hi
-    kinds = np.where(lo == hi, "E", np.where(np.isinf(lo), "L", np.where(np.isinf(hi), "G", "L")))
+    kinds = _row_kinds(model)
     out.extend(f" {k} R{i}" for i, k in enumerate(kinds))
     out.append("COLUMNS")
+    out.extend(columns)
+    out.append("RHS")  # the objective's offset stays with us: CBC's values and log exclude it
+    for i in range(m):
+        value = lo[i] if kinds[i] in ("E", "G") else hi[i]
+        if value != 0:
+            out.append(f" RHS R{i} {float(value)!r}")
+    ranged = np.flatnonzero(np.isfinite(lo) & np.isfinite(hi) & (lo != hi))
+    if ranged.size:
+        out.append("RANGES")
+        out.extend(f" RNG R{i} {float(hi[i] - lo[i])!r}" for i in ranged.tolist())
+    out.append("BOUNDS")
+    out.extend(bounds)
+    out.append("ENDATA")
+    with open(path, "w", encoding="ascii") as fh:
+        fh.write("\n".join(out))
+        fh.write("\n")
+
+
+def _row_kinds(model: LinearModel) -> np.ndarray:
+    lo, hi = model.row_lo, model.row_hi
+    return np.where(lo == hi, "E", np.where(np.isinf(lo), "L", np.where(np.isinf(hi), "G", "L")))
+
+
+def _column_lines(model: LinearModel, first: int, stop: int) -> list[str]:
+    """COLUMNS entries of columns first..stop-1 (each run of integer columns between markers)."""
     A = model.A
+    out: list[str] = []
     integer_open = False
-    for j in range(n):
+    for j in range(first, stop):
         is_int = bool(model.integer[j])
         if is_int != integer_open:
             out.append(f" MARKER 'MARKER' {'INTORG' if is_int else 'INTEND'!r}")
@@ -159,26 +190,18 @@ def write_mps(model: LinearModel, path: str) -> None:
             out.append(f" {name} OBJ 0")
     if integer_open:
         out.append(" MARKER 'MARKER' 'INTEND'")
-    out.append("RHS")  # the objective's offset stays with us: CBC's values and log exclude it
-    for i in range(m):
-        value = lo[i] if kinds[i] in ("E", "G") else hi[i]
-        if value != 0:
-            out.append(f" RHS R{i} {float(value)!r}")
-    ranged = np.flatnonzero(np.isfinite(lo) & np.isfinite(hi) & (lo != hi))
-    if ranged.size:
-        out.append("RANGES")
-        out.extend(f" RNG R{i} {float(hi[i] - lo[i])!r}" for i in ranged.tolist())
-    out.append("BOUNDS")
-    for j in range(n):
+    return out
+
+
+def _bound_lines(model: LinearModel, first: int, stop: int) -> list[str]:
+    out: list[str] = []
+    for j in range(first, stop):
         lo_j, hi_j = float(model.col_lo[j]), float(model.col_hi[j])
         if lo_j != 0:
             out.append(f" LO BND C{j} {lo_j!r}" if math.isfinite(lo_j) else f" MI BND C{j}")
         if math.isfinite(hi_j):
             out.append(f" UP BND C{j} {hi_j!r}")
-    out.append("ENDATA")
-    with open(path, "w", encoding="ascii") as fh:
-        fh.write("\n".join(out))
-        fh.write("\n")
+    return out
 
 
 def _write_start(x: np.ndarray, path: str) -> None:
@@ -246,3 +269,147 @@ def _solve_cbc(
         bound = float(found[-1]) + model.offset if found else None
         return Solution("feasible", x, float(model.c @ x + model.offset), bound, seconds)
     return Solution("not_solved", None, None, None, seconds)
+
+
+# ----------------------------------------------------------------------------- LPs re-solved with new columns
+
+
+@dataclass
+class LpSolution:
+    status: str
+    """'optimal' or 'not_solved' (time ran out, or the solver failed)."""
+    x: np.ndarray | None
+    objective: float | None
+    row_dual: np.ndarray | None
+    """y with reduced costs c - A^T y: y <= 0 on a binding <= row of this minimisation."""
+    seconds: float
+
+
+class LpSession:
+    """An LP solved again and again as columns are added: the master problem of column generation.
+
+    HiGHS keeps the model and its basis in memory, so each round starts from the last optimum.
+    CBC is a separate process: each round writes the grown model and solves it with primal simplex
+    (the last basis stays primal feasible when columns are added, which is what primal simplex
+    wants), reading the row duals from the solution file PuLP also reads them from.
+    """
+
+    def __init__(self, model: LinearModel, *, solver: str, threads: int = 1) -> None:
+        self.model, self.solver, self.threads = model, solver, threads
+        self._highs = None
+        self._basis: str | None = None
+        n = model.A.shape[1]
+        # Columns are only ever appended: their MPS text is formatted once.
+        self._columns = _column_lines(model, 0, n) if solver != "highs" else []
+        self._bounds = _bound_lines(model, 0, n) if solver != "highs" else []
+        self._tmp = tempfile.TemporaryDirectory(prefix="gpusched-lp-")
+        if solver == "highs":
+            import highspy
+
+            h = highspy.Highs()
+            h.setOptionValue("output_flag", False)
+            h.setOptionValue("threads", threads)
+            lp = highspy.HighsLp()
+            lp.num_col_, lp.num_row_ = model.c.shape[0], model.A.shape[0]
+            lp.col_cost_ = model.c.astype(np.float64)
+            lp.col_lower_ = model.col_lo.astype(np.float64)
+            lp.col_upper_ = model.col_hi.astype(np.float64)
+            lp.row_lower_ = model.row_lo.astype(np.float64)
+            lp.row_upper_ = model.row_hi.astype(np.float64)
+            lp.offset_ = float(model.offset)
+            lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+            lp.a_matrix_.start_ = model.A.indptr.astype(np.int32)
+            lp.a_matrix_.index_ = model.A.indices.astype(np.int32)
+            lp.a_matrix_.value_ = model.A.data.astype(np.float64)
+            h.passModel(lp)
+            self._highs = h
+
+    def close(self) -> None:
+        self._tmp.cleanup()
+
+    def add_columns(self, c: np.ndarray, A: sparse.csc_matrix, lo: np.ndarray, hi: np.ndarray) -> None:
+        m = self.model
+        first = m.A.shape[1]
+        m.c = np.concatenate([m.c, c])
+        m.A = sparse.hstack([m.A, A], format="csc")
+        m.col_lo = np.concatenate([m.col_lo, lo])
+        m.col_hi = np.concatenate([m.col_hi, hi])
+        m.integer = np.concatenate([m.integer, np.zeros(c.shape[0], dtype=bool)])
+        if self._highs is None:
+            self._columns += _column_lines(m, first, m.A.shape[1])
+            self._bounds += _bound_lines(m, first, m.A.shape[1])
+        else:
+            self._highs.addCols(
+                int(c.shape[0]),
+                c.astype(np.float64),
+                lo.astype(np.float64),
+                hi.astype(np.float64),
+                int(A.nnz),
+                A.indptr[:-1].astype(np.int32),
+                A.indices.astype(np.int32),
+                A.data.astype(np.float64),
+            )
+
+    def solve(self, time_limit: float | None) -> LpSolution:
+        if self._highs is not None:
+            return self._solve_highs(time_limit)
+        return self._solve_cbc(time_limit)
+
+    def _solve_highs(self, time_limit: float | None) -> LpSolution:
+        import highspy
+
+        t0 = time.perf_counter()
+        h = self._highs
+        assert h is not None
+        h.setOptionValue("time_limit", float(max(0.1, time_limit)) if time_limit is not None else math.inf)
+        h.run()
+        seconds = time.perf_counter() - t0
+        if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+            return LpSolution("not_solved", None, None, None, seconds)
+        sol = h.getSolution()
+        value = float(h.getInfo().objective_function_value)
+        return LpSolution("optimal", np.asarray(sol.col_value), value, np.asarray(sol.row_dual), seconds)
+
+    def _solve_cbc(self, time_limit: float | None) -> LpSolution:
+        t0 = time.perf_counter()
+        m = self.model
+        mps, sol, log = (os.path.join(self._tmp.name, n) for n in ("m.mps", "m.sol", "m.log"))
+        basis_out = os.path.join(self._tmp.name, "out.bas")
+        _write_mps_parts(m, mps, self._columns, self._bounds)
+        args = [cbc_path(), mps]
+        if time_limit is not None:
+            left = time_limit - (time.perf_counter() - t0)
+            args += ["-timeMode", "elapsed", "-sec", f"{max(0.5, left - 0.2):.2f}"]
+        # From scratch dual simplex is CLP's fastest; from the last basis (still primal feasible
+        # after new columns) primal simplex is.
+        args += ["-basisIn", self._basis, "-primalSimplex"] if self._basis is not None else ["-dualSimplex"]
+        args += ["-basisOut", basis_out, "-printingOptions", "all", "-solution", sol]
+        with open(log, "w") as out:
+            proc = subprocess.run(args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        seconds = time.perf_counter() - t0
+        if proc.returncode != 0 or not os.path.exists(sol):
+            return LpSolution("not_solved", None, None, None, seconds)
+        n_rows = m.A.shape[0]
+        x, y = np.zeros(m.c.shape[0]), np.zeros(n_rows)
+        with open(sol) as fh:
+            header = fh.readline().lower()
+            for line in fh:
+                parts = line.split()
+                if not parts:
+                    continue
+                if parts[0] == "**":
+                    parts = parts[1:]
+                if len(parts) < 4:
+                    continue
+                name = parts[1]
+                if name.startswith("C"):
+                    x[int(name[1:])] = float(parts[2])
+                elif name.startswith("R"):
+                    y[int(name[1:])] = float(parts[3])
+        os.remove(sol)
+        if not header.startswith("optimal"):
+            return LpSolution("not_solved", None, None, None, seconds)
+        if os.path.exists(basis_out):
+            self._basis = os.path.join(self._tmp.name, "in.bas")
+            os.replace(basis_out, self._basis)
+        return LpSolution("optimal", x, float(m.c @ x + m.offset), y, seconds)

@@ -162,6 +162,15 @@ def lp_guided(
             results[name] = value
             if best is None or value < best[0] - 1e-9:
                 best = (value, schedule, name)
+    if integral:
+        # Around the LP's integral starts, the rest in the policy's own order (EDF under deadlines):
+        # where the alpha-point order leaves a deadline job behind its capacity, this one does not.
+        order = sorted(inst.jobs, key=lambda i: (i.job.running is None and not i.fixed, *policy.order_key(i)))
+        schedule = _list_schedule_preferring(inst, policy, order, {}, forbid_now, integral)
+        value = policy.evaluate(schedule)
+        results["lp-fix-policy-order"] = value
+        if best is None or value < best[0] - 1e-9:
+            best = (value, schedule, "lp-fix-policy-order")
     assert best is not None
     return best[1], best[2], results
 

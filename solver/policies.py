@@ -17,6 +17,8 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import ClassVar
 
+import numpy as np
+
 from gpusched.solver.instance import Instance, JobInfo, TypeOption
 from gpusched.solver.schedule import Choice, Schedule, end_hours, is_late
 
@@ -45,6 +47,22 @@ class Policy:
         if self._deadline_attainable(info) and start + opt.slots > (info.deadline_slot or 0):
             value += self.late_penalty(info)
         return value
+
+    def coefficients(self, info: JobInfo, opt: TypeOption, starts: np.ndarray) -> np.ndarray:
+        """`coefficient` for many starts at once: column generation prices every start of the
+        slot model (close to a million at L) on each round, which only arrays make affordable."""
+        values = self.base_many(info, opt, starts)
+        if self._deadline_attainable(info):
+            assert info.deadline_slot is not None
+            values = values + np.where(starts + opt.slots > info.deadline_slot, self.late_penalty(info), 0.0)
+        return values
+
+    def base_many(self, info: JobInfo, opt: TypeOption, starts: np.ndarray) -> np.ndarray:
+        """`base` over an array of starts; subclasses whose `base` is affine in the start override it."""
+        return np.array([self.base(info, opt, int(s)) for s in starts], dtype=float)
+
+    def _completions(self, opt: TypeOption, starts: np.ndarray) -> np.ndarray:
+        return starts * self.inst.slot + opt.run_hours
 
     def _deadline_attainable(self, info: JobInfo) -> bool:
         """A deadline no choice can meet costs every plan the same: it is left out of the objective
@@ -120,6 +138,9 @@ class CostPolicy(Policy):
     def base(self, info: JobInfo, opt: TypeOption, start: int) -> float:
         return self.run_cost(info, opt) + TIE * self.scale(info) * self.completion(info, opt, start)
 
+    def base_many(self, info: JobInfo, opt: TypeOption, starts: np.ndarray) -> np.ndarray:
+        return self.run_cost(info, opt) + TIE * self.scale(info) * self._completions(opt, starts)
+
     def order_key(self, info: JobInfo) -> tuple[float, ...]:
         # Big gangs first: they are the hardest to pack, the cheap slots go to whoever fits.
         return (info.job.release, -info.gpus, info.index)
@@ -132,6 +153,10 @@ class JctPolicy(Policy):
 
     def base(self, info: JobInfo, opt: TypeOption, start: int) -> float:
         jct = self.completion(info, opt, start) - info.job.release
+        return info.weight * jct + TIE * self.run_cost(info, opt) / max(1e-9, self._price_scale)
+
+    def base_many(self, info: JobInfo, opt: TypeOption, starts: np.ndarray) -> np.ndarray:
+        jct = self._completions(opt, starts) - info.job.release
         return info.weight * jct + TIE * self.run_cost(info, opt) / max(1e-9, self._price_scale)
 
     @property
@@ -151,6 +176,9 @@ class MakespanPolicy(JctPolicy):
 
     def base(self, info: JobInfo, opt: TypeOption, start: int) -> float:
         return TIE * super().base(info, opt, start)
+
+    def base_many(self, info: JobInfo, opt: TypeOption, starts: np.ndarray) -> np.ndarray:
+        return TIE * super().base_many(info, opt, starts)
 
     def unscheduled_penalty(self, info: JobInfo) -> float:
         # Left out, the job ends after the horizon at the earliest: never cheaper than any makespan.
@@ -177,6 +205,13 @@ class DeadlinePolicy(JctPolicy):
             tardiness = max(0.0, self.completion(info, opt, start) - (info.job.deadline or 0.0))
             value += info.weight * tardiness
         return value
+
+    def base_many(self, info: JobInfo, opt: TypeOption, starts: np.ndarray) -> np.ndarray:
+        values = TIE * super().base_many(info, opt, starts)
+        if info.deadline_slot is not None:
+            tardiness = np.maximum(0.0, self._completions(opt, starts) - (info.job.deadline or 0.0))
+            values = values + info.weight * tardiness
+        return values
 
     def order_key(self, info: JobInfo) -> tuple[float, ...]:
         # Earliest deadline first; jobs without a deadline after, by WSPT.

@@ -1,0 +1,390 @@
+"""The slot LP of a model too big to write out: column generation over every start.
+
+At L (5,000 jobs, 4 types, 48 slots) the start-time model has about 800,000 columns: writing it
+and relaxing it takes minutes, so the time-bucket LP used to stand in for it, a valid but loose
+bound and weak guidance for completion-time policies. The model's structure is the classic
+Dantzig-Wolfe one, though: each job's columns are tied only by its own convexity row, and only
+the type x slot capacity rows (a few hundred) couple the jobs. So the master LP is solved over a
+small subset of the columns, and every start is priced against its duals with arrays (prefix sums
+of the capacity duals per type make a column's price two lookups): the cheapest start of each job
+whose reduced cost is negative joins the master, until none is left.
+
+Every round also gives a valid lower bound, the Lagrangian one: capacity priced at the duals, each
+job alone takes its cheapest start, so the bound holds even if time runs out before the master
+converges. At convergence master and bound meet at the slot LP's optimum, the same number the
+full model's relaxation would give, and the master's fractional solution is one of the full
+model's, which the rounding and the support MILP use exactly as at M.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import sparse
+
+from gpusched.solver import backends
+from gpusched.solver.instance import Instance, JobInfo, TypeOption
+from gpusched.solver.policies import FairPolicy, MakespanPolicy, Policy
+
+STABILITY = 0.5
+"""Wentges smoothing: price at this mix of the best-bound duals and the master's last ones.
+
+Column generation's duals jump from round to round; pricing at a point between them and the duals
+that gave the best bound so far cuts the number of rounds, and a round whose smoothed prices find
+nothing falls back to the master's own duals so convergence is still exact."""
+
+
+@dataclass
+class ColumnPool:
+    """Every start of the slot model as arrays, grouped by job (jobs in increasing order)."""
+
+    job: np.ndarray
+    group: np.ndarray
+    start: np.ndarray
+    end: np.ndarray
+    """Last slot used + 1, capped at the horizon."""
+    type: np.ndarray
+    gpus: np.ndarray
+    cost: np.ndarray
+    groups: list[tuple[JobInfo, TypeOption]]
+    job_first: np.ndarray
+    """Index of each pooled job's first column (for np.minimum.reduceat)."""
+    job_ids: np.ndarray
+    """The pooled jobs, in the order of job_first."""
+
+    @property
+    def size(self) -> int:
+        return int(self.job.shape[0])
+
+
+def build_pool(inst: Instance, policy: Policy, forbid_now: frozenset[int]) -> ColumnPool:
+    jobs: list[np.ndarray] = []
+    starts_: list[np.ndarray] = []
+    costs: list[np.ndarray] = []
+    types: list[np.ndarray] = []
+    gpus: list[np.ndarray] = []
+    slots: list[np.ndarray] = []
+    gids: list[np.ndarray] = []
+    groups: list[tuple[JobInfo, TypeOption]] = []
+    for info in inst.jobs:
+        if not info.plannable:
+            continue
+        for opt in inst.all_options(info):
+            rng = inst.start_range(info, opt)
+            first = rng.start + 1 if rng.start == 0 and info.index in forbid_now else rng.start
+            if first >= rng.stop:
+                continue
+            starts = np.arange(first, rng.stop, dtype=np.int64)
+            g = len(groups)
+            groups.append((info, opt))
+            n = starts.shape[0]
+            starts_.append(starts)
+            costs.append(policy.coefficients(info, opt, starts))
+            jobs.append(np.full(n, info.index, dtype=np.int64))
+            gids.append(np.full(n, g, dtype=np.int64))
+            types.append(np.full(n, opt.type_index, dtype=np.int64))
+            gpus.append(np.full(n, float(info.gpus)))
+            slots.append(np.full(n, opt.slots, dtype=np.int64))
+    if not groups:
+        empty_i, empty_f = np.zeros(0, dtype=np.int64), np.zeros(0)
+        return ColumnPool(empty_i, empty_i, empty_i, empty_i, empty_i, empty_f, empty_f, [], empty_i, empty_i)
+    job = np.concatenate(jobs)
+    start = np.concatenate(starts_)
+    end = np.minimum(start + np.concatenate(slots), inst.n_slots)
+    first_of = np.flatnonzero(np.r_[True, job[1:] != job[:-1]])
+    return ColumnPool(
+        job=job,
+        group=np.concatenate(gids),
+        start=start,
+        end=end,
+        type=np.concatenate(types),
+        gpus=np.concatenate(gpus),
+        cost=np.concatenate(costs),
+        groups=groups,
+        job_first=first_of,
+        job_ids=job[first_of],
+    )
+
+
+@dataclass
+class ColgenResult:
+    objective: float | None
+    """The master's optimum: the slot LP's value once `converged`."""
+    bound: float | None
+    """The best Lagrangian bound met: valid for the slot MILP whether or not it converged."""
+    converged: bool
+    rounds: int
+    columns: int
+    fractional: list[tuple[int, TypeOption, int, float]] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def _column_block(
+    pool: ColumnPool, sel: np.ndarray, job_row: np.ndarray, cap_base: int, n_slots: int, n_rows: int
+) -> sparse.csc_matrix:
+    """The master's columns for pool entries `sel`: 1 in the job's row, gpus in each slot it runs."""
+    length = pool.end[sel] - pool.start[sel]
+    per_col = 1 + length
+    indptr = np.zeros(sel.shape[0] + 1, dtype=np.int64)
+    np.cumsum(per_col, out=indptr[1:])
+    nnz = int(indptr[-1])
+    indices = np.empty(nnz, dtype=np.int64)
+    data = np.empty(nnz)
+    heads = indptr[:-1]
+    indices[heads] = job_row[pool.job[sel]]
+    data[heads] = 1.0
+    body = np.ones(nnz, dtype=bool)
+    body[heads] = False
+    # Slot rows: each column's run start.. end, laid out after its head entry.
+    offsets = np.arange(int(length.sum())) - np.repeat(np.cumsum(length) - length, length)
+    first_row = cap_base + pool.type[sel] * n_slots + pool.start[sel]
+    indices[body] = np.repeat(first_row, length) + offsets
+    data[body] = np.repeat(pool.gpus[sel], length)
+    return sparse.csc_matrix((data, indices, indptr), shape=(n_rows, sel.shape[0]))
+
+
+def solve_colgen(
+    inst: Instance,
+    policy: Policy,
+    *,
+    solver: str,
+    time_limit: float,
+    threads: int = 1,
+    forbid_now: frozenset[int] = frozenset(),
+    seeds: list[tuple[int, TypeOption, int]] | None = None,
+    tolerance: float = 1e-6,
+    warmup_rounds: int = 100,
+    max_rounds: int | None = None,
+) -> ColgenResult:
+    """The slot LP (capacity and one-start-per-job rows, no auxiliary rows) by column generation.
+
+    Only for policies without an auxiliary term (makespan and fairness add rows that tie jobs
+    together beyond capacity). `seeds` are (job, option, start) columns that open the master:
+    with a schedule's starts among them, the first master optimum is already no worse than it.
+    `max_rounds` caps the master solves (then the result is usually not converged).
+    """
+    t0 = time.perf_counter()
+    deadline = t0 + time_limit
+    pool = build_pool(inst, policy, forbid_now)
+    n_types, n_slots = len(inst.types), inst.n_slots
+    pooled = pool.job_ids
+    if pooled.shape[0] == 0:
+        return ColgenResult(None, None, False, 0, 0, seconds=time.perf_counter() - t0)
+    n_jobs_total = len(inst.jobs)
+    job_row = np.full(n_jobs_total, -1, dtype=np.int64)
+    job_row[pooled] = np.arange(pooled.shape[0])
+    cap_base = pooled.shape[0]
+    n_rows = cap_base + n_types * n_slots
+    capacity = np.asarray(inst.capacity, dtype=float).reshape(-1)
+
+    # Slack (unscheduled) columns, and the penalty of plannable jobs with no start at all.
+    slack_jobs = np.array([j for j in pooled.tolist() if not inst.jobs[j].fixed], dtype=np.int64)
+    slack_cost_by_job = np.full(n_jobs_total, np.inf)
+    for j in slack_jobs.tolist():
+        slack_cost_by_job[j] = policy.unscheduled_penalty(inst.jobs[j])
+    pooled_set = set(pooled.tolist())
+    offset = sum(
+        policy.unscheduled_penalty(info)
+        for info in inst.jobs
+        if info.plannable and not info.fixed and info.index not in pooled_set
+    )
+
+    # The opening master: the seeds' starts, and each job's cheapest start at zero prices.
+    in_master = np.zeros(pool.size, dtype=bool)
+    lookup = {(pool.groups[g][0].index, id(pool.groups[g][1])): g for g in range(len(pool.groups))}
+    group_first = np.flatnonzero(np.r_[True, pool.group[1:] != pool.group[:-1]])
+    for j, opt, start in seeds or []:
+        g = lookup.get((j, id(opt)))
+        if g is None:
+            continue
+        k = group_first[g] + (start - int(pool.start[group_first[g]]))
+        if 0 <= k < pool.size and pool.group[k] == g and pool.start[k] == start:
+            in_master[k] = True
+    cheapest = _argmin_by_job(pool, pool.cost)
+    in_master[cheapest] = True
+    warm_y = _subgradient(
+        pool, capacity, slack_cost_by_job, n_types, n_slots, offset, in_master, warmup_rounds
+    )
+
+    master_cols = np.flatnonzero(in_master)
+    slack_block = sparse.csc_matrix(
+        (np.ones(slack_jobs.shape[0]), (job_row[slack_jobs], np.arange(slack_jobs.shape[0]))),
+        shape=(n_rows, slack_jobs.shape[0]),
+    )
+    A0 = sparse.hstack(
+        [_column_block(pool, master_cols, job_row, cap_base, n_slots, n_rows), slack_block], format="csc"
+    )
+    n_slack = slack_jobs.shape[0]
+    model = backends.LinearModel(
+        c=np.concatenate([pool.cost[master_cols], slack_cost_by_job[slack_jobs]]),
+        A=A0,
+        row_lo=np.concatenate([np.ones(cap_base), np.full(n_types * n_slots, -np.inf)]),
+        row_hi=np.concatenate([np.ones(cap_base), capacity]),
+        col_lo=np.zeros(master_cols.shape[0] + n_slack),
+        col_hi=np.ones(master_cols.shape[0] + n_slack),
+        integer=np.zeros(master_cols.shape[0] + n_slack, dtype=bool),
+        offset=offset,
+    )
+    # Column order in the master: pool entries `order`, slacks interleaved at their position.
+    order: list[np.ndarray] = [master_cols, np.full(n_slack, -1, dtype=np.int64)]
+    session = backends.LpSession(model, solver=solver, threads=threads)
+    best_bound, best_y, best_mu = -np.inf, np.zeros(n_types * n_slots), np.zeros(cap_base)
+    if warm_y is not None:
+        _, best_mu, best_bound = _price(pool, warm_y, capacity, slack_cost_by_job, n_slots, offset)
+        best_y = warm_y
+    objective: float | None = None
+    x: np.ndarray | None = None
+    converged = False
+    rounds = 0
+    try:
+        while True:
+            left = deadline - time.perf_counter()
+            if left <= 0.2 or (max_rounds is not None and rounds >= max_rounds):
+                break
+            sol = session.solve(left)
+            rounds += 1
+            if sol.status != "optimal" or sol.row_dual is None or sol.x is None or sol.objective is None:
+                break
+            objective, x = sol.objective, sol.x
+            y_master = np.minimum(sol.row_dual[cap_base:], 0.0)
+            mu_master = sol.row_dual[:cap_base]
+            points = [(y_master, mu_master)]
+            if np.isfinite(best_bound):
+                smoothed_y = STABILITY * best_y + (1 - STABILITY) * y_master
+                points.insert(0, (smoothed_y, STABILITY * best_mu + (1 - STABILITY) * mu_master))
+            new = np.zeros(0, dtype=np.int64)
+            for y, mu in points:
+                reduced, per_job, bound = _price(pool, y, capacity, slack_cost_by_job, n_slots, offset)
+                if bound > best_bound:
+                    best_bound, best_y, best_mu = bound, y, per_job
+                if objective - best_bound <= tolerance * max(1.0, abs(objective)):
+                    converged = True
+                    break
+                new = _entering(pool, reduced, in_master, mu)
+                if new.shape[0]:
+                    break
+            if converged or not new.shape[0]:
+                converged = True  # no column prices out at the master's own duals: LP optimal
+                break
+            in_master[new] = True
+            block = _column_block(pool, new, job_row, cap_base, n_slots, n_rows)
+            session.add_columns(pool.cost[new], block, np.zeros(new.shape[0]), np.ones(new.shape[0]))
+            order.append(new)
+    finally:
+        session.close()
+    fractional: list[tuple[int, TypeOption, int, float]] = []
+    if x is not None:
+        pool_of_col = np.concatenate(order)
+        for c in np.flatnonzero(x > 1e-6).tolist():
+            k = int(pool_of_col[c])
+            if k >= 0:
+                info, opt = pool.groups[int(pool.group[k])]
+                fractional.append((info.index, opt, int(pool.start[k]), float(x[c])))
+    if converged and objective is not None:
+        best_bound = max(best_bound, objective)
+    return ColgenResult(
+        objective=objective,
+        bound=float(best_bound) if np.isfinite(best_bound) else None,
+        converged=converged,
+        rounds=rounds,
+        columns=int(in_master.sum()),
+        fractional=fractional,
+        seconds=time.perf_counter() - t0,
+    )
+
+
+def _price(
+    pool: ColumnPool,
+    y: np.ndarray,
+    capacity: np.ndarray,
+    slack_cost_by_job: np.ndarray,
+    n_slots: int,
+    offset: float,
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """Every column's cost less its capacity charge at duals y (<= 0), each job's cheapest
+    choice at those prices, and the Lagrangian bound.
+
+    With capacity priced at -y each job alone takes its cheapest start (or stays out), so the sum
+    over jobs of that minimum, plus y . capacity, bounds the slot MILP from below.
+    """
+    per_type = y.reshape(-1, n_slots)
+    prefix = np.zeros((per_type.shape[0], n_slots + 1))
+    np.cumsum(per_type, axis=1, out=prefix[:, 1:])
+    charge = pool.gpus * (prefix[pool.type, pool.end] - prefix[pool.type, pool.start])
+    reduced = pool.cost - charge
+    per_job = np.minimum(np.minimum.reduceat(reduced, pool.job_first), slack_cost_by_job[pool.job_ids])
+    return reduced, per_job, float(per_job.sum() + y @ capacity + offset)
+
+
+def _argmin_by_job(pool: ColumnPool, values: np.ndarray) -> np.ndarray:
+    best = np.minimum.reduceat(values, pool.job_first)
+    hit = values <= np.repeat(best, np.diff(np.r_[pool.job_first, pool.size]))
+    first = np.flatnonzero(hit)
+    _, keep = np.unique(pool.job[first], return_index=True)
+    return first[keep]
+
+
+def _entering(pool: ColumnPool, reduced: np.ndarray, in_master: np.ndarray, mu: np.ndarray) -> np.ndarray:
+    """Per job, its cheapest start outside the master whose reduced cost (less the job's dual mu)
+    is negative."""
+    rc = reduced - np.repeat(mu, np.diff(np.r_[pool.job_first, pool.size]))
+    rc = np.where(in_master, np.inf, rc)
+    candidates = _argmin_by_job(pool, rc)
+    return candidates[rc[candidates] < -1e-7 * np.maximum(1.0, np.abs(pool.cost[candidates]))]
+
+
+def supports(policy: Policy) -> bool:
+    """Column generation prices capacity only: policies with auxiliary rows need the full model."""
+    return not isinstance(policy, (MakespanPolicy, FairPolicy))
+
+
+def _subgradient(
+    pool: ColumnPool,
+    capacity: np.ndarray,
+    slack_cost_by_job: np.ndarray,
+    n_types: int,
+    n_slots: int,
+    offset: float,
+    in_master: np.ndarray,
+    rounds: int,
+) -> np.ndarray | None:
+    """Lagrangian warm-up: a few dozen subgradient steps on the capacity prices.
+
+    Each step costs one pricing pass (tens of milliseconds at L), while a master round costs a
+    simplex solve; starting the master from the columns the jobs choose at nearly right prices
+    saves most of its rounds. The columns of the last steps join the master (in_master).
+    """
+    if rounds <= 0:
+        return None
+    y = np.zeros(n_types * n_slots)
+    best_y, best = y, -np.inf
+    theta = 1.0
+    stall = 0
+    for r in range(rounds):
+        reduced, _, bound = _price(pool, y, capacity, slack_cost_by_job, n_slots, offset)
+        if not np.isfinite(best) or bound > best + 1e-9 * max(1.0, abs(best)):
+            best, best_y, stall = bound, y, 0
+        else:
+            stall += 1
+            if stall >= 3:
+                theta, stall = theta / 2, 0
+        chosen = _argmin_by_job(pool, reduced)
+        takes = reduced[chosen] <= slack_cost_by_job[pool.job[chosen]]
+        chosen = chosen[takes]
+        if r >= rounds // 2:
+            in_master[chosen] = True
+        used = np.zeros((n_types, n_slots + 1))
+        np.add.at(used, (pool.type[chosen], pool.start[chosen]), pool.gpus[chosen])
+        np.add.at(used, (pool.type[chosen], pool.end[chosen]), -pool.gpus[chosen])
+        g = capacity - np.cumsum(used, axis=1)[:, :n_slots].reshape(-1)
+        # Projected step: prices only on rows that are over-used, or that already carry a price.
+        g = np.where((y < 0) | (g < 0), g, 0.0)
+        norm = float(g @ g)
+        if norm <= 1e-12:
+            break
+        target = best + 0.05 * max(1.0, abs(best))  # Polyak's step towards a bound 5 % above the best
+        step = theta * (target - bound) / norm
+        y = np.minimum(0.0, y + step * g)
+    return best_y
