@@ -127,3 +127,23 @@ def test_equals_the_full_lp_on_any_instance(
     assert result.objective == pytest.approx(reference.objective, rel=1e-6, abs=1e-6)
     _assert_lp_solution(inst, result.fractional)
     assert not any(s == 0 and j in forbid for j, _, s, _ in result.fractional)
+
+
+def test_the_planner_bounds_a_large_model_by_the_exact_slot_lp() -> None:
+    """Past the column threshold plan() takes its bound from column generation: the full slot LP's
+    value, not the looser bucket LP's, and its plan passes the independent checker."""
+    from gpusched.solver import plan
+    from gpusched.solver.api import COLGEN_MIN_COLUMNS
+    from gpusched.verify import check_plan
+
+    cluster = make_cluster(256, 2)
+    jobs = make_jobs(300, cluster, horizon=12.0, seed=5)
+    options = PlanOptions(policy="jct", horizon=12.0, slot=0.25, time_limit=8)
+    inst = build_instance(cluster, jobs, options)
+    assert sum(len(inst.start_range(i, o)) for i in inst.jobs for o in inst.all_options(i)) >= COLGEN_MIN_COLUMNS
+    reference = _full_lp(inst, make_policy("jct", inst))
+    result = plan(cluster, jobs, options)
+    assert check_plan(cluster, jobs, result) == []
+    assert result.lower_bound >= reference * (1 - 1e-6)
+    assert result.lower_bound <= result.objective + 1e-6
+    assert not any("bucket" in note for note in result.notes)
