@@ -44,6 +44,14 @@ def operator(
         str | None,
         typer.Option("--namespace", "-n", help="Watch GPUJobs in this namespace only [default: all]."),
     ] = None,
+    node_selector: Annotated[
+        str | None,
+        typer.Option(
+            "--node-selector",
+            help="Use only nodes matching this label selector, e.g. 'pool=training' or "
+            "'gpusched.io/pool in (a,b)' [default: every node with GPUs].",
+        ),
+    ] = None,
     replan_interval: Annotated[
         str, typer.Option("--replan-interval", help="Re-plan at least this often.")
     ] = "30s",
@@ -89,6 +97,13 @@ def operator(
         raise _fail(f"--lease-duration: must be at least 2 seconds (got {lease_duration})")
     if not 0 <= metrics_port <= 65535:
         raise _fail(f"--metrics-port: expected 0..65535 (got {metrics_port})")
+    if node_selector is not None:
+        from gpusched.scheduler.snapshot import parse_label_selector
+
+        try:
+            parse_label_selector(node_selector)
+        except ValueError as exc:
+            raise _fail(f"--node-selector: {exc}") from None
     if kubeconfig is not None and not Path(kubeconfig).is_file():
         raise _fail(f"--kubeconfig: file not found: {kubeconfig}")
     try:
@@ -107,6 +122,7 @@ def operator(
     settings = OperatorSettings(
         gpu_types=list(cluster.gpu_types),
         namespace=namespace,
+        node_selector=(node_selector or "").strip() or None,
         replan_interval=interval,
         policy=policy.value,
         horizon=horizon_h,

@@ -44,8 +44,12 @@ class Informer:
         watch_timeout: int = 300,
         keep_deleted: int = 10_000,
         resync_every: float = 600.0,
+        label_selector: str | None = None,
     ) -> None:
         self.kube, self.kind, self.namespace = kube, kind, namespace
+        self.label_selector = label_selector or None
+        """Cache only matching objects: the server filters the list and the watch (an object whose
+        labels stop matching arrives as DELETED, one that starts matching as ADDED)."""
         self.on_change = on_change
         self.watch_timeout = watch_timeout
         self._objects: dict[tuple[str, str], Obj] = {}
@@ -114,7 +118,7 @@ class Informer:
         self.stop_event.set()
 
     def relist(self) -> None:
-        items, rv = self.kube.list(self.kind, self.namespace)
+        items, rv = self.kube.list(self.kind, self.namespace, self.label_selector)
         fresh = {_key(o): o for o in items}
         with self._lock:
             gone = [o for k, o in self._objects.items() if k not in fresh]
@@ -136,7 +140,8 @@ class Informer:
                     self.relist()
                     need_list = False
                 for event in self.kube.watch(
-                    self.kind, self.resource_version, self.namespace, self.watch_timeout, stop=self.stop_event
+                    self.kind, self.resource_version, self.namespace, self.watch_timeout,
+                    label_selector=self.label_selector, stop=self.stop_event,
                 ):
                     self._apply(event)
                 backoff = 0.2

@@ -33,8 +33,12 @@ log = logging.getLogger("gpusched.operator")
 class OperatorSettings:
     gpu_types: list[GpuType]
     namespace: str | None = None
-    """Watch GPUJobs in this namespace only (None: all). Pods and nodes are always cluster-wide,
-    since GPUs held by any pod are not free."""
+    """Watch GPUJobs in this namespace only (None: all). Pods are always cluster-wide, since GPUs
+    held by any pod are not free."""
+    node_selector: str | None = None
+    """Label selector of the nodes gpusched may use (None: every node with GPUs): a dedicated node
+    pool. Other nodes are not watched and never get workers; a node whose labels stop matching is
+    treated as gone (its gangs are stopped and re-planned)."""
     replan_interval: float = 30.0
     debounce: float = 0.5
     max_debounce: float = 3.0
@@ -83,7 +87,9 @@ class Operator:
         on = self._on_change
         self.jobs = Informer(kube, GPUJOBS, settings.namespace, on, settings.watch_timeout)
         self.pods = Informer(kube, PODS, None, on, settings.watch_timeout)
-        self.nodes = Informer(kube, NODES, None, on, settings.watch_timeout)
+        self.nodes = Informer(
+            kube, NODES, None, on, settings.watch_timeout, label_selector=settings.node_selector
+        )
         self.gpunodes = Informer(kube, GPUNODES, None, on, settings.watch_timeout)
         self.informers = [self.jobs, self.pods, self.nodes, self.gpunodes]
         self.applier = Applier(kube, settings.apply_workers, pods=self.pods, jobs=self.jobs)
@@ -118,7 +124,8 @@ class Operator:
     # ------------------------------------------------------------------ one round
 
     def snapshot(self, now: datetime | None = None) -> Snapshot:
-        cfg = SnapshotConfig(gpu_types=self.settings.gpu_types, stale_after=self.settings.stale_after)
+        cfg = SnapshotConfig(gpu_types=self.settings.gpu_types, stale_after=self.settings.stale_after,
+                             node_selector=self.settings.node_selector)
         return build_snapshot(
             self.jobs.items(),
             self.pods.items(),

@@ -56,6 +56,10 @@ JobState = Literal[
 class SnapshotConfig:
     gpu_types: list[GpuType]
     stale_after: timedelta = timedelta(minutes=2)
+    node_selector: str | None = None
+    """A label selector: only matching nodes are planned onto (the operator's --node-selector). The
+    node watch already asks the API server for these nodes only; filtering here as well keeps the
+    decision code right on its own (and on plain objects in tests)."""
 
 
 @dataclass
@@ -261,6 +265,92 @@ def _node_ready(node: Obj) -> bool:
     return True  # no conditions reported (a bare test node): trust allocatable
 
 
+# ------------------------------------------------------------------------------------ label selectors
+
+SelectorTerm = tuple[str, str, frozenset[str]]
+"""(key, operator, values); operator is one of = != in notin exists !exists."""
+
+_SELECTOR_SET = re.compile(r"^(\S+)\s+(in|notin)\s*\((.*)\)$", re.S)
+_LABEL_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+
+
+def _selector_terms(text: str) -> list[str]:
+    terms, depth, cur = [], 0, ""
+    for ch in text:
+        depth += (ch == "(") - (ch == ")")
+        if ch == "," and depth == 0:
+            terms.append(cur)
+            cur = ""
+        else:
+            cur += ch
+    terms.append(cur)
+    return [t.strip() for t in terms]
+
+
+def _check_key(key: str, term: str) -> str:
+    prefix, _, name = key.rpartition("/")
+    if "/" in key and (not prefix or len(prefix) > 253 or not _DNS_SUBDOMAIN.match(prefix)):
+        raise ValueError(f"{term!r}: {prefix!r} is not a DNS subdomain (the label key's prefix)")
+    if not _LABEL_NAME.match(name):
+        raise ValueError(f"{term!r}: {name!r} is not a label name (at most 63 of A-Z a-z 0-9 - _ ., "
+                         "starting and ending alphanumeric)")
+    return key
+
+
+def _check_value(value: str, term: str) -> str:
+    if value and not _LABEL_NAME.match(value):
+        raise ValueError(f"{term!r}: {value!r} is not a label value (at most 63 of A-Z a-z 0-9 - _ ., "
+                         "starting and ending alphanumeric)")
+    return value
+
+
+def parse_label_selector(text: str | None) -> list[SelectorTerm]:
+    """A Kubernetes label selector string (`a=b,c!=d,e in (f,g),h,!i`), checked as the API server
+    checks it, so a mistake fails at startup with the term named rather than on every list.
+    Raises ValueError; an empty selector is [] and matches every node."""
+    out: list[SelectorTerm] = []
+    if not text or not text.strip():
+        return out
+    for term in _selector_terms(text):
+        if not term:
+            raise ValueError(f"{text!r}: empty term (a stray comma?)")
+        m = _SELECTOR_SET.match(term)
+        if m:
+            values = [v.strip() for v in m.group(3).split(",")]
+            if not any(values):
+                raise ValueError(f"{term!r}: {m.group(2)} needs at least one value")
+            out.append((_check_key(m.group(1), term), m.group(2),
+                        frozenset(_check_value(v, term) for v in values)))
+        elif "!=" in term:
+            key, value = (p.strip() for p in term.split("!=", 1))
+            out.append((_check_key(key, term), "!=", frozenset([_check_value(value, term)])))
+        elif "=" in term:
+            key, value = (p.strip() for p in (term.split("==", 1) if "==" in term else term.split("=", 1)))
+            out.append((_check_key(key, term), "=", frozenset([_check_value(value, term)])))
+        elif term.startswith("!"):
+            out.append((_check_key(term[1:].strip(), term), "!exists", frozenset()))
+        else:
+            out.append((_check_key(term, term), "exists", frozenset()))
+    return out
+
+
+def selector_matches(terms: list[SelectorTerm], labels: dict[str, str]) -> bool:
+    for key, op, values in terms:
+        value = labels.get(key)
+        if op in ("=", "in"):
+            ok = value in values
+        elif op in ("!=", "notin"):
+            ok = value not in values
+        elif op == "exists":
+            ok = value is not None
+        else:
+            ok = value is None
+        if not ok:
+            return False
+    return True
+
+
 # ---------------------------------------------------------------------------------------------- build
 
 
@@ -287,11 +377,14 @@ def build_snapshot(
             warnings.append(f"GPUNode {name}: unreadable status ({exc.errors()[0].get('msg')}); ignored")
 
     node_views: dict[str, NodeView] = {}
+    pool = parse_label_selector(config.node_selector)
     for node in nodes:
         meta = _meta(node)
         name = meta.get("name")
         if not name:
             continue
+        if pool and not selector_matches(pool, meta.get("labels") or {}):
+            continue  # outside --node-selector: as if the node did not exist
         alloc = _quantity_int(((node.get("status") or {}).get("allocatable") or {}).get(GPU_RESOURCE))
         if alloc <= 0:
             continue

@@ -245,6 +245,20 @@ def test_chart_renders_everything_including_the_agent() -> None:
     assert not [d for d in off if d["kind"] == "DaemonSet"]
 
 
+def test_chart_passes_the_gpu_node_selector_to_the_operator() -> None:
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert values["operator"]["gpuNodeSelector"] == ""  # default: every node
+    operator = {**values["operator"], "gpuNodeSelector": "gpusched.io/pool in (a, b),!reserved"}
+    deployment = next(d for d in render_chart({"operator": operator}) if d["kind"] == "Deployment")
+    args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    at = args.index("--node-selector")
+    assert args[at + 1] == "gpusched.io/pool in (a, b),!reserved"
+    # What the chart renders is what the CLI accepts (it would exit 2 on a bad selector first).
+    from gpusched.scheduler.snapshot import parse_label_selector
+
+    assert len(parse_label_selector(args[at + 1])) == 2
+
+
 def test_chart_crds_are_the_deploy_crds() -> None:
     for chart, source in (("crds/gpujobs.yaml", "crds/gpujobs.yaml"), ("crds/gpunodes.yaml", "agent/gpunode-crd.yaml")):
         assert (CHART / chart).read_text() == (DEPLOY / source).read_text(), (

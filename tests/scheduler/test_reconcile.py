@@ -14,7 +14,7 @@ import pytest
 from gpusched.model import GpuType, JobPlan, Placement, Plan
 from gpusched.scheduler.actions import CreateService, Decisions, DeletePods, Emit, PatchStatus, StartGang
 from gpusched.scheduler.reconcile import ReconcileOptions, reconcile
-from gpusched.scheduler.snapshot import SnapshotConfig, build_snapshot
+from gpusched.scheduler.snapshot import SnapshotConfig, build_snapshot, parse_label_selector, selector_matches
 from gpusched.scheduler.testserver import merge_patch
 from gpusched.workload_contract import WorkloadStatus
 
@@ -345,6 +345,44 @@ def test_unhealthy_gpu_evicts_the_gangs_on_that_node_only() -> None:
                 if isinstance(a, DeletePods)]
 
 
+def test_node_selector_keeps_the_plan_and_running_gangs_inside_the_pool() -> None:
+    pool = SnapshotConfig(gpu_types=TYPES, node_selector="pool in (train, batch),!reserved")
+    labels = {"gpusched.io/gpu-type": "H100-80GB"}
+    nodes = [node("a", labels={**labels, "pool": "train"}), node("b", labels={**labels, "pool": "batch"}),
+             node("c", labels={**labels, "pool": "train", "reserved": "yes"}), node("d", labels=labels)]
+    s = build_snapshot([], [], nodes, [], pool, NOW)
+    assert sorted(n.name for n in s.cluster.nodes) == ["a", "b"]
+    # A gang running on a node that left the pool is stopped as if the node were gone.
+    jobs = [gpujob("moved", 8, preemptible=True)]
+    pods: list[Obj] = []
+    apply_locally(reconcile(snap(jobs, pods, nodes), plan_of(start_now("ml/moved", ("d", 8)))), jobs, pods)
+    d = reconcile(build_snapshot(jobs, pods, nodes, [], pool, NOW), None)
+    assert [a.job.name for a in d.actions if isinstance(a, DeletePods)] == ["moved"]
+
+
+@pytest.mark.parametrize(("selector", "needle"), [
+    ("pool=", None), ("a=b,c!=d,e in (f, g),h,!i,gpusched.io/pool==x", None),
+    ("pool=a,,b", "empty term"), ("pool in ()", "needs at least one value"), ("-bad=x", "not a label name"),
+    ("Bad_Prefix/x=y", "not a DNS subdomain"), ("pool=has space", "not a label value"),
+])
+def test_label_selectors_are_checked_as_the_api_server_checks_them(selector: str, needle: str | None) -> None:
+    if needle is None:
+        assert parse_label_selector(selector)
+        return
+    with pytest.raises(ValueError, match=needle):
+        parse_label_selector(selector)
+
+
+def test_selector_terms_match_labels() -> None:
+    terms = parse_label_selector("pool in (a,b),tier!=cpu,gpu,!reserved")
+    assert selector_matches(terms, {"pool": "a", "gpu": "", "tier": "gpu"})
+    assert not selector_matches(terms, {"pool": "a", "gpu": "", "tier": "cpu"})
+    assert not selector_matches(terms, {"pool": "c", "gpu": ""})
+    assert not selector_matches(terms, {"pool": "a"})
+    assert not selector_matches(terms, {"pool": "a", "gpu": "", "reserved": "x"})
+    assert parse_label_selector("") == [] and selector_matches([], {})
+
+
 # ------------------------------------------------------------------------------------------ CLI
 
 
@@ -352,6 +390,8 @@ def test_unhealthy_gpu_evicts_the_gangs_on_that_node_only() -> None:
     (["--replan-interval", "soon"], "--replan-interval"),
     (["--cluster-config", "/nonexistent/cluster.yaml"], "/nonexistent/cluster.yaml: file not found"),
     (["--kubeconfig", "/nonexistent/kubeconfig"], "--kubeconfig: file not found"),
+    (["--node-selector", "pool in (a,b"], "--node-selector: "),
+    (["--node-selector", "pool=a,,b"], "--node-selector: 'pool=a,,b': empty term"),
 ])
 def test_cli_usage_errors_are_one_line_exit_2(args: list[str], needle: str, tmp_path: Any) -> None:
     cfg = tmp_path / "cluster.yaml"
