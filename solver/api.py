@@ -99,6 +99,10 @@ def _relax(search: _Search, forbid: frozenset[int], first: bool) -> None:
                 "generation): the bound is its best Lagrangian bound"
             )
         if result.objective is None:
+            if result.lagrangian:
+                # No master solution in time: round the jobs' own choices at the best prices.
+                rounded, name, _ = lp_guided(inst, policy, result.lagrangian, forbid, alphas=(0.5,))
+                search.offer(rounded, f"lagrangian-{name}")
             return
         search.master = [(j, opt, s) for j, opt, s, _ in result.fractional]
         relaxed = MilpResult(

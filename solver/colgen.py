@@ -118,6 +118,10 @@ class ColgenResult:
     rounds: int
     columns: int
     fractional: list[tuple[int, TypeOption, int, float]] = field(default_factory=list)
+    """The master's solution: a solution of the slot LP (capacity holds)."""
+    lagrangian: list[tuple[int, TypeOption, int, float]] = field(default_factory=list)
+    """Each job's own best start at the best-bound prices (value 1): capacity may not hold, but the
+    order and types it suggests round well when the master had no time to answer."""
     seconds: float = 0.0
 
 
@@ -204,8 +208,10 @@ def solve_colgen(
             in_master[k] = True
     cheapest = _argmin_by_job(pool, pool.cost)
     in_master[cheapest] = True
+    # The warm-up may take a quarter of the time: the master needs the rest.
+    stop_warmup = time.perf_counter() + 0.25 * (deadline - time.perf_counter())
     warm_y = _subgradient(
-        pool, capacity, slack_cost_by_job, n_types, n_slots, offset, in_master, warmup_rounds
+        pool, capacity, slack_cost_by_job, n_types, n_slots, offset, in_master, warmup_rounds, stop_warmup
     )
 
     master_cols = np.flatnonzero(in_master)
@@ -284,6 +290,14 @@ def solve_colgen(
                 fractional.append((info.index, opt, int(pool.start[k]), float(x[c])))
     if converged and objective is not None:
         best_bound = max(best_bound, objective)
+    lagrangian: list[tuple[int, TypeOption, int, float]] = []
+    if np.isfinite(best_bound):
+        reduced, _, _ = _price(pool, best_y, capacity, slack_cost_by_job, n_slots, offset)
+        chosen = _argmin_by_job(pool, reduced)
+        chosen = chosen[reduced[chosen] <= slack_cost_by_job[pool.job[chosen]]]
+        for k in chosen.tolist():
+            info, opt = pool.groups[int(pool.group[k])]
+            lagrangian.append((info.index, opt, int(pool.start[k]), 1.0))
     return ColgenResult(
         objective=objective,
         bound=float(best_bound) if np.isfinite(best_bound) else None,
@@ -291,6 +305,7 @@ def solve_colgen(
         rounds=rounds,
         columns=int(in_master.sum()),
         fractional=fractional,
+        lagrangian=lagrangian,
         seconds=time.perf_counter() - t0,
     )
 
@@ -349,12 +364,14 @@ def _subgradient(
     offset: float,
     in_master: np.ndarray,
     rounds: int,
+    stop_at: float,
 ) -> np.ndarray | None:
     """Lagrangian warm-up: a few dozen subgradient steps on the capacity prices.
 
     Each step costs one pricing pass (tens of milliseconds at L), while a master round costs a
     simplex solve; starting the master from the columns the jobs choose at nearly right prices
-    saves most of its rounds. The columns of the last steps join the master (in_master).
+    saves most of its rounds. The columns chosen in all but the first steps join the master
+    (in_master). The warm-up stops early at `stop_at`.
     """
     if rounds <= 0:
         return None
@@ -363,6 +380,8 @@ def _subgradient(
     theta = 1.0
     stall = 0
     for r in range(rounds):
+        if time.perf_counter() > stop_at:
+            break
         reduced, _, bound = _price(pool, y, capacity, slack_cost_by_job, n_slots, offset)
         if not np.isfinite(best) or bound > best + 1e-9 * max(1.0, abs(best)):
             best, best_y, stall = bound, y, 0
@@ -373,7 +392,7 @@ def _subgradient(
         chosen = _argmin_by_job(pool, reduced)
         takes = reduced[chosen] <= slack_cost_by_job[pool.job[chosen]]
         chosen = chosen[takes]
-        if r >= rounds // 2:
+        if r >= min(rounds // 2, 10):  # the first steps' prices are far off: their columns are not
             in_master[chosen] = True
         used = np.zeros((n_types, n_slots + 1))
         np.add.at(used, (pool.type[chosen], pool.start[chosen]), pool.gpus[chosen])

@@ -147,3 +147,17 @@ def test_the_planner_bounds_a_large_model_by_the_exact_slot_lp() -> None:
     assert result.lower_bound >= reference * (1 - 1e-6)
     assert result.lower_bound <= result.objective + 1e-6
     assert not any("bucket" in note for note in result.notes)
+
+
+def test_without_a_master_the_jobs_own_choices_at_the_best_prices_are_returned() -> None:
+    """The fallback when the master gets no time: one start per job, each a real slot column, with
+    the warm-up's Lagrangian bound below the LP optimum."""
+    inst, policy = _generated("jct", n_jobs=120)
+    reference = _full_lp(inst, policy)
+    result = solve_colgen(inst, policy, solver="highs", time_limit=60, max_rounds=0, warmup_rounds=30)
+    assert result.objective is None and result.fractional == []
+    assert result.bound is not None and result.bound <= reference + 1e-6 * abs(reference)
+    jobs = [j for j, _, _, _ in result.lagrangian]
+    assert len(jobs) == len(set(jobs)) > 0
+    for j, opt, s, v in result.lagrangian:
+        assert v == 1.0 and s in inst.start_range(inst.jobs[j], opt)
