@@ -258,6 +258,12 @@ class Kube:
 
         return send
 
+    def request(self, verb: str, method: str, path: str, body: Any = None, ok: tuple[int, ...] = (),
+                content_type: str = "application/json") -> Obj:
+        """Any request by path with its JSON body sent as is, through `call` (retries, counting):
+        for objects the client's models would re-serialise (CRDs and their OpenAPI schemas)."""
+        return self.call(verb, self._raw(method, path, body, content_type=content_type), ok=ok)
+
     def create_pod(self, namespace: str, body: Obj) -> Obj:
         return self.call(
             "create pod",

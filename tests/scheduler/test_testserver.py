@@ -8,16 +8,19 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from gpusched.scheduler.kube import PODS, Gone, Kube, load_api_client
+from gpusched.scheduler.kube import GPUJOBS, GPUNODES, NODES, PODS, Gone, Kube, KubeError, load_api_client
 from gpusched.scheduler.testserver import FakeKubeAPI, label_matcher
 
 Obj = dict[str, Any]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -83,9 +86,12 @@ def test_binding_sets_the_node_once(kube: Kube) -> None:
     assert kube.bind_pod("a", "p", "n1")["status"] == "Success"
     assert kube.bind_pod("a", "p", "n1") == {"_status": 409}
     assert kube.read_pod("a", "p")["spec"]["nodeName"] == "n1"
+    # As the real registry: the node is not looked up (PodGC deletes such orphans later).
     kube.create_pod("a", _pod("q"))
-    with pytest.raises(Exception, match="404"):
-        kube.bind_pod("a", "q", "no-such-node")
+    assert kube.bind_pod("a", "q", "no-such-node")["status"] == "Success"
+    with pytest.raises(Exception, match="already assigned"):
+        kube.call("bind", lambda: kube.core.create_namespaced_pod_binding(
+            "p", "a", {"metadata": {"name": "p"}, "target": {"name": "n1"}}, _preload_content=False))
 
 
 def test_graceful_deletion_and_owner_garbage_collection(kube: Kube, fake_api: FakeKubeAPI) -> None:
@@ -149,3 +155,203 @@ def test_injected_faults_are_retried_by_the_client_wrapper(fake_api: FakeKubeAPI
     with pytest.raises(Exception, match="422"):
         kube.create_pod("a", _pod("rejected"))
     assert json.dumps(fake_api.requests)  # the request log the RBAC test reads
+
+
+# ------------------------------------------------------------------ what a real server is strict about
+
+
+def test_field_selectors_are_limited_to_the_fields_the_real_server_supports(kube: Kube) -> None:
+    kube.create_pod("a", _pod("p1", node="n1"))
+    ok = kube.call("list", lambda: kube.core.list_namespaced_pod(
+        "a", field_selector="metadata.name=p1,status.phase=Pending", _preload_content=False))
+    assert [p["metadata"]["name"] for p in ok["items"]] == ["p1"]
+    with pytest.raises(KubeError, match=r"field label not supported: spec\.containers") as err:
+        kube.call("list", lambda: kube.core.list_namespaced_pod(
+            "a", field_selector="spec.containers=x", _preload_content=False))
+    assert err.value.status == 400 and err.value.reason == "BadRequest"
+    with pytest.raises(KubeError, match=r'"spec\.gpus" is not a known field selector'):
+        kube.call("list", lambda: kube.custom.list_namespaced_custom_object(
+            "gpusched.io", "v1alpha1", "a", "gpujobs", field_selector="spec.gpus=8", _preload_content=False))
+
+
+def test_a_watch_with_a_label_selector_sees_objects_enter_and_leave_it(kube: Kube) -> None:
+    def node(name: str, pool: str) -> Obj:
+        return {"metadata": {"name": name, "labels": {"pool": pool}}}
+
+    kube.call("node", lambda: kube.core.create_node(node("n1", "a"), _preload_content=False))
+    _, rv = kube.list(NODES, None, "pool=a")
+
+    def relabel(pool: str) -> None:
+        kube.call("patch", lambda: kube.core.patch_node("n1", {"metadata": {"labels": {"pool": pool}}},
+                                                        _preload_content=False,
+                                                        _content_type="application/merge-patch+json"))
+
+    relabel("b")  # leaves the selection
+    relabel("c")  # outside before and after: nothing
+    relabel("a")  # enters it again
+    kube.call("node", lambda: kube.core.create_node(node("n2", "b"), _preload_content=False))
+    seen = [(e["type"], e["object"]["metadata"]["name"], e["object"]["metadata"]["labels"]["pool"])
+            for e in kube.watch(NODES, rv, None, timeout_seconds=1, label_selector="pool=a")]
+    # DELETED carries the last state that matched, as the real watch cache sends it.
+    assert seen == [("DELETED", "n1", "a"), ("ADDED", "n1", "a")]
+
+
+def test_errors_are_status_objects_with_reason_and_details(fake_api: FakeKubeAPI) -> None:
+    import urllib.error
+    import urllib.request
+
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(fake_api.url + "/api/v1/namespaces/a/pods/missing")
+    body = json.loads(err.value.read())
+    assert body == {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                    "message": 'pods "missing" not found', "reason": "NotFound", "code": 404,
+                    "details": {"name": "missing", "kind": "pods"}}
+
+
+def test_serviceaccount_admission_refuses_pods_until_the_account_exists(tmp_path: Path) -> None:
+    with FakeKubeAPI(serviceaccount_admission=True) as api:
+        kube = Kube(load_api_client(api.write_kubeconfig(str(tmp_path / "kc"))), max_attempts=1)
+        with pytest.raises(KubeError) as err:
+            kube.create_pod("team", _pod("p"))
+        assert err.value.status == 403 and err.value.reason == "Forbidden"
+        assert err.value.message == ('pods "p" is forbidden: error looking up service account team/default: '
+                                     'serviceaccount "default" not found')
+        kube.call("sa", lambda: kube.core.create_namespaced_service_account(
+            "team", {"metadata": {"name": "default"}}, _preload_content=False))
+        pod = kube.create_pod("team", _pod("p"))
+        assert pod["spec"]["serviceAccountName"] == "default"
+        token = [v for v in pod["spec"]["volumes"] if v["name"].startswith("kube-api-access-")]
+        assert token and pod["spec"]["containers"][0]["volumeMounts"][0]["name"] == token[0]["name"]
+        named = _pod("q")
+        named["spec"]["serviceAccountName"] = "trainer"
+        with pytest.raises(KubeError, match='serviceaccount "trainer" not found'):
+            kube.create_pod("team", named)
+
+
+def test_namespace_lifecycle_without_a_namespace_controller(tmp_path: Path) -> None:
+    with FakeKubeAPI(namespace_lifecycle=True) as api:
+        kube = Kube(load_api_client(api.write_kubeconfig(str(tmp_path / "kc"))), max_attempts=1)
+        assert {n["metadata"]["name"] for n in api.objects("namespaces")} >= {"default", "kube-node-lease"}
+        with pytest.raises(KubeError, match='namespaces "nowhere" not found'):
+            kube.create_pod("nowhere", _pod("p"))
+        kube.call("ns", lambda: kube.core.create_namespace({"metadata": {"name": "t"}}, _preload_content=False))
+        kube.create_pod("t", _pod("p"))
+        gone = kube.call("del", lambda: kube.core.delete_namespace("t", _preload_content=False))
+        assert gone["status"]["phase"] == "Terminating"
+        with pytest.raises(KubeError, match="because it is being terminated") as err:
+            kube.create_pod("t", _pod("q"))
+        assert err.value.status == 403
+        time.sleep(0.3)  # nothing would ever finish it: no namespace controller
+        assert kube.call("get", lambda: kube.core.read_namespace("t", _preload_content=False))["metadata"][
+            "deletionTimestamp"]
+
+
+def test_node_lifecycle_controller_taints_and_evicts_when_the_lease_is_not_renewed(tmp_path: Path) -> None:
+    with FakeKubeAPI(node_lifecycle=True, node_grace_s=0.6) as api:
+        kube = Kube(load_api_client(api.write_kubeconfig(str(tmp_path / "kc"))), max_attempts=1)
+        for name in ("alive", "dead"):
+            kube.call("node", lambda n=name: kube.core.create_node({"metadata": {"name": n}, "status": {
+                "conditions": [{"type": "Ready", "status": "True", "lastHeartbeatTime": "2026-01-01T00:00:00Z"}]}},
+                _preload_content=False))
+        kube.create_pod("a", _pod("tolerates", node="dead"))
+        tolerant = _pod("brief", node="dead")
+        tolerant["spec"]["tolerations"] = [{"key": "node.kubernetes.io/unreachable", "operator": "Exists",
+                                            "effect": "NoExecute", "tolerationSeconds": 3600}]
+        kube.create_pod("a", tolerant)
+        stop = threading.Event()
+
+        def kubelet() -> None:  # only "alive" renews its Lease
+            while not stop.wait(0.1):
+                body = {"metadata": {"name": "alive", "namespace": "kube-node-lease"},
+                        "spec": {"holderIdentity": "alive", "renewTime": datetime.now(timezone.utc).isoformat()}}
+                lease = kube.read_lease("kube-node-lease", "alive")
+                if lease.get("_status") == 404:
+                    kube.create_lease("kube-node-lease", body)
+                else:
+                    kube.replace_lease("kube-node-lease", "alive", {**body, "metadata": lease["metadata"]})
+
+        thread = threading.Thread(target=kubelet, daemon=True)
+        thread.start()
+        try:
+            def node(name: str) -> Obj:
+                return kube.call("get", lambda: kube.core.read_node(name, _preload_content=False))
+
+            deadline = time.monotonic() + 20
+            while not (node("dead").get("spec") or {}).get("taints") and time.monotonic() < deadline:
+                time.sleep(0.05)
+            dead = node("dead")
+            ready = next(c for c in dead["status"]["conditions"] if c["type"] == "Ready")
+            assert ready["status"] == "Unknown" and ready["reason"] == "NodeStatusUnknown"
+            assert sorted((t["key"], t["effect"]) for t in dead["spec"]["taints"]) == [
+                ("node.kubernetes.io/unreachable", "NoExecute"), ("node.kubernetes.io/unreachable", "NoSchedule")]
+            alive = node("alive")
+            assert not (alive.get("spec") or {}).get("taints")
+            assert next(c for c in alive["status"]["conditions"] if c["type"] == "Ready")["status"] == "True"
+            # The pod without a toleration is evicted (graceful: its kubelet would finish it); the
+            # one tolerating the taint for an hour stays.
+            assert api.evicted == ["a/tolerates"]
+            assert kube.read_pod("a", "tolerates")["metadata"]["deletionTimestamp"]
+            assert not kube.read_pod("a", "brief")["metadata"].get("deletionTimestamp")
+            # A heartbeat with Ready=True brings the node back: the taints go.
+            kube.call("status", lambda: kube.core.patch_node_status("dead", {"status": {"conditions": [
+                {"type": "Ready", "status": "True", "lastHeartbeatTime": datetime.now(timezone.utc).isoformat()}]}},
+                _preload_content=False, _content_type="application/merge-patch+json"))
+            deadline = time.monotonic() + 5
+            while (node("dead").get("spec") or {}).get("taints") and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert not (node("dead").get("spec") or {}).get("taints")
+        finally:
+            stop.set()
+            thread.join(timeout=5)
+
+
+def test_new_nodes_are_tainted_not_ready_by_admission(tmp_path: Path) -> None:
+    with FakeKubeAPI(taint_new_nodes=True) as api:
+        kube = Kube(load_api_client(api.write_kubeconfig(str(tmp_path / "kc"))), max_attempts=1)
+        node = kube.call("node", lambda: kube.core.create_node({"metadata": {"name": "n1"}, "spec": {"taints": [
+            {"key": "dedicated", "value": "gpu", "effect": "NoSchedule"}]}}, _preload_content=False))
+        assert node["spec"]["taints"] == [{"key": "dedicated", "value": "gpu", "effect": "NoSchedule"},
+                                          {"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule"}]
+
+
+def test_pod_gc_fails_and_deletes_pods_bound_to_missing_nodes(tmp_path: Path) -> None:
+    with FakeKubeAPI(pod_gc=True, pod_gc_quarantine_s=0.3) as api:
+        kube = Kube(load_api_client(api.write_kubeconfig(str(tmp_path / "kc"))), max_attempts=1)
+        kube.call("node", lambda: kube.core.create_node({"metadata": {"name": "n1"}}, _preload_content=False))
+        kube.create_pod("a", _pod("kept", node="n1"))
+        kube.create_pod("a", _pod("orphan"))
+        kube.bind_pod("a", "orphan", "vanished")
+        deadline = time.monotonic() + 10
+        while kube.read_pod("a", "orphan").get("_status") != 404 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert kube.read_pod("a", "orphan") == {"_status": 404}
+        final = next(e[3] for e in api.store.events if e[2] == "DELETED" and e[3]["metadata"]["name"] == "orphan")
+        assert final["status"]["phase"] == "Failed"
+        assert [c["reason"] for c in final["status"]["conditions"] if c["type"] == "DisruptionTarget"] == [
+            "DeletionByPodGC"]
+        assert "deletionTimestamp" not in kube.read_pod("a", "kept")["metadata"]
+
+
+def test_custom_resources_are_served_only_once_their_crd_is_established(tmp_path: Path) -> None:
+    import yaml
+
+    with FakeKubeAPI(require_crds=True, crd_establish_s=0.5) as api:
+        kube = Kube(load_api_client(api.write_kubeconfig(str(tmp_path / "kc"))), max_attempts=1)
+        with pytest.raises(KubeError) as err:
+            kube.list(GPUJOBS)
+        assert err.value.status == 404
+        crd = yaml.safe_load((ROOT / "deploy/crds/gpujobs.yaml").read_text())
+        created = kube.request("create crd", "POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd)
+        assert created["spec"] == crd["spec"] and not created["status"]["conditions"]
+        with pytest.raises(KubeError):  # created, not yet Established
+            kube.list(GPUJOBS)
+        deadline = time.monotonic() + 10
+        while not api.serves(api.by_path[("gpusched.io", "v1alpha1", "gpujobs")]) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert kube.list(GPUJOBS)[0] == []
+        got = kube.request("get", "GET", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/gpujobs.gpusched.io")
+        conditions = {c["type"]: c["status"] for c in got["status"]["conditions"]}
+        assert conditions == {"NamesAccepted": "True", "Established": "True"}
+        assert got["status"]["acceptedNames"]["kind"] == "GPUJob" and got["status"]["storedVersions"] == ["v1alpha1"]
+        with pytest.raises(KubeError):  # the other CRD was never installed
+            kube.list(GPUNODES)
