@@ -2,13 +2,30 @@
 
 Scenarios talk to the cluster only through the Kubernetes API with the official client, so the same
 tests run against the in-process API server stand-in (default) or a real cluster when
-GPUSCHED_E2E_KUBECONFIG names a kubeconfig. On a real cluster the GPU nodes are kwok-style Node
-objects this harness creates, and the kubelet below plays their kubelet (use a kwok cluster or one
-whose node lifecycle controller leaves such nodes alone); the CRDs from deploy/ are installed first.
+GPUSCHED_E2E_KUBECONFIG names a kubeconfig (kind, k3s, kwok, a cloud cluster, or a bare
+kube-apiserver + etcd as in controller-runtime's envtest). Either way the harness:
+
+- installs the CRDs from deploy/ (replacing older versions) and waits until they are Established;
+- removes what aborted earlier runs left behind (nodes whose Leases stopped being renewed, their
+  namespaces);
+- works in a fresh namespace labelled gpusched.io/e2e=<run id>, whose `default` ServiceAccount it
+  creates (a bare kube-apiserver has no controller that would, and pod admission needs it);
+- creates its fake GPU Nodes (labelled gpusched.io/e2e=<run id>) and keeps them alive the way a
+  kubelet (or kwok) does: it renews their kube-node-lease Leases, keeps Ready=True and removes the
+  not-ready/unreachable taints the node lifecycle controller may have added;
+- plays their kubelet (Kubelet below): runs bound pods, finishes deleted ones with a checkpoint report;
+- runs the operator with --node-selector gpusched.io/e2e=<run id>, so the cluster's real nodes
+  never get test workers (and checks that none did);
+- deletes all of it at the end, even when the test failed, without waiting for the namespace.
+
+The stand-in runs with the real cluster's behaviours switched on (testserver.REAL_CLUSTER: node
+lifecycle controller, ServiceAccount admission, namespace lifecycle, PodGC, CRDs served only once
+Established) and with two nodes of "its own" that the harness must leave alone.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -19,6 +36,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -26,13 +44,22 @@ import yaml
 
 from gpusched.model import GpuType
 from gpusched.scheduler.crd import GROUP, LABEL_JOB, LABEL_MANAGED, MANAGED_VALUE, PLURAL, VERSION
-from gpusched.scheduler.kube import PODS, Kube, load_api_client
+from gpusched.scheduler.kube import GPUJOBS, GPUNODES, NODES, PODS, Kube, KubeError, load_api_client
 from gpusched.scheduler.operator import Operator, OperatorSettings
-from gpusched.scheduler.testserver import FakeKubeAPI
+from gpusched.scheduler.testserver import REAL_CLUSTER, FakeKubeAPI
 from gpusched.workload_contract import EXIT_PREEMPTED, WorkloadStatus
 
 ROOT = Path(__file__).resolve().parents[2]
 E2E_KUBECONFIG = os.environ.get("GPUSCHED_E2E_KUBECONFIG")
+E2E_KWOK = os.environ.get("GPUSCHED_E2E_KWOK", "") not in ("", "0", "false")
+"""Also annotate the fake nodes kwok.x-k8s.io/node=fake, for a kwok that manages only annotated
+nodes. Off by default: kwok then also plays the pods' kubelet, and its default stages delete a
+terminating pod at once, before the harness' kubelet writes the preempted worker's checkpoint report."""
+E2E_LABEL = "gpusched.io/e2e"
+NODE_LEASE_NAMESPACE = "kube-node-lease"
+NODE_LEASE_SECONDS = 40
+LIFECYCLE_TAINTS = ("node.kubernetes.io/unreachable", "node.kubernetes.io/not-ready")
+CRD_FILES = (ROOT / "deploy/crds/gpujobs.yaml", ROOT / "deploy/agent/gpunode-crd.yaml")
 GPU = "H100-80GB"
 GPU_TYPES = [
     GpuType(name="H100-80GB", memory_gib=80, price_per_hour=4.0, speed=2.0),
@@ -52,15 +79,207 @@ def wait_for(cond: Callable[[], Any], timeout: float = 20.0, what: str = "condit
     raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
 
 
+def _micro_now() -> str:
+    """A MicroTime, as Lease renewTime wants it."""
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _parse_time(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def _harness_log(message: str) -> None:
+    print(f"[gpusched e2e harness] {message}", file=sys.stderr)
+
+
+# ------------------------------------------------------------------------------------ fake nodes
+
+
+def ready_conditions(previous: list[Obj] | None = None) -> list[Obj]:
+    """The node conditions a healthy kubelet posts, with a fresh heartbeat."""
+    now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    before = {c.get("type"): c for c in previous or []}
+    wanted = [("Ready", "True", "KubeletReady", "kubelet is posting ready status"),
+              ("MemoryPressure", "False", "KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
+              ("DiskPressure", "False", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
+              ("PIDPressure", "False", "KubeletHasSufficientPID", "kubelet has sufficient PID available")]
+    out = []
+    for kind, status, reason, message in wanted:
+        old = before.get(kind) or {}
+        since = old.get("lastTransitionTime") if old.get("status") == status else None
+        out.append({"type": kind, "status": status, "reason": reason, "message": message,
+                    "lastHeartbeatTime": now, "lastTransitionTime": since or now})
+    return out
+
+
+class NodeKeeper:
+    """Keeps Node objects that no kubelet runs alive, as a kubelet or kwok does for its node.
+
+    Every `renew_every` seconds, per node: renew the coordination.k8s.io/v1 Lease named after it in
+    kube-node-lease (holderIdentity = node, leaseDurationSeconds 40, renewTime now), which is what the
+    node lifecycle controller watches; re-post Ready=True with a fresh heartbeat when the node is not
+    Ready (the controller marked it Unknown) or every `refresh_status_every` seconds (as a kubelet's
+    periodic status report, rarely, since each node write wakes every node watcher); remove the
+    not-ready/unreachable taints. A node that was deleted under us (a cloud node controller deletes
+    Nodes without a machine) is handed to `on_missing`.
+    """
+
+    def __init__(self, kube: Kube, renew_every: float = 5.0, refresh_status_every: float = 60.0,
+                 labels: dict[str, str] | None = None, on_missing: Callable[[str], None] | None = None,
+                 remove_taints: bool = True) -> None:
+        self.kube, self.renew_every, self.refresh_status_every = kube, renew_every, refresh_status_every
+        self.remove_taints = remove_taints
+        """False: a plain kubelet, which leaves the lifecycle taints to the node lifecycle controller."""
+        self.labels = labels or {}
+        self.on_missing = on_missing
+        self.nodes: dict[str, float] = {}
+        """node -> monotonic time of its last status report."""
+        self._lock = threading.Lock()
+        self.stop_event = threading.Event()
+        self.paused = threading.Event()
+        """Set: no heartbeats (tests play a kubelet that died)."""
+        self.thread = threading.Thread(target=self._loop, name="node-keeper", daemon=True)
+        self.beats = 0
+        self.repairs: list[str] = []
+        """'node: what' for every time a node had to be brought back (NotReady, tainted, deleted)."""
+        self.last_error: str | None = None
+
+    def start(self) -> NodeKeeper:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        if self.thread.is_alive():
+            self.thread.join(timeout=10)
+
+    def add(self, name: str) -> None:
+        with self._lock:
+            self.nodes[name] = time.monotonic()
+        self.beat(name)
+
+    def discard(self, name: str) -> None:
+        with self._lock:
+            self.nodes.pop(name, None)
+
+    def _loop(self) -> None:
+        while not self.stop_event.wait(self.renew_every):
+            if self.paused.is_set():
+                continue
+            with self._lock:
+                names = list(self.nodes)
+            for name in names:
+                try:
+                    self.beat(name)
+                except Exception as exc:  # the next tick retries; a lasting failure shows in the test
+                    self.last_error = f"{name}: {exc}"
+
+    def beat(self, name: str) -> None:
+        node = self.kube.call("read node", lambda: self.kube.core.read_node(name, _preload_content=False),
+                              ok=(404,))
+        if node.get("_status") == 404:
+            with self._lock:
+                known = name in self.nodes
+            if known and self.on_missing is not None:
+                self.repairs.append(f"{name}: deleted")
+                self.on_missing(name)
+            return
+        self._renew_lease(node)
+        self._report_status(node)
+        self.beats += 1
+
+    def _renew_lease(self, node: Obj) -> None:
+        name = node["metadata"]["name"]
+        lease = self.kube.read_lease(NODE_LEASE_NAMESPACE, name)
+        spec = {"holderIdentity": name, "leaseDurationSeconds": NODE_LEASE_SECONDS, "renewTime": _micro_now()}
+        if lease.get("_status") == 404:
+            body = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {
+                "name": name, "namespace": NODE_LEASE_NAMESPACE, "labels": dict(self.labels),
+                # As the kubelet's: owned by its Node, so deleting the node deletes the Lease.
+                "ownerReferences": [{"apiVersion": "v1", "kind": "Node", "name": name,
+                                     "uid": node["metadata"]["uid"]}]}, "spec": spec}
+            self.kube.create_lease(NODE_LEASE_NAMESPACE, body)  # 409: another beat won; fine
+            return
+        body = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": lease["metadata"],
+                "spec": {**(lease.get("spec") or {}), **spec}}
+        self.kube.replace_lease(NODE_LEASE_NAMESPACE, name, body)  # 409: renewed by the next tick
+
+    def _report_status(self, node: Obj) -> None:
+        name = node["metadata"]["name"]
+        conditions = (node.get("status") or {}).get("conditions") or []
+        ready = next((c for c in conditions if c.get("type") == "Ready"), None)
+        with self._lock:
+            last = self.nodes.get(name, 0.0)
+        due = time.monotonic() - last >= self.refresh_status_every
+        if ready is None or ready.get("status") != "True" or due:
+            if ready is not None and ready.get("status") != "True":
+                self.repairs.append(f"{name}: Ready={ready.get('status')} ({ready.get('reason')})")
+            self.kube.call("node status", lambda: self.kube.core.patch_node_status(
+                name, {"status": {"conditions": ready_conditions(conditions)}}, _preload_content=False,
+                _content_type="application/merge-patch+json"))
+            with self._lock:
+                if name in self.nodes:
+                    self.nodes[name] = time.monotonic()
+        taints = (node.get("spec") or {}).get("taints") or []
+        keep = [t for t in taints if t.get("key") not in LIFECYCLE_TAINTS]
+        if self.remove_taints and len(keep) != len(taints):
+            self.repairs.append(f"{name}: taints {[t.get('key') for t in taints if t not in keep]}")
+            # Conditional on the version read: the controller may be writing the node too.
+            patch = {"metadata": {"resourceVersion": node["metadata"]["resourceVersion"]},
+                     "spec": {"taints": keep or None}}
+            self.kube.call("untaint node", lambda: self.kube.core.patch_node(
+                name, patch, _preload_content=False, _content_type="application/merge-patch+json"), ok=(409,))
+
+
+def node_body(name: str, gpus: int, labels: dict[str, str], annotations: dict[str, str] | None = None,
+              taints: list[Obj] | None = None) -> tuple[Obj, Obj]:
+    """A Node as its kubelet would register it, and the status it reports (allocatable, Ready)."""
+    body: Obj = {"apiVersion": "v1", "kind": "Node", "metadata": {
+        "name": name, "labels": {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux", **labels},
+        "annotations": {"node.alpha.kubernetes.io/ttl": "0", **(annotations or {})}}, "spec": {}}
+    if taints:
+        body["spec"]["taints"] = taints
+    resources = {"cpu": "64", "memory": "512Gi", "pods": "110"}
+    if gpus:
+        resources["nvidia.com/gpu"] = str(gpus)
+    status = {"status": {
+        "allocatable": resources, "capacity": resources, "conditions": ready_conditions(),
+        "nodeInfo": {"architecture": "amd64", "operatingSystem": "linux", "kubeletVersion": "fake",
+                     "kubeProxyVersion": "fake", "containerRuntimeVersion": "", "kernelVersion": "",
+                     "osImage": "", "machineID": "", "systemUUID": "", "bootID": ""},
+    }}
+    return body, status
+
+
+def register_node(kube: Kube, body: Obj, status: Obj) -> None:
+    name = body["metadata"]["name"]
+    kube.call("create node", lambda: kube.core.create_node(body, _preload_content=False), ok=(409,))
+    kube.call("node status", lambda: kube.core.patch_node_status(
+        name, status, _preload_content=False, _content_type="application/merge-patch+json"))
+
+
+# ------------------------------------------------------------------------------------ the kubelet
+
+
 class Kubelet:
     """Plays the kubelet of the harness' GPU nodes: runs bound pods, finishes deleted ones.
 
     A deleted (preempted) worker exits 75 with a WorkloadStatus termination message saying where
-    its checkpoint is, as gpusched.workload does on SIGTERM; tests can finish or crash workers.
+    its checkpoint is, as gpusched.workload does on SIGTERM; tests can finish or crash workers. Nodes
+    without a kubelet never finish a graceful deletion on a real cluster, so this one must (and the
+    API server only removes a bound pod once its kubelet deletes it with grace 0).
     """
 
-    def __init__(self, kube: Kube, namespace: str, checkpoint_step: int = 120, total_steps: int = 1000) -> None:
+    def __init__(self, kube: Kube, namespace: str, nodes: list[str] | None = None, checkpoint_step: int = 120,
+                 total_steps: int = 1000) -> None:
         self.kube, self.namespace = kube, namespace
+        self.nodes = nodes
+        """The nodes this kubelet runs (None: any)."""
         self.checkpoint_step, self.total_steps = checkpoint_step, total_steps
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._loop, name="kubelet", daemon=True)
@@ -74,7 +293,7 @@ class Kubelet:
     def _status(self, name: str, body: Obj) -> None:
         self.kube.call("kubelet patch", lambda: self.kube.core.patch_namespaced_pod_status(
             name, self.namespace, body, _preload_content=False,
-            _content_type="application/merge-patch+json"), ok=(404,))
+            _content_type="application/merge-patch+json"), ok=(404, 409))
 
     def terminate(self, pod: Obj, phase: str, code: int, message: str) -> None:
         self._status(pod["metadata"]["name"], {"status": {
@@ -99,6 +318,9 @@ class Kubelet:
             for pod in pods:
                 meta, spec, status = pod["metadata"], pod.get("spec") or {}, pod.get("status") or {}
                 name = meta["name"]
+                node = spec.get("nodeName")
+                if self.nodes is not None and node and node not in self.nodes:
+                    continue  # someone else's node: its own kubelet runs it
                 try:
                     if meta.get("deletionTimestamp"):
                         if status.get("phase") not in ("Succeeded", "Failed"):
@@ -108,8 +330,11 @@ class Kubelet:
                             self.terminate(pod, "Failed", EXIT_PREEMPTED, report.model_dump_json())
                             self.terminated.append(name)
                         self.kube.delete_pod(self.namespace, name, 0)
-                    elif spec.get("nodeName") and status.get("phase") == "Pending":
-                        self._status(name, {"status": {"phase": "Running", "containerStatuses": [{
+                    elif node and status.get("phase") == "Pending":
+                        # Conditional on the version read: a test may have finished the pod meanwhile,
+                        # and a terminated container must never be reported running again.
+                        self._status(name, {"metadata": {"resourceVersion": meta["resourceVersion"]},
+                                            "status": {"phase": "Running", "containerStatuses": [{
                             "name": "worker", "ready": True, "restartCount": 0, "image": "x", "imageID": "",
                             "state": {"running": {"startedAt": datetime.now(timezone.utc).isoformat()}}}]}})
                 except Exception:
@@ -117,18 +342,187 @@ class Kubelet:
             time.sleep(0.05)
 
 
+# ------------------------------------------------------------------------------------ cluster setup
+
+
+def install_crds(kube: Kube, timeout: float = 60.0) -> list[str]:
+    """Create (or bring up to date) the gpusched CRDs and wait until the API server serves them.
+
+    A CRD is usable only once its Established condition is True (the names are accepted and the
+    handler is installed); before that its resources answer 404. A CRD left by an older checkout is
+    replaced with this one's (as `kubectl apply` would), keeping its resourceVersion.
+    """
+    base = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
+    names: list[str] = []
+    for path in CRD_FILES:
+        for doc in yaml.safe_load_all(path.read_text()):
+            if not doc or doc.get("kind") != "CustomResourceDefinition":
+                continue
+            name = doc["metadata"]["name"]
+            names.append(name)
+            created = kube.request("create crd", "POST", base, doc, ok=(409,))
+            if created.get("_status") != 409:
+                continue
+            for _ in range(10):  # someone else may be updating it too: re-read and retry on 409
+                current = kube.request("read crd", "GET", f"{base}/{name}")
+                if current.get("spec") == doc["spec"]:
+                    break
+                body = {**doc, "metadata": {**doc["metadata"],
+                                            "resourceVersion": current["metadata"]["resourceVersion"]}}
+                if "_status" not in kube.request("replace crd", "PUT", f"{base}/{name}", body, ok=(409,)):
+                    break
+
+    def established() -> bool:
+        for name in names:
+            crd = kube.request("read crd", "GET", f"{base}/{name}")
+            conditions = {c.get("type"): c for c in (crd.get("status") or {}).get("conditions") or []}
+            accepted = conditions.get("NamesAccepted") or {}
+            if accepted.get("status") == "False":
+                raise AssertionError(f"CRD {name}: names not accepted: {accepted.get('message')}")
+            if (conditions.get("Established") or {}).get("status") != "True":
+                return False
+        return True
+
+    wait_for(established, timeout, "the gpusched CRDs to be Established", every=0.2)
+
+    def served() -> bool:
+        for kind in (GPUJOBS, GPUNODES):
+            try:
+                kube.list(kind)
+            except KubeError as exc:
+                if exc.status == 404:
+                    return False
+                raise
+        return True
+
+    wait_for(served, timeout, "the gpusched resources to be served", every=0.2)
+    return names
+
+
+def ensure_namespace(kube: Kube, namespace: str, labels: dict[str, str] | None = None,
+                     service_account: bool = True) -> None:
+    """The namespace and its `default` ServiceAccount, which pod admission insists on.
+
+    On a full cluster the controller-manager creates the ServiceAccount a moment after the namespace
+    (and pods created in between are refused); on a bare kube-apiserver it never does. Creating it
+    ourselves covers both: a 409 means the controller was first.
+    """
+    body = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace, "labels": labels or {}}}
+    kube.call("create ns", lambda: kube.core.create_namespace(body, _preload_content=False), ok=(409,))
+    if not service_account:
+        return
+    sa = {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default", "namespace": namespace}}
+    kube.call("create sa", lambda: kube.core.create_namespaced_service_account(
+        namespace, sa, _preload_content=False), ok=(409,))
+
+
+def force_delete_pods(kube: Kube, namespace: str) -> None:
+    """Pods bound to nodes without a kubelet never finish a graceful deletion: delete with grace 0."""
+    pods, _ = kube.list(PODS, namespace)
+    for pod in pods:
+        kube.delete_pod(namespace, pod["metadata"]["name"], 0)
+
+
+def delete_node_objects(kube: Kube, node: str) -> None:
+    """A fake node, its GPUNode and its node Lease."""
+    kube.call("delete node", lambda: kube.core.delete_node(node, _preload_content=False), ok=(404,))
+    kube.call("delete gpunode", lambda: kube.custom.delete_cluster_custom_object(
+        GROUP, VERSION, "gpunodes", node, _preload_content=False), ok=(404,))
+    kube.call("delete node lease", lambda: kube.coordination.delete_namespaced_lease(
+        node, NODE_LEASE_NAMESPACE, _preload_content=False), ok=(404,))
+
+
+def sweep_stale_runs(kube: Kube, keep: str, dead_after_s: float = 3 * NODE_LEASE_SECONDS,
+                     namespace_min_age_s: float = 600.0) -> list[str]:
+    """Delete what aborted runs left (their fake nodes would otherwise go NotReady, get tainted and
+    linger): nodes labelled gpusched.io/e2e whose Lease has not been renewed for dead_after_s, and
+    namespaces labelled gpusched.io/e2e of runs with no live node, older than namespace_min_age_s (a
+    run that has just created its namespace has no nodes yet). Returns what it deleted."""
+    now = datetime.now(timezone.utc)
+    alive: set[str] = set()
+    removed: list[str] = []
+    nodes, _ = kube.list(NODES, None, E2E_LABEL)
+    for node in nodes:
+        meta = node["metadata"]
+        run = (meta.get("labels") or {}).get(E2E_LABEL, "")
+        if run == keep:
+            continue
+        lease = kube.read_lease(NODE_LEASE_NAMESPACE, meta["name"])
+        last = _parse_time((lease.get("spec") or {}).get("renewTime")) or _parse_time(meta.get("creationTimestamp"))
+        if last is not None and (now - last).total_seconds() < dead_after_s:
+            alive.add(run)
+            continue
+        delete_node_objects(kube, meta["name"])
+        removed.append(f"node/{meta['name']}")
+    # GPUNodes and node Leases whose Node is already gone (a cleanup cut short).
+    gpunodes, _ = kube.list(GPUNODES, None, E2E_LABEL)
+    leases = kube.call("list leases", lambda: kube.coordination.list_namespaced_lease(
+        NODE_LEASE_NAMESPACE, label_selector=E2E_LABEL, _preload_content=False)).get("items") or []
+    nodes_left = {n["metadata"]["name"] for n in nodes} - {r.split("/", 1)[1] for r in removed}
+    for obj, kind in [(g, "gpunode") for g in gpunodes] + [(le, "lease") for le in leases]:
+        meta = obj["metadata"]
+        run = (meta.get("labels") or {}).get(E2E_LABEL, "")
+        if run == keep or run in alive or meta["name"] in nodes_left:
+            continue
+        delete_node_objects(kube, meta["name"])
+        removed.append(f"{kind}/{meta['name']}")
+    data = kube.call("list ns", lambda: kube.core.list_namespace(label_selector=E2E_LABEL, _preload_content=False))
+    for ns in data.get("items") or []:
+        meta = ns["metadata"]
+        run = (meta.get("labels") or {}).get(E2E_LABEL, "")
+        created = _parse_time(meta.get("creationTimestamp"))
+        if run == keep or run in alive or meta.get("deletionTimestamp"):
+            continue
+        if created is not None and (now - created).total_seconds() < namespace_min_age_s:
+            continue
+        force_delete_pods(kube, meta["name"])
+        kube.call("delete ns", lambda n=meta["name"]: kube.core.delete_namespace(n, _preload_content=False),
+                  ok=(404,))
+        removed.append(f"namespace/{meta['name']}")
+    return removed
+
+
+# ------------------------------------------------------------------------------------ the harness
+
+
 class Harness:
     GPU = GPU
     wait_for = staticmethod(wait_for)
 
-    def __init__(self, kubeconfig: str, namespace: str, fake: FakeKubeAPI | None, tmp: Path) -> None:
+    def __init__(self, kubeconfig: str, namespace: str, fake: FakeKubeAPI | None, tmp: Path, run_id: str,
+                 operator_kubeconfig: str | None = None, renew_every: float = 5.0) -> None:
         self.kubeconfig, self.namespace, self.fake, self.tmp = kubeconfig, namespace, fake, tmp
+        self.run_id = run_id
+        self.operator_kubeconfig = operator_kubeconfig or kubeconfig
+        """The operator's identity: the stand-in tells its requests from the harness' by token."""
         self.kube = Kube(load_api_client(kubeconfig))
-        self.prefix = "" if fake is not None else f"e2e-{uuid.uuid4().hex[:5]}-"
+        self.prefix = f"e2e-{run_id}-"
+        self.node_selector = f"{E2E_LABEL}={run_id}"
+        """What the operator runs with: only this run's fake nodes, never the cluster's own."""
         self.nodes: list[str] = []
-        self.kubelet = Kubelet(self.kube, namespace).start()
+        self._node_specs: dict[str, tuple[int, str]] = {}
+        self.keeper = NodeKeeper(Kube(load_api_client(kubeconfig), max_attempts=3), renew_every,
+                                 labels={E2E_LABEL: run_id}, on_missing=self._recreate_node).start()
+        self.kubelet = Kubelet(self.kube, namespace, self.nodes).start()
         self.operators: list[tuple[Operator, threading.Thread]] = []
         self.processes: list[subprocess.Popen[bytes]] = []
+        self.closed = False
+        self.allow_evictions = False
+        """Tests that let a node die set this; otherwise an evicted test pod fails the test."""
+
+    @classmethod
+    def open(cls, kubeconfig: str, fake: FakeKubeAPI | None, tmp: Path, operator_kubeconfig: str | None = None,
+             renew_every: float = 5.0) -> Harness:
+        """Prepare the cluster (CRDs, leftovers, namespace + ServiceAccount), then the harness."""
+        run_id = uuid.uuid4().hex[:6]
+        kube = Kube(load_api_client(kubeconfig))
+        install_crds(kube)
+        for what in sweep_stale_runs(kube, keep=run_id):
+            _harness_log(f"removed {what}, left by an aborted run")
+        namespace = f"gpusched-e2e-{run_id}"
+        ensure_namespace(kube, NODE_LEASE_NAMESPACE, service_account=False)  # there already: a 409
+        ensure_namespace(kube, namespace, {E2E_LABEL: run_id})
+        return cls(kubeconfig, namespace, fake, tmp, run_id, operator_kubeconfig, renew_every)
 
     # ------------------------------------------------------------------ cluster objects
 
@@ -137,18 +531,22 @@ class Harness:
 
     def add_node(self, name: str, gpus: int = 8, gpu_type: str = GPU) -> str:
         full = self.node(name)
-        body = {"apiVersion": "v1", "kind": "Node",
-                "metadata": {"name": full, "labels": {"gpusched.io/gpu-type": gpu_type, "type": "kwok"}}}
-        self.kube.call("create node", lambda: self.kube.core.create_node(body, _preload_content=False), ok=(409,))
-        status = {"status": {
-            "allocatable": {"nvidia.com/gpu": str(gpus), "cpu": "64", "memory": "512Gi", "pods": "110"},
-            "capacity": {"nvidia.com/gpu": str(gpus), "cpu": "64", "memory": "512Gi", "pods": "110"},
-            "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "kwok"}],
-        }}
-        self.kube.call("node status", lambda: self.kube.core.patch_node_status(
-            full, status, _preload_content=False, _content_type="application/merge-patch+json"))
+        self._node_specs[full] = (gpus, gpu_type)
+        self._register(full)
         self.nodes.append(full)
+        self.keeper.add(full)
         return full
+
+    def _register(self, full: str) -> None:
+        gpus, gpu_type = self._node_specs[full]
+        annotations = {"kwok.x-k8s.io/node": "fake"} if E2E_KWOK else {}
+        body, status = node_body(full, gpus, {"gpusched.io/gpu-type": gpu_type, E2E_LABEL: self.run_id},
+                                 annotations)
+        register_node(self.kube, body, status)
+
+    def _recreate_node(self, full: str) -> None:
+        if not self.closed and full in self._node_specs:
+            self._register(full)
 
     def set_gpu_health(self, node: str, gpus: int = 8, unhealthy: tuple[int, ...] = (), age_s: float = 0) -> None:
         """Publish the agent's GPUNode status for a node, as `gpusched agent` does."""
@@ -160,7 +558,8 @@ class Harness:
                       "healthReasons": ["XID 79: GPU has fallen off the bus"] if i in unhealthy else []}
                      for i in range(gpus)],
         }
-        body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "GPUNode", "metadata": {"name": node}}
+        body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "GPUNode",
+                "metadata": {"name": node, "labels": {E2E_LABEL: self.run_id}}}
         self.kube.call("create gpunode", lambda: self.kube.custom.create_cluster_custom_object(
             GROUP, VERSION, "gpunodes", body, _preload_content=False), ok=(409,))
         self.kube.call("gpunode status", lambda: self.kube.custom.patch_cluster_custom_object_status(
@@ -226,20 +625,32 @@ class Harness:
         self.kubelet.terminate(pod, "Failed", 1, WorkloadStatus(state="failed", step=10, message=message)
                                .model_dump_json())
 
+    def foreign_bindings(self) -> list[str]:
+        """Test pods placed on nodes that are not this run's: must never happen (--node-selector)."""
+        found = [f"{p['metadata']['name']} on {p['spec']['nodeName']}" for p in self.pods()
+                 if (p.get("spec") or {}).get("nodeName") not in (None, *self.nodes)]
+        if self.fake is not None:  # every binding ever made, including pods deleted since
+            for method, path, _ctype, body in list(self.fake.log):
+                if method == "POST" and path.endswith("/binding") and f"/namespaces/{self.namespace}/" in path:
+                    target = ((body or {}).get("target") or {}).get("name")
+                    if target not in self.nodes:
+                        found.append(f"{path} -> {target}")
+        return found
+
     # ------------------------------------------------------------------ operators
 
     def settings(self, **overrides: Any) -> OperatorSettings:
         base: dict[str, Any] = dict(
-            gpu_types=GPU_TYPES, namespace=self.namespace, replan_interval=2.0, debounce=0.2, max_debounce=1.0,
-            policy="jct", horizon=24.0, slot=0.25, time_limit=5.0, fast_time_limit=5.0, lease_namespace=self.namespace,
-            lease_name=f"gpusched-{uuid.uuid4().hex[:6]}", lease_seconds=4, watch_timeout=30,
-            backoff_base_s=0.3, apply_workers=4,
+            gpu_types=GPU_TYPES, namespace=self.namespace, node_selector=self.node_selector, replan_interval=2.0,
+            debounce=0.2, max_debounce=1.0, policy="jct", horizon=24.0, slot=0.25, time_limit=5.0,
+            fast_time_limit=5.0, lease_namespace=self.namespace, lease_name=f"gpusched-{uuid.uuid4().hex[:6]}",
+            lease_seconds=4, watch_timeout=30, backoff_base_s=0.3, apply_workers=4,
         )
         base.update(overrides)
         return OperatorSettings(**base)
 
     def start_operator(self, **overrides: Any) -> Operator:
-        op = Operator(Kube(load_api_client(self.kubeconfig)), self.settings(**overrides))
+        op = Operator(Kube(load_api_client(self.operator_kubeconfig)), self.settings(**overrides))
         thread = threading.Thread(target=op.run, name="operator", daemon=True)
         thread.start()
         self.operators.append((op, thread))
@@ -259,15 +670,25 @@ class Harness:
     def spawn_operator(self, lease_name: str) -> subprocess.Popen[bytes]:
         """`gpusched operator` as a separate process, to be killed with SIGKILL."""
         cmd = [sys.executable, "-c", "from gpusched.cli import main; main()", "operator",
-               "--kubeconfig", self.kubeconfig, "--cluster-config", str(self.cluster_file()),
-               "--namespace", self.namespace, "--replan-interval", "2s", "--metrics-port", "0",
-               "--lease-namespace", self.namespace, "--time-limit", "5", "--log-level", "warning", "--lease-name", lease_name,
-               "--lease-duration", "3"]
+               "--kubeconfig", self.operator_kubeconfig, "--cluster-config", str(self.cluster_file()),
+               "--namespace", self.namespace, "--node-selector", self.node_selector, "--replan-interval", "2s",
+               "--metrics-port", "0", "--lease-namespace", self.namespace, "--time-limit", "5",
+               "--log-level", "warning", "--lease-name", lease_name, "--lease-duration", "3"]
         proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         self.processes.append(proc)
         return proc
 
+    # ------------------------------------------------------------------ the end
+
     def close(self) -> None:
+        """Stop everything, check no test pod reached a foreign node, delete what the run created.
+
+        Cleanup runs whatever happened before (a failed test, a failed check); its own failures are
+        reported, not raised, so they never hide the test's. The namespace is deleted without waiting:
+        a bare kube-apiserver has no namespace controller to ever finish it.
+        """
+        if self.closed:
+            return
         self.kubelet.stop.set()
         for op, thread in self.operators:
             op.shutdown()
@@ -277,31 +698,71 @@ class Harness:
                 proc.kill()
                 proc.wait(timeout=10)
         self.kubelet.thread.join(timeout=5)
-        if self.fake is None:
-            self._cleanup_real()
+        foreign: list[str] = []
+        evicted: list[str] = []
+        try:
+            foreign = self.foreign_bindings()
+            if self.fake is not None and not self.allow_evictions:
+                evicted = [p for p in self.fake.evicted if p.startswith(f"{self.namespace}/")]
+        finally:
+            self.closed = True
+            self.keeper.stop()
+            self.cleanup()
+        assert not foreign, f"test workers were placed on nodes outside --node-selector: {foreign}"
+        assert not evicted, f"the node lifecycle controller evicted test pods (fake nodes not kept alive): {evicted}"
 
-    def _cleanup_real(self) -> None:
+    def cleanup(self) -> list[str]:
+        kube = Kube(load_api_client(self.kubeconfig), max_attempts=3)
+        problems: list[str] = []
+
+        def attempt(what: str, fn: Callable[[], Any]) -> None:
+            try:
+                fn()
+            except Exception as exc:
+                problems.append(f"{what}: {exc}")
+
+        attempt("delete pods", lambda: force_delete_pods(kube, self.namespace))
+        attempt("delete gpujobs", lambda: kube.call("delete gpujobs", lambda: kube.custom.delete_collection_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, PLURAL, _preload_content=False), ok=(404, 405)))
+        attempt("delete namespace", lambda: kube.call("delete ns", lambda: kube.core.delete_namespace(
+            self.namespace, _preload_content=False), ok=(404,)))
         for node in self.nodes:
-            self.kube.call("delete node", lambda n=node: self.kube.core.delete_node(n, _preload_content=False),
-                           ok=(404,))
-            self.kube.call("delete gpunode", lambda n=node: self.kube.custom.delete_cluster_custom_object(
-                GROUP, VERSION, "gpunodes", n, _preload_content=False), ok=(404,))
-        self.kube.call("delete ns", lambda: self.kube.core.delete_namespace(
-            self.namespace, _preload_content=False), ok=(404,))
+            attempt(f"delete node {node}", lambda n=node: delete_node_objects(kube, n))
+        for problem in problems:
+            _harness_log(f"cleanup: {problem}")
+        return problems
 
 
-def _install_crds(kube: Kube) -> None:
-    from kubernetes import client
+# ------------------------------------------------------------------------------------ fixtures
 
-    ext = client.ApiextensionsV1Api(kube.api_client)
-    for path in [ROOT / "deploy/crds/gpujobs.yaml", *sorted((ROOT / "deploy/agent").glob("*crd*.yaml"))]:
-        if not path.exists():
-            continue
-        for doc in yaml.safe_load_all(path.read_text()):
-            if doc and doc.get("kind") == "CustomResourceDefinition":
-                kube.call("create crd", lambda d=doc: ext.create_custom_resource_definition(
-                    d, _preload_content=False), ok=(409,))
-    time.sleep(2)  # let the new resources become served
+
+CLUSTER_NODES = ("kind-control-plane", "gpu-node-1")
+"""The stand-in cluster's own nodes, which the harness must neither touch nor place workers on: a
+kind-style control plane and a real GPU node (of the very type the tests ask for)."""
+
+
+def _seed_cluster_nodes(kube: Kube, renew_every: float) -> NodeKeeper:
+    control, gpu = CLUSTER_NODES
+    body, status = node_body(control, 0, {"node-role.kubernetes.io/control-plane": ""},
+                             taints=[{"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}])
+    register_node(kube, body, status)
+    body, status = node_body(gpu, 8, {"gpusched.io/gpu-type": GPU})
+    register_node(kube, body, status)
+    keeper = NodeKeeper(kube, renew_every=renew_every, remove_taints=False).start()  # their own kubelets
+    for name in CLUSTER_NODES:
+        keeper.add(name)
+    return keeper
+
+
+@pytest.fixture
+def e2e() -> SimpleNamespace:
+    """This module's helpers for tests (conftest.py cannot be imported by name: the solver tests'
+    conftest is on the import path too)."""
+    return SimpleNamespace(
+        stand_in_harness=stand_in_harness, install_crds=install_crds, ensure_namespace=ensure_namespace,
+        sweep_stale_runs=sweep_stale_runs, node_body=node_body, register_node=register_node, wait_for=wait_for,
+        E2E_LABEL=E2E_LABEL, NODE_LEASE_NAMESPACE=NODE_LEASE_NAMESPACE, CLUSTER_NODES=CLUSTER_NODES, ROOT=ROOT,
+    )
 
 
 @pytest.fixture
@@ -310,26 +771,38 @@ def fake_api() -> Iterator[FakeKubeAPI]:
         yield api
 
 
+@contextlib.contextmanager
+def stand_in_harness(tmp_path: Path, **flags: Any) -> Iterator[Harness]:
+    """A harness on the stand-in with the real cluster's behaviours (REAL_CLUSTER, overridden by
+    flags) and the cluster's own two nodes, kept alive by "their kubelets"."""
+    settings = {**REAL_CLUSTER, **flags}
+    with FakeKubeAPI(**settings) as api:
+        admin = api.write_kubeconfig(str(tmp_path / "kubeconfig"), token="harness")
+        operator = api.write_kubeconfig(str(tmp_path / "operator-kubeconfig"), token="operator")
+        renew_every = min(0.5, float(settings.get("node_grace_s", 40.0)) / 4)
+        cluster = _seed_cluster_nodes(Kube(load_api_client(api.write_kubeconfig(
+            str(tmp_path / "kubelets-kubeconfig"), token="kubelets"))), renew_every)
+        try:
+            h = Harness.open(admin, api, tmp_path, operator_kubeconfig=operator, renew_every=renew_every)
+            try:
+                yield h
+            finally:
+                h.close()
+        finally:
+            cluster.stop()
+
+
 @pytest.fixture
 def harness(tmp_path: Path) -> Iterator[Harness]:
     if E2E_KUBECONFIG:
-        kube = Kube(load_api_client(E2E_KUBECONFIG))
-        _install_crds(kube)
-        ns = f"gpusched-e2e-{uuid.uuid4().hex[:6]}"
-        body = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}
-        kube.call("create ns", lambda: kube.core.create_namespace(body, _preload_content=False))
-        h = Harness(E2E_KUBECONFIG, ns, None, tmp_path)
+        h = Harness.open(E2E_KUBECONFIG, None, tmp_path)
         try:
             yield h
         finally:
             h.close()
         return
-    with FakeKubeAPI() as api:
-        h = Harness(api.write_kubeconfig(str(tmp_path / "kubeconfig")), "default", api, tmp_path)
-        try:
-            yield h
-        finally:
-            h.close()
+    with stand_in_harness(tmp_path) as h:
+        yield h
 
 
 def pod_env(pod: Obj) -> dict[str, str]:

@@ -52,6 +52,36 @@ def test_three_jobs_on_two_nodes_are_placed_per_plan(harness: Harness) -> None:
     assert h.job("half-1")["status"]["nodes"] == h.job("half-2")["status"]["nodes"]
 
 
+def test_node_selector_dedicates_the_operator_to_a_node_pool(harness: Harness) -> None:
+    """--node-selector: nodes outside the pool get no workers; a node that joins is used at once, one
+    that leaves is treated as gone (its gang stops and waits for room in the pool)."""
+    h = harness
+
+    def label(node: str, pool: str | None) -> None:
+        h.kube.call("label", lambda: h.kube.core.patch_node(node, {"metadata": {"labels": {"pool": pool}}},
+                                                            _preload_content=False,
+                                                            _content_type="application/merge-patch+json"))
+
+    inside, outside = h.add_node("gpu-a"), h.add_node("gpu-b")
+    label(inside, "training")
+    h.submit("first", 8, preemptible=True)
+    h.submit("second", 8)
+    op = h.start_operator(node_selector=f"{h.node_selector},pool=training")
+    h.wait_phase("first", "Running")
+    h.wait_for(lambda: op.rounds >= 3, 15, "three reconcile rounds")
+    assert [p["spec"]["nodeName"] for p in h.pods()] == [inside]
+    assert h.phase("second") in ("Pending", "Planned")
+    assert [n["metadata"]["name"] for n in op.nodes.items()] == [inside]  # the server filtered the watch
+    label(outside, "training")  # joins the pool: the second job starts there
+    h.wait_phase("second", "Running")
+    assert h.job("second")["status"]["nodes"] == [outside]
+    label(inside, None)  # leaves the pool: as if it were gone
+    h.wait_for(lambda: h.phase("first") in ("Preempted", "Planned", "Pending"), 30, "the first job to stop")
+    h.wait_for(lambda: not h.pods("first"), 30, "its worker to be gone")
+    assert [n["metadata"]["name"] for n in op.nodes.items()] == [outside]
+    assert all(p["spec"]["nodeName"] == outside for p in h.pods())
+
+
 def test_high_priority_job_preempts_gracefully_and_victim_resumes(harness: Harness) -> None:
     h = harness
     h.add_node("gpu-a")
@@ -245,10 +275,12 @@ def test_only_the_lease_holder_acts_and_a_standby_takes_over(harness: Harness) -
     h.wait_phase("one", "Running")
     assert not second.elector.is_leader.is_set() and second.rounds == 0
     h.stop_operator(first)  # a clean shutdown releases the Lease
+    assert not [t for o, t in h.operators if o is first and t.is_alive()], "the first operator still runs"
     h.wait_for(second.elector.is_leader.is_set, 20, "the standby to lead")
     h.submit("two", 8)
     h.wait_phase("two", "Running")
-    assert second.rounds > 0
+    # The round that started "two" counts itself once it has applied: wait for that, not race it.
+    h.wait_for(lambda: second.rounds > 0, 10, "the standby's first round to complete")
     assert len(h.pods("one")) == 1 and len(h.pods("two")) == 1
 
 
