@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from gpusched.model import Cluster, Job, JobPlan, Placement, Plan, Segment, SlotUsage
 from gpusched.solver.bounds import trivial_bound
-from gpusched.solver.colgen import solve_colgen, supports
+from gpusched.solver.colgen import solve_colgen
 from gpusched.solver.greedy import lp_guided, portfolio
 from gpusched.solver.instance import Instance, JobInfo, TypeOption, build_instance
 from gpusched.solver.milp import MilpResult, solve_bucket_relaxation, solve_milp
@@ -74,13 +74,13 @@ class _Search:
 def _relax(search: _Search, forbid: frozenset[int], first: bool) -> None:
     """LP stage: a valid lower bound and an alpha-point rounding of it.
 
-    The slot-by-slot LP by column generation where the policy allows it (no auxiliary rows);
-    else the whole slot LP when it fits the time left, else the time-bucket LP with the finest
-    buckets that fit; none when even that would not.
+    The slot-by-slot LP: by column generation for big models, whole when it is small and fits the
+    time left; else the time-bucket LP with the finest buckets that fit; none when even that
+    would not.
     """
     inst, policy, options = search.inst, search.policy, search.options
     columns = _estimated_columns(inst)
-    if supports(policy) and columns >= COLGEN_MIN_COLUMNS:
+    if columns >= COLGEN_MIN_COLUMNS:
         # What the master left unconverged still rounds and bounds; keep time for the MILP stages.
         result = solve_colgen(
             inst,

@@ -9,6 +9,9 @@ small subset of the columns, and every start is priced against its duals with ar
 of the capacity duals per type make a column's price two lookups): the cheapest start of each job
 whose reduced cost is negative joins the master, until none is left.
 
+Makespan and fairness add rows (span >= every job's end; theta <= every team's share) and one
+shared column; their duals are priced like capacity's.
+
 Every round also gives a valid lower bound, the Lagrangian one: capacity priced at the duals, each
 job alone takes its cheapest start, so the bound holds even if time runs out before the master
 converges. At convergence master and bound meet at the slot LP's optimum, the same number the
@@ -109,6 +112,44 @@ def build_pool(inst: Instance, policy: Policy, forbid_now: frozenset[int]) -> Co
 
 
 @dataclass
+class _Aux:
+    """The rows makespan and fairness add beyond capacity, and the one column they share.
+
+    Makespan: span >= each job's end (a row per job). Fairness: theta <= each team's share of its
+    entitlement (a row per team). Both are priced like capacity: their duals enter each start's
+    reduced cost, and the shared column's own reduced cost enters the Lagrangian bound.
+    """
+
+    n_rows: int
+    row: np.ndarray
+    """Per pool column: its auxiliary row, or -1."""
+    coef: np.ndarray
+    """Per pool column: its coefficient in that row."""
+    col_cost: float
+    col_hi: float
+    col_coef: float
+    """The shared column's coefficient in every auxiliary row (its lower bound is 0)."""
+    offset: float
+
+
+def _aux_for(inst: Instance, policy: Policy, pool: ColumnPool, job_row: np.ndarray) -> _Aux | None:
+    run_hours = np.array([opt.run_hours for _, opt in pool.groups])[pool.group]
+    if isinstance(policy, MakespanPolicy):
+        ends = pool.start * inst.slot + run_hours
+        return _Aux(int(pool.job_ids.shape[0]), job_row[pool.job], ends, 1.0, np.inf, -1.0, 0.0)
+    if isinstance(policy, FairPolicy):
+        teams = {t: r for r, t in enumerate(t for t, e in policy.entitlement.items() if e > 0)}
+        entitled = np.array([policy.entitlement[t] for t in teams] or [1.0])
+        team_of_group = np.array([teams.get(info.job.team, -1) for info, _ in pool.groups], dtype=np.int64)
+        row = team_of_group[pool.group]
+        slots = np.array([opt.slots for _, opt in pool.groups])[pool.group]
+        hours = pool.gpus * np.minimum(run_hours, np.minimum(slots, inst.n_slots - pool.start) * inst.slot)
+        coef = np.where(row >= 0, -hours / entitled[np.maximum(row, 0)], 0.0)
+        return _Aux(len(teams), row, coef, -policy.fair_weight, 1.0, 1.0, policy.fair_weight)
+    return None
+
+
+@dataclass
 class ColgenResult:
     objective: float | None
     """The master's optimum: the slot LP's value once `converged`."""
@@ -126,11 +167,20 @@ class ColgenResult:
 
 
 def _column_block(
-    pool: ColumnPool, sel: np.ndarray, job_row: np.ndarray, cap_base: int, n_slots: int, n_rows: int
+    pool: ColumnPool,
+    sel: np.ndarray,
+    job_row: np.ndarray,
+    cap_base: int,
+    n_slots: int,
+    n_rows: int,
+    aux: _Aux | None = None,
+    aux_base: int = 0,
 ) -> sparse.csc_matrix:
-    """The master's columns for pool entries `sel`: 1 in the job's row, gpus in each slot it runs."""
+    """The master's columns for pool entries `sel`: 1 in the job's row, gpus in each slot it runs,
+    and its coefficient in its auxiliary row if it has one (rows stay sorted within a column)."""
     length = pool.end[sel] - pool.start[sel]
-    per_col = 1 + length
+    has_aux = (aux.row[sel] >= 0) if aux is not None else np.zeros(sel.shape[0], dtype=bool)
+    per_col = 1 + length + has_aux
     indptr = np.zeros(sel.shape[0] + 1, dtype=np.int64)
     np.cumsum(per_col, out=indptr[1:])
     nnz = int(indptr[-1])
@@ -141,6 +191,11 @@ def _column_block(
     data[heads] = 1.0
     body = np.ones(nnz, dtype=bool)
     body[heads] = False
+    if aux is not None:
+        tails = indptr[1:][has_aux] - 1
+        indices[tails] = aux_base + aux.row[sel][has_aux]
+        data[tails] = aux.coef[sel][has_aux]
+        body[tails] = False
     # Slot rows: each column's run start.. end, laid out after its head entry.
     offsets = np.arange(int(length.sum())) - np.repeat(np.cumsum(length) - length, length)
     first_row = cap_base + pool.type[sel] * n_slots + pool.start[sel]
@@ -162,10 +217,8 @@ def solve_colgen(
     warmup_rounds: int = 100,
     max_rounds: int | None = None,
 ) -> ColgenResult:
-    """The slot LP (capacity and one-start-per-job rows, no auxiliary rows) by column generation.
-
-    Only for policies without an auxiliary term (makespan and fairness add rows that tie jobs
-    together beyond capacity). `seeds` are (job, option, start) columns that open the master:
+    """The slot LP of `build_model` (one start per job, capacity, and the makespan or fairness
+    rows) by column generation. `seeds` are (job, option, start) columns that open the master:
     with a schedule's starts among them, the first master optimum is already no worse than it.
     `max_rounds` caps the master solves (then the result is usually not converged).
     """
@@ -180,7 +233,10 @@ def solve_colgen(
     job_row = np.full(n_jobs_total, -1, dtype=np.int64)
     job_row[pooled] = np.arange(pooled.shape[0])
     cap_base = pooled.shape[0]
-    n_rows = cap_base + n_types * n_slots
+    aux_base = cap_base + n_types * n_slots
+    aux = _aux_for(inst, policy, pool, job_row)
+    n_aux = aux.n_rows if aux is not None else 0
+    n_rows = aux_base + n_aux
     capacity = np.asarray(inst.capacity, dtype=float).reshape(-1)
 
     # Slack (unscheduled) columns, and the penalty of plannable jobs with no start at all.
@@ -193,7 +249,8 @@ def solve_colgen(
         policy.unscheduled_penalty(info)
         for info in inst.jobs
         if info.plannable and not info.fixed and info.index not in pooled_set
-    )
+    ) + (aux.offset if aux is not None else 0.0)
+    pricing = _Pricing(pool, capacity, slack_cost_by_job, n_slots, offset, aux)
 
     # The opening master: the seeds' starts, and each job's cheapest start at zero prices.
     in_master = np.zeros(pool.size, dtype=bool)
@@ -210,35 +267,45 @@ def solve_colgen(
     in_master[cheapest] = True
     # The warm-up may take a quarter of the time: the master needs the rest.
     stop_warmup = time.perf_counter() + 0.25 * (deadline - time.perf_counter())
-    warm_y = _subgradient(
-        pool, capacity, slack_cost_by_job, n_types, n_slots, offset, in_master, warmup_rounds, stop_warmup
-    )
+    warm_y = _subgradient(pricing, n_types, in_master, warmup_rounds, stop_warmup)
 
     master_cols = np.flatnonzero(in_master)
-    slack_block = sparse.csc_matrix(
-        (np.ones(slack_jobs.shape[0]), (job_row[slack_jobs], np.arange(slack_jobs.shape[0]))),
-        shape=(n_rows, slack_jobs.shape[0]),
-    )
-    A0 = sparse.hstack(
-        [_column_block(pool, master_cols, job_row, cap_base, n_slots, n_rows), slack_block], format="csc"
-    )
     n_slack = slack_jobs.shape[0]
+    extra_cols = [
+        sparse.csc_matrix(
+            (np.ones(n_slack), (job_row[slack_jobs], np.arange(n_slack))), shape=(n_rows, n_slack)
+        )
+    ]
+    extra_cost, extra_hi = [slack_cost_by_job[slack_jobs]], [np.ones(n_slack)]
+    if aux is not None:  # span or theta
+        extra_cols.append(
+            sparse.csc_matrix(
+                (np.full(n_aux, aux.col_coef), (aux_base + np.arange(n_aux), np.zeros(n_aux, dtype=np.int64))),
+                shape=(n_rows, 1),
+            )
+        )
+        extra_cost.append(np.array([aux.col_cost]))
+        extra_hi.append(np.array([aux.col_hi]))
+    block = _column_block(pool, master_cols, job_row, cap_base, n_slots, n_rows, aux, aux_base)
+    A0 = sparse.hstack([block, *extra_cols], format="csc")
+    n0 = A0.shape[1]
     model = backends.LinearModel(
-        c=np.concatenate([pool.cost[master_cols], slack_cost_by_job[slack_jobs]]),
+        c=np.concatenate([pool.cost[master_cols], *extra_cost]),
         A=A0,
-        row_lo=np.concatenate([np.ones(cap_base), np.full(n_types * n_slots, -np.inf)]),
-        row_hi=np.concatenate([np.ones(cap_base), capacity]),
-        col_lo=np.zeros(master_cols.shape[0] + n_slack),
-        col_hi=np.ones(master_cols.shape[0] + n_slack),
-        integer=np.zeros(master_cols.shape[0] + n_slack, dtype=bool),
+        row_lo=np.concatenate([np.ones(cap_base), np.full(n_types * n_slots + n_aux, -np.inf)]),
+        row_hi=np.concatenate([np.ones(cap_base), capacity, np.zeros(n_aux)]),
+        col_lo=np.zeros(n0),
+        col_hi=np.concatenate([np.ones(master_cols.shape[0]), *extra_hi]),
+        integer=np.zeros(n0, dtype=bool),
         offset=offset,
     )
-    # Column order in the master: pool entries `order`, slacks interleaved at their position.
-    order: list[np.ndarray] = [master_cols, np.full(n_slack, -1, dtype=np.int64)]
+    # Column order in the master: pool entries `order`; -1 for the slacks and the shared column.
+    order: list[np.ndarray] = [master_cols, np.full(n0 - master_cols.shape[0], -1, dtype=np.int64)]
     session = backends.LpSession(model, solver=solver, threads=threads)
-    best_bound, best_y, best_mu = -np.inf, np.zeros(n_types * n_slots), np.zeros(cap_base)
+    zero_aux = np.zeros(n_aux)
+    best_bound, best_y, best_aux, best_mu = -np.inf, np.zeros(n_types * n_slots), zero_aux, np.zeros(cap_base)
     if warm_y is not None:
-        _, best_mu, best_bound = _price(pool, warm_y, capacity, slack_cost_by_job, n_slots, offset)
+        _, best_mu, best_bound = pricing.price(warm_y, zero_aux)
         best_y = warm_y
     objective: float | None = None
     x: np.ndarray | None = None
@@ -254,17 +321,21 @@ def solve_colgen(
             if sol.status != "optimal" or sol.row_dual is None or sol.x is None or sol.objective is None:
                 break
             objective, x = sol.objective, sol.x
-            y_master = np.minimum(sol.row_dual[cap_base:], 0.0)
+            y_master = np.minimum(sol.row_dual[cap_base:aux_base], 0.0)
+            aux_master = np.minimum(sol.row_dual[aux_base:], 0.0)
             mu_master = sol.row_dual[:cap_base]
-            points = [(y_master, mu_master)]
+            points = [(y_master, aux_master, mu_master)]
             if np.isfinite(best_bound):
-                smoothed_y = STABILITY * best_y + (1 - STABILITY) * y_master
-                points.insert(0, (smoothed_y, STABILITY * best_mu + (1 - STABILITY) * mu_master))
+                a = STABILITY
+                points.insert(
+                    0,
+                    (a * best_y + (1 - a) * y_master, a * best_aux + (1 - a) * aux_master, a * best_mu + (1 - a) * mu_master),
+                )
             new = np.zeros(0, dtype=np.int64)
-            for y, mu in points:
-                reduced, per_job, bound = _price(pool, y, capacity, slack_cost_by_job, n_slots, offset)
+            for y, aux_dual, mu in points:
+                reduced, per_job, bound = pricing.price(y, aux_dual)
                 if bound > best_bound:
-                    best_bound, best_y, best_mu = bound, y, per_job
+                    best_bound, best_y, best_aux, best_mu = bound, y, aux_dual, per_job
                 if objective - best_bound <= tolerance * max(1.0, abs(objective)):
                     converged = True
                     break
@@ -275,7 +346,7 @@ def solve_colgen(
                 converged = True  # no column prices out at the master's own duals: LP optimal
                 break
             in_master[new] = True
-            block = _column_block(pool, new, job_row, cap_base, n_slots, n_rows)
+            block = _column_block(pool, new, job_row, cap_base, n_slots, n_rows, aux, aux_base)
             session.add_columns(pool.cost[new], block, np.zeros(new.shape[0]), np.ones(new.shape[0]))
             order.append(new)
     finally:
@@ -292,7 +363,7 @@ def solve_colgen(
         best_bound = max(best_bound, objective)
     lagrangian: list[tuple[int, TypeOption, int, float]] = []
     if np.isfinite(best_bound):
-        reduced, _, _ = _price(pool, best_y, capacity, slack_cost_by_job, n_slots, offset)
+        reduced, _, _ = pricing.price(best_y, best_aux)
         chosen = _argmin_by_job(pool, reduced)
         chosen = chosen[reduced[chosen] <= slack_cost_by_job[pool.job[chosen]]]
         for k in chosen.tolist():
@@ -310,27 +381,39 @@ def solve_colgen(
     )
 
 
-def _price(
-    pool: ColumnPool,
-    y: np.ndarray,
-    capacity: np.ndarray,
-    slack_cost_by_job: np.ndarray,
-    n_slots: int,
-    offset: float,
-) -> tuple[np.ndarray, np.ndarray, float]:
-    """Every column's cost less its capacity charge at duals y (<= 0), each job's cheapest
-    choice at those prices, and the Lagrangian bound.
+@dataclass
+class _Pricing:
+    """Prices every start of the pool at given duals; the Lagrangian bound they give."""
 
-    With capacity priced at -y each job alone takes its cheapest start (or stays out), so the sum
-    over jobs of that minimum, plus y . capacity, bounds the slot MILP from below.
-    """
-    per_type = y.reshape(-1, n_slots)
-    prefix = np.zeros((per_type.shape[0], n_slots + 1))
-    np.cumsum(per_type, axis=1, out=prefix[:, 1:])
-    charge = pool.gpus * (prefix[pool.type, pool.end] - prefix[pool.type, pool.start])
-    reduced = pool.cost - charge
-    per_job = np.minimum(np.minimum.reduceat(reduced, pool.job_first), slack_cost_by_job[pool.job_ids])
-    return reduced, per_job, float(per_job.sum() + y @ capacity + offset)
+    pool: ColumnPool
+    capacity: np.ndarray
+    slack_cost_by_job: np.ndarray
+    n_slots: int
+    offset: float
+    aux: _Aux | None
+
+    def price(self, y: np.ndarray, aux_dual: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+        """Each column's cost less its charges at duals y (capacity, <= 0) and aux_dual (auxiliary
+        rows, <= 0), each job's cheapest choice at those prices, and the Lagrangian bound.
+
+        With those rows priced, each job alone takes its cheapest start (or stays out) and the
+        shared column its cheapest value, so the sum of those minima plus y . capacity bounds the
+        slot MILP from below; -inf when the prices make the shared column unbounded.
+        """
+        pool = self.pool
+        per_type = y.reshape(-1, self.n_slots)
+        prefix = np.zeros((per_type.shape[0], self.n_slots + 1))
+        np.cumsum(per_type, axis=1, out=prefix[:, 1:])
+        reduced = pool.cost - pool.gpus * (prefix[pool.type, pool.end] - prefix[pool.type, pool.start])
+        shared = 0.0
+        if self.aux is not None and self.aux.n_rows:
+            aux = self.aux
+            reduced = reduced - np.where(aux.row >= 0, aux_dual[np.maximum(aux.row, 0)] * aux.coef, 0.0)
+            effective = aux.col_cost - aux.col_coef * float(aux_dual.sum())
+            shared = 0.0 if effective >= 0 else effective * aux.col_hi
+        per_job = np.minimum(np.minimum.reduceat(reduced, pool.job_first), self.slack_cost_by_job[pool.job_ids])
+        bound = float(per_job.sum() + y @ self.capacity + self.offset + shared)
+        return reduced, per_job, bound if np.isfinite(bound) else -np.inf
 
 
 def _argmin_by_job(pool: ColumnPool, values: np.ndarray) -> np.ndarray:
@@ -350,21 +433,8 @@ def _entering(pool: ColumnPool, reduced: np.ndarray, in_master: np.ndarray, mu: 
     return candidates[rc[candidates] < -1e-7 * np.maximum(1.0, np.abs(pool.cost[candidates]))]
 
 
-def supports(policy: Policy) -> bool:
-    """Column generation prices capacity only: policies with auxiliary rows need the full model."""
-    return not isinstance(policy, (MakespanPolicy, FairPolicy))
-
-
 def _subgradient(
-    pool: ColumnPool,
-    capacity: np.ndarray,
-    slack_cost_by_job: np.ndarray,
-    n_types: int,
-    n_slots: int,
-    offset: float,
-    in_master: np.ndarray,
-    rounds: int,
-    stop_at: float,
+    pricing: _Pricing, n_types: int, in_master: np.ndarray, rounds: int, stop_at: float
 ) -> np.ndarray | None:
     """Lagrangian warm-up: a few dozen subgradient steps on the capacity prices.
 
@@ -375,6 +445,9 @@ def _subgradient(
     """
     if rounds <= 0:
         return None
+    pool, capacity, n_slots = pricing.pool, pricing.capacity, pricing.n_slots
+    slack_cost_by_job = pricing.slack_cost_by_job
+    zero_aux = np.zeros(pricing.aux.n_rows if pricing.aux is not None else 0)
     y = np.zeros(n_types * n_slots)
     best_y, best = y, -np.inf
     theta = 1.0
@@ -382,7 +455,7 @@ def _subgradient(
     for r in range(rounds):
         if time.perf_counter() > stop_at:
             break
-        reduced, _, bound = _price(pool, y, capacity, slack_cost_by_job, n_slots, offset)
+        reduced, _, bound = pricing.price(y, zero_aux)
         if not np.isfinite(best) or bound > best + 1e-9 * max(1.0, abs(best)):
             best, best_y, stall = bound, y, 0
         else:

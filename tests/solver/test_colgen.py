@@ -67,7 +67,7 @@ def test_vectorised_coefficients_equal_the_scalar_ones() -> None:
 
 
 @pytest.mark.parametrize("solver", SOLVERS)
-@pytest.mark.parametrize("policy_name", ["cost", "jct", "deadline"])
+@pytest.mark.parametrize("policy_name", sorted(POLICY_CLASSES))
 def test_converges_to_the_full_slot_lp(solver: str, policy_name: str) -> None:
     inst, policy = _generated(policy_name)
     reference = _full_lp(inst, policy)
@@ -106,7 +106,7 @@ def test_seeds_open_the_master_no_worse_than_the_seed_schedule() -> None:
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(instances(), st.sampled_from(["cost", "jct", "deadline"]), st.sampled_from(SOLVERS), st.data())
+@given(instances(), st.sampled_from(sorted(POLICY_CLASSES)), st.sampled_from(SOLVERS), st.data())
 def test_equals_the_full_lp_on_any_instance(
     instance: tuple[Cluster, list[Job]], policy_name: str, solver: str, data: st.DataObject
 ) -> None:
