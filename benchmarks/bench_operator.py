@@ -3,7 +3,8 @@
 Run: pytest benchmarks/bench_operator.py -p no:kmock -s      (or: python benchmarks/bench_operator.py)
      GPUSCHED_BENCH_NODES / GPUSCHED_BENCH_JOBS shrink it for a quick look.
 Targets (issue #5): first placements within 10 s of submission; at least 100 pods bound per second
-of operator time (the summed duration of its reconcile rounds). Printed: time until every job that
+of operator time (CPU time of the operator's process: the stand-in server and the submitter run in
+processes of their own, so their time is not the operator's). Printed: time until every job that
 fits is bound, plan+apply round latency, API requests per placed pod, and, as the baseline measured
 in the same run, how fast the bare client creates and binds pods on the same server with the same
 thread count (no snapshot, no planning, no status, no events) - the operator's ratio to it is the

@@ -30,6 +30,7 @@ from gpusched.scheduler.actions import (
 from gpusched.scheduler.crd import API_VERSION, KIND
 from gpusched.scheduler.informer import Informer
 from gpusched.scheduler.kube import Kube, KubeError
+from gpusched.scheduler.kubetime import k8s_time
 
 log = logging.getLogger("gpusched.operator.applier")
 Obj = dict[str, Any]
@@ -179,7 +180,7 @@ class Applier:
 
     def emit(self, job: JobRef, type_: str, reason: str, message: str) -> None:
         now = datetime.now(timezone.utc)
-        stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+        stamp = k8s_time(now)
         body = {
             "apiVersion": "v1",
             "kind": "Event",

@@ -16,22 +16,10 @@ from datetime import datetime, timezone
 from typing import Any
 
 from gpusched.scheduler.kube import Kube, KubeError
+from gpusched.scheduler.kubetime import micro_time, parse_time
 
 log = logging.getLogger("gpusched.operator.leader")
 Obj = dict[str, Any]
-
-
-def _micro(when: datetime) -> str:
-    return when.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _parse(text: str | None) -> datetime | None:
-    if not text:
-        return None
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
 
 
 class LeaderElector:
@@ -58,8 +46,8 @@ class LeaderElector:
         return {
             "holderIdentity": self.identity,
             "leaseDurationSeconds": self.lease_seconds,
-            "acquireTime": _micro(acquire or now),
-            "renewTime": _micro(now),
+            "acquireTime": micro_time(acquire or now),
+            "renewTime": micro_time(now),
             "leaseTransitions": transitions,
         }
 
@@ -77,14 +65,14 @@ class LeaderElector:
             return "_status" not in created
         spec = lease.get("spec") or {}
         holder = spec.get("holderIdentity")
-        renewed = _parse(spec.get("renewTime"))
+        renewed = parse_time(spec.get("renewTime"))
         duration = int(spec.get("leaseDurationSeconds") or self.lease_seconds)
         ours = holder == self.identity
         expired = renewed is None or (self.clock() - renewed).total_seconds() > duration
         if not ours and holder and not expired:
             return False
         transitions = int(spec.get("leaseTransitions") or 0) + (0 if ours else 1)
-        acquire = _parse(spec.get("acquireTime")) if ours else None
+        acquire = parse_time(spec.get("acquireTime")) if ours else None
         body = {
             "apiVersion": "coordination.k8s.io/v1",
             "kind": "Lease",

@@ -26,6 +26,7 @@ from gpusched.scheduler.actions import (
     StartGang,
 )
 from gpusched.scheduler.crd import GPUJobStatus, Progress
+from gpusched.scheduler.kubetime import k8s_time
 from gpusched.scheduler.podspec import rank_nodes, service_manifest, worker_manifest
 from gpusched.scheduler.snapshot import JobView, Snapshot, WorkerPod, done_hours
 from gpusched.units import parse_datetime
@@ -45,7 +46,7 @@ class ReconcileOptions:
 
 
 def iso(when: datetime) -> str:
-    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return k8s_time(when)
 
 
 def ref(job: JobView) -> JobRef:

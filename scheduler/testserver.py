@@ -42,6 +42,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from gpusched.scheduler.kubetime import k8s_time, parse_time
+
 Obj = dict[str, Any]
 
 
@@ -137,17 +139,6 @@ def _qualified(res: Resource) -> str:
     return f"{res.plural}.{res.group}" if res.group else res.plural
 
 
-def _now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _parse_time(text: str | None) -> datetime | None:
-    if not text:
-        return None
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
 
 
 def _tolerates(toleration: Obj, taint: Obj) -> bool:
@@ -641,7 +632,7 @@ class FakeKubeAPI:
         if old is None:
             return
         spec = old.get("spec") or {}
-        now = _now()
+        now = k8s_time()
         new = copy.deepcopy(old)
         new["status"] = {
             "conditions": [
@@ -697,7 +688,7 @@ class FakeKubeAPI:
             grace = self.node_grace_s if ready is not None else self.node_startup_grace_s
             new = copy.deepcopy(node)
             if now - probe[0] > grace and (ready is None or ready.get("status") != "Unknown"):
-                stamp = _now()
+                stamp = k8s_time()
                 fresh = []
                 for cond in conditions:
                     if cond.get("type") in ("Ready", "MemoryPressure", "DiskPressure", "PIDPressure"):
@@ -719,7 +710,7 @@ class FakeKubeAPI:
                     if not any(t.get("key") == wanted_key and t.get("effect") == effect for t in taints):
                         taint: Obj = {"key": wanted_key, "effect": effect}
                         if effect == "NoExecute":
-                            taint["timeAdded"] = _now()
+                            taint["timeAdded"] = k8s_time()
                         taints.append(taint)
             spec = new.setdefault("spec", {})
             if taints:
@@ -747,7 +738,7 @@ class FakeKubeAPI:
                 if toleration is not None and toleration.get("tolerationSeconds") is None:
                     continue
                 if toleration is not None:
-                    added = _parse_time(taint.get("timeAdded")) or now
+                    added = parse_time(taint.get("timeAdded")) or now
                     if (now - added).total_seconds() < float(toleration["tolerationSeconds"]):
                         continue
                 self.evicted.append(f"{ns}/{name}")
@@ -774,7 +765,7 @@ class FakeKubeAPI:
                 status["phase"] = "Failed"
                 status["conditions"] = [c for c in status.get("conditions") or [] if c.get("type") != "DisruptionTarget"]
                 status["conditions"].append({"type": "DisruptionTarget", "status": "True", "reason": "DeletionByPodGC",
-                                             "message": "PodGC: node no longer exists", "lastTransitionTime": _now()})
+                                             "message": "PodGC: node no longer exists", "lastTransitionTime": k8s_time()})
                 self._put_locked(pods, key, new, pod)
             self._delete_locked(pods, ns, name, 0)
 
@@ -816,7 +807,7 @@ class FakeKubeAPI:
             else:
                 m.pop("namespace", None)
             m["uid"] = str(uuid.uuid4())
-            m["creationTimestamp"] = _now()
+            m["creationTimestamp"] = k8s_time()
             m["generation"] = 1
             m.pop("deletionTimestamp", None)
             if res.status_subresource and res.kind != "Node":
@@ -922,7 +913,7 @@ class FakeKubeAPI:
                 if not meta.get("deletionTimestamp") or grace < int(
                     meta.get("deletionGracePeriodSeconds", 0)
                 ):
-                    meta["deletionTimestamp"] = meta.get("deletionTimestamp") or _now()
+                    meta["deletionTimestamp"] = meta.get("deletionTimestamp") or k8s_time()
                     meta["deletionGracePeriodSeconds"] = grace
                     meta["resourceVersion"] = str(self.store.bump())
                     self.store.objects[key] = obj
@@ -932,7 +923,7 @@ class FakeKubeAPI:
             # A namespace with the namespace lifecycle on waits for the namespace controller to
             # empty it, which a bare kube-apiserver (envtest) does not run: it stays Terminating.
             if not meta.get("deletionTimestamp"):
-                meta["deletionTimestamp"] = _now()
+                meta["deletionTimestamp"] = k8s_time()
                 if res.kind == "Namespace":
                     obj["status"] = {**(obj.get("status") or {}), "phase": "Terminating"}
                 meta["resourceVersion"] = str(self.store.bump())

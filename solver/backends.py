@@ -15,6 +15,7 @@ import subprocess
 import tempfile
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy import sparse
@@ -80,20 +81,7 @@ def _solve_highs(
         h.setOptionValue("time_limit", float(max(0.1, time_limit)))
     if not relax:
         h.setOptionValue("mip_rel_gap", gap)
-    lp = highspy.HighsLp()
-    n = model.c.shape[0]
-    lp.num_col_ = n
-    lp.num_row_ = model.A.shape[0]
-    lp.col_cost_ = model.c.astype(np.float64)
-    lp.col_lower_ = model.col_lo.astype(np.float64)
-    lp.col_upper_ = model.col_hi.astype(np.float64)
-    lp.row_lower_ = model.row_lo.astype(np.float64)
-    lp.row_upper_ = model.row_hi.astype(np.float64)
-    lp.offset_ = float(model.offset)
-    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
-    lp.a_matrix_.start_ = model.A.indptr.astype(np.int32)
-    lp.a_matrix_.index_ = model.A.indices.astype(np.int32)
-    lp.a_matrix_.value_ = model.A.data.astype(np.float64)
+    lp = _highs_lp(model)
     if not relax:
         lp.integrality_ = [
             highspy.HighsVarType.kInteger if flag else highspy.HighsVarType.kContinuous
@@ -121,6 +109,25 @@ def _solve_highs(
         bound = float(info.mip_dual_bound) if not relax and math.isfinite(info.mip_dual_bound) else None
         return Solution("feasible", x, float(info.objective_function_value), bound, seconds)
     return Solution("not_solved", None, None, None, seconds)
+
+
+def _highs_lp(model: LinearModel) -> Any:
+    """The model as a highspy.HighsLp (columnwise, as the arrays already are)."""
+    import highspy
+
+    lp = highspy.HighsLp()
+    lp.num_col_, lp.num_row_ = model.c.shape[0], model.A.shape[0]
+    lp.col_cost_ = model.c.astype(np.float64)
+    lp.col_lower_ = model.col_lo.astype(np.float64)
+    lp.col_upper_ = model.col_hi.astype(np.float64)
+    lp.row_lower_ = model.row_lo.astype(np.float64)
+    lp.row_upper_ = model.row_hi.astype(np.float64)
+    lp.offset_ = float(model.offset)
+    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+    lp.a_matrix_.start_ = model.A.indptr.astype(np.int32)
+    lp.a_matrix_.index_ = model.A.indices.astype(np.int32)
+    lp.a_matrix_.value_ = model.A.data.astype(np.float64)
+    return lp
 
 
 # -------------------------------------------------------------------------------------------------- CBC
@@ -309,19 +316,7 @@ class LpSession:
             h = highspy.Highs()
             h.setOptionValue("output_flag", False)
             h.setOptionValue("threads", threads)
-            lp = highspy.HighsLp()
-            lp.num_col_, lp.num_row_ = model.c.shape[0], model.A.shape[0]
-            lp.col_cost_ = model.c.astype(np.float64)
-            lp.col_lower_ = model.col_lo.astype(np.float64)
-            lp.col_upper_ = model.col_hi.astype(np.float64)
-            lp.row_lower_ = model.row_lo.astype(np.float64)
-            lp.row_upper_ = model.row_hi.astype(np.float64)
-            lp.offset_ = float(model.offset)
-            lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
-            lp.a_matrix_.start_ = model.A.indptr.astype(np.int32)
-            lp.a_matrix_.index_ = model.A.indices.astype(np.int32)
-            lp.a_matrix_.value_ = model.A.data.astype(np.float64)
-            h.passModel(lp)
+            h.passModel(_highs_lp(model))
             self._highs = h
 
     def close(self) -> None:

@@ -45,6 +45,7 @@ import yaml
 from gpusched.model import GpuType
 from gpusched.scheduler.crd import GROUP, LABEL_JOB, LABEL_MANAGED, MANAGED_VALUE, PLURAL, VERSION
 from gpusched.scheduler.kube import GPUJOBS, GPUNODES, NODES, PODS, Kube, KubeError, load_api_client
+from gpusched.scheduler.kubetime import micro_time, parse_time
 from gpusched.scheduler.operator import Operator, OperatorSettings
 from gpusched.scheduler.testserver import REAL_CLUSTER, FakeKubeAPI
 from gpusched.workload_contract import EXIT_PREEMPTED, WorkloadStatus
@@ -79,18 +80,6 @@ def wait_for(cond: Callable[[], Any], timeout: float = 20.0, what: str = "condit
     raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
 
 
-def _micro_now() -> str:
-    """A MicroTime, as Lease renewTime wants it."""
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _parse_time(text: str | None) -> datetime | None:
-    if not text:
-        return None
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
 
 
 def _harness_log(message: str) -> None:
@@ -196,7 +185,7 @@ class NodeKeeper:
     def _renew_lease(self, node: Obj) -> None:
         name = node["metadata"]["name"]
         lease = self.kube.read_lease(NODE_LEASE_NAMESPACE, name)
-        spec = {"holderIdentity": name, "leaseDurationSeconds": NODE_LEASE_SECONDS, "renewTime": _micro_now()}
+        spec = {"holderIdentity": name, "leaseDurationSeconds": NODE_LEASE_SECONDS, "renewTime": micro_time()}
         if lease.get("_status") == 404:
             body = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {
                 "name": name, "namespace": NODE_LEASE_NAMESPACE, "labels": dict(self.labels),
@@ -448,7 +437,7 @@ def sweep_stale_runs(kube: Kube, keep: str, dead_after_s: float = 3 * NODE_LEASE
         if run == keep:
             continue
         lease = kube.read_lease(NODE_LEASE_NAMESPACE, meta["name"])
-        last = _parse_time((lease.get("spec") or {}).get("renewTime")) or _parse_time(meta.get("creationTimestamp"))
+        last = parse_time((lease.get("spec") or {}).get("renewTime")) or parse_time(meta.get("creationTimestamp"))
         if last is not None and (now - last).total_seconds() < dead_after_s:
             alive.add(run)
             continue
@@ -470,7 +459,7 @@ def sweep_stale_runs(kube: Kube, keep: str, dead_after_s: float = 3 * NODE_LEASE
     for ns in data.get("items") or []:
         meta = ns["metadata"]
         run = (meta.get("labels") or {}).get(E2E_LABEL, "")
-        created = _parse_time(meta.get("creationTimestamp"))
+        created = parse_time(meta.get("creationTimestamp"))
         if run == keep or run in alive or meta.get("deletionTimestamp"):
             continue
         if created is not None and (now - created).total_seconds() < namespace_min_age_s:
