@@ -75,7 +75,13 @@ def simulate(
         str, typer.Option(help="gpusched policy: re-plan at most this often (sim time).")
     ] = "5m",
     plan_window: Annotated[
-        int, typer.Option(help="gpusched policy: queued jobs passed to the planner.", min=1)
+        int,
+        typer.Option(
+            help="gpusched policy: core window of queued jobs per plan (half earliest, half the objective's "
+            "most urgent), plus up to as many that fit the free GPUs; also the cap on running jobs passed "
+            "as preemption candidates.",
+            min=1,
+        ),
     ] = 64,
     plan_time_limit: Annotated[float, typer.Option(help="gpusched policy: planner seconds per call.")] = 5.0,
     mtbf: Annotated[

@@ -1,25 +1,113 @@
 """gpusched's own planner as a simulation policy: the very `plan()` the operator calls.
 
 At each re-plan event (arrival, completion, failure, or a planned start coming due), at most once per
-`replan_minutes` of simulated time, the current state becomes a Cluster (healthy GPUs per node) and
-a Job list (running jobs as Job.running with their nodes and the work done so far; the earliest
-`window` queued jobs with their remaining work), and plan() is called with a rolling horizon. Jobs
-planned to start in the first slot with an exact placement are started on those GPUs; running jobs
-the plan preempts are stopped. If a placement the plan names is no longer free the engine's own
-best fit on the planned type is used (counted in `placement_fallbacks`).
+`replan_minutes` of simulated time, the current state becomes a Cluster and a Job list and plan() is
+called with a rolling horizon. Jobs planned to start in the first slot with an exact placement are
+started on those GPUs; running jobs the plan preempts or migrates are stopped (and restarted where the
+plan puts them). If a placement the plan names is no longer free the engine's own best fit on the
+planned type is used (counted in `placement_fallbacks`).
+
+What the planner is shown (`_snapshot`), chosen so the model stays small on 82k-job replays:
+
+- **Queued jobs**: a core window of `window` jobs -- half the earliest arrivals (nobody starves),
+  half the jobs the objective wants first (jct: least remaining work per unit of priority; deadline:
+  earliest deadline; makespan: most remaining GPU-hours; cost and fair: earliest arrivals only) --
+  plus up to `window` later jobs that fit in the GPUs the core leaves free (scanning at most
+  SCAN_LIMIT queued jobs in arrival order), so free GPUs are never left idle because the job that
+  fits sits past the window.
+- **Running jobs**: the core is placed node by node (best fit, as the engine does) on the free GPUs.
+  When some core job does not fit (contended: too few free GPUs of its types, or only fragments),
+  the preemptible running jobs that such a job could displace -- on a type it may use, and of lower
+  priority or with more remaining time than it -- are candidates; those on the nodes with the most
+  reclaimable GPUs (free + candidates'), up to `window` jobs and twice the blocked GPUs, are passed
+  as Job.running with their nodes, so the planner may preempt or migrate them. On clusters with
+  several GPU types, a preemptible running job that would finish sooner on a faster type with free
+  GPUs (by more than one slot after the restart overhead and the planner's migration penalty) is a
+  candidate too, and such a job triggers a plan even with an empty queue (once per run of the job).
+  Every other running job is occupied capacity: when contended or on several types, until its
+  known finish (a maintenance window per node and end slot, so the planner sees GPUs coming free);
+  otherwise for the whole horizon -- every queued job starts now anyway, and this keeps the
+  uncontended plans (nearly all of them on Philly at 2,816 GPUs) small.
 """
 
 from __future__ import annotations
 
 import heapq
+import math
 import time
+from collections.abc import Callable, Iterable
 from typing import Any
 
-from gpusched.model import Cluster, Job, Node, RunningState
+from gpusched.model import CapacityChange, Cluster, Job, Node, RunningState
 from gpusched.simulations.policies.base import SchedPolicy
+from gpusched.simulations.state import FULL
 from gpusched.simulations.workload import SimJob
 
 STALL_LIMIT = 20
+SCAN_LIMIT = 2000
+"""Queued jobs looked at, in arrival order, for the fill part of the window."""
+MIGRATION_PENALTY = 0.25
+"""PlanOptions' default migration penalty (hours), used to pre-select migration candidates."""
+
+UrgencyKey = Callable[[SimJob], tuple[float, ...]]
+URGENCY: dict[str, UrgencyKey] = {
+    "jct": lambda j: (j.remaining / j.spec.priority, j.spec.release, j.idx),
+    "deadline": lambda j: (j.spec.deadline if j.spec.deadline is not None else math.inf, j.remaining,
+                           j.spec.release, j.idx),
+    "makespan": lambda j: (-j.remaining * j.spec.gpus, j.spec.release, j.idx),
+}
+"""Per objective, the order in which the second half of the core window is filled."""
+
+
+def _arrival(j: SimJob) -> tuple[float, int]:
+    return (j.spec.release, j.idx)
+
+
+class _FreeGpus:
+    """Per type, how many nodes have k wholly free GPUs: a scratch copy of the engine's buckets on
+    which gangs are placed as the engine would (best fit on one node, bigger gangs span the
+    emptiest nodes), to tell which queued jobs fit now without touching the real state."""
+
+    def __init__(self, sim: Any) -> None:
+        state = sim.state
+        self.spread = state.spread_small_jobs
+        self.counts = {t: [len(b) for b in buckets] for t, buckets in state.buckets.items()}
+        self.total = dict(state.free_total)
+
+    def take(self, gpus: int, gpu_type: str) -> bool:
+        if self.total.get(gpu_type, 0) < gpus:
+            return False
+        counts = self.counts[gpu_type]
+        top = len(counts) - 1
+        if gpus <= top:
+            for k in range(gpus, top + 1):
+                if counts[k]:
+                    counts[k] -= 1
+                    counts[k - gpus] += 1
+                    self.total[gpu_type] -= gpus
+                    return True
+            if not self.spread:
+                return False
+        need = gpus
+        for k in range(top, 0, -1):
+            while counts[k] and need:
+                used = min(k, need)
+                counts[k] -= 1
+                counts[k - used] += 1
+                need -= used
+        self.total[gpu_type] -= gpus
+        return True
+
+    def fits(self, gpus: int, gpu_type: str) -> bool:
+        counts = self.counts.get(gpu_type)
+        if counts is None or self.total[gpu_type] < gpus:
+            return False
+        return gpus >= len(counts) or self.spread or any(counts[gpus:])
+
+    def place(self, job: SimJob, types: Iterable[str]) -> bool:
+        gpus = job.spec.gpus if job.spec.gpu_milli >= FULL else 1
+        return any(self.take(gpus, t) for t in types)
+
 
 
 def estimate_plan_calls(releases: list[float], replan_minutes: float = 5.0) -> int:
@@ -68,12 +156,31 @@ class PlannerPolicy(SchedPolicy):
         self.plan_errors = 0
         self.placement_fallbacks = 0
         self.contended_plans = 0
+        self.preemption_candidates = 0
+        self.migration_plans = 0
+        self.window_fill = 0
         self.idle_plans = 0
         self.last_error = ""
+        self._planned: tuple[int, ...] | None = None
+        """State signature right after the last plan (see _signature)."""
+        self._due = math.inf
+        """When the last plan asked to be woken (its next planned start, or the next periodic look)."""
+        self._declined: dict[int, int] = {}
+        """Running jobs passed to the planner that it kept in place: job -> finish_token; not
+        proposed for migration again until the job stops or restarts."""
+
+    def _signature(self) -> tuple[int, int, int, int, int]:
+        """What can change the planner's input other than time: arrivals, completions, stops, failures."""
+        sim = self.s
+        return (sim.arrivals_left, sim.finished, sim.total_preemptions, sim.total_failures,
+                sim.state.total_healthy)
 
     def schedule(self, now: float) -> None:
         sim = self.s
-        if not sim.pending:
+        if not sim.pending and not (len(sim.types) > 1 and self._migration_candidates(_FreeGpus(sim), limit=1)):
+            return
+        if self._signature() == self._planned and now < self._due - 1e-9:
+            # A wake-up set by an earlier plan that a later one superseded: nothing new to plan for.
             return
         if now < self.last_plan + self.interval - 1e-9:
             sim.wake_at(self.last_plan + self.interval)
@@ -85,39 +192,201 @@ class PlannerPolicy(SchedPolicy):
         # ends and reports those jobs as unfinished (only failures/repairs can still wake the planner).
         self.idle_plans = self.idle_plans + 1 if not sim.running else 0
         stalled = self.idle_plans >= STALL_LIMIT and sim.arrivals_left == 0
+        self._planned = self._signature()
+        self._due = math.inf
         if sim.pending and not stalled:
-            sim.wake_at(now + max(self.interval, next_start if next_start is not None else self.slot))
+            self._due = now + max(self.interval, next_start if next_start is not None else self.slot)
+            sim.wake_at(self._due)
 
-    def _snapshot(self, now: float) -> tuple[Cluster, list[Job], dict[str, SimJob]]:
-        """The planner's view. Uncontended (every queued job passed fits in the free GPUs of some
-        allowed type), running jobs cannot matter to the decision except as occupied capacity, so
-        their GPUs are passed as unavailable instead of as Job.running: the same decision from a far
-        smaller model. Contended, running jobs are passed so the planner may preempt them."""
+    def on_stop(self, job: SimJob) -> None:
+        self._declined.pop(job.idx, None)
+
+    on_finish = on_stop
+
+    # ------------------------------------------------------------------------------ what to show
+
+    def _core(self) -> list[SimJob]:
+        """`window` queued jobs: half by arrival, half by the objective's urgency (module docstring)."""
+        pending = self.s.pending
+        n = self.window
+        if len(pending) <= n:
+            return sorted(pending.values(), key=_arrival)
+        urgency = URGENCY.get(self.objective)
+        early_n = n if urgency is None else (n + 1) // 2
+        core = heapq.nsmallest(early_n, pending.values(), key=_arrival)
+        if urgency is not None and n > early_n:
+            chosen = {j.idx for j in core}
+            core += heapq.nsmallest(n - early_n, (j for j in pending.values() if j.idx not in chosen), key=urgency)
+            core.sort(key=_arrival)
+        return core
+
+    def _fill(self, core: list[SimJob], free: _FreeGpus) -> list[SimJob]:
+        """Up to `window` queued jobs past the core that fit in the GPUs it leaves free."""
+        sim = self.s
+        if len(sim.pending) <= len(core) or sum(free.total.values()) == 0:
+            return []
+        chosen = {j.idx for j in core}
+        out: list[SimJob] = []
+        for j in heapq.nsmallest(SCAN_LIMIT + len(core), sim.pending.values(), key=_arrival):
+            if j.idx in chosen:
+                continue
+            if free.place(j, sim.allowed_types(j)):
+                out.append(j)
+                if len(out) >= self.window or sum(free.total.values()) == 0:
+                    break
+        return out
+
+    def _remaining_wall(self, sj: SimJob) -> float:
+        """Hours until a running job finishes where it is (overhead still to pay included)."""
+        sim = self.s
+        left_overhead = max(0.0, sj.run_start + sj.run_overhead - sim.now)
+        return left_overhead + (sj.spec.work - sim.progress_now(sj)) / sj.run_speed
+
+    def _overhead(self, sj: SimJob) -> float:
+        return sj.spec.restart_overhead or self.s.config.default_restart_overhead
+
+    def _preemption_candidates(self, blocked: list[SimJob]) -> list[SimJob]:
+        """Preemptible running jobs a blocked job could displace, on the nodes with the most
+        reclaimable GPUs (module docstring)."""
         sim = self.s
         state = sim.state
-        queued = heapq.nsmallest(self.window, sim.pending.values(), key=lambda j: (j.spec.release, j.idx))
-        free = dict(state.free_total)
-        contended = False
-        for sj in queued:
-            for t in sim.allowed_types(sj):
-                if free[t] >= sj.spec.gpus:
-                    free[t] -= sj.spec.gpus
-                    break
-            else:
-                contended = True
+        shortest: dict[str, float] = {}
+        top_priority: dict[str, float] = {}
+        for b in blocked:
+            for t in sim.allowed_types(b):
+                wall = b.remaining / sim.speed(b, t)
+                shortest[t] = min(shortest.get(t, math.inf), wall)
+                top_priority[t] = max(top_priority.get(t, 0.0), b.spec.priority)
+        by_node: dict[int, list[SimJob]] = {}
+        for r in sim.running.values():
+            on = r.gpu_type
+            if (not r.spec.preemptible or r.spec.gpu_milli < FULL or on not in shortest
+                    or not (r.spec.priority < top_priority[on] or self._remaining_wall(r) > shortest[on])):
+                continue
+            for node in {node for node, _, _ in r.placement}:
+                by_node.setdefault(node, []).append(r)
+        if not by_node:
+            return []
+
+        def reclaim(node: int) -> int:
+            return state.whole_free[node] + sum(1 for r in by_node[node] for n, _, _ in r.placement if n == node)
+
+        goal = 2 * sum(b.spec.gpus for b in blocked)
+        chosen: dict[int, SimJob] = {}
+        got = 0
+        for node in sorted(by_node, key=lambda n: (-reclaim(n), n)):
+            if got >= goal or len(chosen) >= self.window:
                 break
+            for r in by_node[node]:
+                if r.idx not in chosen and len(chosen) < self.window:
+                    chosen[r.idx] = r
+            got += reclaim(node)
+        return list(chosen.values())
+
+    def _migration_candidates(self, free: _FreeGpus, limit: int) -> list[SimJob]:
+        """Running jobs that would finish more than a slot sooner on a faster type with free GPUs,
+        restart overhead and migration penalty paid (only clusters with several GPU types)."""
+        sim = self.s
+        if len(sim.types) < 2 or not sim.running:
+            return []
+        out: list[SimJob] = []
+        for r in sim.running.values():
+            if (not r.spec.preemptible or r.spec.gpu_milli < FULL
+                    or self._declined.get(r.idx) == r.finish_token):
+                continue
+            here = self._remaining_wall(r)
+            left = r.spec.work - sim.progress_now(r)
+            for t in sim.allowed_types(r):
+                speed = sim.speed(r, t)
+                if speed <= r.run_speed:
+                    break  # allowed_types is fastest first
+                there = left / speed + self._overhead(r) + MIGRATION_PENALTY
+                if here - there > self.slot and free.fits(r.spec.gpus, t):
+                    out.append(r)
+                    break
+            if len(out) >= limit:
+                break
+        return out
+
+    def _one_node(self, sj: SimJob, gpu_type: str | None = None) -> bool:
+        """Whether the engine keeps this gang on one node (it fits on a node of every allowed type,
+        or of `gpu_type`, and --spread is off): the planner is told so through max_nodes=1."""
+        state = self.s.state
+        if state.spread_small_jobs:
+            return False
+        types = [gpu_type] if gpu_type is not None else self.s.allowed_types(sj)
+        return all(sj.spec.gpus <= state.max_node[t] for t in types)
+
+    def _snapshot(self, now: float) -> tuple[Cluster, list[Job], dict[str, SimJob]]:
+        """The planner's view (module docstring): core + fill queued jobs, candidate running jobs
+        with their nodes, every other running job as occupied capacity."""
+        sim = self.s
+        state = sim.state
+        core = self._core()
+        free = _FreeGpus(sim)
+        blocked = [sj for sj in core if not free.place(sj, sim.allowed_types(sj))]
+        fill = self._fill(core, free)
+        self.window_fill += len(fill)
+        contended = bool(blocked)
         self.contended_plans += int(contended)
-        nodes = []
-        for i, name in enumerate(state.node_name):
-            bad = sum(1 for ok in state.ok[i] if not ok)
-            if not contended:
-                bad = state.node_size[i] - state.whole_free[i]
-            nodes.append(Node(name=name, gpu_type=state.node_type[i], gpu_count=state.node_size[i],
-                              unhealthy_gpus=bad))
-        cluster = Cluster(gpu_types=sim.cluster.gpu_types, nodes=nodes)
+        candidates = self._preemption_candidates(blocked) if contended else []
+        self.preemption_candidates += len(candidates)
+        passed = {r.idx for r in candidates}
+        migrants = [r for r in self._migration_candidates(free, limit=self.window) if r.idx not in passed]
+        if migrants:
+            self.migration_plans += 1
+            candidates += migrants
+            passed.update(r.idx for r in migrants)
+        # GPUs per node held by passed running jobs (schedulable for the planner) and by the others
+        # until their finish (maintenance windows), when the planner should see them come free.
+        held = [0] * len(state.node_name)
+        for r in candidates:
+            for node, _, _ in r.placement:
+                held[node] += 1
+        holds_candidate = {node for r in candidates for node, _, _ in r.placement}
+        windows: dict[tuple[int, int], int] = {}
+        first_end: dict[int, int] = {}
+        if contended or len(sim.types) > 1:
+            for r in sim.running.values():
+                if r.idx in passed or r.spec.gpu_milli < FULL:
+                    continue
+                end_slot = max(1, math.ceil(self._remaining_wall(r) / self.slot - 1e-9))
+                for node, _, _ in r.placement:
+                    held[node] += 1
+                    windows[node, end_slot] = windows.get((node, end_slot), 0) + 1
+                    first_end[node] = min(first_end.get(node, end_slot), end_slot)
+        hidden = [0] * len(state.node_name)
+        if contended and not state.spread_small_jobs:
+            # The planner counts GPUs per type: free GPUs on a node too few for the smallest one-node
+            # gang passed would let it believe a blocked gang can start now (the placement then fails
+            # and the start is only deferred, never bought by a preemption). They are hidden until the
+            # node's first running job ends, unless a candidate there may free more.
+            need: dict[str, int] = {}
+            for sj in [*core, *fill]:
+                gpus = sj.spec.gpus if sj.spec.gpu_milli >= FULL else 1
+                for t in sim.allowed_types(sj):
+                    need[t] = min(need.get(t, gpus), gpus)
+            for i, free_here in enumerate(state.whole_free):
+                t = state.node_type[i]
+                if (0 < free_here < need.get(t, 0) <= state.max_node[t]) and i not in holds_candidate:
+                    if i in first_end:
+                        windows[i, first_end[i]] += free_here
+                    else:
+                        hidden[i] = free_here
+        nodes = [
+            Node(name=name, gpu_type=state.node_type[i], gpu_count=state.node_size[i],
+                 unhealthy_gpus=state.node_size[i] - state.whole_free[i] + hidden[i] - held[i])
+            for i, name in enumerate(state.node_name)
+        ]
+        maintenance = [
+            CapacityChange.model_construct(start=0.0, end=end_slot * self.slot, node=state.node_name[node],
+                                           gpu_type=None, gpus=gpus, reason="running")
+            for (node, end_slot), gpus in windows.items()
+        ]
+        cluster = Cluster(gpu_types=sim.cluster.gpu_types, nodes=nodes, maintenance=maintenance)
         jobs: list[Job] = []
         by_name: dict[str, SimJob] = {}
-        for sj in [*(sim.running.values() if contended else ()), *queued]:
+        for sj in [*candidates, *core, *fill]:
             spec = sj.spec
             name = f"j{sj.idx}"
             by_name[name] = sj
@@ -141,8 +410,9 @@ class PlannerPolicy(SchedPolicy):
                 team=spec.team,
                 deadline=deadline,
                 preemptible=spec.preemptible,
-                restart_overhead=spec.restart_overhead,
+                restart_overhead=self._overhead(sj),
                 checkpoint_interval=spec.checkpoint_interval,
+                max_nodes=1 if self._one_node(sj) else None,
                 running=running,
             ))
         return cluster, jobs, by_name
@@ -171,6 +441,8 @@ class PlannerPolicy(SchedPolicy):
                 continue
             if sj.state == "running" and (jp.preempted or jp.migrated) and sj.spec.preemptible:
                 sim.preempt(sj)
+            elif sj.state == "running":
+                self._declined[sj.idx] = sj.finish_token
         for jp in result.jobs:
             sj = by_name.get(jp.job)
             if sj is None or sj.state != "pending" or jp.start is None or jp.gpu_type is None:
@@ -181,6 +453,8 @@ class PlannerPolicy(SchedPolicy):
                     sim.try_start(sj, [jp.gpu_type])
                     continue
                 shares = sim.state.find_on_nodes({p.node: p.gpus for p in jp.placement})
+                if len(jp.placement) > 1 and self._one_node(sj, jp.gpu_type):
+                    shares = None  # the engine keeps a gang that fits on a node on one node
                 if shares is not None:
                     sim.start(sj, shares, jp.gpu_type)
                 elif sim.try_start(sj, [jp.gpu_type]):
@@ -204,5 +478,8 @@ class PlannerPolicy(SchedPolicy):
             "plan_errors": self.plan_errors,
             "placement_fallbacks": self.placement_fallbacks,
             "contended_plans": self.contended_plans,
+            "preemption_candidates": self.preemption_candidates,
+            "migration_plans": self.migration_plans,
+            "window_fill": self.window_fill,
             **({"last_plan_error": self.last_error} if self.last_error else {}),
         }

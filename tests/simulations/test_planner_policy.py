@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gpusched.model import POLICIES
+from gpusched.model import POLICIES, Cluster
 from gpusched.simulations import SimConfig, TraceJob, simulate_trace
 from gpusched.simulations.engine import Simulator
 from gpusched.simulations.metrics import summarise
@@ -111,3 +111,96 @@ def test_plan_call_estimate_matches_the_simulation() -> None:
     jobs = [TraceJob(name=f"j{i}", gpus=1, work=0.02, release=i * 0.03) for i in range(30)]
     result = Simulator(one_node(gpus=8), jobs, PlannerPolicy(time_limit=2.0)).run()
     assert summarise(result)["plans"] == estimate_plan_calls([j.release for j in jobs])
+
+
+def _first_start(result: object, name: str) -> float | None:
+    return next(j.first_start for j in result.jobs if j.name == name)  # type: ignore[attr-defined]
+
+
+def test_window_is_filled_with_jobs_that_fit_now() -> None:
+    # One 4-GPU node. H (3 GPUs, 1 h, not preemptible) starts at 0. big1, big2 (4 GPUs) and small
+    # (1 GPU, 0.5 h) arrive at 0.01-0.02; the next plan is at 5 min. With a window of 1 the core is
+    # big1, which cannot start before H ends; small, past the window, fits the free GPU and is passed
+    # as fill: it starts at 5 min. (Earliest-jobs-only, it waited for big1 and big2: start at 3 h.)
+    jobs = [TraceJob(name="H", gpus=3, work=1.0, preemptible=False),
+            TraceJob(name="big1", gpus=4, work=1.0, release=0.01),
+            TraceJob(name="big2", gpus=4, work=1.0, release=0.011),
+            TraceJob(name="small", gpus=1, work=0.5, release=0.02)]
+    result = Simulator(one_node(), jobs, PlannerPolicy(window=1, time_limit=2.0)).run()
+    s = summarise(result)
+    assert s["completed"] == 4 and s["plan_errors"] == 0
+    assert _first_start(result, "small") == pytest.approx(5 / 60)
+    assert s["window_fill"] >= 1
+
+
+def test_window_takes_the_objectives_urgent_jobs() -> None:
+    # One 4-GPU node held by H (not preemptible) until 1 h; two 10 h jobs then a 0.1 h job arrive, all
+    # 4-GPU. Window 2 for jct: one earliest (long1) + one least remaining work (short), so when H ends
+    # the planner sees short and runs it first: 1.0-1.1, then the longs 1.1-11.1 and 11.1-21.1.
+    # (With the 2 earliest only, short was not seen until a long job had run: start at 11 h.)
+    jobs = [TraceJob(name="H", gpus=4, work=1.0, preemptible=False),
+            TraceJob(name="long1", gpus=4, work=10.0, release=0.01),
+            TraceJob(name="long2", gpus=4, work=10.0, release=0.011),
+            TraceJob(name="short", gpus=4, work=0.1, release=0.02)]
+    result = Simulator(one_node(), jobs, PlannerPolicy(window=2, time_limit=2.0)).run()
+    assert summarise(result)["completed"] == 4
+    assert _first_start(result, "short") == pytest.approx(1.0)
+    longs = sorted(j.finish for j in result.jobs if j.name.startswith("long"))  # type: ignore[type-var]
+    assert longs == pytest.approx([11.1, 21.1])
+
+
+def two_nodes(gpus: int = 8) -> Cluster:
+    return Cluster.model_validate({
+        "gpu_types": [{"name": "GPU", "memory_gib": 80}],
+        "nodes": [{"name": f"n{i}", "gpu_type": "GPU", "gpu_count": gpus} for i in range(2)],
+    })
+
+
+def test_fragmented_free_gpus_make_running_jobs_preemptible() -> None:
+    # Two 8-GPU nodes each run a 6-GPU, 10 h job from 0; c (4 GPUs, 0.5 h) arrives at 0.1. 4 GPUs are
+    # free in all, but 2 + 2 on two nodes, and c must fit on one: it is blocked, so the running jobs
+    # (more remaining work than c) are passed as preemption candidates. The planner stops one, c runs
+    # 0.1-0.6 on its node, and the stopped job resumes at 0.6 with 9.9 h left: finishes 10.5, the
+    # other 10.0. (Counting free GPUs per type, c looked uncontended: the running jobs were occupied
+    # capacity and the planner could only split c over the two 2-GPU holes, which the engine forbids.)
+    jobs = [TraceJob(name="a", gpus=6, work=10.0), TraceJob(name="b", gpus=6, work=10.0),
+            TraceJob(name="c", gpus=4, work=0.5, release=0.1)]
+    result = Simulator(two_nodes(), jobs, PlannerPolicy(time_limit=2.0)).run()
+    s = summarise(result)
+    assert s["completed"] == 3 and s["plan_errors"] == 0 and s["placement_fallbacks"] == 0
+    c = next(j for j in result.jobs if j.name == "c")
+    assert (c.first_start, c.finish) == pytest.approx((0.1, 0.6))
+    assert len({node for node, _, _ in c.placement} | set()) <= 1
+    assert s["preemptions"] == 1 and s["contended_plans"] >= 1 and s["preemption_candidates"] >= 1
+    assert sorted(j.finish for j in result.jobs if j.name != "c") == pytest.approx([10.0, 10.5])  # type: ignore[type-var]
+
+
+def test_running_job_shorter_than_the_waiting_one_is_not_a_candidate() -> None:
+    # A (4 GPUs, 1 h, preemptible) runs from 0; B (4 GPUs, 2 h) arrives at 0.1. A has less remaining
+    # work than B, so it is no preemption candidate: B starts when A ends, at 1.0.
+    jobs = [TraceJob(name="A", gpus=4, work=1.0), TraceJob(name="B", gpus=4, work=2.0, release=0.1)]
+    result = Simulator(one_node(), jobs, PlannerPolicy(time_limit=2.0)).run()
+    s = summarise(result)
+    assert _first_start(result, "B") == pytest.approx(1.0)
+    assert (s["preemptions"], s["preemption_candidates"]) == (0, 0)
+
+
+def test_running_job_migrates_to_a_faster_type_that_came_free() -> None:
+    # fast (speed 1.5) and slow (speed 1) nodes of 4 GPUs. y (6 reference h, not preemptible) takes the
+    # fast node 0-4 h. x (10 reference h) arrives at 0.01; at the 5-minute plan, starting on slow now
+    # (done at 10.08 h) beats waiting for fast (4 + 10/1.5 = 10.67 h), and the planner knows y's end.
+    # When y ends at 4 h the queue is empty, but x would finish sooner on fast: 10 - 3.9167 = 6.0833
+    # reference h left, 4.06 h there (+0.25 h migration penalty in the planner) against 6.08 h on slow,
+    # so it is re-planned and migrated: x finishes at 4 + 6.0833 / 1.5 = 8.0556 h.
+    cluster = Cluster.model_validate({
+        "gpu_types": [{"name": "fast", "memory_gib": 80, "speed": 1.5}, {"name": "slow", "memory_gib": 80}],
+        "nodes": [{"name": "f", "gpu_type": "fast", "gpu_count": 4}, {"name": "s", "gpu_type": "slow", "gpu_count": 4}],
+    })
+    jobs = [TraceJob(name="y", gpus=4, work=6.0, preemptible=False),
+            TraceJob(name="x", gpus=4, work=10.0, release=0.01)]
+    result = Simulator(cluster, jobs, PlannerPolicy(time_limit=2.0)).run()
+    s = summarise(result)
+    x = next(j for j in result.jobs if j.name == "x")
+    assert x.first_start == pytest.approx(5 / 60)
+    assert x.finish == pytest.approx(4.0 + (10.0 - (4.0 - 5 / 60)) / 1.5)
+    assert (x.gpu_type, x.preemptions, s["migration_plans"]) == ("fast", 1, 1)
