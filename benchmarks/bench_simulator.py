@@ -91,10 +91,13 @@ def test_planner_on_philly_prefix(benchmark: Any, philly: tuple[list[Any], float
     per_call = float(summary.get("plan_seconds", 0.0)) / calls_here
     by_calls = calls_full * per_call + (result.wall_s - float(summary.get("plan_seconds", 0.0))) * FULL_JOBS / n
     benchmark.extra_info.update(plans=summary.get("plans"), plan_seconds=summary.get("plan_seconds"),
+                                contended_plans=summary.get("contended_plans"),
                                 extrapolated_full_s=extrapolated, estimated_full_s_by_calls=by_calls)
     _report(
         f"philly[:{n}]/gpusched", summary, result.wall_s, 900.0 * len(subset) / FULL_JOBS, load_s,
-        note=(f"\n  {calls_here} planner calls ({estimate_plan_calls([j.release for j in subset])} predicted), "
+        note=(f"\n  {calls_here} planner calls ({estimate_plan_calls([j.release for j in subset])} predicted, "
+              f"{summary.get('contended_plans', 0)} contended, {summary.get('preemption_candidates', 0)} "
+              f"preemption candidates passed, {summary.get('preemptions', 0)} preemptions), "
               f"{summary.get('plan_seconds', 0):.1f} s in plan() ({per_call * 1000:.0f} ms/call).\n"
               + (f"  Full trace MEASURED: {result.wall_s / 60:.1f} min (target 15 min).\n" if n >= FULL_JOBS else "")
               + f"  Extrapolated to all {FULL_JOBS} jobs (NOT measured; target 15 min): linear in jobs "
