@@ -74,9 +74,7 @@ def _solve_highs(
     import highspy
 
     t0 = time.perf_counter()
-    h = highspy.Highs()
-    h.setOptionValue("output_flag", False)
-    h.setOptionValue("threads", threads)
+    h = _new_highs(threads)
     if time_limit is not None:
         h.setOptionValue("time_limit", float(max(0.1, time_limit)))
     if not relax:
@@ -109,6 +107,22 @@ def _solve_highs(
         bound = float(info.mip_dual_bound) if not relax and math.isfinite(info.mip_dual_bound) else None
         return Solution("feasible", x, float(info.objective_function_value), bound, seconds)
     return Solution("not_solved", None, None, None, seconds)
+
+
+def _new_highs(threads: int) -> Any:
+    """A silent Highs on `threads` threads.
+
+    HiGHS sizes one process-wide thread pool on its first run; before 1.17, a later run asking for
+    a different count fails outright (status not solved). Any Highs in the process (another call's
+    thread count, PuLP's or a user's) may have sized it, so it is reset first.
+    """
+    import highspy
+
+    highspy.Highs.resetGlobalScheduler(True)
+    h = highspy.Highs()
+    h.setOptionValue("output_flag", False)
+    h.setOptionValue("threads", threads)
+    return h
 
 
 def _highs_lp(model: LinearModel) -> Any:
@@ -311,11 +325,8 @@ class LpSession:
         self._bounds = _bound_lines(model, 0, n) if solver != "highs" else []
         self._tmp = tempfile.TemporaryDirectory(prefix="gpusched-lp-")
         if solver == "highs":
-            import highspy
 
-            h = highspy.Highs()
-            h.setOptionValue("output_flag", False)
-            h.setOptionValue("threads", threads)
+            h = _new_highs(threads)
             h.passModel(_highs_lp(model))
             self._highs = h
 
