@@ -19,7 +19,7 @@ from gpusched.solver.greedy import lp_guided, portfolio
 from gpusched.solver.instance import Instance, JobInfo, TypeOption, build_instance
 from gpusched.solver.milp import MilpResult, solve_bucket_relaxation, solve_milp
 from gpusched.solver.options import PlanOptions
-from gpusched.solver.placement import place_first_slot
+from gpusched.solver.placement import place_first_slot, preemption_room
 from gpusched.solver.policies import Policy, make_policy
 from gpusched.solver.schedule import Schedule, is_late, usage
 from gpusched.units import format_hours
@@ -239,35 +239,55 @@ def _improve(search: _Search, forbid: frozenset[int], first: bool) -> None:
         search.proven = result.status == "optimal"
 
 
-def plan(cluster: Cluster, jobs: list[Job], options: PlanOptions | None = None) -> Plan:
-    options = options or PlanOptions()
-    started = time.perf_counter()
-    time_limit = options.time_limit if options.time_limit is not None else DEFAULT_TIME_LIMIT
-    inst = build_instance(cluster, jobs, options)
-    policy = make_policy(options.policy, inst)
-    plannable = any(info.plannable for info in inst.jobs)
+@dataclass
+class _Outcome:
+    search: _Search
+    schedule: Schedule
+    placements: dict[int, list[Placement]]
+    forbid: frozenset[int]
+    notes: list[str]
+    room: tuple[frozenset[int], int] | None = None
+    """At the first placement failure: running jobs whose stop would let a failed gang start now,
+    and that gang."""
+    room_forbid: frozenset[int] = frozenset()
+    """The jobs barred from starting now when that failure happened."""
 
-    forbid: frozenset[int] = frozenset()
+
+def _plan_with_repairs(
+    inst: Instance,
+    policy: Policy,
+    options: PlanOptions,
+    plannable: bool,
+    forbid: frozenset[int],
+    deadline: float,
+    previous: _Search | None = None,
+) -> _Outcome:
+    """Search, place the first slot, and re-plan with the jobs that could not be placed barred from
+    starting now, until every job that starts now has nodes."""
     notes: list[str] = []
-    placements: dict[int, list[Placement]] = {}
+    room: tuple[frozenset[int], int] | None = None
+    room_forbid: frozenset[int] = frozenset()
     search: _Search | None = None
+    failed: list[int] = []
     for attempt in range(MAX_REPAIRS + 1):
+        first = attempt == 0 and previous is None
         schedule, source, _ = portfolio(inst, policy, forbid)
-        previous = search
-        search = _Search(
-            inst, policy, options, started + time_limit, schedule, source, policy.evaluate(schedule)
-        )
+        search = _Search(inst, policy, options, deadline, schedule, source, policy.evaluate(schedule))
         if previous is not None:
-            search.bound, search.notes, search.master = previous.bound, previous.notes, previous.master
+            search.bound, search.notes, search.master = previous.bound, list(previous.notes), previous.master
         if plannable:
-            _relax(search, forbid, first=attempt == 0)
-            _improve(search, forbid, first=attempt == 0)
-            if attempt == 0 and search.closed():
+            _relax(search, forbid, first=first)
+            _improve(search, forbid, first=first)
+            if first and search.closed():
                 search.proven = True
-        schedule, source = search.schedule, search.source
+        previous = search
+        schedule = search.schedule
         placements, failed = place_first_slot(inst, schedule)
         if not failed:
             break
+        if room is None and attempt == 0:
+            room = preemption_room(inst, schedule, placements, failed)
+            room_forbid = forbid
         names = ", ".join(inst.jobs[j].job.name for j in failed)
         notes.append(
             f"no node placement for {names} now (fragmentation or max_nodes): re-planned to start later"
@@ -276,9 +296,36 @@ def plan(cluster: Cluster, jobs: list[Job], options: PlanOptions | None = None) 
     else:
         for j in failed:
             schedule.pop(j, None)
-
     assert search is not None
-    notes = search.notes + notes
+    return _Outcome(search, schedule, placements, forbid, search.notes + notes, room, room_forbid)
+
+
+def plan(cluster: Cluster, jobs: list[Job], options: PlanOptions | None = None) -> Plan:
+    options = options or PlanOptions()
+    started = time.perf_counter()
+    time_limit = options.time_limit if options.time_limit is not None else DEFAULT_TIME_LIMIT
+    inst = build_instance(cluster, jobs, options)
+    policy = make_policy(options.policy, inst)
+    plannable = any(info.plannable for info in inst.jobs)
+
+    deadline = started + time_limit
+    outcome = _plan_with_repairs(inst, policy, options, plannable, frozenset(), deadline)
+    if outcome.room is not None and deadline - time.perf_counter() > 0.5:
+        # A gang that fits the type but not the nodes now: also try stopping the lower-priority
+        # jobs in its way, and keep whichever plan is better.
+        victims, for_job = outcome.room
+        preempting = _plan_with_repairs(
+            inst, policy, options, plannable, outcome.room_forbid | victims, deadline, outcome.search
+        )
+        if policy.evaluate(preempting.schedule) < policy.evaluate(outcome.schedule) - 1e-9:
+            names = ", ".join(sorted(inst.jobs[v].job.name for v in victims))
+            preempting.notes.insert(
+                0, f"preempted {names} to make room on whole nodes for {inst.jobs[for_job].job.name} now"
+            )
+            outcome = preempting
+    search, schedule, source = outcome.search, outcome.schedule, outcome.search.source
+    placements, forbid, notes = outcome.placements, outcome.forbid, outcome.notes
+
     bound, proven = search.bound, search.proven
     objective = policy.evaluate(schedule)
     # The capacity-free bound rarely beats an LP bound and costs seconds at L: only when cheap or alone.

@@ -88,3 +88,62 @@ def place_first_slot(inst: Instance, schedule: Schedule) -> tuple[dict[int, list
 def _rank(pick: list[tuple[str, int]], free: dict[str, int]) -> tuple[int, int]:
     # Fewer nodes first, then less left over on the nodes it touches (less fragmentation).
     return (len(pick), sum(free[n] - g for n, g in pick))
+
+
+def preemption_room(
+    inst: Instance, schedule: Schedule, placements: dict[int, list[Placement]], failed: list[int]
+) -> tuple[frozenset[int], int] | None:
+    """Running jobs whose stop would give a gang that could not be placed now its nodes.
+
+    The planning model counts GPUs per type, so a gang can fit the type yet find no node with room:
+    small jobs scattered over the nodes (fragmentation), with a gang that must stay on few nodes.
+    Like Kueue's and KAI's preemption, only preemptible running jobs of strictly lower priority are
+    candidates, on the nodes of the type the plan gives the gang; the fewest-priority-weighted GPUs
+    are stopped. Returns (victims, the gang) for the first gang, by priority, that such a stop
+    places, or None. The caller re-plans with the victims barred from running now and keeps the
+    better of the two plans: this only proposes.
+    """
+    free = {name: caps[0] for name, caps in inst.node_capacity.items()}
+    holders: dict[str, list[int]] = defaultdict(list)
+    for j, where in placements.items():
+        for p in where:
+            free[p.node] -= p.gpus
+            holders[p.node].append(j)
+    for j in sorted(failed, key=lambda f: (-inst.jobs[f].weight, f)):
+        info = inst.jobs[j]
+        choice = schedule[j]
+        most = info.job.max_nodes or len(inst.nodes_by_type[choice.option.type_index])
+
+        def evictable(node: str, info: JobInfo = info) -> list[int]:
+            return sorted(
+                (
+                    v
+                    for v in holders[node]
+                    if schedule[v].option is inst.jobs[v].continue_option
+                    and not inst.jobs[v].fixed
+                    and inst.jobs[v].weight < info.weight
+                ),
+                key=lambda v: (inst.jobs[v].weight * inst.jobs[v].gpus, v),
+            )
+
+        # Nodes with the most room once their candidates stop; fewer victims among equals.
+        nodes = sorted(
+            (n.name for n in inst.nodes_by_type[choice.option.type_index]),
+            key=lambda n: (-(free[n] + sum(_held(placements, v, n) for v in evictable(n))), len(evictable(n)), n),
+        )[:most]
+        victims: set[int] = set()
+        room = 0
+        for node in nodes:
+            room += free[node]
+            for v in evictable(node):
+                if room >= info.gpus:
+                    break
+                victims.add(v)
+                room += _held(placements, v, node)
+        if room >= info.gpus and victims:
+            return frozenset(victims), j
+    return None
+
+
+def _held(placements: dict[int, list[Placement]], job: int, node: str) -> int:
+    return sum(p.gpus for p in placements.get(job, []) if p.node == node)

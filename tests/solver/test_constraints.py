@@ -243,6 +243,40 @@ def test_fragmented_slot_defers_the_gang_instead_of_splitting_it(one_type) -> No
     assert any("no node placement" in n for n in result.notes)
 
 
+def test_urgent_gang_preempts_lower_priority_fragments_to_start_now(one_type) -> None:
+    nodes = [{"name": f"n{i}", "gpu_type": "A", "gpu_count": 4} for i in range(2)]
+    cluster = make_cluster(one_type, nodes)
+    jobs = [
+        {"name": "r0", "gpus": 1, "duration": "6h", "preemptible": True, "running": {"nodes": {"n0": 1}, "done": 0}},
+        {"name": "r1", "gpus": 2, "duration": "6h", "preemptible": True, "running": {"nodes": {"n1": 2}, "done": 0}},
+        {"name": "whole", "gpus": 4, "duration": "1h", "max_nodes": 1, "priority": 10},
+    ]
+    result = run(cluster, jobs, policy="jct")
+    # 5 GPUs are free but no node has 4: waiting 6 hours costs 'whole' 60 weighted hours, stopping
+    # the 1-GPU job on n0 costs it about one slot and a restart. Only that one is stopped.
+    whole = result.job("whole")
+    assert whole.start == 0.0 and [p.node for p in whole.placement] == ["n0"]
+    assert result.job("r0").preempted and not result.job("r1").preempted
+    assert result.job("r1").status == "running"
+    assert any("preempted r0" in n for n in result.notes)
+
+
+def test_gang_does_not_preempt_equal_priority_or_non_preemptible_jobs(one_type) -> None:
+    nodes = [{"name": f"n{i}", "gpu_type": "A", "gpu_count": 4} for i in range(2)]
+    cluster = make_cluster(one_type, nodes)
+    for running_extra, whole_priority in (({"preemptible": True}, 1.0), ({"preemptible": False}, 10.0)):
+        jobs = [
+            {"name": "r0", "gpus": 1, "duration": "6h", "running": {"nodes": {"n0": 1}, "done": 0}, **running_extra},
+            {"name": "r1", "gpus": 2, "duration": "6h", "running": {"nodes": {"n1": 2}, "done": 0}, **running_extra},
+            {"name": "whole", "gpus": 4, "duration": "1h", "max_nodes": 1, "priority": whole_priority},
+        ]
+        result = run(cluster, jobs, policy="jct")
+        # Deferred (the later slots are planned per type; the next plan places it for real).
+        assert result.job("whole").start != 0.0
+        assert not result.job("r0").preempted and not result.job("r1").preempted
+        assert not any("preempted" in n for n in result.notes)
+
+
 def test_makespan_policy_balances_where_jct_would_not() -> None:
     fast = {"name": "F", "memory_gib": 80, "speed": 2.0}
     slow = {"name": "S", "memory_gib": 80, "speed": 1.0}
