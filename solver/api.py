@@ -17,7 +17,7 @@ from gpusched.solver.bounds import trivial_bound
 from gpusched.solver.colgen import solve_colgen
 from gpusched.solver.greedy import lp_guided, portfolio
 from gpusched.solver.instance import Instance, JobInfo, TypeOption, build_instance
-from gpusched.solver.milp import MilpResult, solve_bucket_relaxation, solve_milp
+from gpusched.solver.milp import solve_bucket_relaxation, solve_milp
 from gpusched.solver.options import PlanOptions
 from gpusched.solver.placement import place_first_slot, preemption_room
 from gpusched.solver.policies import Policy, make_policy
@@ -71,6 +71,18 @@ class _Search:
         return self.bound is not None and self.value <= self.bound + 1e-9 * max(1.0, abs(self.bound))
 
 
+@dataclass
+class _Relaxation:
+    """What an LP stage hands on: its fractional starts, and the bound it proves, if any."""
+
+    fractional: list[tuple[int, TypeOption, int, float]]
+    bound: float | None
+    """A valid lower bound for the slot MILP (None when the LP was thinned)."""
+    on_slots: bool
+    """Its starts are slot starts whose fractional solution respects capacity (the slot LP), not
+    bucket starts: then the rounding may keep its integral starts and the support MILP applies."""
+
+
 def _relax(search: _Search, forbid: frozenset[int], first: bool) -> None:
     """LP stage: a valid lower bound and an alpha-point rounding of it.
 
@@ -78,91 +90,109 @@ def _relax(search: _Search, forbid: frozenset[int], first: bool) -> None:
     time left; else the time-bucket LP with the finest buckets that fit; none when even that
     would not.
     """
-    inst, policy, options = search.inst, search.policy, search.options
+    inst, policy = search.inst, search.policy
     columns = _estimated_columns(inst)
     if columns >= COLGEN_MIN_COLUMNS:
-        # What the master left unconverged still rounds and bounds; keep time for the MILP stages.
-        result = solve_colgen(
-            inst,
-            policy,
-            solver=options.solver,
-            time_limit=COLGEN_SHARE * search.left(),
-            threads=options.threads,
-            forbid_now=forbid,
-            seeds=[(j, c.option, c.start) for j, c in search.schedule.items()] + search.master,
-        )
-        if result.bound is not None and first:
-            search.bound = result.bound
-        if not result.converged and first:
-            search.notes.append(
-                f"the slot LP did not converge in its share of the time limit ({result.rounds} rounds of column "
-                "generation): the bound is its best Lagrangian bound"
-            )
-        if result.objective is None:
-            if result.lagrangian:
-                # No master solution in time: round the jobs' own choices at the best prices.
-                rounded, name, _ = lp_guided(inst, policy, result.lagrangian, forbid, alphas=(0.5,))
-                search.offer(rounded, f"lagrangian-{name}")
-            return
-        search.master = [(j, opt, s) for j, opt, s, _ in result.fractional]
-        relaxed = MilpResult(
-            None, "optimal", result.objective, result.bound, result.seconds, result.columns,
-            False, fractional=result.fractional,
-        )
-        exact = False  # the bound was taken above
-        slot_lp = True
+        relaxation = _colgen_relaxation(search, forbid, first)
     elif columns <= COLUMN_BUDGET and columns / COLUMNS_PER_SECOND <= 0.7 * search.left():
-        relaxed = solve_milp(
-            inst,
-            policy,
-            solver=options.solver,
-            time_limit=search.left(),
-            threads=options.threads,
-            forbid_now=forbid,
-            column_budget=COLUMN_BUDGET,
-            relax=True,
-        )
-        exact = not relaxed.thinned
-        slot_lp = True
+        relaxation = _whole_relaxation(search, forbid)
     else:
-        bucket = next(
-            (b for b in (2, 4, 8, 16, 32) if columns / b / BUCKET_COLUMNS_PER_SECOND <= 0.4 * search.left()),
-            None,
-        )
-        if bucket is None:
-            if first:
-                search.notes.append(
-                    f"the {columns}-column model does not fit the time limit: the best heuristic plan is "
-                    "returned with a capacity-free bound (raise --time-limit for an optimised plan)"
-                )
-            return
-        relaxed = solve_bucket_relaxation(
-            inst, policy, bucket, solver=options.solver, time_limit=search.left(), threads=options.threads
-        )
-        exact = True  # a relaxation of the slot model: its optimum is a valid bound
-        slot_lp = False  # its starts are bucket starts: not a capacity-feasible placement
-        if first:
-            search.notes.append(
-                f"lower bound from the LP over {format_hours(bucket * inst.slot)} buckets (the slot model is too "
-                "big for the time limit)"
-            )
-    if relaxed.objective is None:
+        relaxation = _bucket_relaxation(search, columns, first)
+    if relaxation is None:
         return
-    if first and exact:
-        search.bound = relaxed.objective
+    if first and relaxation.bound is not None:
+        search.bound = relaxation.bound
     t0 = time.perf_counter()
-    rounded, name, _ = lp_guided(inst, policy, relaxed.fractional, forbid, exact=slot_lp)
+    rounded, name, _ = lp_guided(inst, policy, relaxation.fractional, forbid, exact=relaxation.on_slots)
     search.offer(rounded, name)
     # (Over a bucket LP's support, spread to every start of each bucket, the model is too loose to
     # beat the thinned MILP at L: measured 6.6 % against 3.6 % for cost.)
-    if slot_lp and not search.closed() and search.left() > 1.0:
-        _support_milp(search, relaxed.fractional, forbid)
+    if relaxation.on_slots and not search.closed() and search.left() > 1.0:
+        _support_milp(search, relaxation.fractional, forbid)
     # Time the MILP cannot use well goes to more alpha-points: each is one list schedule.
     if search.left() < MIN_MILP_SECONDS and search.left() > 3 * (time.perf_counter() - t0):
         rounded, name, _ = lp_guided(
-            inst, policy, relaxed.fractional, forbid, exact=slot_lp, alphas=(0.1, 0.35, 0.65, 0.9)
+            inst, policy, relaxation.fractional, forbid, exact=relaxation.on_slots, alphas=(0.1, 0.35, 0.65, 0.9)
         )
         search.offer(rounded, name)
+
+
+def _colgen_relaxation(search: _Search, forbid: frozenset[int], first: bool) -> _Relaxation | None:
+    """The slot LP by column generation; what it leaves unconverged still bounds and rounds."""
+    inst, policy, options = search.inst, search.policy, search.options
+    result = solve_colgen(
+        inst,
+        policy,
+        solver=options.solver,
+        time_limit=COLGEN_SHARE * search.left(),  # the rest is the MILP stages'
+        threads=options.threads,
+        forbid_now=forbid,
+        seeds=[(j, c.option, c.start) for j, c in search.schedule.items()] + search.master,
+    )
+    if not result.converged and first:
+        search.notes.append(
+            f"the slot LP did not converge in its share of the time limit ({result.rounds} rounds of column "
+            "generation): the bound is its best Lagrangian bound"
+        )
+    if result.objective is None:
+        if first and result.bound is not None:
+            search.bound = result.bound
+        if result.lagrangian:
+            # No master solution in time: round the jobs' own choices at the best prices.
+            rounded, name, _ = lp_guided(inst, policy, result.lagrangian, forbid, alphas=(0.5,))
+            search.offer(rounded, f"lagrangian-{name}")
+        return None
+    search.master = [(j, opt, s) for j, opt, s, _ in result.fractional]
+    return _Relaxation(result.fractional, result.bound, on_slots=True)
+
+
+def _whole_relaxation(search: _Search, forbid: frozenset[int]) -> _Relaxation | None:
+    relaxed = solve_milp(
+        search.inst,
+        search.policy,
+        solver=search.options.solver,
+        time_limit=search.left(),
+        threads=search.options.threads,
+        forbid_now=forbid,
+        column_budget=COLUMN_BUDGET,
+        relax=True,
+    )
+    if relaxed.objective is None:
+        return None
+    return _Relaxation(relaxed.fractional, None if relaxed.thinned else relaxed.objective, on_slots=True)
+
+
+def _bucket_relaxation(search: _Search, columns: int, first: bool) -> _Relaxation | None:
+    """A relaxation of the slot model: its optimum is a valid bound, but its starts are bucket
+    starts, not a capacity-feasible placement."""
+    inst = search.inst
+    bucket = next(
+        (b for b in (2, 4, 8, 16, 32) if columns / b / BUCKET_COLUMNS_PER_SECOND <= 0.4 * search.left()),
+        None,
+    )
+    if bucket is None:
+        if first:
+            search.notes.append(
+                f"the {columns}-column model does not fit the time limit: the best heuristic plan is "
+                "returned with a capacity-free bound (raise --time-limit for an optimised plan)"
+            )
+        return None
+    relaxed = solve_bucket_relaxation(
+        inst,
+        search.policy,
+        bucket,
+        solver=search.options.solver,
+        time_limit=search.left(),
+        threads=search.options.threads,
+    )
+    if first:
+        search.notes.append(
+            f"lower bound from the LP over {format_hours(bucket * inst.slot)} buckets (the slot model is too "
+            "big for the time limit)"
+        )
+    if relaxed.objective is None:
+        return None
+    return _Relaxation(relaxed.fractional, relaxed.objective, on_slots=False)
 
 
 def _support_milp(
@@ -174,18 +204,23 @@ def _support_milp(
     plan; the incumbent's starts keep the small model feasible.
     """
     inst = search.inst
-    keep = {(j, id(opt), s) for j, opt, s, _ in fractional}
-    keep |= {(j, id(c.option), c.start) for j, c in search.schedule.items()}
-    columns = [
-        (info, opt, s)
-        for info in inst.jobs
-        for opt in inst.all_options(info)
-        for s in inst.start_range(info, opt)
-        if (info.index, id(opt), s) in keep and not (s == 0 and info.index in forbid)
-    ]
+    # Straight from the starts (not by scanning every start of the model: 800,000 at L), in the
+    # model's own order: job, option, start.
+    starts = [(j, opt, s) for j, opt, s, _ in fractional]
+    starts += [(j, c.option, c.start) for j, c in search.schedule.items()]
+    unique = {(j, id(opt), s): (j, opt, s) for j, opt, s in starts if not (s == 0 and j in forbid)}
+
+    def position(start: tuple[int, TypeOption, int]) -> tuple[int, int, int]:
+        j, opt, s = start
+        return j, next(i for i, o in enumerate(inst.all_options(inst.jobs[j])) if o is opt), s
+
+    columns = [(inst.jobs[j], opt, s) for j, opt, s in sorted(unique.values(), key=position)]
     # Half the time when the thinned MILP comes next, else all of it but a margin: CBC overruns
     # its limit by about its root LP.
-    share = min(search.left() - 0.5, 0.5 * search.left() + 1) if _thinned_milp_follows(search) else 0.85 * search.left() - 0.5
+    if _thinned_milp_follows(search):
+        share = min(search.left() - 0.5, 0.5 * search.left() + 1)
+    else:
+        share = 0.85 * search.left() - 0.5
     result = solve_milp(
         inst,
         search.policy,

@@ -56,6 +56,8 @@ class ColumnPool:
     """Index of each pooled job's first column (for np.minimum.reduceat)."""
     job_ids: np.ndarray
     """The pooled jobs, in the order of job_first."""
+    group_first: np.ndarray
+    """Index of each group's (job, option) first column: its starts follow in order."""
 
     @property
     def size(self) -> int:
@@ -92,14 +94,15 @@ def build_pool(inst: Instance, policy: Policy, forbid_now: frozenset[int]) -> Co
             slots.append(np.full(n, opt.slots, dtype=np.int64))
     if not groups:
         empty_i, empty_f = np.zeros(0, dtype=np.int64), np.zeros(0)
-        return ColumnPool(empty_i, empty_i, empty_i, empty_i, empty_i, empty_f, empty_f, [], empty_i, empty_i)
+        return ColumnPool(empty_i, empty_i, empty_i, empty_i, empty_i, empty_f, empty_f, [], empty_i, empty_i, empty_i)
     job = np.concatenate(jobs)
     start = np.concatenate(starts_)
     end = np.minimum(start + np.concatenate(slots), inst.n_slots)
     first_of = np.flatnonzero(np.r_[True, job[1:] != job[:-1]])
+    group = np.concatenate(gids)
     return ColumnPool(
         job=job,
-        group=np.concatenate(gids),
+        group=group,
         start=start,
         end=end,
         type=np.concatenate(types),
@@ -108,6 +111,7 @@ def build_pool(inst: Instance, policy: Policy, forbid_now: frozenset[int]) -> Co
         groups=groups,
         job_first=first_of,
         job_ids=job[first_of],
+        group_first=np.flatnonzero(np.r_[True, group[1:] != group[:-1]]),
     )
 
 
@@ -166,42 +170,46 @@ class ColgenResult:
     seconds: float = 0.0
 
 
-def _column_block(
-    pool: ColumnPool,
-    sel: np.ndarray,
-    job_row: np.ndarray,
-    cap_base: int,
-    n_slots: int,
-    n_rows: int,
-    aux: _Aux | None = None,
-    aux_base: int = 0,
-) -> sparse.csc_matrix:
+@dataclass
+class _Rows:
+    """Where the master's rows are: one per pooled job, then type x slot capacity, then auxiliary."""
+
+    job_row: np.ndarray
+    """Per job index: its row, or -1 when it has no start in the pool."""
+    cap_base: int
+    n_slots: int
+    aux_base: int
+    n_rows: int
+    aux: _Aux | None
+
+
+def _column_block(pool: ColumnPool, sel: np.ndarray, rows: _Rows) -> sparse.csc_matrix:
     """The master's columns for pool entries `sel`: 1 in the job's row, gpus in each slot it runs,
     and its coefficient in its auxiliary row if it has one (rows stay sorted within a column)."""
+    aux = rows.aux
     length = pool.end[sel] - pool.start[sel]
     has_aux = (aux.row[sel] >= 0) if aux is not None else np.zeros(sel.shape[0], dtype=bool)
-    per_col = 1 + length + has_aux
     indptr = np.zeros(sel.shape[0] + 1, dtype=np.int64)
-    np.cumsum(per_col, out=indptr[1:])
+    np.cumsum(1 + length + has_aux, out=indptr[1:])
     nnz = int(indptr[-1])
     indices = np.empty(nnz, dtype=np.int64)
     data = np.empty(nnz)
     heads = indptr[:-1]
-    indices[heads] = job_row[pool.job[sel]]
+    indices[heads] = rows.job_row[pool.job[sel]]
     data[heads] = 1.0
     body = np.ones(nnz, dtype=bool)
     body[heads] = False
     if aux is not None:
         tails = indptr[1:][has_aux] - 1
-        indices[tails] = aux_base + aux.row[sel][has_aux]
+        indices[tails] = rows.aux_base + aux.row[sel][has_aux]
         data[tails] = aux.coef[sel][has_aux]
         body[tails] = False
     # Slot rows: each column's run start.. end, laid out after its head entry.
     offsets = np.arange(int(length.sum())) - np.repeat(np.cumsum(length) - length, length)
-    first_row = cap_base + pool.type[sel] * n_slots + pool.start[sel]
+    first_row = rows.cap_base + pool.type[sel] * rows.n_slots + pool.start[sel]
     indices[body] = np.repeat(first_row, length) + offsets
     data[body] = np.repeat(pool.gpus[sel], length)
-    return sparse.csc_matrix((data, indices, indptr), shape=(n_rows, sel.shape[0]))
+    return sparse.csc_matrix((data, indices, indptr), shape=(rows.n_rows, sel.shape[0]))
 
 
 def solve_colgen(
@@ -229,19 +237,18 @@ def solve_colgen(
     pooled = pool.job_ids
     if pooled.shape[0] == 0:
         return ColgenResult(None, None, False, 0, 0, seconds=time.perf_counter() - t0)
-    n_jobs_total = len(inst.jobs)
-    job_row = np.full(n_jobs_total, -1, dtype=np.int64)
+    job_row = np.full(len(inst.jobs), -1, dtype=np.int64)
     job_row[pooled] = np.arange(pooled.shape[0])
+    aux = _aux_for(inst, policy, pool, job_row)
     cap_base = pooled.shape[0]
     aux_base = cap_base + n_types * n_slots
-    aux = _aux_for(inst, policy, pool, job_row)
     n_aux = aux.n_rows if aux is not None else 0
-    n_rows = aux_base + n_aux
+    rows = _Rows(job_row, cap_base, n_slots, aux_base, aux_base + n_aux, aux)
     capacity = np.asarray(inst.capacity, dtype=float).reshape(-1)
 
     # Slack (unscheduled) columns, and the penalty of plannable jobs with no start at all.
     slack_jobs = np.array([j for j in pooled.tolist() if not inst.jobs[j].fixed], dtype=np.int64)
-    slack_cost_by_job = np.full(n_jobs_total, np.inf)
+    slack_cost_by_job = np.full(len(inst.jobs), np.inf)
     for j in slack_jobs.tolist():
         slack_cost_by_job[j] = policy.unscheduled_penalty(inst.jobs[j])
     pooled_set = set(pooled.tolist())
@@ -252,56 +259,17 @@ def solve_colgen(
     ) + (aux.offset if aux is not None else 0.0)
     pricing = _Pricing(pool, capacity, slack_cost_by_job, n_slots, offset, aux)
 
-    # The opening master: the seeds' starts, and each job's cheapest start at zero prices.
-    in_master = np.zeros(pool.size, dtype=bool)
-    lookup = {(pool.groups[g][0].index, id(pool.groups[g][1])): g for g in range(len(pool.groups))}
-    group_first = np.flatnonzero(np.r_[True, pool.group[1:] != pool.group[:-1]])
-    for j, opt, start in seeds or []:
-        g = lookup.get((j, id(opt)))
-        if g is None:
-            continue
-        k = group_first[g] + (start - int(pool.start[group_first[g]]))
-        if 0 <= k < pool.size and pool.group[k] == g and pool.start[k] == start:
-            in_master[k] = True
-    cheapest = _argmin_by_job(pool, pool.cost)
-    in_master[cheapest] = True
-    # The warm-up may take a quarter of the time: the master needs the rest.
+    # The opening master: the seeds' starts, each job's cheapest start at zero prices, and the
+    # starts the jobs choose during the warm-up (which may take a quarter of the time).
+    in_master = _seed_mask(pool, seeds or [])
+    in_master[_argmin_by_job(pool, pool.cost)] = True
     stop_warmup = time.perf_counter() + 0.25 * (deadline - time.perf_counter())
     warm_y = _subgradient(pricing, n_types, in_master, warmup_rounds, stop_warmup)
-
     master_cols = np.flatnonzero(in_master)
-    n_slack = slack_jobs.shape[0]
-    extra_cols = [
-        sparse.csc_matrix(
-            (np.ones(n_slack), (job_row[slack_jobs], np.arange(n_slack))), shape=(n_rows, n_slack)
-        )
-    ]
-    extra_cost, extra_hi = [slack_cost_by_job[slack_jobs]], [np.ones(n_slack)]
-    if aux is not None:  # span or theta
-        extra_cols.append(
-            sparse.csc_matrix(
-                (np.full(n_aux, aux.col_coef), (aux_base + np.arange(n_aux), np.zeros(n_aux, dtype=np.int64))),
-                shape=(n_rows, 1),
-            )
-        )
-        extra_cost.append(np.array([aux.col_cost]))
-        extra_hi.append(np.array([aux.col_hi]))
-    block = _column_block(pool, master_cols, job_row, cap_base, n_slots, n_rows, aux, aux_base)
-    A0 = sparse.hstack([block, *extra_cols], format="csc")
-    n0 = A0.shape[1]
-    model = backends.LinearModel(
-        c=np.concatenate([pool.cost[master_cols], *extra_cost]),
-        A=A0,
-        row_lo=np.concatenate([np.ones(cap_base), np.full(n_types * n_slots + n_aux, -np.inf)]),
-        row_hi=np.concatenate([np.ones(cap_base), capacity, np.zeros(n_aux)]),
-        col_lo=np.zeros(n0),
-        col_hi=np.concatenate([np.ones(master_cols.shape[0]), *extra_hi]),
-        integer=np.zeros(n0, dtype=bool),
-        offset=offset,
-    )
-    # Column order in the master: pool entries `order`; -1 for the slacks and the shared column.
-    order: list[np.ndarray] = [master_cols, np.full(n0 - master_cols.shape[0], -1, dtype=np.int64)]
-    session = backends.LpSession(model, solver=solver, threads=threads)
+    model = _master_model(pool, master_cols, slack_jobs, slack_cost_by_job, capacity, offset, rows)
+    # Pool entry of each master column, in order; -1 for the slacks and the shared column.
+    order: list[np.ndarray] = [master_cols, np.full(model.c.shape[0] - master_cols.shape[0], -1, dtype=np.int64)]
+
     zero_aux = np.zeros(n_aux)
     best_bound, best_y, best_aux, best_mu = -np.inf, np.zeros(n_types * n_slots), zero_aux, np.zeros(cap_base)
     if warm_y is not None:
@@ -311,6 +279,7 @@ def solve_colgen(
     x: np.ndarray | None = None
     converged = False
     rounds = 0
+    session = backends.LpSession(model, solver=solver, threads=threads)
     try:
         while True:
             left = deadline - time.perf_counter()
@@ -321,16 +290,15 @@ def solve_colgen(
             if sol.status != "optimal" or sol.row_dual is None or sol.x is None or sol.objective is None:
                 break
             objective, x = sol.objective, sol.x
-            y_master = np.minimum(sol.row_dual[cap_base:aux_base], 0.0)
-            aux_master = np.minimum(sol.row_dual[aux_base:], 0.0)
-            mu_master = sol.row_dual[:cap_base]
-            points = [(y_master, aux_master, mu_master)]
+            master = (
+                np.minimum(sol.row_dual[cap_base:aux_base], 0.0),
+                np.minimum(sol.row_dual[aux_base:], 0.0),
+                sol.row_dual[:cap_base],
+            )
+            points = [master]
             if np.isfinite(best_bound):
-                a = STABILITY
-                points.insert(
-                    0,
-                    (a * best_y + (1 - a) * y_master, a * best_aux + (1 - a) * aux_master, a * best_mu + (1 - a) * mu_master),
-                )
+                best = (best_y, best_aux, best_mu)
+                points.insert(0, tuple(STABILITY * b + (1 - STABILITY) * m for b, m in zip(best, master)))
             new = np.zeros(0, dtype=np.int64)
             for y, aux_dual, mu in points:
                 reduced, per_job, bound = pricing.price(y, aux_dual)
@@ -346,39 +314,101 @@ def solve_colgen(
                 converged = True  # no column prices out at the master's own duals: LP optimal
                 break
             in_master[new] = True
-            block = _column_block(pool, new, job_row, cap_base, n_slots, n_rows, aux, aux_base)
-            session.add_columns(pool.cost[new], block, np.zeros(new.shape[0]), np.ones(new.shape[0]))
+            session.add_columns(
+                pool.cost[new], _column_block(pool, new, rows), np.zeros(new.shape[0]), np.ones(new.shape[0])
+            )
             order.append(new)
     finally:
         session.close()
-    fractional: list[tuple[int, TypeOption, int, float]] = []
-    if x is not None:
-        pool_of_col = np.concatenate(order)
-        for c in np.flatnonzero(x > 1e-6).tolist():
-            k = int(pool_of_col[c])
-            if k >= 0:
-                info, opt = pool.groups[int(pool.group[k])]
-                fractional.append((info.index, opt, int(pool.start[k]), float(x[c])))
     if converged and objective is not None:
         best_bound = max(best_bound, objective)
-    lagrangian: list[tuple[int, TypeOption, int, float]] = []
-    if np.isfinite(best_bound):
-        reduced, _, _ = pricing.price(best_y, best_aux)
-        chosen = _argmin_by_job(pool, reduced)
-        chosen = chosen[reduced[chosen] <= slack_cost_by_job[pool.job[chosen]]]
-        for k in chosen.tolist():
-            info, opt = pool.groups[int(pool.group[k])]
-            lagrangian.append((info.index, opt, int(pool.start[k]), 1.0))
+    found = np.isfinite(best_bound)
     return ColgenResult(
         objective=objective,
-        bound=float(best_bound) if np.isfinite(best_bound) else None,
+        bound=float(best_bound) if found else None,
         converged=converged,
         rounds=rounds,
         columns=int(in_master.sum()),
-        fractional=fractional,
-        lagrangian=lagrangian,
+        fractional=_starts(pool, np.concatenate(order), x) if x is not None else [],
+        lagrangian=_starts(pool, pricing.own_choices(pricing.price(best_y, best_aux)[0])) if found else [],
         seconds=time.perf_counter() - t0,
     )
+
+
+def _seed_mask(pool: ColumnPool, seeds: list[tuple[int, TypeOption, int]]) -> np.ndarray:
+    """The pool entries of the given (job, option, start) columns."""
+    mask = np.zeros(pool.size, dtype=bool)
+    group_of = {(info.index, id(opt)): g for g, (info, opt) in enumerate(pool.groups)}
+    for j, opt, start in seeds:
+        g = group_of.get((j, id(opt)))
+        if g is None:
+            continue
+        k = int(pool.group_first[g]) + start - int(pool.start[pool.group_first[g]])
+        if 0 <= k < pool.size and pool.group[k] == g and pool.start[k] == start:
+            mask[k] = True
+    return mask
+
+
+def _master_model(
+    pool: ColumnPool,
+    master_cols: np.ndarray,
+    slack_jobs: np.ndarray,
+    slack_cost_by_job: np.ndarray,
+    capacity: np.ndarray,
+    offset: float,
+    rows: _Rows,
+) -> backends.LinearModel:
+    """The opening master LP: the chosen starts, one slack per job that may stay out, and the
+    shared column (span or theta) when the policy has auxiliary rows."""
+    n_slack, aux = slack_jobs.shape[0], rows.aux
+    n_aux = rows.n_rows - rows.aux_base
+    blocks = [
+        _column_block(pool, master_cols, rows),
+        sparse.csc_matrix(
+            (np.ones(n_slack), (rows.job_row[slack_jobs], np.arange(n_slack))), shape=(rows.n_rows, n_slack)
+        ),
+    ]
+    costs, upper = [pool.cost[master_cols], slack_cost_by_job[slack_jobs]], [np.ones(master_cols.shape[0] + n_slack)]
+    if aux is not None:
+        blocks.append(
+            sparse.csc_matrix(
+                (np.full(n_aux, aux.col_coef), (rows.aux_base + np.arange(n_aux), np.zeros(n_aux, dtype=np.int64))),
+                shape=(rows.n_rows, 1),
+            )
+        )
+        costs.append(np.array([aux.col_cost]))
+        upper.append(np.array([aux.col_hi]))
+    A = sparse.hstack(blocks, format="csc")
+    n = A.shape[1]
+    cap_rows = rows.aux_base - rows.cap_base
+    return backends.LinearModel(
+        c=np.concatenate(costs),
+        A=A,
+        row_lo=np.concatenate([np.ones(rows.cap_base), np.full(cap_rows + n_aux, -np.inf)]),
+        row_hi=np.concatenate([np.ones(rows.cap_base), capacity, np.zeros(n_aux)]),
+        col_lo=np.zeros(n),
+        col_hi=np.concatenate(upper),
+        integer=np.zeros(n, dtype=bool),
+        offset=offset,
+    )
+
+
+def _starts(
+    pool: ColumnPool, entries: np.ndarray, x: np.ndarray | None = None
+) -> list[tuple[int, TypeOption, int, float]]:
+    """(job, option, start, value) of pool entries: with x, of the master columns x uses (entries
+    giving each column's pool entry, -1 for slacks); without, each entry at value 1."""
+    if x is not None:
+        used = np.flatnonzero(x > 1e-6)
+        used = used[entries[used] >= 0]
+        picked, values = entries[used], x[used]
+    else:
+        picked, values = entries, np.ones(entries.shape[0])
+    out = []
+    for k, v in zip(picked.tolist(), values.tolist()):
+        info, opt = pool.groups[int(pool.group[k])]
+        out.append((info.index, opt, int(pool.start[k]), float(v)))
+    return out
 
 
 @dataclass
@@ -416,6 +446,13 @@ class _Pricing:
         return reduced, per_job, bound if np.isfinite(bound) else -np.inf
 
 
+    def own_choices(self, reduced: np.ndarray) -> np.ndarray:
+        """Pool entries of the start each job takes alone at these prices (none for a job that
+        would rather stay out)."""
+        chosen = _argmin_by_job(self.pool, reduced)
+        return chosen[reduced[chosen] <= self.slack_cost_by_job[self.pool.job[chosen]]]
+
+
 def _argmin_by_job(pool: ColumnPool, values: np.ndarray) -> np.ndarray:
     best = np.minimum.reduceat(values, pool.job_first)
     hit = values <= np.repeat(best, np.diff(np.r_[pool.job_first, pool.size]))
@@ -436,7 +473,7 @@ def _entering(pool: ColumnPool, reduced: np.ndarray, in_master: np.ndarray, mu: 
 def _subgradient(
     pricing: _Pricing, n_types: int, in_master: np.ndarray, rounds: int, stop_at: float
 ) -> np.ndarray | None:
-    """Lagrangian warm-up: a few dozen subgradient steps on the capacity prices.
+    """Lagrangian warm-up: up to `rounds` subgradient steps on the capacity prices.
 
     Each step costs one pricing pass (tens of milliseconds at L), while a master round costs a
     simplex solve; starting the master from the columns the jobs choose at nearly right prices
@@ -446,7 +483,6 @@ def _subgradient(
     if rounds <= 0:
         return None
     pool, capacity, n_slots = pricing.pool, pricing.capacity, pricing.n_slots
-    slack_cost_by_job = pricing.slack_cost_by_job
     zero_aux = np.zeros(pricing.aux.n_rows if pricing.aux is not None else 0)
     y = np.zeros(n_types * n_slots)
     best_y, best = y, -np.inf
@@ -462,9 +498,7 @@ def _subgradient(
             stall += 1
             if stall >= 3:
                 theta, stall = theta / 2, 0
-        chosen = _argmin_by_job(pool, reduced)
-        takes = reduced[chosen] <= slack_cost_by_job[pool.job[chosen]]
-        chosen = chosen[takes]
+        chosen = pricing.own_choices(reduced)
         if r >= min(rounds // 2, 10):  # the first steps' prices are far off: their columns are not
             in_master[chosen] = True
         used = np.zeros((n_types, n_slots + 1))

@@ -114,28 +114,29 @@ def preemption_room(
         choice = schedule[j]
         most = info.job.max_nodes or len(inst.nodes_by_type[choice.option.type_index])
 
-        def evictable(node: str, info: JobInfo = info) -> list[int]:
-            return sorted(
+        candidates = {
+            n.name: sorted(
                 (
                     v
-                    for v in holders[node]
+                    for v in holders[n.name]
                     if schedule[v].option is inst.jobs[v].continue_option
                     and not inst.jobs[v].fixed
                     and inst.jobs[v].weight < info.weight
                 ),
                 key=lambda v: (inst.jobs[v].weight * inst.jobs[v].gpus, v),
             )
-
+            for n in inst.nodes_by_type[choice.option.type_index]
+        }
         # Nodes with the most room once their candidates stop; fewer victims among equals.
         nodes = sorted(
-            (n.name for n in inst.nodes_by_type[choice.option.type_index]),
-            key=lambda n: (-(free[n] + sum(_held(placements, v, n) for v in evictable(n))), len(evictable(n)), n),
+            candidates,
+            key=lambda n: (-(free[n] + sum(_held(placements, v, n) for v in candidates[n])), len(candidates[n]), n),
         )[:most]
         victims: set[int] = set()
         room = 0
         for node in nodes:
             room += free[node]
-            for v in evictable(node):
+            for v in candidates[node]:
                 if room >= info.gpus:
                     break
                 victims.add(v)

@@ -12,6 +12,8 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED = ROOT / "examples" / "seed"
+SEED_PLAN = ["plan", "-c", str(SEED / "cluster.yaml"), "-j", str(SEED / "jobs.yaml"), "--horizon", "3h", "--slot", "1h"]
+"""The seed example: its three one-hour periods as three slots."""
 
 
 def gpusched(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -22,17 +24,7 @@ def gpusched(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess
 
 def test_plan_seed_prints_summary_and_writes_files(tmp_path: Path) -> None:
     out, chart, html = tmp_path / "plan.json", tmp_path / "plan.png", tmp_path / "plan.html"
-    args = [
-        "plan",
-        "-c",
-        str(SEED / "cluster.yaml"),
-        "-j",
-        str(SEED / "jobs.yaml"),
-        "--horizon",
-        "3h",
-        "--slot",
-        "1h",
-    ]
+    args = SEED_PLAN
     result = gpusched(*args, "-o", str(out), "--chart", str(chart))
     assert result.returncode == 0, result.stderr
     assert "optimal: 3/3 jobs planned" in " ".join(result.stdout.split())
@@ -49,22 +41,7 @@ def test_plan_seed_prints_summary_and_writes_files(tmp_path: Path) -> None:
 def test_every_policy_and_solver_runs(tmp_path: Path) -> None:
     for policy in ("cost", "jct", "makespan", "deadline", "fair"):
         for solver in ("cbc", "highs"):
-            result = gpusched(
-                "plan",
-                "-c",
-                str(SEED / "cluster.yaml"),
-                "-j",
-                str(SEED / "jobs.yaml"),
-                "--horizon",
-                "3h",
-                "--slot",
-                "1h",
-                "--policy",
-                policy,
-                "--solver",
-                solver,
-                "-q",
-            )
+            result = gpusched(*SEED_PLAN, "--policy", policy, "--solver", solver, "-q")
             assert result.returncode == 0, (policy, solver, result.stderr)
             assert f"policy {policy}" in result.stdout
 
