@@ -25,7 +25,7 @@ class Placement:
     """True under torchrun (or an operator that sets its variables), False for a lone process."""
 
 
-def _int_env(name: str, default: int | None = None, minimum: int = 0) -> int:
+def env_int(name: str, default: int | None = None, minimum: int = 0) -> int:
     raw = os.environ.get(name)
     if raw is None or raw == "":
         if default is None:
@@ -44,15 +44,15 @@ def placement_from_env() -> Placement:
     """Read RANK, WORLD_SIZE, LOCAL_RANK (and check MASTER_ADDR/PORT are there) from the environment."""
     if not os.environ.get("WORLD_SIZE"):
         return Placement(rank=0, world_size=1, local_rank=0, launched=False)
-    world = _int_env("WORLD_SIZE", minimum=1)
-    rank = _int_env("RANK")
-    local_rank = _int_env("LOCAL_RANK", default=0)
+    world = env_int("WORLD_SIZE", minimum=1)
+    rank = env_int("RANK")
+    local_rank = env_int("LOCAL_RANK", default=0)
     if rank >= world:
         raise UsageError(f"$RANK: {rank} is not below $WORLD_SIZE {world}")
     for name in ("MASTER_ADDR", "MASTER_PORT"):
         if not os.environ.get(name):
             raise UsageError(f"${name}: not set, but WORLD_SIZE is (env:// rendezvous needs it)")
-    _int_env("MASTER_PORT", minimum=1)
+    env_int("MASTER_PORT", minimum=1)
     return Placement(rank=rank, world_size=world, local_rank=local_rank, launched=True)
 
 

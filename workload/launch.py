@@ -22,21 +22,11 @@ import sys
 import time
 from types import FrameType
 
+from gpusched.workload.dist import env_int
 from gpusched.workload_contract import EXIT_FAILED, EXIT_FINISHED, EXIT_PREEMPTED, EXIT_USAGE
 
 ENV_KILL_AFTER = "GPUSCHED_LAUNCH_KILL_AFTER"
 """Seconds between SIGTERM and SIGKILL of the remaining workers after one failed (default 30)."""
-
-
-def _env_int(name: str, default: int, minimum: int) -> int:
-    raw = os.environ.get(name) or str(default)
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ValueError(f"${name}: expected an integer (got {raw!r})") from None
-    if value < minimum:
-        raise ValueError(f"${name}: must be >= {minimum} (got {value})")
-    return value
 
 
 def combine(codes: list[int]) -> int:
@@ -53,11 +43,11 @@ def combine(codes: list[int]) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     try:
-        nnodes = _env_int("NNODES", 1, 1)
-        node_rank = _env_int("NODE_RANK", 0, 0)
-        nproc = _env_int("NPROC_PER_NODE", 1, 1)
-        port = _env_int("MASTER_PORT", 29500, 1)
-        kill_after = _env_int(ENV_KILL_AFTER, 30, 0)
+        nnodes = env_int("NNODES", 1, 1)
+        node_rank = env_int("NODE_RANK", 0, 0)
+        nproc = env_int("NPROC_PER_NODE", 1, 1)
+        port = env_int("MASTER_PORT", 29500, 1)
+        kill_after = env_int(ENV_KILL_AFTER, 30, 0)
         if node_rank >= nnodes:
             raise ValueError(f"$NODE_RANK: {node_rank} is not below $NNODES {nnodes}")
     except ValueError as exc:
