@@ -8,6 +8,7 @@ collectors and tests can parse every line; warnings go to stderr.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import sys
@@ -75,14 +76,26 @@ def write_termination_message(path: Path, status: WorkloadStatus) -> bool:
             return False
     elif str(path) == TERMINATION_MESSAGE_PATH or not os.access(path.parent, os.W_OK):
         return False
+    data = termination_message(status)
     try:
-        with open(path, "wb") as fh:
-            fh.write(termination_message(status))
-            fh.flush()
-            with contextlib.suppress(OSError):
-                os.fsync(fh.fileno())
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
     except OSError:
         return False
+    try:
+        # Every rank of a failed job writes, and the ranks of one pod share this file: truncating
+        # and writing under an exclusive lock keeps one whole message, never a longer one's tail
+        # behind a shorter one.
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        os.ftruncate(fd, 0)
+        written = 0
+        while written < len(data):
+            written += os.pwrite(fd, data[written:], written)
+        with contextlib.suppress(OSError):
+            os.fsync(fd)
+    except OSError:
+        return False
+    finally:
+        os.close(fd)  # also releases the lock
     return True
 
 

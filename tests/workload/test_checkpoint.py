@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import threading
 from pathlib import Path
 
 import pytest
@@ -146,6 +148,31 @@ def test_termination_message_written_in_place_over_an_existing_file(tmp_path: Pa
     assert write_termination_message(path, WorkloadStatus(state="preempted", exit_code=75, step=3))
     assert path.stat().st_ino == inode
     assert WorkloadStatus.model_validate_json(path.read_bytes()).exit_code == 75
+
+
+def test_termination_message_waits_for_another_rank_writing_the_same_file(tmp_path: Path) -> None:
+    """The ranks of one pod share the file: a writer truncates and writes only under the lock.
+
+    Without it, two failing ranks interleave (both truncate, then the shorter message lands over
+    the longer one's tail) and the kubelet reports invalid JSON.
+    """
+    path = tmp_path / "termination-log"
+    path.write_bytes(termination_message(WorkloadStatus(state="failed", exit_code=1, message="m" * 2000)))
+    before = path.read_bytes()
+    with open(path, "rb") as held:
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX)
+        writer = threading.Thread(
+            target=write_termination_message, args=(path, WorkloadStatus(state="failed", exit_code=1, step=2))
+        )
+        writer.start()
+        writer.join(0.3)
+        assert writer.is_alive(), "the writer did not wait for the lock"
+        assert path.read_bytes() == before
+        fcntl.flock(held.fileno(), fcntl.LOCK_UN)
+    writer.join(30)
+    assert not writer.is_alive()
+    final = WorkloadStatus.model_validate_json(path.read_bytes())
+    assert (final.step, final.message) == (2, None)
 
 
 def test_termination_message_skipped_when_directory_missing(tmp_path: Path) -> None:
