@@ -19,7 +19,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from gpusched.cli_util import EXIT_INPUT, duration_option, fail
+from gpusched.cli_util import EXIT_INPUT, duration_option, fail, report_console
 from gpusched.config import InputError
 from gpusched.units import parse_datetime
 
@@ -122,7 +122,7 @@ def plan(
         epoch=jobset.epoch,
     )
     result = solve(cluster_model, jobset.jobs, options)
-    console = Console()
+    console = report_console()
     print_plan(result, console, quiet=quiet)
     if output is not None:
         from gpusched.config import dump_model

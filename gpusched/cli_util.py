@@ -6,6 +6,9 @@ it, and light: typer and rich only.
 
 from __future__ import annotations
 
+import os
+import sys
+
 import typer
 from rich.console import Console
 
@@ -13,6 +16,20 @@ from gpusched.units import parse_duration_hours
 
 EXIT_INPUT = 2
 _err = Console(stderr=True)
+
+
+PIPED_WIDTH = 160
+"""Table width when stdout is a file or pipe: rich's default of 80 wraps plan tables mid-word."""
+
+
+def report_console(min_width: int = PIPED_WIDTH) -> Console:
+    """The console a command prints its report on: the terminal's width, else COLUMNS, else wide.
+
+    Piped output (a file, `less`, CI logs) gets at least `min_width` columns instead of rich's 80.
+    """
+    if sys.stdout.isatty() or "COLUMNS" in os.environ:
+        return Console()
+    return Console(width=max(PIPED_WIDTH, min_width))
 
 
 def fail(message: str, code: int = EXIT_INPUT) -> typer.Exit:

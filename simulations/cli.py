@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from gpusched.cli_util import duration_option, fail
+from gpusched.cli_util import duration_option, fail, report_console
 
 
 def simulate(
@@ -232,7 +232,6 @@ def simulate(
 
 
 def _print_table(summaries: list[dict[str, object]]) -> None:
-    from rich.console import Console
     from rich.table import Table
 
     from gpusched.simulations.report import SUMMARY_FIELDS, _fmt
@@ -243,10 +242,7 @@ def _print_table(summaries: list[dict[str, object]]) -> None:
         table.add_column(str(s["policy"]), justify="right", no_wrap=True)
     for key, label in SUMMARY_FIELDS:
         table.add_row(label, *(_fmt(s.get(key)) for s in summaries))
-    console = Console()
-    if not console.is_terminal:  # piped: do not squeeze the side-by-side table into 80 columns
-        console = Console(width=max(80, 26 + 16 * len(summaries)))
-    console.print(table)
+    report_console(26 + 16 * len(summaries)).print(table)
 
 
 def capacity(
@@ -328,7 +324,7 @@ def capacity(
     from gpusched.simulations.traces import load_trace
 
     err = Console(stderr=True)
-    console = Console()
+    console = report_console()
 
     try:
         objective = cap.parse_slo(slo)

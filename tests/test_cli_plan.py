@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -36,6 +37,18 @@ def test_plan_seed_prints_summary_and_writes_files(tmp_path: Path) -> None:
     assert gpusched(*args, "-q", "-o", str(yaml_out), "--chart", str(html)).returncode == 0
     assert yaml.safe_load(yaml_out.read_text())["policy"] == "cost"
     assert "<html>" in html.read_text()
+
+
+def test_piped_summary_is_not_wrapped_at_80_columns() -> None:
+    """Piped to a file or CI log, the report is wide; an explicit COLUMNS still wins."""
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    cmd = [sys.executable, "-m", "gpusched.cli", *SEED_PLAN]
+    piped = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    status = [line for line in piped.stdout.splitlines() if line.startswith("optimal:")]
+    assert len(status) == 1 and "with cbc" in status[0], piped.stdout  # one line, not wrapped
+    narrow = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**env, "COLUMNS": "80"})
+    assert max(len(line) for line in narrow.stdout.splitlines()) <= 80
+    assert max(len(line) for line in piped.stdout.splitlines()) > 80
 
 
 def test_every_policy_and_solver_runs(tmp_path: Path) -> None:
