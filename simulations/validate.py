@@ -1,11 +1,13 @@
 """Reproduce the published-number checks of docs/validation.md.
 
     python -m gpusched.simulations.validate fgd     [--traces DIR] [--seed 42] [--policies ...] [--order sampled]
+                                                    [--pods POD_LIST.csv]
     python -m gpusched.simulations.validate philly  [--traces DIR] [--policies fifo,las,sjf] [--vc]
     python -m gpusched.simulations.validate helios  [--traces DIR] [--policies ...] [--days N] [--match-durations]
 
-DIR defaults to ../shared/traces beside the project root. Prints a table and writes JSON to stdout
-with --json.
+DIR defaults to ../shared/traces beside the project root. --pods replays another openb pod list
+(FGD's gpuspec, multigpu or gpushare variants) on the same nodes: a path, or a file name inside
+DIR/alibaba-openb. Prints a table and writes JSON to stdout with --json.
 """
 
 from __future__ import annotations
@@ -31,19 +33,36 @@ def helios_cluster(gpus: int = 2816, per_node: int = 8, price: float = 2.0) -> C
     )
 
 
-def run_fgd(traces: Path, policies: list[str], seed: int, order: str = "trace") -> list[dict[str, Any]]:
+FGD_DEFAULT_PODS = "openb_pod_list_default.csv"
+"""The pod list FGD's published headline numbers (FGD_PUBLISHED) are for."""
+
+
+def run_fgd(
+    traces: Path, policies: list[str], seed: int, order: str = "trace", pods_file: Path | None = None
+) -> list[dict[str, Any]]:
     from gpusched.simulations.fgd import replay
     from gpusched.simulations.traces import load_openb_nodes, load_openb_pods
 
     folder = traces / "alibaba-openb"
+    pods_path = pods_file or folder / FGD_DEFAULT_PODS
     nodes = load_openb_nodes(folder / "openb_node_list_gpu_node.csv")
-    pods = load_openb_pods(folder / "openb_pod_list_default.csv")
+    pods = load_openb_pods(pods_path)
+    published = FGD_PUBLISHED if pods_path.name == FGD_DEFAULT_PODS else {}
     out = []
     for policy in policies:
         result = replay(nodes, pods, policy, seed=seed, order=order)
-        result["published_at_100"] = FGD_PUBLISHED.get(policy)
+        result["pods"] = pods_path.name
+        result["published_at_100"] = published.get(policy)
         out.append(result)
     return out
+
+
+def _pods_path(traces: Path, pods: str | None) -> Path | None:
+    """--pods as given, else as a file name inside DIR/alibaba-openb; None for the default list."""
+    if pods is None:
+        return None
+    given = Path(pods)
+    return given if given.exists() or given.parent != Path(".") else traces / "alibaba-openb" / given
 
 
 def vc_shares(jobs: list[Any], gpus: int, per_node: int = 8) -> dict[str, int]:
@@ -145,6 +164,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--gpus", type=int, default=2816)
     parser.add_argument("--vc", action="store_true", help="philly: per-virtual-cluster quotas")
+    parser.add_argument("--pods", default=None,
+                        help="fgd: another openb pod list (a path, or a name inside DIR/alibaba-openb)")
     parser.add_argument("--order", choices=("trace", "sampled"), default="trace",
                         help="fgd: pods in trace order then sampled (default), or all sampled")
     parser.add_argument("--days", type=float, default=None,
@@ -158,8 +179,20 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: --traces: {traces} not found (the real traces live in ../shared/traces)", file=sys.stderr)
         return 2
     if args.check == "fgd":
+        from gpusched.config import InputError
+        from gpusched.simulations.fgd import POLICIES as FGD_POLICIES
+
         policies = (args.policies or "fgd,best-fit,gpusched,first-fit,random").split(",")
-        results = run_fgd(traces, policies, args.seed, args.order)
+        bad = [p for p in policies if p not in FGD_POLICIES]
+        if bad:
+            print(f"error: --policies: {bad[0]!r} is not a placement policy (known: {', '.join(FGD_POLICIES)})",
+                  file=sys.stderr)
+            return 2
+        try:
+            results = run_fgd(traces, policies, args.seed, args.order, _pods_path(traces, args.pods))
+        except InputError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
         if not args.json:
             marks = list(results[0]["allocation_rate"])
             print(f"{'policy':<10} " + " ".join(f"{m:>6}" for m in marks) + "  published@100%")

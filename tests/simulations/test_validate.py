@@ -78,6 +78,37 @@ def test_validate_main_on_samples(sample_traces: Path, capsys: pytest.CaptureFix
     assert out[0]["completed"] == 300
 
 
+def test_validate_fgd_replays_another_pod_list(
+    sample_traces: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--pods: a gpu_spec variant of the list (FGD's gpuspec runs) on the same nodes; no published figure."""
+    rows = (sample_traces / "alibaba-openb" / "openb_pod_list_default.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    spec, gpus = header.index("gpu_spec"), header.index("num_gpu")
+    models = sorted({line.split(",")[-1] for line in
+                     (sample_traces / "alibaba-openb" / "openb_node_list_gpu_node.csv").read_text().splitlines()[1:]})
+    pinned = []
+    for line in rows[1:]:
+        cells = line.split(",")
+        if int(cells[gpus]) > 0:
+            cells[spec] = models[0]  # every GPU pod may use only the first model
+        pinned.append(",".join(cells))
+    variant = tmp_path / "openb_pod_list_gpuspec100.csv"
+    variant.write_text("\n".join([rows[0], *pinned]) + "\n")
+    args = ["fgd", "--traces", str(sample_traces), "--policies", "best-fit", "--json"]
+    assert validate.main(args) == 0
+    free = json.loads(capsys.readouterr().out)[0]
+    assert validate.main([*args, "--pods", str(variant)]) == 0
+    pinned_out = json.loads(capsys.readouterr().out)[0]
+    assert (pinned_out["pods"], pinned_out["published_at_100"]) == (variant.name, None)
+    # Pinned to one model, the GPU pods cannot use the others: less is allocated at 130 % demand.
+    assert pinned_out["allocation_rate"]["130%"] < free["allocation_rate"]["130%"]
+    assert validate.main([*args, "--pods", "missing.csv"]) == 2
+    assert "missing.csv: file not found" in capsys.readouterr().err
+    assert validate.main(["fgd", "--traces", str(sample_traces), "--policies", "worst-fit"]) == 2
+    assert "'worst-fit' is not a placement policy" in capsys.readouterr().err
+
+
 def test_vc_shares_cover_biggest_gang() -> None:
     jobs = load_philly(EXAMPLES / "traces" / "philly_sample.csv")
     shares = validate.vc_shares(jobs, 2816)
