@@ -16,7 +16,11 @@ a queueing/JCT SLO for a workload, validated by simulation.
    Monthly bill = reserved nodes x GPUs x 730 h x price x (1 - discount) + on-demand nodes x GPUs x
    730 h x price x (expected busy share u). One MILP per u in a sweep gives the candidates.
 2. Each candidate becomes a Cluster and the workload is simulated on it (the chosen policy); its SLO
-   metric is measured. The cheapest candidate that meets the SLO is recommended; all candidates form
+   metric is measured. The sweep's points are coarse (one u to the next can add several nodes), so
+   `refine` then searches between them: from the dearest candidate that misses the SLO yet costs
+   less than the cheapest one meeting it, it adds one on-demand node at a time, of the type that
+   cuts the metric most per dollar (each trial simulated), until the SLO is met or the bill reaches
+   the best one's. The cheapest candidate that meets the SLO is recommended; all candidates form
    the cost-versus-delay frontier (PNG).
 3. What-ifs on the recommendation: "+16 H100" (add GPUs of a type), "lose node NAME",
    "demand +30%" (arrivals compressed by 1.3), each re-simulated and priced.
@@ -26,6 +30,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -207,6 +212,83 @@ def size(types: list[GpuType], classes: list[DemandClass], per_node: int, util: 
         target_util=util,
         label=f"u={util:.0%}",
     )
+
+
+Evaluate = Callable[[Candidate], dict[str, Any]]
+"""Simulates a candidate: {"value": SLO metric, "meets": bool, "bill": $ per month, ...}."""
+
+
+def refine(
+    candidates: list[Candidate],
+    evaluate: Evaluate,
+    type_names: list[str],
+    budget: float | None = None,
+    max_trials: int = 24,
+) -> list[Candidate]:
+    """New candidates between the sweep's points, each simulated; see step 2 of the module docstring.
+
+    Greedy by marginal value: each step tries +1 on-demand node of every type. A trial that meets
+    the SLO lowers the ceiling (the best bill so far); the search goes on from the trial, among
+    those still missing it and below the ceiling, with the largest metric cut per extra dollar, as
+    a cheaper fit may lie that way. It stops when no trial helps, when every trial costs at least
+    the ceiling (or the budget), or after `max_trials` simulations (each is a full simulation).
+    """
+
+    def bill(c: Candidate) -> float:
+        return float(c.metrics["bill"])
+
+    meeting = [c for c in candidates if c.metrics.get("meets")]
+    ceiling = min((bill(c) for c in meeting), default=math.inf)
+    if budget is not None:
+        ceiling = min(ceiling, budget)
+    below = [c for c in candidates if not c.metrics.get("meets") and bill(c) < ceiling]
+    if not below or not math.isfinite(ceiling):
+        return []
+    seen = {c.describe() for c in candidates}
+    current = max(below, key=bill)
+    found: list[Candidate] = []
+    trials = 0
+    while trials < max_trials:
+        options: list[Candidate] = []
+        for name in type_names:
+            if trials >= max_trials:
+                break
+            trial = replace(
+                current,
+                on_demand={**current.on_demand, name: current.on_demand.get(name, 0) + 1},
+                label="refined",
+                metrics={},
+            )
+            if trial.describe() in seen:
+                continue
+            seen.add(trial.describe())
+            trial.metrics = evaluate(trial)
+            trials += 1
+            if bill(trial) < ceiling:
+                options.append(trial)
+        winners = [c for c in options if c.metrics["meets"]]
+        if winners:  # a new best bill; cheaper fits may still lie along the cheaper trials
+            win = min(winners, key=bill)
+            found.append(win)
+            ceiling = bill(win)
+        options = [c for c in options if not c.metrics["meets"] and bill(c) < ceiling]
+        if not options:
+            break
+        gains = [_gain(current, c) for c in options]
+        best_gain = max(gains)
+        if best_gain <= 0:
+            break
+        step = options[gains.index(best_gain)]
+        found.append(step)
+        current = step
+    return found
+
+
+def _gain(base: Candidate, trial: Candidate) -> float:
+    """Metric cut per extra dollar a month (NaN metrics, from unfinished runs, never gain)."""
+    cut = float(base.metrics["value"]) - float(trial.metrics["value"])
+    extra = float(trial.metrics["bill"]) - float(base.metrics["bill"])
+    return cut / max(extra, 1e-9) if cut == cut else -math.inf
 
 
 def to_cluster(c: Candidate, types: list[GpuType], per_node: int) -> Cluster:

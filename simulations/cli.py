@@ -376,8 +376,14 @@ def capacity(
             raise InputError(f"--utilisations: expected numbers in (0, 1] (got {utilisations!r})")
         from gpusched.simulations.inputs import detect_format
 
-        the_fmt = fmt or detect_format(workload)
-        jobs = load_trace(the_fmt, workload, None, limit=limit, seed=seed)
+        try:
+            the_fmt = fmt or detect_format(workload)
+            jobs = load_trace(the_fmt, workload, None, limit=limit, seed=seed)
+        except InputError as exc:  # the loaders name simulate's option; here it is --workload
+            message = str(exc)
+            if message.startswith("--trace"):
+                message = "--workload" + message[len("--trace") :]
+            raise InputError(message) from None
         if not jobs:
             raise InputError(f"--workload: {workload}: no jobs")
     except InputError as exc:
@@ -433,6 +439,13 @@ def capacity(
             c.metrics = evaluate(c, cap.to_cluster(c, types, node_gpus), jobs)  # type: ignore[arg-type]
             candidates.append(c)
             progress.advance(task)
+        progress.update(task, description="refining between candidates")
+        candidates += cap.refine(
+            candidates,
+            lambda c: evaluate(c, cap.to_cluster(c, types, node_gpus), jobs),  # type: ignore[arg-type]
+            [t.name for t in types],
+            budget,
+        )
 
     table = Table(
         title=f"candidates for {len(jobs)} jobs (mean demand {demand:.1f} reference GPUs), SLO {slo}"

@@ -132,3 +132,51 @@ def test_demand_classes_group_by_allowed_types_and_gang_nodes() -> None:
     assert classes[None, 16].demand == pytest.approx(16 / 4)
     with pytest.raises(ValueError, match=r"1 jobs \(e.g. v\) may only run on V100, none of which is a candidate"):
         cap.demand_classes([*jobs, TraceJob(name="v", gpus=1, work=1.0, gpu_types=("V100",))], FAST_CHEAP, 8)
+
+
+def _analytic(prices: dict[str, float], cut: dict[str, float], start: float, limit: float) -> cap.Evaluate:
+    """Metric = start minus a fixed cut per node of each type; bill = nodes x price (hand-checkable)."""
+
+    def evaluate(c: cap.Candidate) -> dict[str, object]:
+        value = max(0.0, start - sum(cut[t] * c.nodes(t) for t in prices))
+        return {"value": value, "meets": value <= limit, "bill": sum(prices[t] * c.nodes(t) for t in prices)}
+
+    return evaluate
+
+
+def test_refine_adds_the_node_that_cuts_the_metric_most_per_dollar() -> None:
+    # A cuts 1.0 per $100, B 1.5 per $300: A is the better buy per dollar. From 1 A (metric 9),
+    # metric <= 6.5 needs 3 more A nodes (bill $400), well under the sweep's best ($1,000).
+    evaluate = _analytic({"A": 100, "B": 300}, {"A": 1.0, "B": 1.5}, start=10.0, limit=6.5)
+    low = cap.Candidate(reserved={"A": 1}, on_demand={}, target_util=0.6, label="u=60%")
+    high = cap.Candidate(reserved={"A": 1, "B": 3}, on_demand={}, target_util=0.2, label="u=20%")
+    for c in (low, high):
+        c.metrics = evaluate(c)
+    assert not low.metrics["meets"] and high.metrics["meets"] and high.metrics["bill"] == 1000
+    # Greedy: +A (8 at $200), then +B meets at $500 (6.5) but +A (7 at $300) is the better buy
+    # and goes on: +A meets at $400 (6.0). The search does not stop at the first fit it sees.
+    found = cap.refine([low, high], evaluate, ["A", "B"])
+    assert [(c.on_demand, c.metrics["bill"], c.metrics["meets"]) for c in found] == [
+        ({"A": 1}, 200, False),
+        ({"A": 1, "B": 1}, 500, True),
+        ({"A": 2}, 300, False),
+        ({"A": 3}, 400, True),
+    ]
+    assert {c.label for c in found} == {"refined"} and all(c.reserved == {"A": 1} for c in found)
+
+
+def test_refine_stops_at_the_best_bill_and_when_nothing_helps() -> None:
+    # Every extra node costs as much as the candidate already meeting the SLO: nothing to gain.
+    evaluate = _analytic({"A": 100}, {"A": 1.0}, start=10.0, limit=5.0)
+    low = cap.Candidate(reserved={"A": 4}, on_demand={}, target_util=0.5)
+    high = cap.Candidate(reserved={"A": 5}, on_demand={}, target_util=0.2)
+    for c in (low, high):
+        c.metrics = evaluate(c)
+    assert cap.refine([low, high], evaluate, ["A"]) == []
+    # A type that does not move the metric is never bought, and the search ends.
+    flat = _analytic({"A": 100, "B": 10}, {"A": 1.0, "B": 0.0}, start=10.0, limit=2.0)
+    low.metrics, high.metrics = flat(low), {"value": 0.0, "meets": True, "bill": 5000.0}
+    found = cap.refine([low, high], flat, ["B"])
+    assert found == []
+    # Nothing meets the SLO: there is no ceiling to search under.
+    assert cap.refine([low], flat, ["A", "B"]) == []

@@ -131,6 +131,25 @@ def test_capacity_recommends_and_runs_what_ifs(tmp_path: Path) -> None:
     assert (out / "frontier.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_capacity_refines_between_the_sweep_points(tmp_path: Path) -> None:
+    """One swept utilisation misses the SLO; its fallback overshoots; refinement finds a cheaper fit."""
+    args = ["capacity", "--workload", "jobs=300,rate_per_hour=20,seed=3", "--slo", "p95_queue<=30m",
+            "--gpu-types", "H100:4.0:2.0,A100:2.0:1.0"]
+    out = tmp_path / "cap"
+    result = runner.invoke(app, [*args, "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "capacity.json").read_text())
+    swept = [c for c in report["candidates"] if c["label"] != "refined"]
+    refined = [c for c in report["candidates"] if c["label"] == "refined"]
+    best_swept = min(c["bill"] for c in swept if c["meets"])
+    best = report["recommendation"]
+    assert refined and best["label"] == "refined" and best["meets"] and best["value"] <= 0.5
+    assert best["bill"] < best_swept
+    # each refined step adds exactly one on-demand node to the one before
+    nodes = [sum(c["reserved"].values()) + sum(c["on_demand"].values()) for c in refined]
+    assert nodes == sorted(nodes) and len(set(nodes)) == len(nodes)
+
+
 def _restricted_workload(tmp_path: Path, gpu_types: str) -> str:
     """24 one-GPU half-hour jobs, one every 15 minutes, that may only run on `gpu_types`."""
     path = tmp_path / "restricted.csv"
