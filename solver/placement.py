@@ -8,8 +8,10 @@ nibbled into 1-2 GPU holes.
 
 from __future__ import annotations
 
+import itertools
 from collections import defaultdict
 
+from gpusched.model import Node as NodeSpec
 from gpusched.model import Placement
 from gpusched.solver.instance import Instance, JobInfo
 from gpusched.solver.schedule import Schedule
@@ -62,20 +64,19 @@ def place_first_slot(inst: Instance, schedule: Schedule) -> tuple[dict[int, list
             placements[j] = [Placement(node=n, gpus=g) for n, g in info.job.running.nodes.items()]
         else:
             starting.append(info)
+    lowest = _lowest_ahead(inst)
     # Most constrained first: gangs limited in how many nodes they may span, then the biggest.
     for info in sorted(starting, key=lambda i: (i.job.max_nodes or 1 << 30, -i.gpus, i.index)):
         choice = schedule[info.index]
         nodes = [n for n in inst.nodes_by_type[choice.option.type_index] if free[n.name] > 0]
-        domains: dict[str | None, list[str]] = defaultdict(list)
-        for n in nodes:
-            domains[n.topology_domain].append(n.name)
-        best: list[tuple[str, int]] | None = None
-        for names in domains.values():
-            pick = _pick(free, names, info.gpus, info.job.max_nodes)
-            if pick is not None and (best is None or _rank(pick, free) < _rank(best, free)):
-                best = pick
-        if best is None:  # no single domain holds it: span domains
-            best = _pick(free, [n.name for n in nodes], info.gpus, info.job.max_nodes)
+        # Nodes that keep their GPUs for the whole run first (a maintenance window on a node would
+        # stop the job part-way); only when none can hold it, any node with room now.
+        best = None
+        if lowest:
+            end = max(1, min(choice.end(), inst.n_slots))
+            best = _place(_free_through(free, nodes, lowest, end), nodes, info)
+        if best is None:
+            best = _place(free, nodes, info)
         if best is None:
             failed.append(info.index)
             continue
@@ -83,6 +84,47 @@ def place_first_slot(inst: Instance, schedule: Schedule) -> tuple[dict[int, list
             free[node] -= g
         placements[info.index] = [Placement(node=n, gpus=g) for n, g in best]
     return placements, failed
+
+
+def _lowest_ahead(inst: Instance) -> dict[str, list[int]]:
+    """Per node whose capacity changes in the horizon: the least it has over slots 0..t, for each t."""
+    out = {}
+    for name, caps in inst.node_capacity.items():
+        if min(caps) != max(caps):
+            out[name] = list(itertools.accumulate(caps, min))
+    return out
+
+
+def _free_through(
+    free: dict[str, int], nodes: list[NodeSpec], lowest: dict[str, list[int]], end: int
+) -> dict[str, int]:
+    """GPUs of each node free now that also stay in service until slot `end` (exclusive).
+
+    What is already placed on a node is assumed to hold it throughout: conservative, and exact for
+    the jobs that outlast this one.
+    """
+    out = dict(free)
+    for n in nodes:
+        ahead = lowest.get(n.name)
+        if ahead is not None:
+            room = free[n.name]
+            out[n.name] = max(0, min(room, ahead[end - 1] - (ahead[0] - room)))
+    return out
+
+
+def _place(free: dict[str, int], nodes: list[NodeSpec], info: JobInfo) -> list[tuple[str, int]] | None:
+    """The best pick inside one topology domain, else across domains; None when nothing holds it."""
+    domains: dict[str | None, list[str]] = defaultdict(list)
+    for n in nodes:
+        domains[n.topology_domain].append(n.name)
+    best: list[tuple[str, int]] | None = None
+    for names in domains.values():
+        pick = _pick(free, names, info.gpus, info.job.max_nodes)
+        if pick is not None and (best is None or _rank(pick, free) < _rank(best, free)):
+            best = pick
+    if best is None:  # no single domain holds it: span domains
+        best = _pick(free, [n.name for n in nodes], info.gpus, info.job.max_nodes)
+    return best
 
 
 def _rank(pick: list[tuple[str, int]], free: dict[str, int]) -> tuple[int, int]:

@@ -66,6 +66,19 @@ def test_maintenance_window_delays_the_job(one_type) -> None:
     assert result.utilisation[0].capacity["A"] == 0
 
 
+def test_placement_avoids_a_node_whose_maintenance_falls_inside_the_run(one_type) -> None:
+    # n0 and n1 are alike now, but n0 goes into maintenance at 1h: a 2-hour gang started on it
+    # would be stopped part-way. Without the window the tie goes to n0 (name order).
+    nodes = [{"name": f"n{i}", "gpu_type": "A", "gpu_count": 4} for i in range(2)]
+    job = {"name": "j", "gpus": 4, "duration": "4h", "preemptible": False}  # 2 h at speed 2
+    plain = run(make_cluster(one_type, nodes), [job], policy="jct")
+    assert [p.node for p in plain.job("j").placement] == ["n0"]
+    window = [{"node": "n0", "start": "1h", "end": "3h"}]
+    result = run(make_cluster(one_type, nodes, maintenance=window), [job], policy="jct")
+    assert result.job("j").start == 0.0
+    assert [p.node for p in result.job("j").placement] == ["n1"]
+
+
 def test_gang_spans_nodes_only_within_max_nodes(one_type) -> None:
     nodes = [{"name": f"n{i}", "gpu_type": "A", "gpu_count": 2} for i in range(2)]
     cluster = make_cluster(one_type, nodes)
