@@ -1,4 +1,5 @@
-"""The discrete-event engine: arrivals, starts, completions, preemptions, failures, re-plan ticks.
+"""The discrete-event engine: arrivals, starts, completions, preemptions, failures, maintenance
+windows, re-plan ticks.
 
 A policy (policies/) decides who runs; the engine owns time, GPUs and accounting, so every policy is
 measured by the same rules: the same restart overheads, the same checkpoint losses, the same
@@ -20,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from gpusched.model import Cluster
 from gpusched.simulations.events import EventQueue, Kind
+from gpusched.simulations.outages import Outages
 from gpusched.simulations.state import FULL, ClusterState, Share
 from gpusched.simulations.workload import SimJob, TraceJob
 
@@ -110,6 +112,8 @@ class Simulator:
         self._last_sample = -math.inf
         self.total_preemptions = 0
         self.total_failures = 0
+        self.total_drains = 0
+        self.outages = Outages(self.state, cluster.maintenance)
 
     # --------------------------------------------------------------------------------- policy API
 
@@ -252,6 +256,9 @@ class Simulator:
         self._push_next_arrival()
         if self.config.mtbf_hours is not None and self.state.total_healthy > 0:
             self._push_next_failure()
+        for i, window in enumerate(self.cluster.maintenance):
+            self.events.push(window.start, Kind.WINDOW_START, i)
+            self.events.push(window.end, Kind.WINDOW_END, i)
         total = len(self.jobs)
         dirty = False
         while len(self.events):
@@ -267,7 +274,12 @@ class Simulator:
             elif kind is Kind.FAILURE:
                 dirty |= self._on_failure()
             elif kind is Kind.REPAIR:
-                self.state.repair(*payload)
+                self.outages.repair(payload)
+                dirty = True
+            elif kind is Kind.WINDOW_START:
+                dirty |= self._on_window_start(payload)
+            elif kind is Kind.WINDOW_END:
+                self.outages.end(payload)
                 dirty = True
             else:
                 if payload is None:
@@ -297,7 +309,7 @@ class Simulator:
             wall_s=_time.perf_counter() - t0,
             end_time=self.now,
             extra={"preemptions": self.total_preemptions, "failures": self.total_failures,
-                   **self.policy.stats()},
+                   "maintenance_stops": self.total_drains, **self.policy.stats()},
         )
 
     def _push_next_arrival(self) -> None:
@@ -352,7 +364,7 @@ class Simulator:
         while n >= self.state.node_size[node]:
             n -= self.state.node_size[node]
             node += 1
-        victims = self.state.fail(node, n)
+        victims = self.outages.fail((node, n))
         self.total_failures += 1
         for idx in victims:
             job = self.jobs[idx]
@@ -360,6 +372,24 @@ class Simulator:
             job.failures_hit += 1
             self._requeue(job)
         self.events.push(self.now + self.rng.expovariate(1 / self.config.mttr_hours), Kind.REPAIR, (node, n))
+        return True
+
+    def _on_window_start(self, window: int) -> bool:
+        """A maintenance window takes its GPUs; the jobs on them are stopped and re-queued.
+
+        Planned, so a preemptible job is drained like a preemption (it checkpoints when the config
+        says preempted jobs do); a non-preemptible one loses the work since its last checkpoint.
+        """
+        for idx in self.outages.begin(window):
+            job = self.jobs[idx]
+            if job.state != "running":
+                continue
+            # A job that cannot be preempted cannot be drained cleanly either: like a failure, it
+            # keeps only its periodic checkpoints.
+            self._stop(job, checkpoint=self.config.checkpoint_on_preempt and job.spec.preemptible)
+            job.drains += 1
+            self.total_drains += 1
+            self._requeue(job)
         return True
 
     def smallest_pending(self) -> dict[str, int]:

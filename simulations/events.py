@@ -19,8 +19,11 @@ class Kind(IntEnum):
     FINISH = 0
     FAILURE = 1
     REPAIR = 2
-    ARRIVAL = 3
-    WAKEUP = 4
+    WINDOW_END = 3
+    """A maintenance window of the cluster ends (payload: its index); before arrivals, so they see it."""
+    WINDOW_START = 4
+    ARRIVAL = 5
+    WAKEUP = 6
     """A policy asked to be called at this time (LAS demotion, Gavel round, debounced re-plan)."""
 
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gpusched.config import InputError, load_cluster
+from gpusched.config import InputError, load_cluster, read_document
 from gpusched.model import Cluster
 from gpusched.simulations import traces
 from gpusched.simulations.workload import TraceJob
+from gpusched.units import parse_datetime
 
 
 def detect_format(trace: str) -> str:
@@ -44,7 +45,35 @@ def resolve_cluster(cluster: Path | None, fmt: str, trace: str) -> Cluster:
         raise InputError("--cluster: required (a cluster.yaml, or an openb node list CSV)")
     if Path(cluster).suffix.lower() == ".csv":
         return traces.openb_cluster(traces.load_openb_nodes(Path(cluster)))
+    _no_datetimes_in_windows(Path(cluster))
     return load_cluster(Path(cluster))
+
+
+def _no_datetimes_in_windows(path: Path) -> None:
+    """Simulated time starts at the trace's first arrival, not at a date: windows must be offsets."""
+    data = read_document(path)
+    windows = data.get("maintenance") if isinstance(data, dict) else None
+    for i, window in enumerate(windows if isinstance(windows, list) else []):
+        for key in ("start", "end"):
+            value = window.get(key) if isinstance(window, dict) else None
+            when = parse_datetime(value)
+            if when is not None:
+                raise InputError(
+                    f"{path}: maintenance[{i}].{key}: {when.isoformat()}: the simulator counts time from the "
+                    "trace's first job, so give an offset such as 36h"
+                )
+
+
+def shift_windows(cluster: Cluster, start: float | None) -> Cluster:
+    """Maintenance windows in the time of a trace cut at --start (releases shift by -start too)."""
+    if not start or not cluster.maintenance:
+        return cluster
+    kept = [
+        w.model_copy(update={"start": max(0.0, w.start - start), "end": w.end - start})
+        for w in cluster.maintenance
+        if w.end - start > 0
+    ]
+    return cluster.model_copy(update={"maintenance": kept})
 
 
 def check_types(jobs: list[TraceJob], cluster: Cluster, source: str) -> None:
@@ -63,7 +92,7 @@ def load(
     start: float | None = None, end: float | None = None, seed: int = 0, throughputs: Path | None = None,
 ) -> tuple[Cluster, list[TraceJob], str]:
     fmt = fmt or detect_format(trace)
-    the_cluster = resolve_cluster(cluster, fmt, trace)
+    the_cluster = shift_windows(resolve_cluster(cluster, fmt, trace), start)
     jobs = traces.load_trace(fmt, trace, the_cluster, limit=limit, seed=seed, start=start, end=end)
     if not jobs:
         raise InputError(f"--trace: {trace}: no jobs left after --start/--end/--limit")

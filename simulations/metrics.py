@@ -59,13 +59,14 @@ def summarise(result: SimResult) -> dict[str, Any]:
         "deadline_attainment": len(met) / len(with_deadline) if with_deadline else math.nan,
         "preemptions": sum(j.preemptions for j in result.jobs),
         "failures": result.extra.get("failures", 0),
+        "maintenance_stops": result.extra.get("maintenance_stops", 0),
         "gpu_hours": sum(j.gpu_hours for j in result.jobs),
         "lost_gpu_hours": sum(j.lost_work / max(j.run_speed, 1e-12) * j.spec.gpus for j in result.jobs),
         "total_cost": sum(j.cost for j in result.jobs),
         "events": result.events,
         "wall_s": result.wall_s,
         "events_per_s": result.events / result.wall_s if result.wall_s > 0 else math.nan,
-        **{k: v for k, v in result.extra.items() if k not in ("preemptions", "failures")},
+        **{k: v for k, v in result.extra.items() if k not in ("preemptions", "failures", "maintenance_stops")},
     }
 
 
@@ -109,6 +110,7 @@ def job_rows(result: SimResult) -> list[dict[str, Any]]:
             "starts": j.starts,
             "preemptions": j.preemptions,
             "failures": j.failures_hit,
+            "maintenance_stops": j.drains,
             "gpu_hours": j.gpu_hours,
             "cost": j.cost,
             "deadline_h": j.spec.deadline,

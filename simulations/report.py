@@ -27,7 +27,7 @@ SUMMARY_FIELDS = [
     ("p95_queue_h", "p95 queue (h)"), ("p99_queue_h", "p99 queue (h)"), ("makespan_h", "makespan (h)"),
     ("utilisation", "GPU utilisation"), ("avg_fragmented_gpus", "fragmented GPUs (avg)"),
     ("deadline_attainment", "deadline attainment"), ("preemptions", "preemptions"),
-    ("failures", "GPU failures"), ("lost_gpu_hours", "lost GPU-hours"),
+    ("failures", "GPU failures"), ("maintenance_stops", "maintenance stops"), ("lost_gpu_hours", "lost GPU-hours"),
     ("total_cost", "total cost ($)"), ("completed", "completed"), ("unfinished", "unfinished"),
     ("events_per_s", "events/s"), ("wall_s", "wall (s)"),
 ]

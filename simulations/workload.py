@@ -58,6 +58,8 @@ class SimJob:
     starts: int = 0
     preemptions: int = 0
     failures_hit: int = 0
+    drains: int = 0
+    """Times a maintenance window of the cluster stopped this job."""
     gpu_hours: float = 0.0
     cost: float = 0.0
     lost_work: float = 0.0

@@ -236,6 +236,19 @@ class PlannerPolicy(SchedPolicy):
                     break
         return out
 
+    def _upcoming_windows(self, now: float) -> list[CapacityChange]:
+        """The cluster's maintenance windows that start within the horizon, in plan time.
+
+        Windows already under way are not repeated: their GPUs are out of service in the snapshot.
+        Knowing the coming ones, the planner keeps a job that could not be drained in time (a
+        non-preemptible one) off GPUs about to go, and counts on less capacity while they are away.
+        """
+        out = []
+        for w in self.s.cluster.maintenance:
+            if now + 1e-9 < w.start < now + self.horizon:
+                out.append(w.model_copy(update={"start": w.start - now, "end": w.end - now}))
+        return out
+
     def _remaining_wall(self, sj: SimJob) -> float:
         """Hours until a running job finishes where it is (overhead still to pay included)."""
         sim = self.s
@@ -383,6 +396,7 @@ class PlannerPolicy(SchedPolicy):
                                            gpu_type=None, gpus=gpus, reason="running")
             for (node, end_slot), gpus in windows.items()
         ]
+        maintenance += self._upcoming_windows(now)
         cluster = Cluster(gpu_types=sim.cluster.gpu_types, nodes=nodes, maintenance=maintenance)
         jobs: list[Job] = []
         by_name: dict[str, SimJob] = {}

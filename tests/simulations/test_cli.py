@@ -219,3 +219,34 @@ def test_gavel_with_measured_throughputs(shared_traces: Path, tmp_path: Path) ->
     assert len(rows) == 1 + 2 * 60
     types_used = {line.split(",")[11] for line in rows[1:]}
     assert len(types_used - {""}) >= 2  # heterogeneous placement happened
+
+
+def test_simulate_honours_maintenance_windows_in_the_cluster_file(tmp_path: Path) -> None:
+    cluster = tmp_path / "cluster.yaml"
+    base = (
+        "gpu_types: [{name: GPU, memory_gib: 80}]\n"
+        "nodes: [{name: n0, gpu_type: GPU, gpu_count: 4}]\n"
+    )
+    trace = tmp_path / "trace.csv"
+    trace.write_text("submit,duration,gpus\n0,36000,4\n")  # 10 h on the whole node
+    cluster.write_text(base + "maintenance: [{node: n0, start: 2h, end: 5h}]\n")
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["simulate", "-c", str(cluster), "-t", str(trace), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "summary.json").read_text())
+    summary = summary["summaries"][0]
+    assert summary["maintenance_stops"] == 1 and summary["avg_jct_h"] == pytest.approx(13.0)
+    # Cut at --start 3h, the window (now -1h..2h) still holds the node for its last 2 h.
+    later = tmp_path / "later.csv"
+    later.write_text("submit,duration,gpus\n10800,3600,4\n")
+    result = runner.invoke(app, ["simulate", "-c", str(cluster), "-t", str(later), "--start", "3h", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "summary.json").read_text())
+    summary = summary["summaries"][0]
+    assert summary["avg_queue_h"] == pytest.approx(2.0)
+    # A date means nothing in a replay: one clear line, exit 2.
+    cluster.write_text(base + "maintenance: [{node: n0, start: 2h, end: '2026-12-01T00:00:00Z'}]\n")
+    result = runner.invoke(app, ["simulate", "-c", str(cluster), "-t", str(trace)])
+    assert result.exit_code == 2
+    assert "maintenance[0].end: 2026-12-01T00:00:00+00:00: the simulator counts time from the trace's first job" in (
+        " ".join(result.output.split()))

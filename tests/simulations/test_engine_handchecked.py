@@ -211,3 +211,68 @@ def test_deadline_attainment() -> None:
     assert s["deadline_attainment"] == pytest.approx(0.5)
     assert s["makespan_h"] == pytest.approx(3.5)
     assert s["utilisation"] == pytest.approx((8 + 4 + 0.5) / (4 * 3.5))
+
+
+def _with_maintenance(cluster: Cluster, *windows: dict[str, object]) -> Cluster:
+    return Cluster.model_validate({**cluster.model_dump(), "maintenance": list(windows)})
+
+
+def test_maintenance_drains_and_resumes_a_job() -> None:
+    # A (4 GPUs, 10 h) runs 0-2; node n0 is in maintenance 2-5. Drained with a checkpoint, it keeps
+    # its 2 h and runs the other 8 h from 5: JCT 13. Without checkpoints it starts over at 5: JCT 15.
+    cluster = _with_maintenance(one_node(), {"node": "n0", "start": 2, "end": 5})
+    jobs = [TraceJob(name="A", gpus=4, work=10.0)]
+    kept = simulate_trace(cluster, jobs, "fifo")
+    assert jcts(kept) == pytest.approx({"A": 13.0})
+    assert kept.jobs[0].drains == 1 and summarise(kept)["maintenance_stops"] == 1
+    assert summarise(kept)["preemptions"] == 0  # the policy did not choose it
+    lost = simulate_trace(cluster, jobs, "fifo", SimConfig(checkpoint_on_preempt=False))
+    assert jcts(lost) == pytest.approx({"A": 15.0})
+    assert lost.jobs[0].gpu_hours == pytest.approx(4 * (10 + 2))  # 2 h of 4 GPUs lost
+    # Without the window the job simply runs 0-10.
+    assert jcts(simulate_trace(one_node(), jobs, "fifo")) == pytest.approx({"A": 10.0})
+
+
+def test_maintenance_by_gpu_type_takes_free_gpus_first() -> None:
+    # Two 4-GPU nodes; 4 GPUs of the type are away 0-10. They are taken where nothing runs, so two
+    # 4-GPU jobs of 3 h share the other node: X 0-3, Y 3-6 (JCT 3 and 6). Without it both run at once.
+    two = Cluster.model_validate({
+        "gpu_types": [{"name": "GPU", "memory_gib": 80}],
+        "nodes": [{"name": f"n{i}", "gpu_type": "GPU", "gpu_count": 4} for i in range(2)],
+    })
+    jobs = [TraceJob(name="X", gpus=4, work=3.0), TraceJob(name="Y", gpus=4, work=3.0)]
+    window = {"gpu_type": "GPU", "gpus": 4, "start": 0, "end": 10}
+    r = simulate_trace(_with_maintenance(two, window), jobs, "fifo")
+    assert jcts(r) == pytest.approx({"X": 3.0, "Y": 6.0})
+    assert summarise(r)["maintenance_stops"] == 0
+    assert jcts(simulate_trace(two, jobs, "fifo")) == pytest.approx({"X": 3.0, "Y": 3.0})
+    # Later in the run the same window takes the idle GPUs, not the busy ones: X keeps running.
+    late = {"gpu_type": "GPU", "gpus": 4, "start": 1, "end": 2}
+    r = simulate_trace(_with_maintenance(two, late), jobs[:1], "fifo")
+    assert jcts(r) == pytest.approx({"X": 3.0}) and r.jobs[0].drains == 0
+
+
+def test_a_repair_inside_a_window_does_not_bring_the_gpu_back() -> None:
+    from gpusched.simulations.outages import Outages
+    from gpusched.simulations.state import ClusterState
+
+    cluster = _with_maintenance(one_node(2), {"node": "n0", "gpus": 1, "start": 1, "end": 3})
+    state = ClusterState(cluster)
+    outages = Outages(state, cluster.maintenance)
+    assert outages.fail((0, 0)) == [] and state.total_healthy == 1
+    outages.begin(0)  # takes the healthy GPU 1 first; GPU 0 is already out
+    assert state.total_healthy == 0 and outages.taken[0] == [(0, 1)]
+    outages.repair((0, 0))
+    assert state.total_healthy == 1  # GPU 0 repaired, GPU 1 still in maintenance
+    outages.end(0)
+    assert state.total_healthy == 2
+    # A window over a failed GPU: its repair waits for the window's end, and the end for the repair.
+    whole = _with_maintenance(one_node(1), {"node": "n0", "start": 1, "end": 3})
+    state = ClusterState(whole)
+    outages = Outages(state, whole.maintenance)
+    outages.fail((0, 0))
+    outages.begin(0)
+    outages.repair((0, 0))
+    assert state.total_healthy == 0
+    outages.end(0)
+    assert state.total_healthy == 1
