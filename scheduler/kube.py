@@ -235,8 +235,14 @@ class Kube:
 
     # ------------------------------------------------------------------ writes
 
-    def _raw(self, method: str, path: str, body: Any = None, query: builtins.list[tuple[str, Any]] | None = None,
-             content_type: str = "application/json") -> Callable[[], Any]:
+    def _raw(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        query: builtins.list[tuple[str, Any]] | None = None,
+        content_type: str = "application/json",
+    ) -> Callable[[], Any]:
         """A request through the client's own ApiClient (auth, TLS, retries of the connection pool)
         with the JSON body as-is: the generated methods would first validate it into their pydantic
         models and serialise it back, which costs more than the request itself on the hot path."""
@@ -244,12 +250,16 @@ class Kube:
 
         def send() -> Any:
             method_, url, headers, body_, post = self.api_client.param_serialize(
-                method=method, resource_path=path, query_params=query or [],
-                header_params={"Accept": "application/json", "Content-Type": content_type}, body=body,
+                method=method,
+                resource_path=path,
+                query_params=query or [],
+                header_params={"Accept": "application/json", "Content-Type": content_type},
+                body=body,
                 auth_settings=["BearerToken"],
             )
-            resp = self.api_client.call_api(method_, url, header_params=headers, body=body_, post_params=post,
-                                            _request_timeout=30)
+            resp = self.api_client.call_api(
+                method_, url, header_params=headers, body=body_, post_params=post, _request_timeout=30
+            )
             resp.read()
             if not 200 <= resp.status < 300:
                 text = resp.data.decode("utf-8", "replace") if resp.data else ""
@@ -258,40 +268,44 @@ class Kube:
 
         return send
 
-    def request(self, verb: str, method: str, path: str, body: Any = None, ok: tuple[int, ...] = (),
-                content_type: str = "application/json") -> Obj:
+    def request(
+        self,
+        verb: str,
+        method: str,
+        path: str,
+        body: Any = None,
+        ok: tuple[int, ...] = (),
+        content_type: str = "application/json",
+    ) -> Obj:
         """Any request by path with its JSON body sent as is, through `call` (retries, counting):
         for objects the client's models would re-serialise (CRDs and their OpenAPI schemas)."""
         return self.call(verb, self._raw(method, path, body, content_type=content_type), ok=ok)
 
+    # The writes below send the operator's JSON as is (through `_raw`), never through the generated
+    # methods: those validate a dict into the client's pydantic model first, which refuses what the
+    # API server accepts (a template's `cpu: 2` is an int, not the model's string: a ValidationError
+    # before any request) and re-serialises timestamps with isoformat(), which drops a MicroTime's
+    # fraction when it is .000000 (the API server then answers 400).
+
     def create_pod(self, namespace: str, body: Obj) -> Obj:
-        return self.call(
-            "create pod",
-            lambda: self.core.create_namespaced_pod(namespace, body, _preload_content=False),
-            ok=(409,),
-        )
+        return self.request("create pod", "POST", f"/api/v1/namespaces/{namespace}/pods", body, ok=(409,))
 
     def create_service(self, namespace: str, body: Obj) -> Obj:
-        return self.call(
-            "create service",
-            lambda: self.core.create_namespaced_service(namespace, body, _preload_content=False),
-            ok=(409,),
+        return self.request(
+            "create service", "POST", f"/api/v1/namespaces/{namespace}/services", body, ok=(409,)
         )
 
     def bind_pod(self, namespace: str, name: str, node: str) -> Obj:
-        """POST pods/<name>/binding. The client cannot parse the Status the server answers with
-        (it expects a Binding and fails validating it), so the raw response is checked instead."""
+        """POST pods/<name>/binding. The API server answers a Status, which the generated method
+        cannot parse (it expects a Binding): another reason to send it raw."""
         body = {
             "apiVersion": "v1",
             "kind": "Binding",
             "metadata": {"name": name, "namespace": namespace},
             "target": {"apiVersion": "v1", "kind": "Node", "name": node},
         }
-        return self.call(
-            "bind pod",
-            lambda: self.core.create_namespaced_pod_binding(name, namespace, body, _preload_content=False),
-            ok=(409,),
-        )
+        path = f"/api/v1/namespaces/{namespace}/pods/{name}/binding"
+        return self.request("bind pod", "POST", path, body, ok=(409,))
 
     def read_pod(self, namespace: str, name: str) -> Obj:
         return self.call(
@@ -326,11 +340,7 @@ class Kube:
         )
 
     def create_event(self, namespace: str, body: Obj) -> Obj:
-        return self.call(
-            "create event",
-            lambda: self.core.create_namespaced_event(namespace, body, _preload_content=False),
-            ok=(409,),
-        )
+        return self.request("create event", "POST", f"/api/v1/namespaces/{namespace}/events", body, ok=(409,))
 
     # ------------------------------------------------------------------ leases
 
@@ -342,16 +352,10 @@ class Kube:
         )
 
     def create_lease(self, namespace: str, body: Obj) -> Obj:
-        return self.call(
-            "create lease",
-            lambda: self.coordination.create_namespaced_lease(namespace, body, _preload_content=False),
-            ok=(409,),
-        )
+        path = f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases"
+        return self.request("create lease", "POST", path, body, ok=(409,))
 
     def replace_lease(self, namespace: str, name: str, body: Obj) -> Obj:
         """PUT with the resourceVersion we read: 409 means someone else wrote it first."""
-        return self.call(
-            "replace lease",
-            lambda: self.coordination.replace_namespaced_lease(name, namespace, body, _preload_content=False),
-            ok=(409,),
-        )
+        path = f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases/{name}"
+        return self.request("replace lease", "PUT", path, body, ok=(409,))

@@ -42,6 +42,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from gpusched.scheduler.apivalidation import FieldError, aggregate, decode_error, validate, validate_binding
 from gpusched.scheduler.kubetime import k8s_time, parse_time
 
 Obj = dict[str, Any]
@@ -75,8 +76,14 @@ RESOURCES = [
     Resource("", "v1", "serviceaccounts", "ServiceAccount", True, status_subresource=False),
     Resource("coordination.k8s.io", "v1", "leases", "Lease", True, status_subresource=False),
     Resource("events.k8s.io", "v1", "events", "Event", True, status_subresource=False),
-    Resource("apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition", False,
-             spec_generation=True),
+    Resource(
+        "apiextensions.k8s.io",
+        "v1",
+        "customresourcedefinitions",
+        "CustomResourceDefinition",
+        False,
+        spec_generation=True,
+    ),
     Resource("gpusched.io", "v1alpha1", "gpujobs", "GPUJob", True, spec_generation=True, custom=True),
     Resource("gpusched.io", "v1alpha1", "gpunodes", "GPUNode", False, spec_generation=True, custom=True),
 ]
@@ -89,18 +96,37 @@ TAINT_NOT_READY = "node.kubernetes.io/not-ready"
 
 _META_FIELDS = frozenset({"metadata.name", "metadata.namespace"})
 FIELD_LABELS: dict[tuple[str, str], frozenset[str]] = {
-    ("", "pods"): frozenset({
-        "spec.nodeName", "spec.restartPolicy", "spec.schedulerName", "spec.serviceAccountName",
-        "spec.hostNetwork", "status.phase", "status.podIP", "status.podIPs", "status.nominatedNodeName",
-    }),
+    ("", "pods"): frozenset(
+        {
+            "spec.nodeName",
+            "spec.restartPolicy",
+            "spec.schedulerName",
+            "spec.serviceAccountName",
+            "spec.hostNetwork",
+            "status.phase",
+            "status.podIP",
+            "status.podIPs",
+            "status.nominatedNodeName",
+        }
+    ),
     ("", "nodes"): frozenset({"spec.unschedulable"}),
     ("", "namespaces"): frozenset({"status.phase"}),
     ("", "services"): frozenset({"spec.clusterIP", "spec.type"}),
-    ("", "events"): frozenset({
-        "involvedObject.kind", "involvedObject.namespace", "involvedObject.name", "involvedObject.uid",
-        "involvedObject.apiVersion", "involvedObject.resourceVersion", "involvedObject.fieldPath",
-        "reason", "reportingComponent", "source", "type",
-    }),
+    ("", "events"): frozenset(
+        {
+            "involvedObject.kind",
+            "involvedObject.namespace",
+            "involvedObject.name",
+            "involvedObject.uid",
+            "involvedObject.apiVersion",
+            "involvedObject.resourceVersion",
+            "involvedObject.fieldPath",
+            "reason",
+            "reportingComponent",
+            "source",
+            "type",
+        }
+    ),
 }
 """Field labels the real API server supports beyond metadata.name and metadata.namespace
 (k8s.io/kubernetes pkg/apis/core/v1/conversion.go); custom resources support only those two."""
@@ -139,8 +165,6 @@ def _qualified(res: Resource) -> str:
     return f"{res.plural}.{res.group}" if res.group else res.plural
 
 
-
-
 def _tolerates(toleration: Obj, taint: Obj) -> bool:
     """v1.Toleration.ToleratesTaint."""
     if toleration.get("effect") and toleration["effect"] != taint.get("effect"):
@@ -150,6 +174,51 @@ def _tolerates(toleration: Obj, taint: Obj) -> bool:
     return toleration.get("key") == taint.get("key") and (toleration.get("value") or "") == (
         taint.get("value") or ""
     )
+
+
+# ------------------------------------------------------------------------------------------ validation
+
+
+def invalid_error(res: Resource, name: str, errors: list[FieldError], kind: str | None = None) -> ApiError:
+    """errors.NewInvalid: 422, `<Kind[.group]> "<name>" is invalid: <errors>`, one cause per error."""
+    kind = kind or res.kind
+    group_kind = f"{kind}.{res.group}" if res.group else kind
+    details: Obj = {"name": name, "kind": kind, "causes": [e.cause() for e in errors]}
+    if res.group:
+        details["group"] = res.group
+    return ApiError(422, "Invalid", f'{group_kind} "{name}" is invalid: {aggregate(errors)}', details)
+
+
+def check_object(res: Resource, ns: str, obj: Obj) -> None:
+    """What the real server refuses before storing: 400 for what its JSON decoder cannot read,
+    422 for what validation rejects (scheduler/apivalidation.py)."""
+    problem = decode_error(res.kind, obj)
+    if problem is not None:
+        raise ApiError(
+            400,
+            "BadRequest",
+            f'{res.kind} in version "{res.version}" cannot be handled as a {res.kind}: {problem}',
+        )
+    errors = validate(res.group, res.kind, obj, ns)
+    if errors:
+        raise invalid_error(res, (obj.get("metadata") or {}).get("name") or "", errors)
+
+
+PATCH_TYPES = ("application/json-patch+json", "application/merge-patch+json", "application/apply-patch+yaml")
+STRATEGIC = "application/strategic-merge-patch+json"
+
+
+def check_patch_type(res: Resource, content_type: str) -> None:
+    """415 for a patch type the resource does not take: custom resources have no strategic merge
+    patch (no Go struct carries its merge keys), and plain application/json is no patch at all."""
+    accepted = PATCH_TYPES if res.custom else (*PATCH_TYPES, STRATEGIC)
+    if content_type not in accepted:
+        raise ApiError(
+            415,
+            "UnsupportedMediaType",
+            "the body of the request was in an unknown format - accepted media types include: "
+            + ", ".join(accepted),
+        )
 
 
 # ------------------------------------------------------------------------------------------ selectors
@@ -233,13 +302,18 @@ def field_matcher(selector: str | None, res: Resource | None = None) -> Callable
     for part in _split_selector(selector or ""):
         negate = "!=" in part
         if not negate and "=" not in part:
-            raise ApiError(400, "BadRequest", f"invalid field selector {part!r}: expected key=value or key!=value")
+            raise ApiError(
+                400, "BadRequest", f"invalid field selector {part!r}: expected key=value or key!=value"
+            )
         k, v = part.split("!=", 1) if negate else part.replace("==", "=").split("=", 1)
         key = k.strip()
         if res is not None and key not in _META_FIELDS:
             if res.custom:
-                raise ApiError(400, "BadRequest", f'"{key}" is not a known field selector: only '
-                               '"metadata.name", "metadata.namespace"')
+                raise ApiError(
+                    400,
+                    "BadRequest",
+                    f'"{key}" is not a known field selector: only "metadata.name", "metadata.namespace"',
+                )
             if key not in FIELD_LABELS.get((res.group, res.plural), frozenset()):
                 raise ApiError(400, "BadRequest", f"field label not supported: {key}")
         reqs.append((_FIELD_ALIASES.get(key, key), negate, v.strip()))
@@ -480,8 +554,9 @@ class FakeKubeAPI:
         self._thread = threading.Thread(target=self._server.serve_forever, name="fake-kube-api", daemon=True)
         self._thread.start()
         if self.node_lifecycle or self.pod_gc:
-            self._controllers = threading.Thread(target=self._run_controllers, name="fake-kube-controllers",
-                                                 daemon=True)
+            self._controllers = threading.Thread(
+                target=self._run_controllers, name="fake-kube-controllers", daemon=True
+            )
             self._controllers.start()
         return self
 
@@ -568,11 +643,20 @@ class FakeKubeAPI:
             raise ApiError(404, "NotFound", f'namespaces "{ns}" not found', _details(nss, ns))
         if namespace["metadata"].get("deletionTimestamp"):
             raise ApiError(
-                403, "Forbidden",
+                403,
+                "Forbidden",
                 f'{_qualified(res)} "{name}" is forbidden: unable to create new content in namespace {ns} '
                 "because it is being terminated",
-                {**_details(res, name), "causes": [{"reason": "NamespaceTerminating", "field": "metadata.namespace",
-                                                    "message": f"namespace {ns} is being terminated"}]},
+                {
+                    **_details(res, name),
+                    "causes": [
+                        {
+                            "reason": "NamespaceTerminating",
+                            "field": "metadata.namespace",
+                            "message": f"namespace {ns} is being terminated",
+                        }
+                    ],
+                },
             )
 
     def _admit_service_account(self, ns: str, name: str, body: Obj) -> Obj:
@@ -585,7 +669,8 @@ class FakeKubeAPI:
         sa = self.store.objects.get((_res_key(sas), ns, account))
         if sa is None:
             raise ApiError(
-                403, "Forbidden",
+                403,
+                "Forbidden",
                 f'pods "{name}" is forbidden: error looking up service account {ns}/{account}: '
                 f'serviceaccount "{account}" not found',
                 {"name": name, "kind": "pods"},
@@ -595,15 +680,44 @@ class FakeKubeAPI:
             automount = sa.get("automountServiceAccountToken")
         if automount is not False:
             volume = f"kube-api-access-{uuid.uuid4().hex[:5]}"
-            spec.setdefault("volumes", []).append({"name": volume, "projected": {"defaultMode": 420, "sources": [
-                {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
-                {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
-                {"downwardAPI": {"items": [{"path": "namespace",
-                                            "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}}]}},
-            ]}})
+            spec.setdefault("volumes", []).append(
+                {
+                    "name": volume,
+                    "projected": {
+                        "defaultMode": 420,
+                        "sources": [
+                            {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
+                            {
+                                "configMap": {
+                                    "name": "kube-root-ca.crt",
+                                    "items": [{"key": "ca.crt", "path": "ca.crt"}],
+                                }
+                            },
+                            {
+                                "downwardAPI": {
+                                    "items": [
+                                        {
+                                            "path": "namespace",
+                                            "fieldRef": {
+                                                "apiVersion": "v1",
+                                                "fieldPath": "metadata.namespace",
+                                            },
+                                        }
+                                    ]
+                                }
+                            },
+                        ],
+                    },
+                }
+            )
             for container in spec.get("containers") or []:
                 container.setdefault("volumeMounts", []).append(
-                    {"name": volume, "readOnly": True, "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount"})
+                    {
+                        "name": volume,
+                        "readOnly": True,
+                        "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount",
+                    }
+                )
         return body
 
     # ------------------------------------------------------------------ CRDs
@@ -636,18 +750,31 @@ class FakeKubeAPI:
         new = copy.deepcopy(old)
         new["status"] = {
             "conditions": [
-                {"type": "NamesAccepted", "status": "True", "reason": "NoConflicts", "message": "no conflicts found",
-                 "lastTransitionTime": now},
-                {"type": "Established", "status": "True", "reason": "InitialNamesAccepted",
-                 "message": "the initial names have been accepted", "lastTransitionTime": now},
+                {
+                    "type": "NamesAccepted",
+                    "status": "True",
+                    "reason": "NoConflicts",
+                    "message": "no conflicts found",
+                    "lastTransitionTime": now,
+                },
+                {
+                    "type": "Established",
+                    "status": "True",
+                    "reason": "InitialNamesAccepted",
+                    "message": "the initial names have been accepted",
+                    "lastTransitionTime": now,
+                },
             ],
             "acceptedNames": spec.get("names") or {},
             "storedVersions": [v["name"] for v in spec.get("versions") or [] if v.get("storage")],
         }
         self._put_locked(crds, key, new, old)
         for version in spec.get("versions") or []:
-            if version.get("served", True) and (spec.get("group"), version.get("name"),
-                                                (spec.get("names") or {}).get("plural")) in self.by_path:
+            if (
+                version.get("served", True)
+                and (spec.get("group"), version.get("name"), (spec.get("names") or {}).get("plural"))
+                in self.by_path
+            ):
                 self.served_crds.add((spec["group"], spec["names"]["plural"]))
 
     def _put_locked(self, res: Resource, key: tuple[str, str, str], new: Obj, old: Obj) -> Obj:
@@ -692,19 +819,34 @@ class FakeKubeAPI:
                 fresh = []
                 for cond in conditions:
                     if cond.get("type") in ("Ready", "MemoryPressure", "DiskPressure", "PIDPressure"):
-                        cond = {**cond, "status": "Unknown", "reason": "NodeStatusUnknown",
-                                "message": "Kubelet stopped posting node status.", "lastTransitionTime": stamp}
+                        cond = {
+                            **cond,
+                            "status": "Unknown",
+                            "reason": "NodeStatusUnknown",
+                            "message": "Kubelet stopped posting node status.",
+                            "lastTransitionTime": stamp,
+                        }
                     fresh.append(cond)
                 if ready is None:
-                    fresh.append({"type": "Ready", "status": "Unknown", "reason": "NodeStatusNeverUpdated",
-                                  "message": "Kubelet never posted node status.", "lastTransitionTime": stamp,
-                                  "lastHeartbeatTime": stamp})
+                    fresh.append(
+                        {
+                            "type": "Ready",
+                            "status": "Unknown",
+                            "reason": "NodeStatusNeverUpdated",
+                            "message": "Kubelet never posted node status.",
+                            "lastTransitionTime": stamp,
+                            "lastHeartbeatTime": stamp,
+                        }
+                    )
                 new.setdefault("status", {})["conditions"] = fresh
                 ready = next(c for c in fresh if c.get("type") == "Ready")
             status = (ready or {}).get("status")
             wanted_key = {"Unknown": TAINT_UNREACHABLE, "False": TAINT_NOT_READY}.get(str(status))
-            taints = [t for t in (new.get("spec") or {}).get("taints") or []
-                      if t.get("key") not in (TAINT_UNREACHABLE, TAINT_NOT_READY) or t.get("key") == wanted_key]
+            taints = [
+                t
+                for t in (new.get("spec") or {}).get("taints") or []
+                if t.get("key") not in (TAINT_UNREACHABLE, TAINT_NOT_READY) or t.get("key") == wanted_key
+            ]
             if wanted_key is not None:
                 for effect in ("NoSchedule", "NoExecute"):
                     if not any(t.get("key") == wanted_key and t.get("effect") == effect for t in taints):
@@ -729,7 +871,11 @@ class FakeKubeAPI:
         now = datetime.now(timezone.utc)
         for (rk, ns, name), pod in list(self.store.objects.items()):
             spec = pod.get("spec") or {}
-            if rk != _res_key(pods) or spec.get("nodeName") != node or pod["metadata"].get("deletionTimestamp"):
+            if (
+                rk != _res_key(pods)
+                or spec.get("nodeName") != node
+                or pod["metadata"].get("deletionTimestamp")
+            ):
                 continue
             if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
                 continue
@@ -763,9 +909,18 @@ class FakeKubeAPI:
                 new = copy.deepcopy(pod)
                 status = new.setdefault("status", {})
                 status["phase"] = "Failed"
-                status["conditions"] = [c for c in status.get("conditions") or [] if c.get("type") != "DisruptionTarget"]
-                status["conditions"].append({"type": "DisruptionTarget", "status": "True", "reason": "DeletionByPodGC",
-                                             "message": "PodGC: node no longer exists", "lastTransitionTime": k8s_time()})
+                status["conditions"] = [
+                    c for c in status.get("conditions") or [] if c.get("type") != "DisruptionTarget"
+                ]
+                status["conditions"].append(
+                    {
+                        "type": "DisruptionTarget",
+                        "status": "True",
+                        "reason": "DeletionByPodGC",
+                        "message": "PodGC: node no longer exists",
+                        "lastTransitionTime": k8s_time(),
+                    }
+                )
                 self._put_locked(pods, key, new, pod)
             self._delete_locked(pods, ns, name, 0)
 
@@ -789,15 +944,20 @@ class FakeKubeAPI:
         with self.store.cond:
             if res.namespaced and self.namespace_lifecycle:
                 self._admit_namespace(res, ns, name)
-            if key in self.store.objects:
-                raise ApiError(409, "AlreadyExists", f'{_qualified(res)} "{name}" already exists',
-                               _details(res, name))
             if res.kind == "Pod" and self.serviceaccount_admission:
                 body = self._admit_service_account(ns, name, body)
+            # As the real server: mutating admission, then validation, then storage (409).
+            check_object(res, ns, body)
+            if key in self.store.objects:
+                raise ApiError(
+                    409, "AlreadyExists", f'{_qualified(res)} "{name}" already exists', _details(res, name)
+                )
             if res.kind == "Node" and self.taint_new_nodes:
                 body = copy.deepcopy(body)
                 taints = body.setdefault("spec", {}).setdefault("taints", [])
-                if not any(t.get("key") == TAINT_NOT_READY and t.get("effect") == "NoSchedule" for t in taints):
+                if not any(
+                    t.get("key") == TAINT_NOT_READY and t.get("effect") == "NoSchedule" for t in taints
+                ):
                     taints.append({"key": TAINT_NOT_READY, "effect": "NoSchedule"})
             obj = copy.deepcopy(body)
             obj["apiVersion"], obj["kind"] = res.api_version, res.kind
@@ -819,7 +979,11 @@ class FakeKubeAPI:
                 obj["status"] = {"phase": "Active"}
                 obj.setdefault("spec", {}).setdefault("finalizers", ["kubernetes"])
             elif res.kind == "CustomResourceDefinition":
-                obj["status"] = {"conditions": [], "acceptedNames": {"plural": "", "kind": ""}, "storedVersions": []}
+                obj["status"] = {
+                    "conditions": [],
+                    "acceptedNames": {"plural": "", "kind": ""},
+                    "storedVersions": [],
+                }
             m["resourceVersion"] = str(self.store.bump())
             self.store.objects[key] = obj
             self.store.record(_res_key(res), "ADDED", obj)
@@ -853,8 +1017,11 @@ class FakeKubeAPI:
         if new == old:
             return copy.deepcopy(old)  # a no-op write does not bump the resourceVersion
         meta["resourceVersion"] = str(self.store.bump())
-        if (old["metadata"].get("deletionTimestamp") and not meta.get("finalizers")
-                and res.kind not in ("Pod", "Namespace")):
+        if (
+            old["metadata"].get("deletionTimestamp")
+            and not meta.get("finalizers")
+            and res.kind not in ("Pod", "Namespace")
+        ):
             del self.store.objects[key]
             self.store.record(_res_key(res), "DELETED", new)
             return copy.deepcopy(new)
@@ -874,6 +1041,10 @@ class FakeKubeAPI:
                     f'Operation cannot be fulfilled on {res.plural} "{name}": the object has been modified; '
                     "please apply your changes to the latest version and try again",
                 )
+            if sub is None:
+                check_object(
+                    res, key[1], {**body, "metadata": {**old["metadata"], **(body.get("metadata") or {})}}
+                )
             return self._write(res, key, old, copy.deepcopy(body), sub)
 
     def patch(self, res: Resource, ns: str, name: str, body: Any, content_type: str, sub: str | None) -> Obj:
@@ -891,6 +1062,8 @@ class FakeKubeAPI:
                 if want and want != old["metadata"]["resourceVersion"]:
                     raise ApiError(409, "Conflict", f'Operation cannot be fulfilled on {res.plural} "{name}"')
                 new = merge_patch(old, body)
+            if sub is None:
+                check_object(res, key[1], new)
             return self._write(res, key, old, new, sub)
 
     def delete(self, res: Resource, ns: str, name: str, grace: int | None) -> Obj:
@@ -954,17 +1127,28 @@ class FakeKubeAPI:
         with self.store.cond:
             key = (_res_key(pods), ns, name)
             old = self._get(pods, ns, name)
-            target = (body.get("target") or {}).get("name")
-            if not target:
-                raise ApiError(422, "Invalid", "target.name: Required value")
+            problems = validate_binding(body, name)
+            if isinstance(problems, tuple):
+                raise ApiError(problems[0], "BadRequest", problems[1])
+            if problems:
+                raise invalid_error(pods, name, problems, kind="Binding")
+            target = body["target"]["name"]
             conflict = f'Operation cannot be fulfilled on pods/binding "{name}": '
             details = {"name": name, "kind": "pods/binding"}
             if old["metadata"].get("deletionTimestamp"):
-                raise ApiError(409, "Conflict", conflict + f"pod {name} is being deleted, cannot be assigned to a host",
-                               details)
+                raise ApiError(
+                    409,
+                    "Conflict",
+                    conflict + f"pod {name} is being deleted, cannot be assigned to a host",
+                    details,
+                )
             if (old.get("spec") or {}).get("nodeName"):
-                raise ApiError(409, "Conflict", conflict + f'pod {name} is already assigned to node '
-                               f'"{old["spec"]["nodeName"]}"', details)
+                raise ApiError(
+                    409,
+                    "Conflict",
+                    conflict + f'pod {name} is already assigned to node "{old["spec"]["nodeName"]}"',
+                    details,
+                )
             # The real registry (BindingREST) does not look the node up: a binding to a node that does
             # not exist succeeds, and the PodGC controller deletes the orphan later (see pod_gc).
             new = copy.deepcopy(old)
@@ -1149,7 +1333,9 @@ class _Handler(BaseHTTPRequestHandler):
         elif method == "PUT":
             self._send(200, api.replace(res, nsk, name, body, sub))
         elif method == "PATCH":
-            self._send(200, api.patch(res, nsk, name, body, self.headers.get("Content-Type", ""), sub))
+            content_type = (self.headers.get("Content-Type") or "").split(";")[0].strip()
+            check_patch_type(res, content_type)
+            self._send(200, api.patch(res, nsk, name, body, content_type, sub))
         elif method == "DELETE":
             grace = query.get("gracePeriodSeconds")
             if isinstance(body, dict) and body.get("gracePeriodSeconds") is not None:
@@ -1230,8 +1416,13 @@ class _Handler(BaseHTTPRequestHandler):
                     elif was_in and prev is not None:
                         # Stopped matching: the watch cache sends DELETED with the last matching
                         # state at the new resourceVersion.
-                        gone = {**prev, "metadata": {**prev["metadata"],
-                                                     "resourceVersion": obj["metadata"]["resourceVersion"]}}
+                        gone = {
+                            **prev,
+                            "metadata": {
+                                **prev["metadata"],
+                                "resourceVersion": obj["metadata"]["resourceVersion"],
+                            },
+                        }
                         emit({"type": "DELETED", "object": gone})
                 since = max(since, top)
             self.wfile.write(b"0\r\n\r\n")

@@ -32,7 +32,12 @@ def _pod(name: str, labels: dict[str, str] | None = None, node: str | None = Non
     spec: Obj = {"containers": [{"name": "c", "image": "x"}]}
     if node:
         spec["nodeName"] = node
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": labels or {}}, "spec": spec}
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "labels": labels or {}},
+        "spec": spec,
+    }
 
 
 def test_label_selectors_equality_and_sets() -> None:
@@ -49,16 +54,24 @@ def test_list_with_label_and_field_selectors(kube: Kube) -> None:
     kube.create_pod("b", _pod("p3", {"job": "x"}))
     items, rv = kube.list(PODS, None, "job=x")
     assert sorted(p["metadata"]["name"] for p in items) == ["p1", "p3"] and int(rv) > 0
-    data = kube.call("list", lambda: kube.core.list_pod_for_all_namespaces(
-        field_selector="spec.nodeName=n2,metadata.namespace=a", _preload_content=False))
+    data = kube.call(
+        "list",
+        lambda: kube.core.list_pod_for_all_namespaces(
+            field_selector="spec.nodeName=n2,metadata.namespace=a", _preload_content=False
+        ),
+    )
     assert [p["metadata"]["name"] for p in data["items"]] == ["p2"]
 
 
 def test_create_conflicts_and_stale_updates_conflict(kube: Kube) -> None:
     first = kube.create_pod("a", _pod("p"))
     assert kube.create_pod("a", _pod("p")) == {"_status": 409}
-    lease = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {"name": "l", "namespace": "a"},
-             "spec": {"holderIdentity": "one"}}
+    lease = {
+        "apiVersion": "coordination.k8s.io/v1",
+        "kind": "Lease",
+        "metadata": {"name": "l", "namespace": "a"},
+        "spec": {"holderIdentity": "one"},
+    }
     created = kube.create_lease("a", lease)
     mine = {**created, "spec": {"holderIdentity": "two"}}
     assert "_status" not in kube.replace_lease("a", "l", mine)
@@ -67,16 +80,35 @@ def test_create_conflicts_and_stale_updates_conflict(kube: Kube) -> None:
 
 
 def test_status_subresource_separates_spec_and_status(kube: Kube, fake_api: FakeKubeAPI) -> None:
-    gj = {"apiVersion": "gpusched.io/v1alpha1", "kind": "GPUJob", "metadata": {"name": "j"},
-          "spec": {"gpus": 8}, "status": {"phase": "Ignored"}}
-    created = kube.call("create", lambda: kube.custom.create_namespaced_custom_object(
-        "gpusched.io", "v1alpha1", "a", "gpujobs", gj, _preload_content=False))
+    gj = {
+        "apiVersion": "gpusched.io/v1alpha1",
+        "kind": "GPUJob",
+        "metadata": {"name": "j"},
+        "spec": {"gpus": 8},
+        "status": {"phase": "Ignored"},
+    }
+    created = kube.call(
+        "create",
+        lambda: kube.custom.create_namespaced_custom_object(
+            "gpusched.io", "v1alpha1", "a", "gpujobs", gj, _preload_content=False
+        ),
+    )
     assert "status" not in created and created["metadata"]["generation"] == 1
     patched = kube.patch_job_status("a", "j", {"phase": "Running"})
     assert patched["status"]["phase"] == "Running" and patched["metadata"]["generation"] == 1
-    spec_change = kube.call("patch", lambda: kube.custom.patch_namespaced_custom_object(
-        "gpusched.io", "v1alpha1", "a", "gpujobs", "j", {"spec": {"gpus": 16}, "status": {"phase": "X"}},
-        _preload_content=False, _content_type="application/merge-patch+json"))
+    spec_change = kube.call(
+        "patch",
+        lambda: kube.custom.patch_namespaced_custom_object(
+            "gpusched.io",
+            "v1alpha1",
+            "a",
+            "gpujobs",
+            "j",
+            {"spec": {"gpus": 16}, "status": {"phase": "X"}},
+            _preload_content=False,
+            _content_type="application/merge-patch+json",
+        ),
+    )
     assert spec_change["metadata"]["generation"] == 2 and spec_change["status"]["phase"] == "Running"
 
 
@@ -90,20 +122,32 @@ def test_binding_sets_the_node_once(kube: Kube) -> None:
     kube.create_pod("a", _pod("q"))
     assert kube.bind_pod("a", "q", "no-such-node")["status"] == "Success"
     with pytest.raises(Exception, match="already assigned"):
-        kube.call("bind", lambda: kube.core.create_namespaced_pod_binding(
-            "p", "a", {"metadata": {"name": "p"}, "target": {"name": "n1"}}, _preload_content=False))
+        kube.call(
+            "bind",
+            lambda: kube.core.create_namespaced_pod_binding(
+                "p", "a", {"metadata": {"name": "p"}, "target": {"name": "n1"}}, _preload_content=False
+            ),
+        )
 
 
 def test_graceful_deletion_and_owner_garbage_collection(kube: Kube, fake_api: FakeKubeAPI) -> None:
-    owner = kube.create_service("a", {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "svc"},
-                                      "spec": {"clusterIP": "None"}})
+    owner = kube.create_service(
+        "a",
+        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "svc"}, "spec": {"clusterIP": "None"}},
+    )
     child = _pod("bound", node="n1")
-    child["metadata"]["ownerReferences"] = [{"apiVersion": "v1", "kind": "Service", "name": "svc",
-                                             "uid": owner["metadata"]["uid"]}]
+    child["metadata"]["ownerReferences"] = [
+        {"apiVersion": "v1", "kind": "Service", "name": "svc", "uid": owner["metadata"]["uid"]}
+    ]
     kube.create_pod("a", child)
     terminating = kube.delete_pod("a", "bound", 30)
-    assert terminating["metadata"]["deletionTimestamp"] and terminating["metadata"]["deletionGracePeriodSeconds"] == 30
-    assert kube.read_pod("a", "bound")["metadata"]["deletionTimestamp"]  # still there: the kubelet finishes it
+    assert (
+        terminating["metadata"]["deletionTimestamp"]
+        and terminating["metadata"]["deletionGracePeriodSeconds"] == 30
+    )
+    assert kube.read_pod("a", "bound")["metadata"][
+        "deletionTimestamp"
+    ]  # still there: the kubelet finishes it
     kube.delete_pod("a", "bound", 0)
     assert kube.read_pod("a", "bound") == {"_status": 404}
     kube.create_pod("a", child)
@@ -111,7 +155,9 @@ def test_graceful_deletion_and_owner_garbage_collection(kube: Kube, fake_api: Fa
     assert kube.read_pod("a", "bound")["metadata"]["deletionTimestamp"]  # collected with its owner
 
 
-def test_watch_resumes_from_a_resource_version_and_expires_with_410(kube: Kube, fake_api: FakeKubeAPI) -> None:
+def test_watch_resumes_from_a_resource_version_and_expires_with_410(
+    kube: Kube, fake_api: FakeKubeAPI
+) -> None:
     kube.create_pod("a", _pod("before"))
     _, rv = kube.list(PODS, "a")
     kube.create_pod("a", _pod("after-1"))
@@ -162,16 +208,33 @@ def test_injected_faults_are_retried_by_the_client_wrapper(fake_api: FakeKubeAPI
 
 def test_field_selectors_are_limited_to_the_fields_the_real_server_supports(kube: Kube) -> None:
     kube.create_pod("a", _pod("p1", node="n1"))
-    ok = kube.call("list", lambda: kube.core.list_namespaced_pod(
-        "a", field_selector="metadata.name=p1,status.phase=Pending", _preload_content=False))
+    ok = kube.call(
+        "list",
+        lambda: kube.core.list_namespaced_pod(
+            "a", field_selector="metadata.name=p1,status.phase=Pending", _preload_content=False
+        ),
+    )
     assert [p["metadata"]["name"] for p in ok["items"]] == ["p1"]
     with pytest.raises(KubeError, match=r"field label not supported: spec\.containers") as err:
-        kube.call("list", lambda: kube.core.list_namespaced_pod(
-            "a", field_selector="spec.containers=x", _preload_content=False))
+        kube.call(
+            "list",
+            lambda: kube.core.list_namespaced_pod(
+                "a", field_selector="spec.containers=x", _preload_content=False
+            ),
+        )
     assert err.value.status == 400 and err.value.reason == "BadRequest"
     with pytest.raises(KubeError, match=r'"spec\.gpus" is not a known field selector'):
-        kube.call("list", lambda: kube.custom.list_namespaced_custom_object(
-            "gpusched.io", "v1alpha1", "a", "gpujobs", field_selector="spec.gpus=8", _preload_content=False))
+        kube.call(
+            "list",
+            lambda: kube.custom.list_namespaced_custom_object(
+                "gpusched.io",
+                "v1alpha1",
+                "a",
+                "gpujobs",
+                field_selector="spec.gpus=8",
+                _preload_content=False,
+            ),
+        )
 
 
 def test_a_watch_with_a_label_selector_sees_objects_enter_and_leave_it(kube: Kube) -> None:
@@ -182,16 +245,24 @@ def test_a_watch_with_a_label_selector_sees_objects_enter_and_leave_it(kube: Kub
     _, rv = kube.list(NODES, None, "pool=a")
 
     def relabel(pool: str) -> None:
-        kube.call("patch", lambda: kube.core.patch_node("n1", {"metadata": {"labels": {"pool": pool}}},
-                                                        _preload_content=False,
-                                                        _content_type="application/merge-patch+json"))
+        kube.call(
+            "patch",
+            lambda: kube.core.patch_node(
+                "n1",
+                {"metadata": {"labels": {"pool": pool}}},
+                _preload_content=False,
+                _content_type="application/merge-patch+json",
+            ),
+        )
 
     relabel("b")  # leaves the selection
     relabel("c")  # outside before and after: nothing
     relabel("a")  # enters it again
     kube.call("node", lambda: kube.core.create_node(node("n2", "b"), _preload_content=False))
-    seen = [(e["type"], e["object"]["metadata"]["name"], e["object"]["metadata"]["labels"]["pool"])
-            for e in kube.watch(NODES, rv, None, timeout_seconds=1, label_selector="pool=a")]
+    seen = [
+        (e["type"], e["object"]["metadata"]["name"], e["object"]["metadata"]["labels"]["pool"])
+        for e in kube.watch(NODES, rv, None, timeout_seconds=1, label_selector="pool=a")
+    ]
     # DELETED carries the last state that matched, as the real watch cache sends it.
     assert seen == [("DELETED", "n1", "a"), ("ADDED", "n1", "a")]
 
@@ -203,9 +274,16 @@ def test_errors_are_status_objects_with_reason_and_details(fake_api: FakeKubeAPI
     with pytest.raises(urllib.error.HTTPError) as err:
         urllib.request.urlopen(fake_api.url + "/api/v1/namespaces/a/pods/missing")
     body = json.loads(err.value.read())
-    assert body == {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-                    "message": 'pods "missing" not found', "reason": "NotFound", "code": 404,
-                    "details": {"name": "missing", "kind": "pods"}}
+    assert body == {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": 'pods "missing" not found',
+        "reason": "NotFound",
+        "code": 404,
+        "details": {"name": "missing", "kind": "pods"},
+    }
 
 
 def test_serviceaccount_admission_refuses_pods_until_the_account_exists(tmp_path: Path) -> None:
@@ -214,10 +292,16 @@ def test_serviceaccount_admission_refuses_pods_until_the_account_exists(tmp_path
         with pytest.raises(KubeError) as err:
             kube.create_pod("team", _pod("p"))
         assert err.value.status == 403 and err.value.reason == "Forbidden"
-        assert err.value.message == ('pods "p" is forbidden: error looking up service account team/default: '
-                                     'serviceaccount "default" not found')
-        kube.call("sa", lambda: kube.core.create_namespaced_service_account(
-            "team", {"metadata": {"name": "default"}}, _preload_content=False))
+        assert err.value.message == (
+            'pods "p" is forbidden: error looking up service account team/default: '
+            'serviceaccount "default" not found'
+        )
+        kube.call(
+            "sa",
+            lambda: kube.core.create_namespaced_service_account(
+                "team", {"metadata": {"name": "default"}}, _preload_content=False
+            ),
+        )
         pod = kube.create_pod("team", _pod("p"))
         assert pod["spec"]["serviceAccountName"] == "default"
         token = [v for v in pod["spec"]["volumes"] if v["name"].startswith("kube-api-access-")]
@@ -234,7 +318,9 @@ def test_namespace_lifecycle_without_a_namespace_controller(tmp_path: Path) -> N
         assert {n["metadata"]["name"] for n in api.objects("namespaces")} >= {"default", "kube-node-lease"}
         with pytest.raises(KubeError, match='namespaces "nowhere" not found'):
             kube.create_pod("nowhere", _pod("p"))
-        kube.call("ns", lambda: kube.core.create_namespace({"metadata": {"name": "t"}}, _preload_content=False))
+        kube.call(
+            "ns", lambda: kube.core.create_namespace({"metadata": {"name": "t"}}, _preload_content=False)
+        )
         kube.create_pod("t", _pod("p"))
         gone = kube.call("del", lambda: kube.core.delete_namespace("t", _preload_content=False))
         assert gone["status"]["phase"] == "Terminating"
@@ -243,27 +329,51 @@ def test_namespace_lifecycle_without_a_namespace_controller(tmp_path: Path) -> N
         assert err.value.status == 403
         time.sleep(0.3)  # nothing would ever finish it: no namespace controller
         assert kube.call("get", lambda: kube.core.read_namespace("t", _preload_content=False))["metadata"][
-            "deletionTimestamp"]
+            "deletionTimestamp"
+        ]
 
 
 def test_node_lifecycle_controller_taints_and_evicts_when_the_lease_is_not_renewed(tmp_path: Path) -> None:
     with FakeKubeAPI(node_lifecycle=True, node_grace_s=0.6) as api:
         kube = Kube(load_api_client(api.write_kubeconfig(str(tmp_path / "kc"))), max_attempts=1)
         for name in ("alive", "dead"):
-            kube.call("node", lambda n=name: kube.core.create_node({"metadata": {"name": n}, "status": {
-                "conditions": [{"type": "Ready", "status": "True", "lastHeartbeatTime": "2026-01-01T00:00:00Z"}]}},
-                _preload_content=False))
+            kube.call(
+                "node",
+                lambda n=name: kube.core.create_node(
+                    {
+                        "metadata": {"name": n},
+                        "status": {
+                            "conditions": [
+                                {
+                                    "type": "Ready",
+                                    "status": "True",
+                                    "lastHeartbeatTime": "2026-01-01T00:00:00Z",
+                                }
+                            ]
+                        },
+                    },
+                    _preload_content=False,
+                ),
+            )
         kube.create_pod("a", _pod("tolerates", node="dead"))
         tolerant = _pod("brief", node="dead")
-        tolerant["spec"]["tolerations"] = [{"key": "node.kubernetes.io/unreachable", "operator": "Exists",
-                                            "effect": "NoExecute", "tolerationSeconds": 3600}]
+        tolerant["spec"]["tolerations"] = [
+            {
+                "key": "node.kubernetes.io/unreachable",
+                "operator": "Exists",
+                "effect": "NoExecute",
+                "tolerationSeconds": 3600,
+            }
+        ]
         kube.create_pod("a", tolerant)
         stop = threading.Event()
 
         def kubelet() -> None:  # only "alive" renews its Lease
             while not stop.wait(0.1):
-                body = {"metadata": {"name": "alive", "namespace": "kube-node-lease"},
-                        "spec": {"holderIdentity": "alive", "renewTime": datetime.now(timezone.utc).isoformat()}}
+                body = {
+                    "metadata": {"name": "alive", "namespace": "kube-node-lease"},
+                    "spec": {"holderIdentity": "alive", "renewTime": datetime.now(timezone.utc).isoformat()},
+                }
                 lease = kube.read_lease("kube-node-lease", "alive")
                 if lease.get("_status") == 404:
                     kube.create_lease("kube-node-lease", body)
@@ -273,6 +383,7 @@ def test_node_lifecycle_controller_taints_and_evicts_when_the_lease_is_not_renew
         thread = threading.Thread(target=kubelet, daemon=True)
         thread.start()
         try:
+
             def node(name: str) -> Obj:
                 return kube.call("get", lambda: kube.core.read_node(name, _preload_content=False))
 
@@ -283,7 +394,9 @@ def test_node_lifecycle_controller_taints_and_evicts_when_the_lease_is_not_renew
             ready = next(c for c in dead["status"]["conditions"] if c["type"] == "Ready")
             assert ready["status"] == "Unknown" and ready["reason"] == "NodeStatusUnknown"
             assert sorted((t["key"], t["effect"]) for t in dead["spec"]["taints"]) == [
-                ("node.kubernetes.io/unreachable", "NoExecute"), ("node.kubernetes.io/unreachable", "NoSchedule")]
+                ("node.kubernetes.io/unreachable", "NoExecute"),
+                ("node.kubernetes.io/unreachable", "NoSchedule"),
+            ]
             alive = node("alive")
             assert not (alive.get("spec") or {}).get("taints")
             assert next(c for c in alive["status"]["conditions"] if c["type"] == "Ready")["status"] == "True"
@@ -293,9 +406,25 @@ def test_node_lifecycle_controller_taints_and_evicts_when_the_lease_is_not_renew
             assert kube.read_pod("a", "tolerates")["metadata"]["deletionTimestamp"]
             assert not kube.read_pod("a", "brief")["metadata"].get("deletionTimestamp")
             # A heartbeat with Ready=True brings the node back: the taints go.
-            kube.call("status", lambda: kube.core.patch_node_status("dead", {"status": {"conditions": [
-                {"type": "Ready", "status": "True", "lastHeartbeatTime": datetime.now(timezone.utc).isoformat()}]}},
-                _preload_content=False, _content_type="application/merge-patch+json"))
+            kube.call(
+                "status",
+                lambda: kube.core.patch_node_status(
+                    "dead",
+                    {
+                        "status": {
+                            "conditions": [
+                                {
+                                    "type": "Ready",
+                                    "status": "True",
+                                    "lastHeartbeatTime": datetime.now(timezone.utc).isoformat(),
+                                }
+                            ]
+                        }
+                    },
+                    _preload_content=False,
+                    _content_type="application/merge-patch+json",
+                ),
+            )
             deadline = time.monotonic() + 5
             while (node("dead").get("spec") or {}).get("taints") and time.monotonic() < deadline:
                 time.sleep(0.05)
@@ -308,10 +437,20 @@ def test_node_lifecycle_controller_taints_and_evicts_when_the_lease_is_not_renew
 def test_new_nodes_are_tainted_not_ready_by_admission(tmp_path: Path) -> None:
     with FakeKubeAPI(taint_new_nodes=True) as api:
         kube = Kube(load_api_client(api.write_kubeconfig(str(tmp_path / "kc"))), max_attempts=1)
-        node = kube.call("node", lambda: kube.core.create_node({"metadata": {"name": "n1"}, "spec": {"taints": [
-            {"key": "dedicated", "value": "gpu", "effect": "NoSchedule"}]}}, _preload_content=False))
-        assert node["spec"]["taints"] == [{"key": "dedicated", "value": "gpu", "effect": "NoSchedule"},
-                                          {"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule"}]
+        node = kube.call(
+            "node",
+            lambda: kube.core.create_node(
+                {
+                    "metadata": {"name": "n1"},
+                    "spec": {"taints": [{"key": "dedicated", "value": "gpu", "effect": "NoSchedule"}]},
+                },
+                _preload_content=False,
+            ),
+        )
+        assert node["spec"]["taints"] == [
+            {"key": "dedicated", "value": "gpu", "effect": "NoSchedule"},
+            {"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule"},
+        ]
 
 
 def test_pod_gc_fails_and_deletes_pods_bound_to_missing_nodes(tmp_path: Path) -> None:
@@ -325,10 +464,13 @@ def test_pod_gc_fails_and_deletes_pods_bound_to_missing_nodes(tmp_path: Path) ->
         while kube.read_pod("a", "orphan").get("_status") != 404 and time.monotonic() < deadline:
             time.sleep(0.05)
         assert kube.read_pod("a", "orphan") == {"_status": 404}
-        final = next(e[3] for e in api.store.events if e[2] == "DELETED" and e[3]["metadata"]["name"] == "orphan")
+        final = next(
+            e[3] for e in api.store.events if e[2] == "DELETED" and e[3]["metadata"]["name"] == "orphan"
+        )
         assert final["status"]["phase"] == "Failed"
         assert [c["reason"] for c in final["status"]["conditions"] if c["type"] == "DisruptionTarget"] == [
-            "DeletionByPodGC"]
+            "DeletionByPodGC"
+        ]
         assert "deletionTimestamp" not in kube.read_pod("a", "kept")["metadata"]
 
 
@@ -341,17 +483,345 @@ def test_custom_resources_are_served_only_once_their_crd_is_established(tmp_path
             kube.list(GPUJOBS)
         assert err.value.status == 404
         crd = yaml.safe_load((ROOT / "deploy/crds/gpujobs.yaml").read_text())
-        created = kube.request("create crd", "POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd)
+        created = kube.request(
+            "create crd", "POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd
+        )
         assert created["spec"] == crd["spec"] and not created["status"]["conditions"]
         with pytest.raises(KubeError):  # created, not yet Established
             kube.list(GPUJOBS)
         deadline = time.monotonic() + 10
-        while not api.serves(api.by_path[("gpusched.io", "v1alpha1", "gpujobs")]) and time.monotonic() < deadline:
+        while (
+            not api.serves(api.by_path[("gpusched.io", "v1alpha1", "gpujobs")])
+            and time.monotonic() < deadline
+        ):
             time.sleep(0.05)
         assert kube.list(GPUJOBS)[0] == []
-        got = kube.request("get", "GET", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/gpujobs.gpusched.io")
+        got = kube.request(
+            "get", "GET", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/gpujobs.gpusched.io"
+        )
         conditions = {c["type"]: c["status"] for c in got["status"]["conditions"]}
         assert conditions == {"NamesAccepted": "True", "Established": "True"}
-        assert got["status"]["acceptedNames"]["kind"] == "GPUJob" and got["status"]["storedVersions"] == ["v1alpha1"]
+        assert got["status"]["acceptedNames"]["kind"] == "GPUJob" and got["status"]["storedVersions"] == [
+            "v1alpha1"
+        ]
         with pytest.raises(KubeError):  # the other CRD was never installed
             kube.list(GPUNODES)
+
+
+# ------------------------------------------------------------------------------ validation
+# What a real API server refuses (and what it does not), with its status codes and messages.
+
+
+def _status(exc: pytest.ExceptionInfo[KubeError]) -> tuple[int, str, str]:
+    return exc.value.status, exc.value.reason, exc.value.message
+
+
+def _create_pod(kube: Kube, body: Obj, ns: str = "default") -> Obj:
+    """Through the operator's own create (the JSON as is), so the stand-in sees exactly this body."""
+    return kube.create_pod(ns, body)
+
+
+def _gpu_pod(name: str = "w", **container: Any) -> Obj:
+    ctr = {"name": "worker", "image": "x", "resources": {"limits": {"nvidia.com/gpu": "8"}}, **container}
+    return {"metadata": {"name": name}, "spec": {"containers": [ctr]}}
+
+
+@pytest.mark.parametrize(
+    ("container", "spec", "field", "words"),
+    [
+        (
+            {"ports": [{"name": "rendezvous-port1", "containerPort": 29500}]},
+            {},
+            "spec.containers[0].ports[0].name",
+            "must be no more than 15 characters",
+        ),
+        (
+            {"ports": [{"name": "rdzv", "containerPort": 70000}]},
+            {},
+            "spec.containers[0].ports[0].containerPort",
+            "must be between 1 and 65535, inclusive",
+        ),
+        (
+            {"env": [{"name": "1BAD", "value": "x"}]},
+            {},
+            "spec.containers[0].env[0].name",
+            "a valid environment variable name",
+        ),
+        (
+            {"resources": {"limits": {"nvidia.com/gpu": "8"}, "requests": {"nvidia.com/gpu": "4"}}},
+            {},
+            "spec.containers[0].resources.requests",
+            "must be equal to nvidia.com/gpu limit of 8",
+        ),
+        (
+            {"resources": {"limits": {"nvidia.com/gpu": "500m"}}},
+            {},
+            "spec.containers[0].resources.limits[nvidia.com/gpu]",
+            "must be an integer",
+        ),
+        (
+            {"resources": {"requests": {"rdma/hca": "1"}}},
+            {},
+            "spec.containers[0].resources.limits",
+            "Limit must be set for non overcommitable resources",
+        ),
+        (
+            {"volumeMounts": [{"name": "ckpt", "mountPath": "/c"}]},
+            {},
+            "spec.containers[0].volumeMounts[0].name",
+            'Not found: "ckpt"',
+        ),
+        (
+            {},
+            {"volumes": [{"name": "a", "emptyDir": {}}, {"name": "a", "emptyDir": {}}]},
+            "spec.volumes[1].name",
+            'Duplicate value: "a"',
+        ),
+        ({}, {"subdomain": "bert.large"}, "spec.subdomain", "a lowercase RFC 1123 label must consist of"),
+        ({}, {"hostname": "w" * 64}, "spec.hostname", "must be no more than 63 characters"),
+        (
+            {},
+            {"tolerations": [{"key": "k", "operator": "Exists", "value": "v"}]},
+            "spec.tolerations[0].operator",
+            "value must be empty when `operator` is 'Exists'",
+        ),
+        (
+            {},
+            {"tolerations": [{"key": "k", "effect": "NoSchedule", "tolerationSeconds": 5}]},
+            "spec.tolerations[0].effect",
+            "effect must be 'NoExecute' when `tolerationSeconds` is set",
+        ),
+    ],
+)
+def test_pods_the_real_server_refuses_are_422_invalid(
+    kube: Kube, container: Obj, spec: Obj, field: str, words: str
+) -> None:
+    body = _gpu_pod(**container)
+    body["spec"].update(spec)
+    with pytest.raises(KubeError) as exc:
+        _create_pod(kube, body)
+    code, reason, message = _status(exc)
+    assert (code, reason) == (422, "Invalid")
+    assert message.startswith('Pod "w" is invalid: ') and f"{field}: " in message and words in message
+
+
+def test_pod_metadata_rules_apply_and_the_422_body_has_causes(kube: Kube, fake_api: FakeKubeAPI) -> None:
+    too_long = "x" * 64
+    body = _gpu_pod()
+    body["metadata"]["labels"] = {"gpusched.io/job": too_long}
+    with pytest.raises(KubeError) as exc:
+        _create_pod(kube, body)
+    assert _status(exc)[0] == 422 and "metadata.labels: Invalid value" in exc.value.message
+    body = _gpu_pod(name="a" * 254)
+    with pytest.raises(KubeError) as exc:
+        _create_pod(kube, body)
+    assert "metadata.name: Invalid value" in exc.value.message and "no more than 253" in exc.value.message
+    body = _gpu_pod()
+    owner = {"apiVersion": "gpusched.io/v1alpha1", "kind": "GPUJob", "controller": True}
+    body["metadata"]["ownerReferences"] = [
+        {**owner, "name": "a", "uid": "1"},
+        {**owner, "name": "b", "uid": "2"},
+    ]
+    with pytest.raises(KubeError) as exc:
+        _create_pod(kube, body)
+    assert "Only one reference can have Controller set to true" in exc.value.message
+    # The Status body, as the client sees it: causes name each field.
+    fake_api.fail("*", "^$", 0, 0)
+    import urllib.request
+
+    req = urllib.request.Request(
+        f"{fake_api.url}/api/v1/namespaces/default/pods",
+        method="POST",
+        data=json.dumps(_gpu_pod(ports=[{"name": "Rdzv", "containerPort": 1}])).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with pytest.raises(urllib.error.HTTPError) as http:
+        urllib.request.urlopen(req)
+    status = json.loads(http.value.read())
+    assert status["code"] == 422 and status["details"]["kind"] == "Pod" and status["details"]["name"] == "w"
+    assert [c["field"] for c in status["details"]["causes"]] == ["spec.containers[0].ports[0].name"]
+    assert status["details"]["causes"][0]["reason"] == "FieldValueInvalid"
+
+
+def test_what_the_real_server_accepts_is_accepted(kube: Kube) -> None:
+    """No stricter than the real server: requests-only cpu, a GPU request equal to its limit, an empty
+    label value, a headless Service without ports, a core/v1 Event with a very long name."""
+    ok = _gpu_pod(
+        resources={
+            "limits": {"nvidia.com/gpu": 8},
+            "requests": {"nvidia.com/gpu": "8", "cpu": "500m", "memory": "1Gi"},
+        },
+        env=[{"name": "_x.y-z", "value": ""}],
+        ports=[{"containerPort": 1}],
+    )
+    ok["metadata"]["labels"] = {"empty": ""}
+    ok["spec"].update(hostname="w0", subdomain="j-7b-pretrain-1a2b3c4d", schedulerName="gpusched")
+    _create_pod(kube, ok)
+    svc = {"metadata": {"name": "headless"}, "spec": {"clusterIP": "None", "selector": {"a": "b"}}}
+    kube.create_service("default", svc)
+    event = {
+        "metadata": {"name": "7b." + "x" * 300, "namespace": "default"},
+        "reason": "R",
+        "message": "m",
+        "involvedObject": {"kind": "GPUJob", "name": "7b", "namespace": "default"},
+    }
+    kube.create_event("default", event)
+    node_event = {
+        "metadata": {"name": "n1.abc"},
+        "reason": "R",
+        "involvedObject": {"kind": "Node", "name": "n1"},
+    }
+    kube.create_event("default", node_event)
+
+
+def test_services_need_dns_1035_names_and_valid_ports(kube: Kube) -> None:
+    def refused(body: Obj) -> str:
+        with pytest.raises(KubeError) as exc:
+            kube.create_service("default", body)
+        assert _status(exc)[:2] == (422, "Invalid")
+        return exc.value.message
+
+    port = {"name": "rendezvous", "port": 29500, "targetPort": 29500}
+    for name in ("7b-pretrain", "bert.large", "x" * 64):
+        msg = refused({"metadata": {"name": name}, "spec": {"clusterIP": "None", "ports": [port]}})
+        assert msg.startswith(f'Service "{name}" is invalid: ') and "metadata.name: Invalid value" in msg
+    assert "a DNS-1035 label must consist of" in refused(
+        {"metadata": {"name": "7b"}, "spec": {"ports": [port]}}
+    )
+    msg = refused({"metadata": {"name": "s"}, "spec": {"ports": [port, {**port, "name": ""}]}})
+    assert "spec.ports[1].name: Required value" in msg
+    msg = refused(
+        {"metadata": {"name": "s"}, "spec": {"ports": [{**port, "targetPort": "rendezvous-port1"}]}}
+    )
+    assert "spec.ports[0].targetPort" in msg
+    msg = refused(
+        {"metadata": {"name": "s"}, "spec": {"ports": [port], "selector": {"gpusched.io/job": "y" * 70}}}
+    )
+    assert "spec.selector" in msg
+
+
+def test_events_must_be_in_their_objects_namespace(kube: Kube, fake_api: FakeKubeAPI) -> None:
+    body = {
+        "metadata": {"name": "e1"},
+        "reason": "R",
+        "message": "m",
+        "involvedObject": {"kind": "GPUJob", "name": "j", "namespace": "ml"},
+    }
+    with pytest.raises(KubeError) as exc:
+        kube.create_event("default", body)
+    assert _status(exc) == (
+        422,
+        "Invalid",
+        'Event "e1" is invalid: involvedObject.namespace: Invalid value: '
+        '"ml": does not match event.namespace',
+    )
+    # An event with eventTime is a "new" event: it needs reportingComponent (as reportingController),
+    # reportingInstance and action.
+    body = {
+        "metadata": {"name": "e2"},
+        "reason": "R",
+        "eventTime": "2026-01-01T00:00:00.000000Z",
+        "involvedObject": {"kind": "GPUJob", "name": "j", "namespace": "default"},
+    }
+    with pytest.raises(KubeError) as exc:
+        kube.create_event("default", body)
+    assert (
+        "reportingInstance: Required value" in exc.value.message
+        and "action: Required value" in exc.value.message
+    )
+    body["eventTime"] = "2026-01-01T00:00:00Z"  # MicroTime needs its six digits
+    with pytest.raises(KubeError) as exc:
+        kube.create_event("default", body)
+    assert _status(exc)[:2] == (400, "BadRequest")
+
+
+def test_leases_need_micro_times_and_a_positive_duration(kube: Kube) -> None:
+    def lease(**spec: Any) -> Obj:
+        return {"metadata": {"name": "l", "namespace": "default"}, "spec": {"holderIdentity": "me", **spec}}
+
+    with pytest.raises(KubeError) as exc:
+        kube.create_lease("default", lease(renewTime="2026-01-01T00:00:00Z"))
+    code, reason, message = _status(exc)
+    assert (code, reason) == (400, "BadRequest")
+    assert message.startswith('Lease in version "v1" cannot be handled as a Lease: parsing time')
+    with pytest.raises(KubeError) as exc:
+        kube.create_lease("default", lease(leaseDurationSeconds=0))
+    assert _status(exc)[
+        0
+    ] == 422 and "spec.leaseDurationSeconds: Invalid value: 0: must be greater than 0" in (exc.value.message)
+    created = kube.create_lease(
+        "default", lease(renewTime="2026-01-01T00:00:00.000000Z", leaseDurationSeconds=15)
+    )
+    created["spec"]["acquireTime"] = "2026-01-01T00:00:00.5Z"
+    with pytest.raises(KubeError) as exc:
+        kube.replace_lease("default", "l", created)
+    assert _status(exc)[0] == 400
+
+
+def test_custom_resources_take_no_strategic_merge_patch(kube: Kube, fake_api: FakeKubeAPI) -> None:
+    job = {
+        "apiVersion": "gpusched.io/v1alpha1",
+        "kind": "GPUJob",
+        "metadata": {"name": "j"},
+        "spec": {"gpus": 8, "work": {"gpuHours": 1}},
+    }
+    kube.call(
+        "create",
+        lambda: kube.custom.create_namespaced_custom_object(
+            "gpusched.io", "v1alpha1", "default", "gpujobs", job, _preload_content=False
+        ),
+    )
+
+    def patch(content_type: str, body: Any) -> Obj:
+        return kube.call(
+            "patch",
+            lambda: kube.custom.patch_namespaced_custom_object_status(
+                "gpusched.io",
+                "v1alpha1",
+                "default",
+                "gpujobs",
+                "j",
+                body,
+                _preload_content=False,
+                _content_type=content_type,
+            ),
+        )
+
+    with pytest.raises(KubeError) as exc:
+        patch("application/strategic-merge-patch+json", {"status": {"phase": "Running"}})
+    code, reason, message = _status(exc)
+    assert (code, reason) == (415, "UnsupportedMediaType")
+    assert message.startswith(
+        "the body of the request was in an unknown format - accepted media types include: "
+        "application/json-patch+json, application/merge-patch+json"
+    )
+    assert "strategic" not in message
+    assert (
+        patch("application/merge-patch+json", {"status": {"phase": "Running"}})["status"]["phase"]
+        == "Running"
+    )
+    assert kube.patch_job_status("default", "j", {"phase": "Planned"})["status"]["phase"] == "Planned"
+    # Built-in kinds do take it.
+    _create_pod(kube, _gpu_pod(name="p"))
+    kube.call(
+        "patch pod",
+        lambda: kube.core.patch_namespaced_pod(
+            "p",
+            "default",
+            {"metadata": {"labels": {"a": "b"}}},
+            _preload_content=False,
+            _content_type="application/strategic-merge-patch+json",
+        ),
+    )
+
+
+def test_a_binding_must_name_its_pod(kube: Kube, fake_api: FakeKubeAPI) -> None:
+    _create_pod(kube, _gpu_pod(name="p"))
+    body = {"metadata": {"name": "other"}, "target": {"apiVersion": "v1", "kind": "Node", "name": "n1"}}
+    with pytest.raises(KubeError) as exc:
+        kube.call(
+            "bind",
+            lambda: kube.core.create_namespaced_pod_binding("p", "default", body, _preload_content=False),
+        )
+    assert _status(exc) == (400, "BadRequest", "name in URL does not match name in Binding object")
+    assert kube.bind_pod("default", "p", "n1").get("status") == "Success"
