@@ -27,13 +27,17 @@ from gpusched.scheduler.actions import (
     PatchStatus,
     StartGang,
 )
-from gpusched.scheduler.crd import API_VERSION, KIND
+from gpusched.scheduler.crd import API_VERSION, KIND, event_name, running_condition
 from gpusched.scheduler.informer import Informer
 from gpusched.scheduler.kube import Kube, KubeError
 from gpusched.scheduler.kubetime import k8s_time
 
 log = logging.getLogger("gpusched.operator.applier")
 Obj = dict[str, Any]
+
+REJECTED = (400, 422)
+"""An API server answering BadRequest or Invalid to a create will answer it again: the object is
+wrong (usually the job's template), so retrying every round would only repeat the failure."""
 
 
 @dataclass
@@ -98,7 +102,13 @@ class Applier:
                     if "_status" not in obj:
                         self.on_job(obj)
                 elif isinstance(action, CreateService):
-                    self.kube.create_service(action.job.namespace, action.manifest)
+                    try:
+                        self.kube.create_service(action.job.namespace, action.manifest)
+                    except KubeError as exc:
+                        if exc.status not in REJECTED:
+                            raise
+                        self._reject(action.job, f"Service {action.manifest['metadata']['name']}", exc)
+                        return
                 elif isinstance(action, StartGang):
                     if not self._start_gang(action, result):
                         return
@@ -121,9 +131,15 @@ class Applier:
         ns = gang.job.namespace
         created: list[str] = []
         problem: str | None = None
+        rejected: KubeError | None = None
         try:
             for manifest, _node in gang.pods:
-                obj = self.kube.create_pod(ns, manifest)
+                try:
+                    obj = self.kube.create_pod(ns, manifest)
+                except KubeError as exc:
+                    if exc.status in REJECTED:
+                        rejected = exc
+                    raise
                 created.append(manifest["metadata"]["name"])
                 if "_status" not in obj:
                     self.on_pod(obj)
@@ -165,6 +181,9 @@ class Applier:
             except KubeError as exc:
                 log.warning("withdraw failed", extra={"job": gang.job.key, "pod": name, "error": str(exc)})
         result.withdrawn.append(gang.job.key)
+        if rejected is not None:
+            self._reject(gang.job, "worker pod", rejected, attempt=gang.attempt)
+            return False
         with contextlib.suppress(KubeError):  # the next attempt must not reuse these pod names
             obj = self.kube.patch_job_status(ns, gang.job.name, {"attempt": gang.attempt})
             if "_status" not in obj:
@@ -178,13 +197,34 @@ class Applier:
             )
         return False
 
+    def _reject(self, job: JobRef, what: str, exc: KubeError, attempt: int | None = None) -> None:
+        """The API server refused an object we built from the job: Failed, with its words, once.
+
+        The job stays Failed (terminal) instead of being re-planned and refused every round; fixing
+        the template means re-creating the job."""
+        reason = f"the API server rejected the job's {what}: {exc.message}"
+        log.warning("object rejected", extra={"job": job.key, "error": str(exc)})
+        patch: Obj = {
+            "phase": "Failed",
+            "reason": reason,
+            "conditions": [running_condition("Failed", reason, k8s_time())],
+        }
+        if attempt is not None:
+            patch["attempt"] = attempt
+        with contextlib.suppress(KubeError):
+            obj = self.kube.patch_job_status(job.namespace, job.name, patch)
+            if "_status" not in obj:
+                self.on_job(obj)
+        with contextlib.suppress(KubeError):
+            self.emit(job, "Warning", "InvalidSpec", reason)
+
     def emit(self, job: JobRef, type_: str, reason: str, message: str) -> None:
         now = datetime.now(timezone.utc)
         stamp = k8s_time(now)
         body = {
             "apiVersion": "v1",
             "kind": "Event",
-            "metadata": {"name": f"{job.name}.{uuid.uuid4().hex[:12]}", "namespace": job.namespace},
+            "metadata": {"name": event_name(job.name, uuid.uuid4().hex[:16]), "namespace": job.namespace},
             "involvedObject": {
                 "apiVersion": API_VERSION,
                 "kind": KIND,

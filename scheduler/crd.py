@@ -7,6 +7,8 @@ fails here with a message that names the field, instead of crashing the loop.
 
 from __future__ import annotations
 
+import hashlib
+import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
@@ -24,12 +26,18 @@ GPUNODE_PLURAL = "gpunodes"
 SCHEDULER_NAME = "gpusched"
 """Our pods name this schedulerName, so kube-scheduler leaves them to us (we bind them)."""
 GPU_RESOURCE = "nvidia.com/gpu"
+CHECKPOINT_VOLUME = "gpusched-checkpoint"
+"""The pod volume the operator adds for spec.checkpoint.volume."""
 
 # Labels and annotations on the objects we create. Pod names are deterministic
 # (<job>-a<attempt>-w<rank>) so that a restarted operator re-creating them gets 409, not duplicates.
 LABEL_MANAGED = "app.kubernetes.io/managed-by"
 MANAGED_VALUE = "gpusched"
 LABEL_JOB = "gpusched.io/job"
+"""The job's name when it is a valid label value (<= 63 characters), else job_label(name)."""
+ANN_JOB = "gpusched.io/job-name"
+"""The job's full name on every object we create: a derived label value or Service name cannot be
+mapped back, so this is what ties a pod to its GPUJob."""
 LABEL_ATTEMPT = "gpusched.io/attempt"
 LABEL_RANK = "gpusched.io/rank"
 ANN_NODE = "gpusched.io/planned-node"
@@ -112,6 +120,22 @@ class GPUJobSpec(_Camel):
             raise ValueError(f"gpus ({self.gpus}) must be a multiple of gpusPerNode ({self.per_node})")
         return self
 
+    @model_validator(mode="after")
+    def _no_clash(self) -> GPUJobSpec:
+        """The checkpoint volume is added to the template's: a real API server refuses a pod with two
+        volumes of one name or two mounts at one path (422), so say so here, naming the field."""
+        if self.checkpoint.volume is None:
+            return self
+        if any(v.get("name") == CHECKPOINT_VOLUME for v in self.template.volumes):
+            raise ValueError(
+                f"template.volumes: the name {CHECKPOINT_VOLUME!r} is reserved for checkpoint.volume"
+            )
+        if any(m.get("mountPath") == self.checkpoint.mount_path for m in self.template.volume_mounts):
+            raise ValueError(
+                f"template.volumeMounts: {self.checkpoint.mount_path!r} is checkpoint.mountPath already"
+            )
+        return self
+
     @property
     def per_node(self) -> int:
         return self.gpus_per_node or min(self.gpus, 8)
@@ -171,9 +195,74 @@ class GPUJobStatus(_Camel):
     """The planner's last reason code for not scheduling the job (one Unschedulable event per change)."""
 
 
-def pod_name(job: str, attempt: int, rank: int) -> str:
-    return f"{job}-a{attempt}-w{rank}"
+# ------------------------------------------------------------------------------------------ names
+#
+# A GPUJob name is a DNS-1123 subdomain of up to 253 characters (dots allowed, may start with a
+# digit), but a Service name must be a DNS-1035 label (<= 63, starts with a letter, no dots), a pod's
+# subdomain a DNS-1123 label and a label value at most 63 characters. Names that already fit are
+# used as they are (readable, and what earlier versions created); any other is shortened to a
+# readable prefix plus a hash of the full name, as Kueue names its objects: the same job always maps
+# to the same names, so a restarted operator finds what it created.
+
+_HASH_LEN = 8
+DNS1035_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+MAX_LABEL = 63
+MAX_SUBDOMAIN = 253
+
+
+def name_hash(name: str) -> str:
+    """A short stable digest of the full name (never Python's salted hash())."""
+    return hashlib.sha256(name.encode()).hexdigest()[:_HASH_LEN]
+
+
+def _shorten(prefix: str, full: str, limit: int) -> str:
+    """`prefix` cut so that '<prefix>-<hash of full>' fits in limit, ending in an alphanumeric."""
+    head = prefix[: limit - _HASH_LEN - 1].rstrip("-.")
+    return f"{head}-{name_hash(full)}" if head else name_hash(full)
 
 
 def service_name(job: str) -> str:
-    return job
+    """The job's headless Service (and its pods' subdomain): a DNS-1035 label of <= 63 characters.
+
+    `7b-pretrain` -> `j-7b-pretrain-<hash>`, `bert.large` -> `bert-large-<hash>`; a name that is
+    already a DNS-1035 label of <= 63 characters is kept."""
+    if len(job) <= MAX_LABEL and DNS1035_LABEL.match(job):
+        return job
+    base = job.replace(".", "-")
+    if not base[:1].isalpha():
+        base = "j-" + base
+    return _shorten(base, job, MAX_LABEL)
+
+
+def job_label(job: str) -> str:
+    """The value of the gpusched.io/job label: the name itself when it fits in 63 characters."""
+    if len(job) <= MAX_LABEL and LABEL_VALUE.match(job):
+        return job
+    return _shorten(job, job, MAX_LABEL)
+
+
+def pod_name(job: str, attempt: int, rank: int) -> str:
+    """`<job>-a<attempt>-w<rank>`, a DNS-1123 subdomain of <= 253 characters (a long job name is
+    shortened with a hash, so that different long names never share pod names)."""
+    suffix = f"-a{attempt}-w{rank}"
+    if len(job) + len(suffix) <= MAX_SUBDOMAIN:
+        return job + suffix
+    return _shorten(job, job, MAX_SUBDOMAIN - len(suffix)) + suffix
+
+
+def event_name(job: str, unique: str) -> str:
+    """`<job>.<unique>` as client-go names Events, kept a DNS-1123 subdomain of <= 253 characters."""
+    head = job[: MAX_SUBDOMAIN - len(unique) - 1].rstrip("-.")
+    return f"{head}.{unique}"
+
+
+def running_condition(phase: str, reason: str | None, when: str) -> dict[str, str]:
+    """The one condition every status write carries: Running True/False with the phase as reason."""
+    return {
+        "type": "Running",
+        "status": "True" if phase in ("Running", "Succeeded") else "False",
+        "reason": phase,
+        "message": reason or "",
+        "lastTransitionTime": when,
+    }

@@ -1,8 +1,8 @@
 """The objects a started job owns: its headless Service and one worker pod per gpus_per_node GPUs.
 
-Names are deterministic (pod <job>-a<attempt>-w<rank>, Service <job>), so creating them twice is a
-409, never a duplicate; every object carries an owner reference to the GPUJob, so deleting the job
-lets Kubernetes' garbage collector remove them.
+Names are deterministic (pod <job>-a<attempt>-w<rank>, Service <job>; crd.py shortens what a real
+API server would refuse), so creating them twice is a 409, never a duplicate; every object carries
+an owner reference to the GPUJob, so deleting the job lets Kubernetes' garbage collector remove them.
 """
 
 from __future__ import annotations
@@ -12,10 +12,12 @@ from typing import Any
 from gpusched.model import Placement
 from gpusched.scheduler.crd import (
     ANN_GPUS,
+    ANN_JOB,
     ANN_NODE,
     ANN_PLACEMENT,
     ANN_WORLD,
     API_VERSION,
+    CHECKPOINT_VOLUME,
     GPU_RESOURCE,
     KIND,
     LABEL_ATTEMPT,
@@ -25,6 +27,7 @@ from gpusched.scheduler.crd import (
     MANAGED_VALUE,
     SCHEDULER_NAME,
     GPUJobSpec,
+    job_label,
     pod_name,
     service_name,
 )
@@ -60,7 +63,8 @@ def owner_reference(job: Obj) -> Obj:
     }
 
 
-def service_manifest(job: Obj) -> Obj:
+def service_manifest(job: Obj, port: int = 29500) -> Obj:
+    """The headless Service whose DNS name is MASTER_ADDR; `port` is the template's rendezvous port."""
     meta = job["metadata"]
     name = meta["name"]
     return {
@@ -69,15 +73,16 @@ def service_manifest(job: Obj) -> Obj:
         "metadata": {
             "name": service_name(name),
             "namespace": meta.get("namespace", "default"),
-            "labels": {LABEL_MANAGED: MANAGED_VALUE, LABEL_JOB: name},
+            "labels": {LABEL_MANAGED: MANAGED_VALUE, LABEL_JOB: job_label(name)},
+            "annotations": {ANN_JOB: name},
             "ownerReferences": [owner_reference(job)],
         },
         "spec": {
             "clusterIP": "None",
             # Rank 0 must resolve before it is Ready: torchrun's rendezvous is how it becomes ready.
             "publishNotReadyAddresses": True,
-            "selector": {LABEL_JOB: name, LABEL_RANK: "0", LABEL_MANAGED: MANAGED_VALUE},
-            "ports": [{"name": "rendezvous", "port": 29500, "targetPort": 29500}],
+            "selector": {LABEL_JOB: job_label(name), LABEL_RANK: "0", LABEL_MANAGED: MANAGED_VALUE},
+            "ports": [{"name": "rendezvous", "port": port, "targetPort": port}],
         },
     }
 
@@ -115,8 +120,8 @@ def worker_manifest(
     mounts = list(tpl.volume_mounts)
     volumes = list(tpl.volumes)
     if spec.checkpoint.volume is not None:
-        volumes.append({"name": "gpusched-checkpoint", **spec.checkpoint.volume})
-        mounts.append({"name": "gpusched-checkpoint", "mountPath": spec.checkpoint.mount_path})
+        volumes.append({**spec.checkpoint.volume, "name": CHECKPOINT_VOLUME})
+        mounts.append({"name": CHECKPOINT_VOLUME, "mountPath": spec.checkpoint.mount_path})
         env.append({"name": ENV_CHECKPOINT_DIR, "value": f"{spec.checkpoint.mount_path}/{name}"})
     env.extend(tpl.env)
     resources: Obj = {k: dict(v) for k, v in tpl.resources.items() if isinstance(v, dict)}
@@ -161,11 +166,12 @@ def worker_manifest(
             "namespace": ns,
             "labels": {
                 LABEL_MANAGED: MANAGED_VALUE,
-                LABEL_JOB: name,
+                LABEL_JOB: job_label(name),
                 LABEL_ATTEMPT: str(attempt),
                 LABEL_RANK: str(rank),
             },
             "annotations": {
+                ANN_JOB: name,
                 ANN_NODE: node,
                 ANN_WORLD: str(spec.workers),
                 ANN_GPUS: str(per_node),

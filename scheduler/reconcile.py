@@ -25,7 +25,7 @@ from gpusched.scheduler.actions import (
     PatchStatus,
     StartGang,
 )
-from gpusched.scheduler.crd import GPUJobStatus, Progress
+from gpusched.scheduler.crd import GPUJobStatus, Progress, running_condition
 from gpusched.scheduler.kubetime import k8s_time
 from gpusched.scheduler.podspec import rank_nodes, service_manifest, worker_manifest
 from gpusched.scheduler.snapshot import JobView, Snapshot, WorkerPod, done_hours
@@ -76,16 +76,7 @@ def status_patch(job: JobView, now: datetime, **fields: Any) -> Obj | None:
     phase = fields.get("phase", job.status.phase)
     reason = fields.get("reason", job.status.reason)
     if "phase" in patch or "reason" in patch:
-        running = phase in ("Running", "Succeeded")
-        patch["conditions"] = [
-            {
-                "type": "Running",
-                "status": "True" if running else "False",
-                "reason": phase,
-                "message": reason or "",
-                "lastTransitionTime": iso(now),
-            }
-        ]
+        patch["conditions"] = [running_condition(phase, reason, iso(now))]
     return patch
 
 
@@ -385,8 +376,16 @@ def follow_plan(
         if jp.status == "unscheduled":
             why = jp.reason or "not scheduled within the horizon"
             code = jp.reason_code or "unscheduled"
-            _patch(out, job, now, phase=waiting_phase, reason=why, planned_start=None, planned_end=None,
-                   reason_code_seen=code)
+            _patch(
+                out,
+                job,
+                now,
+                phase=waiting_phase,
+                reason=why,
+                planned_start=None,
+                planned_end=None,
+                reason_code_seen=code,
+            )
             if job.status.reason_code_seen != code:
                 out.append(Emit(ref(job), "Warning", "Unschedulable", why))
             continue
@@ -396,7 +395,10 @@ def follow_plan(
             when = _human_start(snap, start)
             end = _human_start(snap, jp.end) if jp.end is not None else None
             before = parse_datetime(job.status.planned_start)
-            if before is not None and abs((before - (now + timedelta(hours=start))).total_seconds()) < REPLAN_JITTER_S:
+            if (
+                before is not None
+                and abs((before - (now + timedelta(hours=start))).total_seconds()) < REPLAN_JITTER_S
+            ):
                 # The same plan seen a few seconds later: do not rewrite every waiting job every round.
                 when, end = job.status.planned_start or when, job.status.planned_end
             _patch(
@@ -464,13 +466,20 @@ def _start(
     # One status write once the gang is bound (not one before and one after): the placement and
     # attempt also live in every pod's labels and annotations, which is what a restart reads.
     then = status_patch(
-        job, snap.now, phase="Running", reason=why, attempt=attempt, gpu_type=gpu_type,
-        placement=[{"node": p.node, "gpus": p.gpus} for p in placement], nodes=nodes,
-        planned_start=job.status.planned_start if resume else started, started_at=started,
+        job,
+        snap.now,
+        phase="Running",
+        reason=why,
+        attempt=attempt,
+        gpu_type=gpu_type,
+        placement=[{"node": p.node, "gpus": p.gpus} for p in placement],
+        nodes=nodes,
+        planned_start=job.status.planned_start if resume else started,
+        started_at=started,
         first_started_at=job.status.first_started_at or started,
     )
     existing = {p.rank for p in job.current_pods() if p.node} if resume else set()
-    out.append(CreateService(ref(job), service_manifest(job.raw)))
+    out.append(CreateService(ref(job), service_manifest(job.raw, job.spec.template.port)))
     pods = [
         (worker_manifest(job.raw, job.spec, attempt, rank, node, placement), node)
         for rank, node in enumerate(ranks)

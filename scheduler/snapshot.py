@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from gpusched.model import Cluster, GpuType, Job, Node, RunningState
 from gpusched.scheduler.crd import (
     ANN_GPUS,
+    ANN_JOB,
     ANN_NODE,
     ANN_PLACEMENT,
     GPU_RESOURCE,
@@ -38,7 +39,6 @@ from gpusched.units import hours_between, parse_datetime
 from gpusched.workload_contract import EXIT_PREEMPTED, WorkloadStatus
 
 Obj = dict[str, Any]
-_NAME = re.compile(r"^[a-z]([-a-z0-9]{0,50}[a-z0-9])?$")
 JobState = Literal[
     "terminal",
     "invalid",
@@ -66,6 +66,8 @@ class SnapshotConfig:
 class WorkerPod:
     name: str
     namespace: str
+    job: str
+    """The owning GPUJob's name: the gpusched.io/job-name annotation (the label may be shortened)."""
     rank: int
     attempt: int
     node: str | None
@@ -213,6 +215,8 @@ def parse_worker(pod: Obj) -> WorkerPod | None:
     return WorkerPod(
         name=meta.get("name", ""),
         namespace=meta.get("namespace", ""),
+        # Pods of versions before the annotation carry the full name in the label.
+        job=ann.get(ANN_JOB) or labels[LABEL_JOB],
         rank=rank,
         attempt=attempt,
         node=(pod.get("spec") or {}).get("nodeName"),
@@ -293,15 +297,19 @@ def _check_key(key: str, term: str) -> str:
     if "/" in key and (not prefix or len(prefix) > 253 or not _DNS_SUBDOMAIN.match(prefix)):
         raise ValueError(f"{term!r}: {prefix!r} is not a DNS subdomain (the label key's prefix)")
     if not _LABEL_NAME.match(name):
-        raise ValueError(f"{term!r}: {name!r} is not a label name (at most 63 of A-Z a-z 0-9 - _ ., "
-                         "starting and ending alphanumeric)")
+        raise ValueError(
+            f"{term!r}: {name!r} is not a label name (at most 63 of A-Z a-z 0-9 - _ ., "
+            "starting and ending alphanumeric)"
+        )
     return key
 
 
 def _check_value(value: str, term: str) -> str:
     if value and not _LABEL_NAME.match(value):
-        raise ValueError(f"{term!r}: {value!r} is not a label value (at most 63 of A-Z a-z 0-9 - _ ., "
-                         "starting and ending alphanumeric)")
+        raise ValueError(
+            f"{term!r}: {value!r} is not a label value (at most 63 of A-Z a-z 0-9 - _ ., "
+            "starting and ending alphanumeric)"
+        )
     return value
 
 
@@ -320,8 +328,9 @@ def parse_label_selector(text: str | None) -> list[SelectorTerm]:
             values = [v.strip() for v in m.group(3).split(",")]
             if not any(values):
                 raise ValueError(f"{term!r}: {m.group(2)} needs at least one value")
-            out.append((_check_key(m.group(1), term), m.group(2),
-                        frozenset(_check_value(v, term) for v in values)))
+            out.append(
+                (_check_key(m.group(1), term), m.group(2), frozenset(_check_value(v, term) for v in values))
+            )
         elif "!=" in term:
             key, value = (p.strip() for p in term.split("!=", 1))
             out.append((_check_key(key, term), "!=", frozenset([_check_value(value, term)])))
@@ -433,18 +442,12 @@ def build_snapshot(
             spec=None,
             status=status,
         )
-        if not _NAME.match(name):
-            jv.error = (
-                f"metadata.name: {name!r} is not a DNS-1035 label of at most 52 characters "
-                "(it names the job's Service and labels its pods)"
-            )
-        else:
-            try:
-                jv.spec = GPUJobSpec.model_validate(gj.get("spec") or {})
-            except ValidationError as exc:
-                err = exc.errors(include_url=False)[0]
-                loc = ".".join(str(p) for p in err.get("loc", ()))
-                jv.error = f"spec.{loc}: {err.get('msg')}" if loc else f"spec: {err.get('msg')}"
+        try:
+            jv.spec = GPUJobSpec.model_validate(gj.get("spec") or {})
+        except ValidationError as exc:
+            err = exc.errors(include_url=False)[0]
+            loc = ".".join(str(p) for p in err.get("loc", ()))
+            jv.error = f"spec.{loc}: {err.get('msg')}" if loc else f"spec: {err.get('msg')}"
         jobs[key] = jv
 
     for pod in pods:
@@ -453,7 +456,7 @@ def build_snapshot(
         worker = parse_worker(pod)
         on_node = str((pod.get("spec") or {}).get("nodeName") or "")
         if worker is not None:
-            owner = jobs.get(f"{worker.namespace}/{(meta.get('labels') or {}).get(LABEL_JOB)}")
+            owner = jobs.get(f"{worker.namespace}/{worker.job}")
             if owner is not None:
                 owner.pods.append(worker)
                 continue
@@ -464,7 +467,7 @@ def build_snapshot(
     for pod in deleted_pods or []:
         worker = parse_worker(pod)
         if worker is not None and worker.workload is not None:
-            holder = jobs.get(f"{worker.namespace}/{(_meta(pod).get('labels') or {}).get(LABEL_JOB)}")
+            holder = jobs.get(f"{worker.namespace}/{worker.job}")
             if holder is not None:
                 holder.final.append(worker)
 

@@ -43,7 +43,7 @@ import pytest
 import yaml
 
 from gpusched.model import GpuType
-from gpusched.scheduler.crd import GROUP, LABEL_JOB, LABEL_MANAGED, MANAGED_VALUE, PLURAL, VERSION
+from gpusched.scheduler.crd import GROUP, LABEL_JOB, LABEL_MANAGED, MANAGED_VALUE, PLURAL, VERSION, job_label
 from gpusched.scheduler.kube import GPUJOBS, GPUNODES, NODES, PODS, Kube, KubeError, load_api_client
 from gpusched.scheduler.kubetime import micro_time, parse_time
 from gpusched.scheduler.operator import Operator, OperatorSettings
@@ -69,7 +69,9 @@ GPU_TYPES = [
 Obj = dict[str, Any]
 
 
-def wait_for(cond: Callable[[], Any], timeout: float = 20.0, what: str = "condition", every: float = 0.05) -> Any:
+def wait_for(
+    cond: Callable[[], Any], timeout: float = 20.0, what: str = "condition", every: float = 0.05
+) -> Any:
     deadline = time.monotonic() + timeout
     last: Any = None
     while time.monotonic() < deadline:
@@ -78,8 +80,6 @@ def wait_for(cond: Callable[[], Any], timeout: float = 20.0, what: str = "condit
             return last
         time.sleep(every)
     raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
-
-
 
 
 def _harness_log(message: str) -> None:
@@ -93,16 +93,26 @@ def ready_conditions(previous: list[Obj] | None = None) -> list[Obj]:
     """The node conditions a healthy kubelet posts, with a fresh heartbeat."""
     now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     before = {c.get("type"): c for c in previous or []}
-    wanted = [("Ready", "True", "KubeletReady", "kubelet is posting ready status"),
-              ("MemoryPressure", "False", "KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
-              ("DiskPressure", "False", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
-              ("PIDPressure", "False", "KubeletHasSufficientPID", "kubelet has sufficient PID available")]
+    wanted = [
+        ("Ready", "True", "KubeletReady", "kubelet is posting ready status"),
+        ("MemoryPressure", "False", "KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
+        ("DiskPressure", "False", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
+        ("PIDPressure", "False", "KubeletHasSufficientPID", "kubelet has sufficient PID available"),
+    ]
     out = []
     for kind, status, reason, message in wanted:
         old = before.get(kind) or {}
         since = old.get("lastTransitionTime") if old.get("status") == status else None
-        out.append({"type": kind, "status": status, "reason": reason, "message": message,
-                    "lastHeartbeatTime": now, "lastTransitionTime": since or now})
+        out.append(
+            {
+                "type": kind,
+                "status": status,
+                "reason": reason,
+                "message": message,
+                "lastHeartbeatTime": now,
+                "lastTransitionTime": since or now,
+            }
+        )
     return out
 
 
@@ -118,9 +128,15 @@ class NodeKeeper:
     Nodes without a machine) is handed to `on_missing`.
     """
 
-    def __init__(self, kube: Kube, renew_every: float = 5.0, refresh_status_every: float = 60.0,
-                 labels: dict[str, str] | None = None, on_missing: Callable[[str], None] | None = None,
-                 remove_taints: bool = True) -> None:
+    def __init__(
+        self,
+        kube: Kube,
+        renew_every: float = 5.0,
+        refresh_status_every: float = 60.0,
+        labels: dict[str, str] | None = None,
+        on_missing: Callable[[str], None] | None = None,
+        remove_taints: bool = True,
+    ) -> None:
         self.kube, self.renew_every, self.refresh_status_every = kube, renew_every, refresh_status_every
         self.remove_taints = remove_taints
         """False: a plain kubelet, which leaves the lifecycle taints to the node lifecycle controller."""
@@ -169,8 +185,9 @@ class NodeKeeper:
                     self.last_error = f"{name}: {exc}"
 
     def beat(self, name: str) -> None:
-        node = self.kube.call("read node", lambda: self.kube.core.read_node(name, _preload_content=False),
-                              ok=(404,))
+        node = self.kube.call(
+            "read node", lambda: self.kube.core.read_node(name, _preload_content=False), ok=(404,)
+        )
         if node.get("_status") == 404:
             with self._lock:
                 known = name in self.nodes
@@ -187,15 +204,28 @@ class NodeKeeper:
         lease = self.kube.read_lease(NODE_LEASE_NAMESPACE, name)
         spec = {"holderIdentity": name, "leaseDurationSeconds": NODE_LEASE_SECONDS, "renewTime": micro_time()}
         if lease.get("_status") == 404:
-            body = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {
-                "name": name, "namespace": NODE_LEASE_NAMESPACE, "labels": dict(self.labels),
-                # As the kubelet's: owned by its Node, so deleting the node deletes the Lease.
-                "ownerReferences": [{"apiVersion": "v1", "kind": "Node", "name": name,
-                                     "uid": node["metadata"]["uid"]}]}, "spec": spec}
+            body = {
+                "apiVersion": "coordination.k8s.io/v1",
+                "kind": "Lease",
+                "metadata": {
+                    "name": name,
+                    "namespace": NODE_LEASE_NAMESPACE,
+                    "labels": dict(self.labels),
+                    # As the kubelet's: owned by its Node, so deleting the node deletes the Lease.
+                    "ownerReferences": [
+                        {"apiVersion": "v1", "kind": "Node", "name": name, "uid": node["metadata"]["uid"]}
+                    ],
+                },
+                "spec": spec,
+            }
             self.kube.create_lease(NODE_LEASE_NAMESPACE, body)  # 409: another beat won; fine
             return
-        body = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": lease["metadata"],
-                "spec": {**(lease.get("spec") or {}), **spec}}
+        body = {
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": lease["metadata"],
+            "spec": {**(lease.get("spec") or {}), **spec},
+        }
         self.kube.replace_lease(NODE_LEASE_NAMESPACE, name, body)  # 409: renewed by the next tick
 
     def _report_status(self, node: Obj) -> None:
@@ -208,9 +238,15 @@ class NodeKeeper:
         if ready is None or ready.get("status") != "True" or due:
             if ready is not None and ready.get("status") != "True":
                 self.repairs.append(f"{name}: Ready={ready.get('status')} ({ready.get('reason')})")
-            self.kube.call("node status", lambda: self.kube.core.patch_node_status(
-                name, {"status": {"conditions": ready_conditions(conditions)}}, _preload_content=False,
-                _content_type="application/merge-patch+json"))
+            self.kube.call(
+                "node status",
+                lambda: self.kube.core.patch_node_status(
+                    name,
+                    {"status": {"conditions": ready_conditions(conditions)}},
+                    _preload_content=False,
+                    _content_type="application/merge-patch+json",
+                ),
+            )
             with self._lock:
                 if name in self.nodes:
                     self.nodes[name] = time.monotonic()
@@ -219,37 +255,73 @@ class NodeKeeper:
         if self.remove_taints and len(keep) != len(taints):
             self.repairs.append(f"{name}: taints {[t.get('key') for t in taints if t not in keep]}")
             # Conditional on the version read: the controller may be writing the node too.
-            patch = {"metadata": {"resourceVersion": node["metadata"]["resourceVersion"]},
-                     "spec": {"taints": keep or None}}
-            self.kube.call("untaint node", lambda: self.kube.core.patch_node(
-                name, patch, _preload_content=False, _content_type="application/merge-patch+json"), ok=(409,))
+            patch = {
+                "metadata": {"resourceVersion": node["metadata"]["resourceVersion"]},
+                "spec": {"taints": keep or None},
+            }
+            self.kube.call(
+                "untaint node",
+                lambda: self.kube.core.patch_node(
+                    name, patch, _preload_content=False, _content_type="application/merge-patch+json"
+                ),
+                ok=(409,),
+            )
 
 
-def node_body(name: str, gpus: int, labels: dict[str, str], annotations: dict[str, str] | None = None,
-              taints: list[Obj] | None = None) -> tuple[Obj, Obj]:
+def node_body(
+    name: str,
+    gpus: int,
+    labels: dict[str, str],
+    annotations: dict[str, str] | None = None,
+    taints: list[Obj] | None = None,
+) -> tuple[Obj, Obj]:
     """A Node as its kubelet would register it, and the status it reports (allocatable, Ready)."""
-    body: Obj = {"apiVersion": "v1", "kind": "Node", "metadata": {
-        "name": name, "labels": {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux", **labels},
-        "annotations": {"node.alpha.kubernetes.io/ttl": "0", **(annotations or {})}}, "spec": {}}
+    body: Obj = {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": name,
+            "labels": {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux", **labels},
+            "annotations": {"node.alpha.kubernetes.io/ttl": "0", **(annotations or {})},
+        },
+        "spec": {},
+    }
     if taints:
         body["spec"]["taints"] = taints
     resources = {"cpu": "64", "memory": "512Gi", "pods": "110"}
     if gpus:
         resources["nvidia.com/gpu"] = str(gpus)
-    status = {"status": {
-        "allocatable": resources, "capacity": resources, "conditions": ready_conditions(),
-        "nodeInfo": {"architecture": "amd64", "operatingSystem": "linux", "kubeletVersion": "fake",
-                     "kubeProxyVersion": "fake", "containerRuntimeVersion": "", "kernelVersion": "",
-                     "osImage": "", "machineID": "", "systemUUID": "", "bootID": ""},
-    }}
+    status = {
+        "status": {
+            "allocatable": resources,
+            "capacity": resources,
+            "conditions": ready_conditions(),
+            "nodeInfo": {
+                "architecture": "amd64",
+                "operatingSystem": "linux",
+                "kubeletVersion": "fake",
+                "kubeProxyVersion": "fake",
+                "containerRuntimeVersion": "",
+                "kernelVersion": "",
+                "osImage": "",
+                "machineID": "",
+                "systemUUID": "",
+                "bootID": "",
+            },
+        }
+    }
     return body, status
 
 
 def register_node(kube: Kube, body: Obj, status: Obj) -> None:
     name = body["metadata"]["name"]
     kube.call("create node", lambda: kube.core.create_node(body, _preload_content=False), ok=(409,))
-    kube.call("node status", lambda: kube.core.patch_node_status(
-        name, status, _preload_content=False, _content_type="application/merge-patch+json"))
+    kube.call(
+        "node status",
+        lambda: kube.core.patch_node_status(
+            name, status, _preload_content=False, _content_type="application/merge-patch+json"
+        ),
+    )
 
 
 # ------------------------------------------------------------------------------------ the kubelet
@@ -264,8 +336,14 @@ class Kubelet:
     API server only removes a bound pod once its kubelet deletes it with grace 0).
     """
 
-    def __init__(self, kube: Kube, namespace: str, nodes: list[str] | None = None, checkpoint_step: int = 120,
-                 total_steps: int = 1000) -> None:
+    def __init__(
+        self,
+        kube: Kube,
+        namespace: str,
+        nodes: list[str] | None = None,
+        checkpoint_step: int = 120,
+        total_steps: int = 1000,
+    ) -> None:
         self.kube, self.namespace = kube, namespace
         self.nodes = nodes
         """The nodes this kubelet runs (None: any)."""
@@ -280,19 +358,43 @@ class Kubelet:
         return self
 
     def _status(self, name: str, body: Obj) -> None:
-        self.kube.call("kubelet patch", lambda: self.kube.core.patch_namespaced_pod_status(
-            name, self.namespace, body, _preload_content=False,
-            _content_type="application/merge-patch+json"), ok=(404, 409))
+        self.kube.call(
+            "kubelet patch",
+            lambda: self.kube.core.patch_namespaced_pod_status(
+                name,
+                self.namespace,
+                body,
+                _preload_content=False,
+                _content_type="application/merge-patch+json",
+            ),
+            ok=(404, 409),
+        )
 
     def terminate(self, pod: Obj, phase: str, code: int, message: str) -> None:
-        self._status(pod["metadata"]["name"], {"status": {
-            "phase": phase,
-            "containerStatuses": [{
-                "name": "worker", "ready": False, "restartCount": 0, "image": "x", "imageID": "",
-                "state": {"terminated": {"exitCode": code, "reason": "Completed" if code == 0 else "Error",
-                                         "message": message}},
-            }],
-        }})
+        self._status(
+            pod["metadata"]["name"],
+            {
+                "status": {
+                    "phase": phase,
+                    "containerStatuses": [
+                        {
+                            "name": "worker",
+                            "ready": False,
+                            "restartCount": 0,
+                            "image": "x",
+                            "imageID": "",
+                            "state": {
+                                "terminated": {
+                                    "exitCode": code,
+                                    "reason": "Completed" if code == 0 else "Error",
+                                    "message": message,
+                                }
+                            },
+                        }
+                    ],
+                }
+            },
+        )
 
     def _loop(self) -> None:
         while not self.stop.is_set():
@@ -313,19 +415,41 @@ class Kubelet:
                 try:
                     if meta.get("deletionTimestamp"):
                         if status.get("phase") not in ("Succeeded", "Failed"):
-                            report = WorkloadStatus(state="preempted", step=self.checkpoint_step + 3,
-                                                    total_steps=self.total_steps,
-                                                    last_checkpoint_step=self.checkpoint_step)
+                            report = WorkloadStatus(
+                                state="preempted",
+                                step=self.checkpoint_step + 3,
+                                total_steps=self.total_steps,
+                                last_checkpoint_step=self.checkpoint_step,
+                            )
                             self.terminate(pod, "Failed", EXIT_PREEMPTED, report.model_dump_json())
                             self.terminated.append(name)
                         self.kube.delete_pod(self.namespace, name, 0)
                     elif node and status.get("phase") == "Pending":
                         # Conditional on the version read: a test may have finished the pod meanwhile,
                         # and a terminated container must never be reported running again.
-                        self._status(name, {"metadata": {"resourceVersion": meta["resourceVersion"]},
-                                            "status": {"phase": "Running", "containerStatuses": [{
-                            "name": "worker", "ready": True, "restartCount": 0, "image": "x", "imageID": "",
-                            "state": {"running": {"startedAt": datetime.now(timezone.utc).isoformat()}}}]}})
+                        self._status(
+                            name,
+                            {
+                                "metadata": {"resourceVersion": meta["resourceVersion"]},
+                                "status": {
+                                    "phase": "Running",
+                                    "containerStatuses": [
+                                        {
+                                            "name": "worker",
+                                            "ready": True,
+                                            "restartCount": 0,
+                                            "image": "x",
+                                            "imageID": "",
+                                            "state": {
+                                                "running": {
+                                                    "startedAt": datetime.now(timezone.utc).isoformat()
+                                                }
+                                            },
+                                        }
+                                    ],
+                                },
+                            },
+                        )
                 except Exception:
                     continue
             time.sleep(0.05)
@@ -356,8 +480,13 @@ def install_crds(kube: Kube, timeout: float = 60.0) -> list[str]:
                 current = kube.request("read crd", "GET", f"{base}/{name}")
                 if current.get("spec") == doc["spec"]:
                     break
-                body = {**doc, "metadata": {**doc["metadata"],
-                                            "resourceVersion": current["metadata"]["resourceVersion"]}}
+                body = {
+                    **doc,
+                    "metadata": {
+                        **doc["metadata"],
+                        "resourceVersion": current["metadata"]["resourceVersion"],
+                    },
+                }
                 if "_status" not in kube.request("replace crd", "PUT", f"{base}/{name}", body, ok=(409,)):
                     break
 
@@ -388,8 +517,9 @@ def install_crds(kube: Kube, timeout: float = 60.0) -> list[str]:
     return names
 
 
-def ensure_namespace(kube: Kube, namespace: str, labels: dict[str, str] | None = None,
-                     service_account: bool = True) -> None:
+def ensure_namespace(
+    kube: Kube, namespace: str, labels: dict[str, str] | None = None, service_account: bool = True
+) -> None:
     """The namespace and its `default` ServiceAccount, which pod admission insists on.
 
     On a full cluster the controller-manager creates the ServiceAccount a moment after the namespace
@@ -400,9 +530,16 @@ def ensure_namespace(kube: Kube, namespace: str, labels: dict[str, str] | None =
     kube.call("create ns", lambda: kube.core.create_namespace(body, _preload_content=False), ok=(409,))
     if not service_account:
         return
-    sa = {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default", "namespace": namespace}}
-    kube.call("create sa", lambda: kube.core.create_namespaced_service_account(
-        namespace, sa, _preload_content=False), ok=(409,))
+    sa = {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": {"name": "default", "namespace": namespace},
+    }
+    kube.call(
+        "create sa",
+        lambda: kube.core.create_namespaced_service_account(namespace, sa, _preload_content=False),
+        ok=(409,),
+    )
 
 
 def force_delete_pods(kube: Kube, namespace: str) -> None:
@@ -415,14 +552,23 @@ def force_delete_pods(kube: Kube, namespace: str) -> None:
 def delete_node_objects(kube: Kube, node: str) -> None:
     """A fake node, its GPUNode and its node Lease."""
     kube.call("delete node", lambda: kube.core.delete_node(node, _preload_content=False), ok=(404,))
-    kube.call("delete gpunode", lambda: kube.custom.delete_cluster_custom_object(
-        GROUP, VERSION, "gpunodes", node, _preload_content=False), ok=(404,))
-    kube.call("delete node lease", lambda: kube.coordination.delete_namespaced_lease(
-        node, NODE_LEASE_NAMESPACE, _preload_content=False), ok=(404,))
+    kube.call(
+        "delete gpunode",
+        lambda: kube.custom.delete_cluster_custom_object(
+            GROUP, VERSION, "gpunodes", node, _preload_content=False
+        ),
+        ok=(404,),
+    )
+    kube.call(
+        "delete node lease",
+        lambda: kube.coordination.delete_namespaced_lease(node, NODE_LEASE_NAMESPACE, _preload_content=False),
+        ok=(404,),
+    )
 
 
-def sweep_stale_runs(kube: Kube, keep: str, dead_after_s: float = 3 * NODE_LEASE_SECONDS,
-                     namespace_min_age_s: float = 600.0) -> list[str]:
+def sweep_stale_runs(
+    kube: Kube, keep: str, dead_after_s: float = 3 * NODE_LEASE_SECONDS, namespace_min_age_s: float = 600.0
+) -> list[str]:
     """Delete what aborted runs left (their fake nodes would otherwise go NotReady, get tainted and
     linger): nodes labelled gpusched.io/e2e whose Lease has not been renewed for dead_after_s, and
     namespaces labelled gpusched.io/e2e of runs with no live node, older than namespace_min_age_s (a
@@ -437,7 +583,9 @@ def sweep_stale_runs(kube: Kube, keep: str, dead_after_s: float = 3 * NODE_LEASE
         if run == keep:
             continue
         lease = kube.read_lease(NODE_LEASE_NAMESPACE, meta["name"])
-        last = parse_time((lease.get("spec") or {}).get("renewTime")) or parse_time(meta.get("creationTimestamp"))
+        last = parse_time((lease.get("spec") or {}).get("renewTime")) or parse_time(
+            meta.get("creationTimestamp")
+        )
         if last is not None and (now - last).total_seconds() < dead_after_s:
             alive.add(run)
             continue
@@ -445,8 +593,15 @@ def sweep_stale_runs(kube: Kube, keep: str, dead_after_s: float = 3 * NODE_LEASE
         removed.append(f"node/{meta['name']}")
     # GPUNodes and node Leases whose Node is already gone (a cleanup cut short).
     gpunodes, _ = kube.list(GPUNODES, None, E2E_LABEL)
-    leases = kube.call("list leases", lambda: kube.coordination.list_namespaced_lease(
-        NODE_LEASE_NAMESPACE, label_selector=E2E_LABEL, _preload_content=False)).get("items") or []
+    leases = (
+        kube.call(
+            "list leases",
+            lambda: kube.coordination.list_namespaced_lease(
+                NODE_LEASE_NAMESPACE, label_selector=E2E_LABEL, _preload_content=False
+            ),
+        ).get("items")
+        or []
+    )
     nodes_left = {n["metadata"]["name"] for n in nodes} - {r.split("/", 1)[1] for r in removed}
     for obj, kind in [(g, "gpunode") for g in gpunodes] + [(le, "lease") for le in leases]:
         meta = obj["metadata"]
@@ -455,7 +610,9 @@ def sweep_stale_runs(kube: Kube, keep: str, dead_after_s: float = 3 * NODE_LEASE
             continue
         delete_node_objects(kube, meta["name"])
         removed.append(f"{kind}/{meta['name']}")
-    data = kube.call("list ns", lambda: kube.core.list_namespace(label_selector=E2E_LABEL, _preload_content=False))
+    data = kube.call(
+        "list ns", lambda: kube.core.list_namespace(label_selector=E2E_LABEL, _preload_content=False)
+    )
     for ns in data.get("items") or []:
         meta = ns["metadata"]
         run = (meta.get("labels") or {}).get(E2E_LABEL, "")
@@ -465,8 +622,11 @@ def sweep_stale_runs(kube: Kube, keep: str, dead_after_s: float = 3 * NODE_LEASE
         if created is not None and (now - created).total_seconds() < namespace_min_age_s:
             continue
         force_delete_pods(kube, meta["name"])
-        kube.call("delete ns", lambda n=meta["name"]: kube.core.delete_namespace(n, _preload_content=False),
-                  ok=(404,))
+        kube.call(
+            "delete ns",
+            lambda n=meta["name"]: kube.core.delete_namespace(n, _preload_content=False),
+            ok=(404,),
+        )
         removed.append(f"namespace/{meta['name']}")
     return removed
 
@@ -478,8 +638,16 @@ class Harness:
     GPU = GPU
     wait_for = staticmethod(wait_for)
 
-    def __init__(self, kubeconfig: str, namespace: str, fake: FakeKubeAPI | None, tmp: Path, run_id: str,
-                 operator_kubeconfig: str | None = None, renew_every: float = 5.0) -> None:
+    def __init__(
+        self,
+        kubeconfig: str,
+        namespace: str,
+        fake: FakeKubeAPI | None,
+        tmp: Path,
+        run_id: str,
+        operator_kubeconfig: str | None = None,
+        renew_every: float = 5.0,
+    ) -> None:
         self.kubeconfig, self.namespace, self.fake, self.tmp = kubeconfig, namespace, fake, tmp
         self.run_id = run_id
         self.operator_kubeconfig = operator_kubeconfig or kubeconfig
@@ -490,8 +658,12 @@ class Harness:
         """What the operator runs with: only this run's fake nodes, never the cluster's own."""
         self.nodes: list[str] = []
         self._node_specs: dict[str, tuple[int, str]] = {}
-        self.keeper = NodeKeeper(Kube(load_api_client(kubeconfig), max_attempts=3), renew_every,
-                                 labels={E2E_LABEL: run_id}, on_missing=self._recreate_node).start()
+        self.keeper = NodeKeeper(
+            Kube(load_api_client(kubeconfig), max_attempts=3),
+            renew_every,
+            labels={E2E_LABEL: run_id},
+            on_missing=self._recreate_node,
+        ).start()
         self.kubelet = Kubelet(self.kube, namespace, self.nodes).start()
         self.operators: list[tuple[Operator, threading.Thread]] = []
         self.processes: list[subprocess.Popen[bytes]] = []
@@ -500,8 +672,14 @@ class Harness:
         """Tests that let a node die set this; otherwise an evicted test pod fails the test."""
 
     @classmethod
-    def open(cls, kubeconfig: str, fake: FakeKubeAPI | None, tmp: Path, operator_kubeconfig: str | None = None,
-             renew_every: float = 5.0) -> Harness:
+    def open(
+        cls,
+        kubeconfig: str,
+        fake: FakeKubeAPI | None,
+        tmp: Path,
+        operator_kubeconfig: str | None = None,
+        renew_every: float = 5.0,
+    ) -> Harness:
         """Prepare the cluster (CRDs, leftovers, namespace + ServiceAccount), then the harness."""
         run_id = uuid.uuid4().hex[:6]
         kube = Kube(load_api_client(kubeconfig))
@@ -529,74 +707,151 @@ class Harness:
     def _register(self, full: str) -> None:
         gpus, gpu_type = self._node_specs[full]
         annotations = {"kwok.x-k8s.io/node": "fake"} if E2E_KWOK else {}
-        body, status = node_body(full, gpus, {"gpusched.io/gpu-type": gpu_type, E2E_LABEL: self.run_id},
-                                 annotations)
+        body, status = node_body(
+            full, gpus, {"gpusched.io/gpu-type": gpu_type, E2E_LABEL: self.run_id}, annotations
+        )
         register_node(self.kube, body, status)
 
     def _recreate_node(self, full: str) -> None:
         if not self.closed and full in self._node_specs:
             self._register(full)
 
-    def set_gpu_health(self, node: str, gpus: int = 8, unhealthy: tuple[int, ...] = (), age_s: float = 0) -> None:
+    def set_gpu_health(
+        self, node: str, gpus: int = 8, unhealthy: tuple[int, ...] = (), age_s: float = 0
+    ) -> None:
         """Publish the agent's GPUNode status for a node, as `gpusched agent` does."""
         stamp = (datetime.now(timezone.utc) - timedelta(seconds=age_s)).isoformat()
         status = {
-            "node": node, "timestamp": stamp, "agentVersion": "test",
-            "gpus": [{"index": i, "uuid": f"GPU-{node}-{i}", "name": "NVIDIA H100 80GB HBM3",
-                      "memoryTotalMib": 81559, "health": "unhealthy" if i in unhealthy else "healthy",
-                      "healthReasons": ["XID 79: GPU has fallen off the bus"] if i in unhealthy else []}
-                     for i in range(gpus)],
+            "node": node,
+            "timestamp": stamp,
+            "agentVersion": "test",
+            "gpus": [
+                {
+                    "index": i,
+                    "uuid": f"GPU-{node}-{i}",
+                    "name": "NVIDIA H100 80GB HBM3",
+                    "memoryTotalMib": 81559,
+                    "health": "unhealthy" if i in unhealthy else "healthy",
+                    "healthReasons": ["XID 79: GPU has fallen off the bus"] if i in unhealthy else [],
+                }
+                for i in range(gpus)
+            ],
         }
-        body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "GPUNode",
-                "metadata": {"name": node, "labels": {E2E_LABEL: self.run_id}}}
-        self.kube.call("create gpunode", lambda: self.kube.custom.create_cluster_custom_object(
-            GROUP, VERSION, "gpunodes", body, _preload_content=False), ok=(409,))
-        self.kube.call("gpunode status", lambda: self.kube.custom.patch_cluster_custom_object_status(
-            GROUP, VERSION, "gpunodes", node, {"status": status}, _preload_content=False,
-            _content_type="application/merge-patch+json"))
+        body = {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "GPUNode",
+            "metadata": {"name": node, "labels": {E2E_LABEL: self.run_id}},
+        }
+        self.kube.call(
+            "create gpunode",
+            lambda: self.kube.custom.create_cluster_custom_object(
+                GROUP, VERSION, "gpunodes", body, _preload_content=False
+            ),
+            ok=(409,),
+        )
+        self.kube.call(
+            "gpunode status",
+            lambda: self.kube.custom.patch_cluster_custom_object_status(
+                GROUP,
+                VERSION,
+                "gpunodes",
+                node,
+                {"status": status},
+                _preload_content=False,
+                _content_type="application/merge-patch+json",
+            ),
+        )
 
     def add_foreign_pod(self, name: str, node: str, gpus: int) -> None:
         """A pod gpusched does not manage, holding GPUs on a node."""
-        body = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": self.namespace},
-                "spec": {"nodeName": node, "containers": [{"name": "c", "image": "busybox",
-                                                           "resources": {"limits": {"nvidia.com/gpu": str(gpus)}}}]}}
-        self.kube.call("create pod", lambda: self.kube.core.create_namespaced_pod(
-            self.namespace, body, _preload_content=False))
+        body = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": name, "namespace": self.namespace},
+            "spec": {
+                "nodeName": node,
+                "containers": [
+                    {"name": "c", "image": "busybox", "resources": {"limits": {"nvidia.com/gpu": str(gpus)}}}
+                ],
+            },
+        }
+        self.kube.call(
+            "create pod",
+            lambda: self.kube.core.create_namespaced_pod(self.namespace, body, _preload_content=False),
+        )
 
-    def submit(self, name: str, gpus: int, per_node: int | None = None, priority: float = 1.0,
-               preemptible: bool = False, duration: str = "2h", max_restarts: int = 3, grace: int = 30,
-               gpu_types: list[str] | None = None, team: str = "research") -> Obj:
-        spec: Obj = {"gpus": gpus, "priority": priority, "preemptible": preemptible, "team": team,
-                     "work": {"duration": duration}, "maxRestarts": max_restarts,
-                     "checkpoint": {"gracePeriodSeconds": grace, "interval": "30m",
-                                    "volume": {"persistentVolumeClaim": {"claimName": "ckpt"}}},
-                     "template": {"image": "ghcr.io/gpusched/workload:0.1.0", "args": ["--steps", "1000"]}}
+    def submit(
+        self,
+        name: str,
+        gpus: int,
+        per_node: int | None = None,
+        priority: float = 1.0,
+        preemptible: bool = False,
+        duration: str = "2h",
+        max_restarts: int = 3,
+        grace: int = 30,
+        gpu_types: list[str] | None = None,
+        team: str = "research",
+        template: Obj | None = None,
+    ) -> Obj:
+        spec: Obj = {
+            "gpus": gpus,
+            "priority": priority,
+            "preemptible": preemptible,
+            "team": team,
+            "work": {"duration": duration},
+            "maxRestarts": max_restarts,
+            "checkpoint": {
+                "gracePeriodSeconds": grace,
+                "interval": "30m",
+                "volume": {"persistentVolumeClaim": {"claimName": "ckpt"}},
+            },
+            "template": {
+                "image": "ghcr.io/gpusched/workload:0.1.0",
+                "args": ["--steps", "1000"],
+                **(template or {}),
+            },
+        }
         if per_node is not None:
             spec["gpusPerNode"] = per_node
         if gpu_types is not None:
             spec["gpuTypes"] = gpu_types
-        body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "GPUJob",
-                "metadata": {"name": name, "namespace": self.namespace}, "spec": spec}
-        return self.kube.call("create gpujob", lambda: self.kube.custom.create_namespaced_custom_object(
-            GROUP, VERSION, self.namespace, PLURAL, body, _preload_content=False))
+        body = {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "GPUJob",
+            "metadata": {"name": name, "namespace": self.namespace},
+            "spec": spec,
+        }
+        return self.kube.call(
+            "create gpujob",
+            lambda: self.kube.custom.create_namespaced_custom_object(
+                GROUP, VERSION, self.namespace, PLURAL, body, _preload_content=False
+            ),
+        )
 
     # ------------------------------------------------------------------ reading
 
     def job(self, name: str) -> Obj:
-        return self.kube.call("get gpujob", lambda: self.kube.custom.get_namespaced_custom_object(
-            GROUP, VERSION, self.namespace, PLURAL, name, _preload_content=False))
+        return self.kube.call(
+            "get gpujob",
+            lambda: self.kube.custom.get_namespaced_custom_object(
+                GROUP, VERSION, self.namespace, PLURAL, name, _preload_content=False
+            ),
+        )
 
     def phase(self, name: str) -> str | None:
         return (self.job(name).get("status") or {}).get("phase")
 
     def pods(self, job: str | None = None) -> list[Obj]:
-        sel = f"{LABEL_MANAGED}={MANAGED_VALUE}" + (f",{LABEL_JOB}={job}" if job else "")
+        sel = f"{LABEL_MANAGED}={MANAGED_VALUE}" + (f",{LABEL_JOB}={job_label(job)}" if job else "")
         pods, _ = self.kube.list(PODS, self.namespace, sel)
         return pods
 
     def events(self, job: str) -> list[Obj]:
-        data = self.kube.call("list events", lambda: self.kube.core.list_namespaced_event(
-            self.namespace, _preload_content=False))
+        data = self.kube.call(
+            "list events",
+            lambda: self.kube.core.list_namespaced_event(self.namespace, _preload_content=False),
+        )
         return [e for e in data.get("items", []) if (e.get("involvedObject") or {}).get("name") == job]
 
     def wait_phase(self, name: str, phase: str, timeout: float = 20.0) -> Obj:
@@ -606,21 +861,35 @@ class Harness:
     def finish(self, job: str) -> None:
         for pod in self.pods(job):
             if not pod["metadata"].get("deletionTimestamp"):
-                self.kubelet.terminate(pod, "Succeeded", 0, WorkloadStatus(state="finished", step=1000,
-                                       total_steps=1000, last_checkpoint_step=1000).model_dump_json())
+                self.kubelet.terminate(
+                    pod,
+                    "Succeeded",
+                    0,
+                    WorkloadStatus(
+                        state="finished", step=1000, total_steps=1000, last_checkpoint_step=1000
+                    ).model_dump_json(),
+                )
 
     def crash(self, job: str, message: str = "CUDA error: an illegal memory access was encountered") -> None:
         pod = sorted(self.pods(job), key=lambda p: p["metadata"]["name"])[0]
-        self.kubelet.terminate(pod, "Failed", 1, WorkloadStatus(state="failed", step=10, message=message)
-                               .model_dump_json())
+        self.kubelet.terminate(
+            pod, "Failed", 1, WorkloadStatus(state="failed", step=10, message=message).model_dump_json()
+        )
 
     def foreign_bindings(self) -> list[str]:
         """Test pods placed on nodes that are not this run's: must never happen (--node-selector)."""
-        found = [f"{p['metadata']['name']} on {p['spec']['nodeName']}" for p in self.pods()
-                 if (p.get("spec") or {}).get("nodeName") not in (None, *self.nodes)]
+        found = [
+            f"{p['metadata']['name']} on {p['spec']['nodeName']}"
+            for p in self.pods()
+            if (p.get("spec") or {}).get("nodeName") not in (None, *self.nodes)
+        ]
         if self.fake is not None:  # every binding ever made, including pods deleted since
             for method, path, _ctype, body in list(self.fake.log):
-                if method == "POST" and path.endswith("/binding") and f"/namespaces/{self.namespace}/" in path:
+                if (
+                    method == "POST"
+                    and path.endswith("/binding")
+                    and f"/namespaces/{self.namespace}/" in path
+                ):
                     target = ((body or {}).get("target") or {}).get("name")
                     if target not in self.nodes:
                         found.append(f"{path} -> {target}")
@@ -630,10 +899,23 @@ class Harness:
 
     def settings(self, **overrides: Any) -> OperatorSettings:
         base: dict[str, Any] = dict(
-            gpu_types=GPU_TYPES, namespace=self.namespace, node_selector=self.node_selector, replan_interval=2.0,
-            debounce=0.2, max_debounce=1.0, policy="jct", horizon=24.0, slot=0.25, time_limit=5.0,
-            fast_time_limit=5.0, lease_namespace=self.namespace, lease_name=f"gpusched-{uuid.uuid4().hex[:6]}",
-            lease_seconds=4, watch_timeout=30, backoff_base_s=0.3, apply_workers=4,
+            gpu_types=GPU_TYPES,
+            namespace=self.namespace,
+            node_selector=self.node_selector,
+            replan_interval=2.0,
+            debounce=0.2,
+            max_debounce=1.0,
+            policy="jct",
+            horizon=24.0,
+            slot=0.25,
+            time_limit=5.0,
+            fast_time_limit=5.0,
+            lease_namespace=self.namespace,
+            lease_name=f"gpusched-{uuid.uuid4().hex[:6]}",
+            lease_seconds=4,
+            watch_timeout=30,
+            backoff_base_s=0.3,
+            apply_workers=4,
         )
         base.update(overrides)
         return OperatorSettings(**base)
@@ -658,11 +940,34 @@ class Harness:
 
     def spawn_operator(self, lease_name: str) -> subprocess.Popen[bytes]:
         """`gpusched operator` as a separate process, to be killed with SIGKILL."""
-        cmd = [sys.executable, "-c", "from gpusched.cli import main; main()", "operator",
-               "--kubeconfig", self.operator_kubeconfig, "--cluster-config", str(self.cluster_file()),
-               "--namespace", self.namespace, "--node-selector", self.node_selector, "--replan-interval", "2s",
-               "--metrics-port", "0", "--lease-namespace", self.namespace, "--time-limit", "5",
-               "--log-level", "warning", "--lease-name", lease_name, "--lease-duration", "3"]
+        cmd = [
+            sys.executable,
+            "-c",
+            "from gpusched.cli import main; main()",
+            "operator",
+            "--kubeconfig",
+            self.operator_kubeconfig,
+            "--cluster-config",
+            str(self.cluster_file()),
+            "--namespace",
+            self.namespace,
+            "--node-selector",
+            self.node_selector,
+            "--replan-interval",
+            "2s",
+            "--metrics-port",
+            "0",
+            "--lease-namespace",
+            self.namespace,
+            "--time-limit",
+            "5",
+            "--log-level",
+            "warning",
+            "--lease-name",
+            lease_name,
+            "--lease-duration",
+            "3",
+        ]
         proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         self.processes.append(proc)
         return proc
@@ -698,7 +1003,9 @@ class Harness:
             self.keeper.stop()
             self.cleanup()
         assert not foreign, f"test workers were placed on nodes outside --node-selector: {foreign}"
-        assert not evicted, f"the node lifecycle controller evicted test pods (fake nodes not kept alive): {evicted}"
+        assert not evicted, (
+            f"the node lifecycle controller evicted test pods (fake nodes not kept alive): {evicted}"
+        )
 
     def cleanup(self) -> list[str]:
         kube = Kube(load_api_client(self.kubeconfig), max_attempts=3)
@@ -711,10 +1018,24 @@ class Harness:
                 problems.append(f"{what}: {exc}")
 
         attempt("delete pods", lambda: force_delete_pods(kube, self.namespace))
-        attempt("delete gpujobs", lambda: kube.call("delete gpujobs", lambda: kube.custom.delete_collection_namespaced_custom_object(
-            GROUP, VERSION, self.namespace, PLURAL, _preload_content=False), ok=(404, 405)))
-        attempt("delete namespace", lambda: kube.call("delete ns", lambda: kube.core.delete_namespace(
-            self.namespace, _preload_content=False), ok=(404,)))
+        attempt(
+            "delete gpujobs",
+            lambda: kube.call(
+                "delete gpujobs",
+                lambda: kube.custom.delete_collection_namespaced_custom_object(
+                    GROUP, VERSION, self.namespace, PLURAL, _preload_content=False
+                ),
+                ok=(404, 405),
+            ),
+        )
+        attempt(
+            "delete namespace",
+            lambda: kube.call(
+                "delete ns",
+                lambda: kube.core.delete_namespace(self.namespace, _preload_content=False),
+                ok=(404,),
+            ),
+        )
         for node in self.nodes:
             attempt(f"delete node {node}", lambda n=node: delete_node_objects(kube, n))
         for problem in problems:
@@ -732,8 +1053,12 @@ kind-style control plane and a real GPU node (of the very type the tests ask for
 
 def _seed_cluster_nodes(kube: Kube, renew_every: float) -> NodeKeeper:
     control, gpu = CLUSTER_NODES
-    body, status = node_body(control, 0, {"node-role.kubernetes.io/control-plane": ""},
-                             taints=[{"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}])
+    body, status = node_body(
+        control,
+        0,
+        {"node-role.kubernetes.io/control-plane": ""},
+        taints=[{"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}],
+    )
     register_node(kube, body, status)
     body, status = node_body(gpu, 8, {"gpusched.io/gpu-type": GPU})
     register_node(kube, body, status)
@@ -748,9 +1073,17 @@ def e2e() -> SimpleNamespace:
     """This module's helpers for tests (conftest.py cannot be imported by name: the solver tests'
     conftest is on the import path too)."""
     return SimpleNamespace(
-        stand_in_harness=stand_in_harness, install_crds=install_crds, ensure_namespace=ensure_namespace,
-        sweep_stale_runs=sweep_stale_runs, node_body=node_body, register_node=register_node, wait_for=wait_for,
-        E2E_LABEL=E2E_LABEL, NODE_LEASE_NAMESPACE=NODE_LEASE_NAMESPACE, CLUSTER_NODES=CLUSTER_NODES, ROOT=ROOT,
+        stand_in_harness=stand_in_harness,
+        install_crds=install_crds,
+        ensure_namespace=ensure_namespace,
+        sweep_stale_runs=sweep_stale_runs,
+        node_body=node_body,
+        register_node=register_node,
+        wait_for=wait_for,
+        E2E_LABEL=E2E_LABEL,
+        NODE_LEASE_NAMESPACE=NODE_LEASE_NAMESPACE,
+        CLUSTER_NODES=CLUSTER_NODES,
+        ROOT=ROOT,
     )
 
 
@@ -769,8 +1102,12 @@ def stand_in_harness(tmp_path: Path, **flags: Any) -> Iterator[Harness]:
         admin = api.write_kubeconfig(str(tmp_path / "kubeconfig"), token="harness")
         operator = api.write_kubeconfig(str(tmp_path / "operator-kubeconfig"), token="operator")
         renew_every = min(0.5, float(settings.get("node_grace_s", 40.0)) / 4)
-        cluster = _seed_cluster_nodes(Kube(load_api_client(api.write_kubeconfig(
-            str(tmp_path / "kubelets-kubeconfig"), token="kubelets"))), renew_every)
+        cluster = _seed_cluster_nodes(
+            Kube(
+                load_api_client(api.write_kubeconfig(str(tmp_path / "kubelets-kubeconfig"), token="kubelets"))
+            ),
+            renew_every,
+        )
         try:
             h = Harness.open(admin, api, tmp_path, operator_kubeconfig=operator, renew_every=renew_every)
             try:
