@@ -140,8 +140,12 @@ class Informer:
                     self.relist()
                     need_list = False
                 for event in self.kube.watch(
-                    self.kind, self.resource_version, self.namespace, self.watch_timeout,
-                    label_selector=self.label_selector, stop=self.stop_event,
+                    self.kind,
+                    self.resource_version,
+                    self.namespace,
+                    self.watch_timeout,
+                    label_selector=self.label_selector,
+                    stop=self.stop_event,
                 ):
                     self._apply(event)
                 backoff = 0.2

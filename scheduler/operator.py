@@ -54,7 +54,9 @@ class OperatorSettings:
     leader_election: bool = True
     lease_namespace: str = "default"
     lease_name: str = "gpusched-operator"
-    identity: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}")
+    identity: str = field(
+        default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    )
     lease_seconds: int = 15
     metrics_port: int | None = None
     apply_workers: int = 16
@@ -124,8 +126,11 @@ class Operator:
     # ------------------------------------------------------------------ one round
 
     def snapshot(self, now: datetime | None = None) -> Snapshot:
-        cfg = SnapshotConfig(gpu_types=self.settings.gpu_types, stale_after=self.settings.stale_after,
-                             node_selector=self.settings.node_selector)
+        cfg = SnapshotConfig(
+            gpu_types=self.settings.gpu_types,
+            stale_after=self.settings.stale_after,
+            node_selector=self.settings.node_selector,
+        )
         return build_snapshot(
             self.jobs.items(),
             self.pods.items(),
@@ -304,8 +309,11 @@ def _someone_waits(report: RoundReport) -> bool:
     if report.plan is None:
         return False
     jobs = {j.key: j.planner_job for j in report.snapshot.jobs.values() if j.planner_job is not None}
-    waiting = [jobs[jp.job].priority for jp in report.plan.jobs
-               if jp.job in jobs and jp.status != "running" and not jp.placement]
+    waiting = [
+        jobs[jp.job].priority
+        for jp in report.plan.jobs
+        if jp.job in jobs and jp.status != "running" and not jp.placement
+    ]
     victims = [j.priority for j in jobs.values() if j.running is not None and j.preemptible]
     return bool(waiting and victims and max(waiting) > min(victims))
 

@@ -76,7 +76,7 @@ def render_template(text: str, ctx: Obj) -> str:
     tokens: list[tuple[str, str]] = []
     pos = 0
     for m in _ACTION.finditer(text):
-        before = text[pos:m.start()]
+        before = text[pos : m.start()]
         if m.group(1):
             before = before.rstrip(" \t\n")
         tokens.append(("text", before))
@@ -116,7 +116,9 @@ def render_chart(values: Obj | None = None, namespace: str = "gpusched-system") 
     if helm is not None and values is None:
         text = subprocess.run(
             [helm, "template", "gpusched", str(CHART), "-n", namespace, "--include-crds"],
-            check=True, capture_output=True, text=True,
+            check=True,
+            capture_output=True,
+            text=True,
         ).stdout
         return [d for d in yaml.safe_load_all(text) if d]
     ctx = {
@@ -171,23 +173,40 @@ def validate_with_client_models(obj: Obj) -> None:
 
 
 def validate_with_schemas(obj: Obj) -> None:
-    kv = pytest.importorskip("kubernetes_validate", reason="kubernetes-validate is not installed "
-                             "(pip install kubernetes-validate) - the OpenAPI-schema check did not run")
+    kv = pytest.importorskip(
+        "kubernetes_validate",
+        reason="kubernetes-validate is not installed "
+        "(pip install kubernetes-validate) - the OpenAPI-schema check did not run",
+    )
     kv.validate(copy.deepcopy(obj), "1.31", strict=True)
 
 
 def _worker_objects() -> list[Obj]:
     job = {"metadata": {"name": "llm", "namespace": "ml", "uid": "u-1"}}
-    spec = GPUJobSpec.model_validate({
-        "gpus": 16, "gpusPerNode": 8, "work": {"duration": "6h"},
-        "checkpoint": {"volume": {"persistentVolumeClaim": {"claimName": "ckpt"}}, "gracePeriodSeconds": 90},
-        "template": {"image": "ghcr.io/gpusched/workload:0.1.0", "args": ["--steps", "5000"],
-                     "env": [{"name": "HF_HOME", "value": "/cache"}],
-                     "resources": {"requests": {"cpu": "8", "memory": "64Gi"}},
-                     "volumes": [{"name": "shm", "emptyDir": {"medium": "Memory"}}],
-                     "volumeMounts": [{"name": "shm", "mountPath": "/dev/shm"}]},
-    })
-    return [service_manifest(job), worker_manifest(job, spec, 1, 0, "n1"), worker_manifest(job, spec, 1, 1, "n2")]
+    spec = GPUJobSpec.model_validate(
+        {
+            "gpus": 16,
+            "gpusPerNode": 8,
+            "work": {"duration": "6h"},
+            "checkpoint": {
+                "volume": {"persistentVolumeClaim": {"claimName": "ckpt"}},
+                "gracePeriodSeconds": 90,
+            },
+            "template": {
+                "image": "ghcr.io/gpusched/workload:0.1.0",
+                "args": ["--steps", "5000"],
+                "env": [{"name": "HF_HOME", "value": "/cache"}],
+                "resources": {"requests": {"cpu": "8", "memory": "64Gi"}},
+                "volumes": [{"name": "shm", "emptyDir": {"medium": "Memory"}}],
+                "volumeMounts": [{"name": "shm", "mountPath": "/dev/shm"}],
+            },
+        }
+    )
+    return [
+        service_manifest(job),
+        worker_manifest(job, spec, 1, 0, "n1"),
+        worker_manifest(job, spec, 1, 1, "n2"),
+    ]
 
 
 ALL_CASES = ["raw", "chart", "workers"]
@@ -235,11 +254,19 @@ def test_validators_reject_a_broken_manifest() -> None:
 
 def test_chart_renders_everything_including_the_agent() -> None:
     kinds = sorted(f"{d['kind']}/{d['metadata']['name']}" for d in render_chart())
-    for want in ("CustomResourceDefinition/gpujobs.gpusched.io", "CustomResourceDefinition/gpunodes.gpusched.io",
-                 "Deployment/gpusched-operator", "DaemonSet/gpusched-agent", "ServiceAccount/gpusched-operator",
-                 "ServiceAccount/gpusched-agent", "ClusterRole/gpusched-operator", "ClusterRole/gpusched-agent",
-                 "Role/gpusched-operator-leader-election", "ConfigMap/gpusched-cluster",
-                 "ConfigMap/gpusched-agent-health"):
+    for want in (
+        "CustomResourceDefinition/gpujobs.gpusched.io",
+        "CustomResourceDefinition/gpunodes.gpusched.io",
+        "Deployment/gpusched-operator",
+        "DaemonSet/gpusched-agent",
+        "ServiceAccount/gpusched-operator",
+        "ServiceAccount/gpusched-agent",
+        "ClusterRole/gpusched-operator",
+        "ClusterRole/gpusched-agent",
+        "Role/gpusched-operator-leader-election",
+        "ConfigMap/gpusched-cluster",
+        "ConfigMap/gpusched-agent-health",
+    ):
         assert want in kinds, (want, kinds)
     off = render_chart({"agent": {"enabled": False}})
     assert not [d for d in off if d["kind"] == "DaemonSet"]
@@ -260,7 +287,10 @@ def test_chart_passes_the_gpu_node_selector_to_the_operator() -> None:
 
 
 def test_chart_crds_are_the_deploy_crds() -> None:
-    for chart, source in (("crds/gpujobs.yaml", "crds/gpujobs.yaml"), ("crds/gpunodes.yaml", "agent/gpunode-crd.yaml")):
+    for chart, source in (
+        ("crds/gpujobs.yaml", "crds/gpujobs.yaml"),
+        ("crds/gpunodes.yaml", "agent/gpunode-crd.yaml"),
+    ):
         assert (CHART / chart).read_text() == (DEPLOY / source).read_text(), (
             f"deploy/chart/{chart} differs from deploy/{source}: cp deploy/{source} deploy/chart/{chart}"
         )
@@ -344,8 +374,11 @@ _GROUPS = {"gpujobs": "gpusched.io", "gpunodes": "gpusched.io", "leases": "coord
 
 def _allowed(rules: list[Obj], group: str, resource: str, verb: str) -> bool:
     for rule in rules:
-        if (group in rule.get("apiGroups", []) and resource in rule.get("resources", [])
-                and verb in rule.get("verbs", [])):
+        if (
+            group in rule.get("apiGroups", [])
+            and resource in rule.get("resources", [])
+            and verb in rule.get("verbs", [])
+        ):
             return True
     return False
 
@@ -381,6 +414,8 @@ def test_operator_rbac_is_least_privilege_and_covers_every_request_it_makes(harn
             verb = "list"
         group = _GROUPS.get(resource.split("/")[0], "")
         rules = lease_rules if resource == "leases" else cluster_rules
-        assert _allowed(rules, group, resource, verb), f"operator made {key} but RBAC does not allow {verb} {resource}"
+        assert _allowed(rules, group, resource, verb), (
+            f"operator made {key} but RBAC does not allow {verb} {resource}"
+        )
         checked += 1
     assert checked >= 8 and op.rounds > 0

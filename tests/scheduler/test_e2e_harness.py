@@ -31,8 +31,10 @@ def _node(h: Harness, name: str) -> Obj:
 
 
 def _ready(node: Obj) -> str | None:
-    return next((c["status"] for c in (node.get("status") or {}).get("conditions") or [] if c["type"] == "Ready"),
-                None)
+    return next(
+        (c["status"] for c in (node.get("status") or {}).get("conditions") or [] if c["type"] == "Ready"),
+        None,
+    )
 
 
 def _taints(node: Obj) -> list[str]:
@@ -62,13 +64,17 @@ def test_fake_nodes_stay_ready_through_many_lease_grace_periods(tmp_path: Path, 
             # Four grace periods of heartbeats (the keeper beats every grace / 4).
             e2e.wait_for(lambda: h.keeper.beats >= beats + 16, 60, "sixteen heartbeats")
             e2e.wait_for(lambda: _ready(_node(h, unkept)) == "Unknown", 30, "the unkept node to go NotReady")
-            assert _taints(_node(h, unkept)) == ["node.kubernetes.io/unreachable:NoExecute",
-                                                 "node.kubernetes.io/unreachable:NoSchedule"]
+            assert _taints(_node(h, unkept)) == [
+                "node.kubernetes.io/unreachable:NoExecute",
+                "node.kubernetes.io/unreachable:NoSchedule",
+            ]
             kept = _node(h, node)
             assert _ready(kept) == "True" and _taints(kept) == []
             # Only the not-ready taint every new node gets at admission was ever removed: the node
             # itself never went NotReady.
-            assert all(r.endswith("taints ['node.kubernetes.io/not-ready']") for r in h.keeper.repairs), h.keeper.repairs
+            assert all(r.endswith("taints ['node.kubernetes.io/not-ready']") for r in h.keeper.repairs), (
+                h.keeper.repairs
+            )
             lease = h.kube.read_lease(NODE_LEASE_NAMESPACE, node)
             assert lease["spec"]["holderIdentity"] == node and lease["spec"]["leaseDurationSeconds"] == 40
             assert lease["metadata"]["ownerReferences"][0]["uid"] == kept["metadata"]["uid"]
@@ -89,19 +95,30 @@ def test_a_node_marked_unreachable_is_brought_back_and_its_job_runs_again(tmp_pa
         h.wait_phase("survivor", "Running")
         h.keeper.paused.set()  # the "kubelet" stops posting: the controller takes over
         e2e.wait_for(lambda: _taints(_node(h, node)), 30, "the unreachable taints")
-        e2e.wait_for(lambda: any(p.startswith(f"{h.namespace}/survivor-a1-") for p in h.fake.evicted), 30,
-                 "the worker to be evicted")
+        e2e.wait_for(
+            lambda: any(p.startswith(f"{h.namespace}/survivor-a1-") for p in h.fake.evicted),
+            30,
+            "the worker to be evicted",
+        )
         h.keeper.paused.clear()
-        e2e.wait_for(lambda: _ready(_node(h, node)) == "True" and not _taints(_node(h, node)), 30,
-                 "the node to be Ready and untainted again")
+        e2e.wait_for(
+            lambda: _ready(_node(h, node)) == "True" and not _taints(_node(h, node)),
+            30,
+            "the node to be Ready and untainted again",
+        )
         assert any(r.startswith(f"{node}: Ready=Unknown") for r in h.keeper.repairs), h.keeper.repairs
         # The evicted worker exited as preempted (kubelet's checkpoint report); the job runs again.
-        e2e.wait_for(lambda: h.job("survivor")["status"].get("attempt") == 2 and h.phase("survivor") == "Running",
-                 60, "the job to run again")
+        e2e.wait_for(
+            lambda: h.job("survivor")["status"].get("attempt") == 2 and h.phase("survivor") == "Running",
+            60,
+            "the job to run again",
+        )
         assert "survivor-a1-w0" in h.kubelet.terminated
 
 
-def test_on_a_bare_api_server_the_harness_removes_the_admission_taint_itself(tmp_path: Path, e2e: Kit) -> None:
+def test_on_a_bare_api_server_the_harness_removes_the_admission_taint_itself(
+    tmp_path: Path, e2e: Kit
+) -> None:
     # envtest: kube-apiserver's TaintNodesByCondition admission taints every new node not-ready, and
     # no node lifecycle controller (nor PodGC) runs to take the taint away.
     with e2e.stand_in_harness(tmp_path, node_lifecycle=False, pod_gc=False) as h:
@@ -135,8 +152,10 @@ def test_a_bare_api_server_gets_its_crds_namespace_and_service_account(tmp_path:
             kube.list(GPUNODES)
         assert sorted(e2e.install_crds(kube)) == ["gpujobs.gpusched.io", "gpunodes.gpusched.io"]
         assert kube.list(GPUJOBS)[0] == [] and kube.list(GPUNODES)[0] == []  # served at once
-        for name, path in (("gpujobs.gpusched.io", "deploy/crds/gpujobs.yaml"),
-                           ("gpunodes.gpusched.io", "deploy/agent/gpunode-crd.yaml")):
+        for name, path in (
+            ("gpujobs.gpusched.io", "deploy/crds/gpujobs.yaml"),
+            ("gpunodes.gpusched.io", "deploy/agent/gpunode-crd.yaml"),
+        ):
             stored = kube.request("get crd", "GET", f"{CRDS}/{name}")
             assert stored["spec"] == yaml.safe_load((e2e.ROOT / path).read_text())["spec"]  # sent as is
         # Pod admission needs the namespace's default ServiceAccount, which nothing else creates here.
@@ -158,23 +177,44 @@ def test_leftovers_of_an_aborted_run_are_swept_and_live_runs_are_not(tmp_path: P
             name = f"e2e-{run}-gpu-a"
             body, status = e2e.node_body(name, 8, {E2E_LABEL: run})
             e2e.register_node(kube, body, status)
-            kube.create_lease(NODE_LEASE_NAMESPACE, {"metadata": {"name": name, "namespace": NODE_LEASE_NAMESPACE},
-                                                     "spec": {"holderIdentity": name, "renewTime": renewed}})
-            kube.call("gpunode", lambda n=name: kube.custom.create_cluster_custom_object(
-                "gpusched.io", "v1alpha1", "gpunodes", {"metadata": {"name": n}}, _preload_content=False))
+            kube.create_lease(
+                NODE_LEASE_NAMESPACE,
+                {
+                    "metadata": {"name": name, "namespace": NODE_LEASE_NAMESPACE},
+                    "spec": {"holderIdentity": name, "renewTime": renewed},
+                },
+            )
+            kube.call(
+                "gpunode",
+                lambda n=name: kube.custom.create_cluster_custom_object(
+                    "gpusched.io", "v1alpha1", "gpunodes", {"metadata": {"name": n}}, _preload_content=False
+                ),
+            )
             e2e.ensure_namespace(kube, f"gpusched-e2e-{run}", {E2E_LABEL: run})
             kube.create_pod(f"gpusched-e2e-{run}", _pod("worker", node=name))
         # A GPUNode whose Node was deleted by a cleanup cut short.
-        kube.call("gpunode", lambda: kube.custom.create_cluster_custom_object(
-            "gpusched.io", "v1alpha1", "gpunodes", {"metadata": {"name": "e2e-gone01-gpu-a", "labels": {
-                E2E_LABEL: "gone01"}}}, _preload_content=False))
+        kube.call(
+            "gpunode",
+            lambda: kube.custom.create_cluster_custom_object(
+                "gpusched.io",
+                "v1alpha1",
+                "gpunodes",
+                {"metadata": {"name": "e2e-gone01-gpu-a", "labels": {E2E_LABEL: "gone01"}}},
+                _preload_content=False,
+            ),
+        )
         removed = e2e.sweep_stale_runs(kube, keep="mine01", namespace_min_age_s=0)
-        assert sorted(removed) == ["gpunode/e2e-gone01-gpu-a", "namespace/gpusched-e2e-dead01",
-                                   "node/e2e-dead01-gpu-a"]
+        assert sorted(removed) == [
+            "gpunode/e2e-gone01-gpu-a",
+            "namespace/gpusched-e2e-dead01",
+            "node/e2e-dead01-gpu-a",
+        ]
         names = {o["metadata"]["name"] for o in api.objects("nodes")}
         assert "e2e-live01-gpu-a" in names and "e2e-dead01-gpu-a" not in names
         assert {o["metadata"]["name"] for o in api.objects("gpunodes")} == {"e2e-live01-gpu-a"}
-        assert [o["metadata"]["name"] for o in api.objects("leases", NODE_LEASE_NAMESPACE)] == ["e2e-live01-gpu-a"]
+        assert [o["metadata"]["name"] for o in api.objects("leases", NODE_LEASE_NAMESPACE)] == [
+            "e2e-live01-gpu-a"
+        ]
         # The dead run's pods were force-deleted so that its namespace can finish terminating.
         assert not api.objects("pods", "gpusched-e2e-dead01") and api.objects("pods", "gpusched-e2e-live01")
         namespaces = {o["metadata"]["name"]: o for o in api.objects("namespaces")}
@@ -185,7 +225,9 @@ def test_leftovers_of_an_aborted_run_are_swept_and_live_runs_are_not(tmp_path: P
         assert e2e.sweep_stale_runs(kube, keep="mine01") == []
 
 
-def test_close_deletes_what_the_run_created_without_waiting_for_the_namespace(harness: Harness, e2e: Kit) -> None:
+def test_close_deletes_what_the_run_created_without_waiting_for_the_namespace(
+    harness: Harness, e2e: Kit
+) -> None:
     h = harness
     a = h.add_node("gpu-a")
     h.set_gpu_health(a)
@@ -196,8 +238,13 @@ def test_close_deletes_what_the_run_created_without_waiting_for_the_namespace(ha
     for node in h.nodes:
         assert _node(h, node) == {"_status": 404}
         assert h.kube.read_lease(NODE_LEASE_NAMESPACE, node) == {"_status": 404}
-    assert h.kube.call("gpunode", lambda: h.kube.custom.get_cluster_custom_object(
-        "gpusched.io", "v1alpha1", "gpunodes", a, _preload_content=False), ok=(404,)) == {"_status": 404}
+    assert h.kube.call(
+        "gpunode",
+        lambda: h.kube.custom.get_cluster_custom_object(
+            "gpusched.io", "v1alpha1", "gpunodes", a, _preload_content=False
+        ),
+        ok=(404,),
+    ) == {"_status": 404}
     ns = h.kube.call("ns", lambda: h.kube.core.read_namespace(h.namespace, _preload_content=False), ok=(404,))
     assert ns.get("_status") == 404 or ns["metadata"].get("deletionTimestamp")
     assert not [p for p in h.pods() if not p["metadata"].get("deletionTimestamp")]

@@ -41,7 +41,9 @@ def test_three_jobs_on_two_nodes_are_placed_per_plan(harness: Harness) -> None:
         assert limits["nvidia.com/gpu"] == str(gpus)
         env = h.pod_env(pod)
         assert env["MASTER_ADDR"] == f"{name}.{h.namespace}.svc"
-        assert env["WORLD_SIZE"] == str(gpus) and env["NODE_RANK"] == "0" and env["NPROC_PER_NODE"] == str(gpus)
+        assert (
+            env["WORLD_SIZE"] == str(gpus) and env["NODE_RANK"] == "0" and env["NPROC_PER_NODE"] == str(gpus)
+        )
         assert pod["metadata"]["ownerReferences"][0]["uid"] == job["metadata"]["uid"]
         assert status["gpuType"] == h.GPU and status["observedGeneration"] == 1
         used[pod["spec"]["nodeName"]] += gpus
@@ -58,9 +60,15 @@ def test_node_selector_dedicates_the_operator_to_a_node_pool(harness: Harness) -
     h = harness
 
     def label(node: str, pool: str | None) -> None:
-        h.kube.call("label", lambda: h.kube.core.patch_node(node, {"metadata": {"labels": {"pool": pool}}},
-                                                            _preload_content=False,
-                                                            _content_type="application/merge-patch+json"))
+        h.kube.call(
+            "label",
+            lambda: h.kube.core.patch_node(
+                node,
+                {"metadata": {"labels": {"pool": pool}}},
+                _preload_content=False,
+                _content_type="application/merge-patch+json",
+            ),
+        )
 
     inside, outside = h.add_node("gpu-a"), h.add_node("gpu-b")
     label(inside, "training")
@@ -126,8 +134,11 @@ def test_unhealthy_gpu_moves_its_job(harness: Harness) -> None:
     first = h.job("train")["status"]["nodes"][0]
     other = b if first == a else a
     h.set_gpu_health(first, unhealthy=(3,))
-    h.wait_for(lambda: h.job("train")["status"].get("attempt") == 2 and h.phase("train") == "Running", 30,
-             "train to run again")
+    h.wait_for(
+        lambda: h.job("train")["status"].get("attempt") == 2 and h.phase("train") == "Running",
+        30,
+        "train to run again",
+    )
     assert h.job("train")["status"]["nodes"] == [other]
     assert [p["spec"]["nodeName"] for p in h.pods("train")] == [other]
     warn = [e for e in h.events("train") if e["reason"] == "GPUUnhealthy"]
@@ -151,7 +162,6 @@ def test_gang_that_does_not_fit_never_starts_partially(harness: Harness) -> None
     assert len(unschedulable) == 1 and unschedulable[0]["type"] == "Warning"  # once, not every round
 
 
-
 def test_gang_is_withdrawn_when_one_worker_cannot_be_bound(harness: Harness) -> None:
     h = harness
     if h.fake is None:
@@ -169,8 +179,9 @@ def test_gang_is_withdrawn_when_one_worker_cannot_be_bound(harness: Harness) -> 
     # Two workers: rank 0 is reached through the job's headless Service.
     pods = h.pods("wide")
     assert {h.pod_env(p)["MASTER_ADDR"] for p in pods} == {f"wide.{h.namespace}.svc"}
-    svc = h.kube.call("get svc", lambda: h.kube.core.read_namespaced_service("wide", h.namespace,
-                                                                              _preload_content=False))
+    svc = h.kube.call(
+        "get svc", lambda: h.kube.core.read_namespaced_service("wide", h.namespace, _preload_content=False)
+    )
     assert svc["spec"]["clusterIP"] == "None" and svc["spec"]["selector"]["gpusched.io/rank"] == "0"
     withdrawn = [e for e in h.events("wide") if e["reason"] == "GangWithdrawn"]
     assert withdrawn and "all 2 workers withdrawn" in withdrawn[0]["message"]
@@ -222,8 +233,11 @@ def test_operator_killed_mid_apply_restarts_without_duplicates(harness: Harness)
     assert op.elector.is_leader.is_set()
     if h.fake is not None:
         # Exactly two pods were ever created: the restarted operator finished the dead one's gang.
-        added = [e for e in h.fake.store.events if e[1] == "/pods" and e[2] == "ADDED"
-                 and e[3]["metadata"]["name"].startswith("wide-")]
+        added = [
+            e
+            for e in h.fake.store.events
+            if e[1] == "/pods" and e[2] == "ADDED" and e[3]["metadata"]["name"].startswith("wide-")
+        ]
         assert sorted(e[3]["metadata"]["name"] for e in added) == ["wide-a1-w0", "wide-a1-w1"]
 
 
@@ -234,8 +248,11 @@ def test_failing_worker_restarts_with_backoff_then_fails(harness: Harness) -> No
     h.start_operator(backoff_base_s=0.5)
     h.wait_phase("flaky", "Running")
     h.crash("flaky")
-    h.wait_for(lambda: (h.job("flaky")["status"].get("attempt") == 2 and h.phase("flaky") == "Running"), 30,
-               "the first restart")
+    h.wait_for(
+        lambda: h.job("flaky")["status"].get("attempt") == 2 and h.phase("flaky") == "Running",
+        30,
+        "the first restart",
+    )
     status = h.job("flaky")["status"]
     assert status["restarts"] == 1 and status["retryAfter"]
     h.crash("flaky", "NCCL error: unhandled system error")
@@ -243,8 +260,11 @@ def test_failing_worker_restarts_with_backoff_then_fails(harness: Harness) -> No
     assert "NCCL error" in status["reason"] and "gave up after 1 restarts" in status["reason"]
     reasons = [e["reason"] for e in h.events("flaky")]
     assert reasons.count("WorkerFailed") == 1 and "Failed" in reasons
-    h.wait_for(lambda: not [p for p in h.pods("flaky") if p["status"].get("phase") == "Running"], 10,
-               "no worker left running")
+    h.wait_for(
+        lambda: not [p for p in h.pods("flaky") if p["status"].get("phase") == "Running"],
+        10,
+        "no worker left running",
+    )
 
 
 def test_watches_resume_after_410_gone(harness: Harness) -> None:
@@ -290,8 +310,11 @@ def test_dry_run_writes_plans_only(harness: Harness) -> None:
     h.submit("now", 8)
     h.submit("later", 8)
     op = h.start_operator(dry_run=True)
-    h.wait_for(lambda: "dry-run" in ((h.job("now").get("status") or {}).get("reason") or ""), 15,
-               "a dry-run plan in the status")
+    h.wait_for(
+        lambda: "dry-run" in ((h.job("now").get("status") or {}).get("reason") or ""),
+        15,
+        "a dry-run plan in the status",
+    )
     h.wait_for(lambda: op.rounds >= 3, 15, "three rounds")
     assert h.pods() == []
     later = h.job("later")["status"]
@@ -313,14 +336,25 @@ def test_api_errors_are_retried_and_metrics_are_served(harness: Harness) -> None
     h.wait_for(lambda: op.health is not None, 5, "the metrics server")
     assert op.health is not None
     base = f"http://127.0.0.1:{op.health.port}"
-    h.wait_for(lambda: 'gpusched_queue_length{team="vision"} 1.0' in
-               urllib.request.urlopen(base + "/metrics").read().decode(), 10, "queue metric")
+    h.wait_for(
+        lambda: (
+            'gpusched_queue_length{team="vision"} 1.0'
+            in urllib.request.urlopen(base + "/metrics").read().decode()
+        ),
+        10,
+        "queue metric",
+    )
     text = urllib.request.urlopen(base + "/metrics").read().decode()
-    for name in ("gpusched_plan_solve_seconds_count", "gpusched_submit_to_running_seconds_count",
-                 "gpusched_preemptions_total", "gpusched_planned_gpu_utilisation",
-                 "gpusched_actual_gpu_utilisation", "gpusched_api_requests_total"):
+    for name in (
+        "gpusched_plan_solve_seconds_count",
+        "gpusched_submit_to_running_seconds_count",
+        "gpusched_preemptions_total",
+        "gpusched_planned_gpu_utilisation",
+        "gpusched_actual_gpu_utilisation",
+        "gpusched_api_requests_total",
+    ):
         assert name in text, name
-    assert 'gpusched_actual_gpu_utilisation 1.0' in text
+    assert "gpusched_actual_gpu_utilisation 1.0" in text
     health = urllib.request.urlopen(base + "/healthz")
     assert health.status == 200 and health.read().decode().strip() == "leader"
     if h.fake is not None:
@@ -336,7 +370,9 @@ def test_real_cluster_serves_the_gpusched_resources() -> None:
 
     kubeconfig = os.environ.get("GPUSCHED_E2E_KUBECONFIG")
     if not kubeconfig:
-        pytest.skip("GPUSCHED_E2E_KUBECONFIG is not set: the scenarios ran against the stand-in API server only")
+        pytest.skip(
+            "GPUSCHED_E2E_KUBECONFIG is not set: the scenarios ran against the stand-in API server only"
+        )
     kube = Kube(load_api_client(kubeconfig))
     for kind in (GPUJOBS, GPUNODES):
         _items, rv = kube.list(kind)
