@@ -19,7 +19,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from gpusched.cli_util import EXIT_INPUT, duration_option, fail, report_console
+from gpusched.cli_util import EXIT_INPUT, duration_option, fail, report_console, widen_piped_help
 from gpusched.config import InputError
 from gpusched.units import parse_datetime
 
@@ -198,6 +198,7 @@ _register_subcommands()
 
 
 def main() -> None:
+    widen_piped_help()
     try:
         app()
     except InputError as exc:

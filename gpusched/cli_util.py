@@ -32,6 +32,20 @@ def report_console(min_width: int = PIPED_WIDTH) -> Console:
     return Console(width=max(PIPED_WIDTH, min_width))
 
 
+def widen_piped_help() -> None:
+    """--help piped to a file or `less` is as wide as piped reports, not cut at 80 with ellipses.
+
+    typer reads its help width once, from TERMINAL_WIDTH, into typer.rich_utils.MAX_WIDTH; an
+    explicit TERMINAL_WIDTH or COLUMNS, or a terminal, is left alone.
+    """
+    if sys.stdout.isatty() or "COLUMNS" in os.environ or "TERMINAL_WIDTH" in os.environ:
+        return
+    from typer import rich_utils
+
+    if getattr(rich_utils, "MAX_WIDTH", None) is None:
+        rich_utils.MAX_WIDTH = PIPED_WIDTH
+
+
 def fail(message: str, code: int = EXIT_INPUT) -> typer.Exit:
     """Print one 'error: ...' line to stderr and return the Exit to raise."""
     _err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)

@@ -51,6 +51,16 @@ def test_piped_summary_is_not_wrapped_at_80_columns() -> None:
     assert max(len(line) for line in piped.stdout.splitlines()) > 80
 
 
+def test_piped_help_is_not_cut_with_ellipses() -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "TERMINAL_WIDTH")}
+    cmd = [sys.executable, "-m", "gpusched.cli", "capacity", "--help"]
+    piped = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert piped.returncode == 0 and "…" not in piped.stdout
+    assert "'jobs=2000,rate_per_hour=40'" in piped.stdout
+    narrow = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**env, "COLUMNS": "80"})
+    assert max(len(line) for line in narrow.stdout.splitlines()) <= 80
+
+
 def test_every_policy_and_solver_runs(tmp_path: Path) -> None:
     for policy in ("cost", "jct", "makespan", "deadline", "fair"):
         for solver in ("cbc", "highs"):
