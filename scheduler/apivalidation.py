@@ -377,6 +377,9 @@ def validate_pod(pod: Obj) -> list[FieldError]:
     for field in ("hostname", "subdomain"):
         if spec.get(field):
             out += _errs(f"spec.{field}", spec[field], is_dns1123_label(spec[field]))
+    if spec.get("serviceAccountName"):
+        account = spec["serviceAccountName"]
+        out += _errs("spec.serviceAccountName", account, is_dns1123_subdomain(account))
     if spec.get("schedulerName"):
         out += _errs("spec.schedulerName", spec["schedulerName"], is_dns1123_subdomain(spec["schedulerName"]))
     policy = spec.get("restartPolicy")

@@ -42,7 +42,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from gpusched.scheduler.apivalidation import FieldError, aggregate, decode_error, validate, validate_binding
+from gpusched.scheduler.apivalidation import (
+    FieldError,
+    aggregate,
+    decode_error,
+    is_qualified_name,
+    is_valid_label_value,
+    validate,
+    validate_binding,
+)
 from gpusched.scheduler.kubetime import k8s_time, parse_time
 
 Obj = dict[str, Any]
@@ -277,8 +285,26 @@ def _holds(value: str | None, op: str, values: frozenset[str]) -> bool:
     return value is None
 
 
+def check_requirements(reqs: list[Requirement]) -> None:
+    """labels.Parse refuses a key that is not a qualified name or a value that is not a label value:
+    400 `unable to parse requirement: ...`, as for a list or watch with such a labelSelector."""
+    for key, _op, values in reqs:
+        for msg in is_qualified_name(key):
+            raise ApiError(
+                400, "BadRequest", f'unable to parse requirement: key: Invalid value: "{key}": {msg}'
+            )
+        for i, value in enumerate(sorted(values)):
+            for msg in is_valid_label_value(value):
+                raise ApiError(
+                    400,
+                    "BadRequest",
+                    f'unable to parse requirement: values[{i}][{key}]: Invalid value: "{value}": {msg}',
+                )
+
+
 def label_matcher(selector: str | None) -> Callable[[dict[str, str]], bool]:
     reqs = parse_label_selector(selector)
+    check_requirements(reqs)
 
     def match(labels: dict[str, str]) -> bool:
         return all(_holds(labels.get(k), op, vs) for k, op, vs in reqs)

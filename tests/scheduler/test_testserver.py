@@ -579,6 +579,7 @@ def _gpu_pod(name: str = "w", **container: Any) -> Obj:
         ),
         ({}, {"subdomain": "bert.large"}, "spec.subdomain", "a lowercase RFC 1123 label must consist of"),
         ({}, {"hostname": "w" * 64}, "spec.hostname", "must be no more than 63 characters"),
+        ({}, {"serviceAccountName": "Trainer"}, "spec.serviceAccountName", "a lowercase RFC 1123 subdomain"),
         (
             {},
             {"tolerations": [{"key": "k", "operator": "Exists", "value": "v"}]},
@@ -825,3 +826,17 @@ def test_a_binding_must_name_its_pod(kube: Kube, fake_api: FakeKubeAPI) -> None:
         )
     assert _status(exc) == (400, "BadRequest", "name in URL does not match name in Binding object")
     assert kube.bind_pod("default", "p", "n1").get("status") == "Success"
+
+
+def test_label_selectors_with_invalid_keys_or_values_are_400(kube: Kube) -> None:
+    """What a list by a long job name would get from a real server (the harness selects by job_label)."""
+    with pytest.raises(KubeError) as exc:
+        kube.list(PODS, "default", "gpusched.io/job=" + "x" * 70)
+    code, reason, message = _status(exc)
+    assert (code, reason) == (400, "BadRequest")
+    assert message.startswith('unable to parse requirement: values[0][gpusched.io/job]: Invalid value: "xxx')
+    assert "must be no more than 63 characters" in message
+    with pytest.raises(KubeError) as exc:
+        kube.list(PODS, "default", "bad key!=x")
+    assert _status(exc)[0] == 400 and "unable to parse requirement: key" in exc.value.message
+    assert kube.list(PODS, "default", "gpusched.io/job in (bert.large,7b-pretrain),!gone")[0] == []
