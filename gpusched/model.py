@@ -49,6 +49,7 @@ class Node(Strict):
     topology_domain: str | None = None
     """NVLink island / rack: a gang kept inside one domain communicates fastest."""
     cordoned: bool = False
+    """No new work (`kubectl cordon`): jobs already running on it keep their GPUs until they end."""
 
     @model_validator(mode="after")
     def _unhealthy_within_count(self) -> Node:
@@ -58,7 +59,13 @@ class Node(Strict):
 
     @property
     def healthy_gpus(self) -> int:
+        """GPUs open to new work."""
         return 0 if self.cordoned else self.gpu_count - self.unhealthy_gpus
+
+    @property
+    def working_gpus(self) -> int:
+        """GPUs in service, cordoned or not: what running jobs on the node may keep."""
+        return self.gpu_count - self.unhealthy_gpus
 
 
 class CapacityChange(Strict):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 
-from gpusched.model import Cluster, Job, Plan
+from gpusched.model import Cluster, Job, JobPlan, Node, Plan
 
 TOL = 1e-6
 
@@ -27,6 +27,8 @@ def check_plan(cluster: Cluster, jobs: list[Job], plan: Plan) -> list[str]:
     n_slots = round(plan.horizon / plan.slot)
     used: dict[tuple[str, int], int] = defaultdict(int)
     node_used: dict[str, int] = defaultdict(int)
+    kept: dict[tuple[str, int], int] = defaultdict(int)
+    """GPUs of cordoned nodes held by running jobs that go on in place: the only work they may have."""
 
     for jp in plan.jobs:
         found = by_name.get(jp.job)
@@ -71,11 +73,16 @@ def check_plan(cluster: Cluster, jobs: list[Job], plan: Plan) -> list[str]:
             problems.append(f"{job.name}: runs {run:g}h but needs {need:g}h on {gtype.name}")
         if job.deadline is not None and jp.deadline_met and (jp.end is None or jp.end > job.deadline + TOL):
             problems.append(f"{job.name}: claims its deadline {job.deadline:g}h is met but ends at {jp.end}")
-        for seg in jp.segments:
+        stays = _stays_in_place(job, jp)
+        for i, seg in enumerate(jp.segments):
             first = math.floor(seg.start / plan.slot + TOL)
             last = min(n_slots, math.ceil(seg.end / plan.slot - TOL))
             for t in range(first, max(last, first + 1)):
                 used[(gtype.name, t)] += job.gpus
+                if stays and i == 0 and job.running is not None:
+                    for name, gpus in job.running.nodes.items():
+                        if name in nodes and nodes[name].cordoned:
+                            kept[(name, t)] += gpus
         if jp.start < plan.slot - TOL:
             total = sum(p.gpus for p in jp.placement)
             if total != job.gpus:
@@ -102,35 +109,56 @@ def check_plan(cluster: Cluster, jobs: list[Job], plan: Plan) -> list[str]:
             ):
                 problems.append(f"{job.name}: non-preemptible running job moved off its nodes")
 
-    capacity = _capacity(cluster, plan.slot, n_slots)
+    capacity = _capacity(cluster, plan.slot, n_slots, kept)
     for (tname, t), gpus in sorted(used.items()):
         if t < n_slots and gpus > capacity[(tname, t)]:
             problems.append(
                 f"slot {t} ({t * plan.slot:g}h): {gpus} x {tname} in use > {capacity[(tname, t)]} available"
             )
     for name, gpus in node_used.items():
-        avail = _node_capacity_now(cluster, name, plan.slot)
+        avail = _node_capacity_now(cluster, name, plan.slot, kept)
         if gpus > avail:
             problems.append(f"node {name}: {gpus} GPUs placed now > {avail} schedulable")
     return problems
 
 
-def _node_capacity_now(cluster: Cluster, name: str, slot: float) -> int:
+def _stays_in_place(job: Job, jp: JobPlan) -> bool:
+    """A running job whose plan goes on now on exactly the nodes it holds."""
+    return (
+        job.running is not None
+        and jp.start is not None
+        and jp.start < TOL
+        and not jp.preempted
+        and not jp.migrated
+        and {p.node: p.gpus for p in jp.placement} == job.running.nodes
+    )
+
+
+def _open_gpus(node: Node, t: int, kept: dict[tuple[str, int], int]) -> int:
+    """GPUs of a node usable in slot t: a cordoned one only for the running jobs kept on it."""
+    if node.cordoned:
+        return min(node.working_gpus, kept.get((node.name, t), 0))
+    return node.healthy_gpus
+
+
+def _node_capacity_now(cluster: Cluster, name: str, slot: float, kept: dict[tuple[str, int], int]) -> int:
     node = next(n for n in cluster.nodes if n.name == name)
-    gpus = node.healthy_gpus
+    gpus = _open_gpus(node, 0, kept)
     for change in cluster.maintenance:
         if change.node == name and change.start < slot - TOL and change.end > TOL:
             gpus -= change.gpus if change.gpus is not None else gpus
     return max(0, gpus)
 
 
-def _capacity(cluster: Cluster, slot: float, n_slots: int) -> dict[tuple[str, int], int]:
+def _capacity(
+    cluster: Cluster, slot: float, n_slots: int, kept: dict[tuple[str, int], int]
+) -> dict[tuple[str, int], int]:
     cap: dict[tuple[str, int], int] = {}
     for t in range(n_slots):
         lo, hi = t * slot, (t + 1) * slot
         per_node = {}
         for node in cluster.nodes:
-            gpus = node.healthy_gpus
+            gpus = _open_gpus(node, t, kept)
             for change in cluster.maintenance:
                 if change.node == node.name and change.start < hi - TOL and change.end > lo + TOL:
                     gpus -= change.gpus if change.gpus is not None else gpus

@@ -87,6 +87,31 @@ def _slots_for(hours: float, slot: float) -> int:
     return max(1, math.ceil(hours / slot - EPS))
 
 
+def _keep_running_on_cordoned(
+    cluster: Cluster, jobs: list[Job], node_capacity: dict[str, list[int]], slot: float
+) -> None:
+    """A cordoned node takes no new work, but the jobs already on it keep their GPUs.
+
+    Its capacity is what those jobs hold, for the slots their remaining run covers if they go on in
+    place, never more than its working GPUs: so they may continue, and nothing new fits there.
+    """
+    cordoned = {n.name: n for n in cluster.nodes if n.cordoned}
+    if not cordoned:
+        return
+    tmap = cluster.type_map()
+    for job in jobs:
+        if job.running is None:
+            continue
+        for name, gpus in job.running.nodes.items():
+            node = cordoned.get(name)
+            if node is None:
+                continue
+            hours = job.remaining_work(tmap) / job.speed_on(tmap[node.gpu_type])
+            row = node_capacity[name]
+            for t in range(min(len(row), _slots_for(hours, slot))):
+                row[t] = min(node.working_gpus, row[t] + gpus)
+
+
 def build_instance(cluster: Cluster, jobs: list[Job], options: PlanOptions) -> Instance:
     slot = options.slot
     n_slots = max(1, math.ceil(options.horizon / slot - EPS))
@@ -97,6 +122,7 @@ def build_instance(cluster: Cluster, jobs: list[Job], options: PlanOptions) -> I
         nodes_by_type[type_index[node.gpu_type]].append(node)
 
     node_capacity = {n.name: [n.healthy_gpus] * n_slots for n in cluster.nodes}
+    _keep_running_on_cordoned(cluster, jobs, node_capacity, slot)
     type_cut = [[0] * n_slots for _ in types]
     for change in cluster.maintenance:
         first = max(0, math.floor(change.start / slot + EPS))
@@ -157,7 +183,7 @@ def _explain_unplannable(
         return
     allowed_by_type = [t for t in types if job.gpu_types is None or t.name in job.gpu_types]
     if not allowed_by_type:
-        info.reason_code, info.reason = "type", f"none of its GPU types {job.gpu_types} is in the cluster"
+        info.reason_code, info.reason = "type", f"none of its GPU types ({', '.join(job.gpu_types or [])}) is in the cluster"
         info.options = []
         return
     if not any(t.memory_gib >= job.min_gpu_memory_gib for t in allowed_by_type):
@@ -179,6 +205,7 @@ def _explain_unplannable(
         spread = f" on at most {job.max_nodes} node(s)" if job.max_nodes else ""
         info.reason_code = "gang"
         info.reason = (
-            f"gang of {job.gpus} GPUs is larger than any allowed pool{spread} ({names}: at most {largest})"
+            f"gang of {job.gpus} GPUs is larger than any allowed pool{spread} "
+            f"({', '.join(names)}: at most {largest})"
         )
     info.options = kept

@@ -53,3 +53,31 @@ def test_checker_flags_each_kind_of_violation() -> None:
         copy = result.model_copy(deep=True)
         mutate(copy)
         assert check_plan(cluster, jobs, copy) != [], f"checker missed a {name} violation"
+
+
+def test_checker_flags_new_work_on_a_cordoned_node() -> None:
+    from gpusched.model import Job
+    from gpusched.solver import PlanOptions, plan
+    from gpusched.verify import check_plan
+
+    cluster = make_cluster(
+        [{"name": "A", "memory_gib": 40}],
+        [
+            {"name": "c0", "gpu_type": "A", "gpu_count": 8, "cordoned": True},
+            {"name": "n1", "gpu_type": "A", "gpu_count": 4},
+        ],
+    )
+    jobs = [
+        Job.model_validate({"name": "old", "gpus": 4, "duration": 2, "running": {"nodes": {"c0": 4}}}),
+        Job(name="new", gpus=4, duration=1),
+    ]
+    result = plan(cluster, jobs, PlanOptions(policy="jct", horizon=4, slot=0.5))
+    assert check_plan(cluster, jobs, result) == []
+    assert [p.node for p in result.job("new").placement] == ["n1"]
+    moved = result.model_copy(deep=True)
+    moved.job("new").placement = [Placement(node="c0", gpus=4)]
+    assert any("node c0" in problem for problem in check_plan(cluster, jobs, moved))
+    # Once the running job is off c0 (preempted), its GPUs there are not open to anyone.
+    stopped = result.model_copy(deep=True)
+    stopped.job("old").preempted = True
+    assert any("in use >" in problem for problem in check_plan(cluster, jobs, stopped))

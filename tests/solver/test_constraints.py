@@ -70,7 +70,7 @@ def test_placement_avoids_a_node_whose_maintenance_falls_inside_the_run(one_type
     # n0 and n1 are alike now, but n0 goes into maintenance at 1h: a 2-hour gang started on it
     # would be stopped part-way. Without the window the tie goes to n0 (name order).
     nodes = [{"name": f"n{i}", "gpu_type": "A", "gpu_count": 4} for i in range(2)]
-    job = {"name": "j", "gpus": 4, "duration": "4h", "preemptible": False}  # 2 h at speed 2
+    job = {"name": "j", "gpus": 4, "duration": "4h", "preemptible": False}
     plain = run(make_cluster(one_type, nodes), [job], policy="jct")
     assert [p.node for p in plain.job("j").placement] == ["n0"]
     window = [{"node": "n0", "start": "1h", "end": "3h"}]
@@ -160,6 +160,27 @@ def test_impossible_deadline_still_yields_a_plan_that_says_why(one_type) -> None
     assert result.status == "infeasible"
     assert jp.status == "scheduled" and jp.deadline_met is False and jp.reason_code == "deadline"
     assert "even alone" in (jp.reason or "")
+
+
+def test_cordoned_node_keeps_its_running_job_and_takes_no_new_work(one_type) -> None:
+    # `kubectl cordon`: no new work on c0, but the job already there goes on. c0 and n1 both have
+    # 4 GPUs free; best-fit would break the tie by name and pick c0 for the new job.
+    nodes = [
+        {"name": "c0", "gpu_type": "A", "gpu_count": 8, "cordoned": True},
+        {"name": "n1", "gpu_type": "A", "gpu_count": 4},
+    ]
+    jobs = [
+        {"name": "old", "gpus": 4, "duration": "3h", "running": {"nodes": {"c0": 4}, "done": "1h"}},
+        {"name": "new", "gpus": 4, "duration": "1h"},
+        {"name": "later", "gpus": 4, "duration": "1h"},
+    ]
+    result = run(make_cluster(one_type, nodes), jobs, policy="jct")
+    old = result.job("old")
+    assert (old.status, old.start, old.end, old.preempted) == ("running", 0.0, 2.0, False)
+    assert {p.node: p.gpus for p in old.placement} == {"c0": 4}
+    assert [p.node for p in result.job("new").placement] == ["n1"]
+    # c0's other 4 GPUs never count: the third job waits for n1.
+    assert result.job("later").start == 1.0
 
 
 def test_non_preemptible_running_job_keeps_its_nodes(one_type) -> None:
