@@ -218,7 +218,11 @@ class Operator:
             self.metrics.queue_length.labels(team).set(n)
         for phase in ("Pending", "Planned", "Running", "Preempting", "Preempted", "Succeeded", "Failed"):
             self.metrics.jobs_by_phase.labels(phase).set(phases.get(phase, 0))
-        healthy = sum(n.healthy_gpus for n in snap.cluster.nodes) or 1
+        # GPUs in service: open ones, plus those gangs still hold on cordoned or NotReady nodes.
+        healthy = (
+            sum(n.healthy_gpus for n in snap.cluster.nodes)
+            + sum(max(0, snap.nodes[n.name].held_managed) for n in snap.cluster.nodes if n.cordoned)
+        ) or 1
         held = sum(sum(j.nodes.values()) for j in snap.jobs.values() if j.state == "running")
         self.metrics.actual_utilisation.set(held / healthy)
         if plan is not None:

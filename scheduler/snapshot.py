@@ -522,7 +522,7 @@ def build_snapshot(
                 unhealthy_gpus=blocked,
                 labels=nv.labels,
                 topology_domain=nv.topology_domain,
-                cordoned=nv.cordoned and nv.held_managed == 0,
+                cordoned=nv.cordoned,  # the planner keeps the gangs already there, adds none
             )
         )
     cluster = Cluster(gpu_types=list(config.gpu_types), nodes=cluster_nodes)

@@ -469,6 +469,29 @@ def test_unhealthy_gpu_evicts_the_gangs_on_that_node_only() -> None:
     ]
 
 
+def test_cordoned_node_keeps_its_gang_and_gets_no_new_one() -> None:
+    """`kubectl cordon a` under a running gang: it goes on there, and the next gang goes to b even
+    though a's free half would be the tighter fit."""
+    from gpusched.solver import PlanOptions, plan
+
+    jobs = [gpujob("old", 4, gpusPerNode=4)]
+    nodes = [node("a"), node("b")]
+    pods: list[Obj] = []
+    apply_locally(reconcile(snap(jobs, pods, nodes), plan_of(start_now("ml/old", ("a", 4)))), jobs, pods)
+    apply_locally(reconcile(snap(jobs, pods, nodes), None), jobs, pods)
+    assert jobs[0]["status"]["phase"] == "Running"
+    jobs.append(gpujob("new", 4, gpusPerNode=4))
+    cordoned = [node("a", unschedulable=True), node("b")]
+    s = snap(jobs, pods, cordoned)
+    assert {n.name: n.cordoned for n in s.cluster.nodes} == {"a": True, "b": False}
+    planned = plan(s.cluster, [j.planner_job for j in s.plannable() if j.planner_job], PlanOptions(epoch=NOW))
+    assert {p.node for p in planned.job("ml/old").placement} == {"a"} and not planned.job("ml/old").preempted
+    d = reconcile(s, planned)
+    assert not [a for a in d.actions if isinstance(a, DeletePods)]
+    started = [a for a in d.actions if isinstance(a, StartGang)]
+    assert [(a.job.name, [n for _, n in a.pods]) for a in started] == [("new", ["b"])]
+
+
 def test_node_selector_keeps_the_plan_and_running_gangs_inside_the_pool() -> None:
     pool = SnapshotConfig(gpu_types=TYPES, node_selector="pool in (train, batch),!reserved")
     labels = {"gpusched.io/gpu-type": "H100-80GB"}
