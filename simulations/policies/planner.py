@@ -160,6 +160,8 @@ class PlannerPolicy(SchedPolicy):
         self.migration_plans = 0
         self.window_fill = 0
         self.idle_plans = 0
+        self.fruitless = 0
+        """Re-plans in a row on an unchanged input that started nothing (see schedule)."""
         self.last_error = ""
         self._planned: tuple[int, ...] | None = None
         """State signature right after the last plan (see _signature)."""
@@ -186,7 +188,12 @@ class PlannerPolicy(SchedPolicy):
             sim.wake_at(self.last_plan + self.interval)
             return
         self.last_plan = now
+        same_input = self._signature() == self._planned
+        waiting = len(sim.pending)
         next_start = self._replan(now)
+        # Re-planning an unchanged input that starts nothing (a gang kept out by fragments, planned
+        # "next slot" again and again) backs off, doubling its wake-up; any event resets it.
+        self.fruitless = self.fruitless + 1 if same_input and len(sim.pending) == waiting else 0
         # A plan that leaves every GPU idle while jobs wait, with no arrival to come, would be repeated
         # forever by the periodic wake-up: after STALL_LIMIT such plans stop waking; the simulation then
         # ends and reports those jobs as unfinished (only failures/repairs can still wake the planner).
@@ -195,7 +202,15 @@ class PlannerPolicy(SchedPolicy):
         self._planned = self._signature()
         self._due = math.inf
         if sim.pending and not stalled:
-            self._due = now + max(self.interval, next_start if next_start is not None else self.slot)
+            # Every change of the input (arrival, finish, stop, failure, repair, maintenance) is an
+            # event that re-plans anyway; the wake-up is only for what time alone brings: the next
+            # planned start, or, when nothing starts within the horizon (a cluster busy with long
+            # jobs), the horizon rolling on. Waking every slot there re-solved the same plan
+            # thousands of times in congested replays.
+            ahead = next_start if next_start is not None else self.horizon / 2
+            if self.fruitless:
+                ahead = max(ahead, min(self.horizon / 2, self.slot * 2**self.fruitless))
+            self._due = now + max(self.interval, ahead)
             sim.wake_at(self._due)
 
     def on_stop(self, job: SimJob) -> None:

@@ -223,3 +223,42 @@ def test_planner_keeps_a_non_preemptible_job_off_a_node_going_into_maintenance()
     assert (fifo.finish, fifo.drains, fifo.lost_work) == pytest.approx((5.0, 1, 2.0))
     planned = simulate_trace(cluster, jobs, "gpusched", time_limit=2.0).jobs[0]
     assert (planned.finish, planned.drains, planned.lost_work) == pytest.approx((3.0, 0, 0.0))
+
+
+def test_waiting_for_the_fast_type_does_not_replan_every_slot() -> None:
+    # "long" holds the fast node 0-50 h. "w" (8 GPUs, 200 h of work) would end at 200.1 on the slow
+    # node now, at 50 + 200 / 2 = 150 on the fast one: the jct plan waits, and no start falls inside
+    # the 24 h horizon. Nothing changes until "long" ends (an event), so the planner wakes only as
+    # the horizon rolls (every 12 h), not every 15-minute slot (which was ~200 identical plans).
+    cluster = Cluster.model_validate({
+        "gpu_types": [{"name": "fast", "memory_gib": 80, "speed": 2.0}, {"name": "slow", "memory_gib": 80}],
+        "nodes": [{"name": "f", "gpu_type": "fast", "gpu_count": 8}, {"name": "s", "gpu_type": "slow", "gpu_count": 8}],
+    })
+    jobs = [
+        TraceJob(name="long", gpus=8, work=100.0, preemptible=False),
+        TraceJob(name="w", gpus=8, work=200.0, release=0.1, preemptible=False),
+    ]
+    r = simulate_trace(cluster, jobs, "gpusched", time_limit=2.0)
+    w = next(j for j in r.jobs if j.name == "w")
+    assert (w.first_start, w.finish, w.gpu_type) == pytest.approx((50.0, 150.0, "fast"))
+    assert summarise(r)["plans"] <= 10
+
+
+def test_a_gang_kept_out_by_fragments_backs_off_instead_of_replanning_every_slot() -> None:
+    # a (3 GPUs) fills n0, b (3 GPUs) goes to n1: one GPU free on each. c (2 GPUs, one node) fits the
+    # type's 2 free GPUs but no node, and neither blocker may be preempted: each plan says "next
+    # slot", and at the next slot the input is the same. The planner backs off (doubling) until a
+    # ends at 30 h and c runs 30-31. Re-planning every 15-minute slot took 28 plans here.
+    cluster = Cluster.model_validate({
+        "gpu_types": [{"name": "GPU", "memory_gib": 80}],
+        "nodes": [{"name": f"n{i}", "gpu_type": "GPU", "gpu_count": 4} for i in range(2)],
+    })
+    jobs = [
+        TraceJob(name="a", gpus=3, work=30.0, preemptible=False),
+        TraceJob(name="b", gpus=3, work=40.0, preemptible=False),
+        TraceJob(name="c", gpus=2, work=1.0, release=0.1),
+    ]
+    r = simulate_trace(cluster, jobs, "gpusched", time_limit=2.0)
+    c = next(j for j in r.jobs if j.name == "c")
+    assert (c.first_start, c.finish) == pytest.approx((30.0, 31.0))
+    assert summarise(r)["plans"] <= 8
