@@ -112,6 +112,11 @@ def start_now(job: str, *placement: tuple[str, int], gpu_type: str = "H100-80GB"
     )
 
 
+def keep_running(job: str, *placement: tuple[str, int], gpu_type: str = "H100-80GB") -> JobPlan:
+    """The plan's word for a gang that goes on where it is."""
+    return start_now(job, *placement, gpu_type=gpu_type).model_copy(update={"status": "running"})
+
+
 def apply_locally(decisions: Decisions, jobs: list[Obj], pods: list[Obj]) -> None:
     """What the API server would hold after the applier ran (the test's stand-in for it)."""
     by_name = {j["metadata"]["name"]: j for j in jobs}
@@ -224,17 +229,7 @@ def test_restart_recreates_missing_ranks_of_an_in_flight_gang() -> None:
     view = s.jobs["ml/llm"]
     assert view.state == "starting" and view.nodes == {"a": 8, "b": 8}
     assert view.planner_job is not None and view.planner_job.running is not None
-    keep = plan_of(
-        JobPlan(
-            job="ml/llm",
-            status="running",
-            gpu_type="H100-80GB",
-            gpus=16,
-            start=0,
-            end=2,
-            placement=[Placement(node="a", gpus=8), Placement(node="b", gpus=8)],
-        )
-    )
+    keep = plan_of(keep_running("ml/llm", ("a", 8), ("b", 8)))
     again = next(a for a in reconcile(s, keep).actions if isinstance(a, StartGang))
     assert [(m["metadata"]["name"], n) for m, n in again.pods] == [("llm-a1-w0", "a"), ("llm-a1-w1", "b")]
 
@@ -247,17 +242,7 @@ def test_reconcile_is_idempotent_once_applied() -> None:
     again = reconcile(snap(jobs, pods, nodes), p)
     assert kinds(first) == kinds(again)  # same view, same decisions
     apply_locally(first, jobs, pods)
-    running_plan = plan_of(
-        JobPlan(
-            job="ml/llm",
-            status="running",
-            gpu_type="H100-80GB",
-            gpus=16,
-            start=0,
-            end=2,
-            placement=[Placement(node="a", gpus=8), Placement(node="b", gpus=8)],
-        )
-    )
+    running_plan = plan_of(keep_running("ml/llm", ("a", 8), ("b", 8)))
     assert jobs[0]["status"]["phase"] == "Running"
     assert reconcile(snap(jobs, pods, nodes), running_plan).actions == []
     assert len(pods) == 2
