@@ -376,14 +376,8 @@ def capacity(
             raise InputError(f"--utilisations: expected numbers in (0, 1] (got {utilisations!r})")
         from gpusched.simulations.inputs import detect_format
 
-        try:
-            the_fmt = fmt or detect_format(workload)
-            jobs = load_trace(the_fmt, workload, None, limit=limit, seed=seed)
-        except InputError as exc:  # the loaders name simulate's option; here it is --workload
-            message = str(exc)
-            if message.startswith("--trace"):
-                message = "--workload" + message[len("--trace") :]
-            raise InputError(message) from None
+        the_fmt = fmt or detect_format(workload, "--workload")
+        jobs = load_trace(the_fmt, workload, None, limit=limit, seed=seed, option="--workload")
         if not jobs:
             raise InputError(f"--workload: {workload}: no jobs")
     except InputError as exc:

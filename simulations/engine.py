@@ -382,8 +382,6 @@ class Simulator:
         """
         for idx in self.outages.begin(window):
             job = self.jobs[idx]
-            if job.state != "running":
-                continue
             # A job that cannot be preempted cannot be drained cleanly either: like a failure, it
             # keeps only its periodic checkpoints.
             self._stop(job, checkpoint=self.config.checkpoint_on_preempt and job.spec.preemptible)

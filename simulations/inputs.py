@@ -11,13 +11,13 @@ from gpusched.simulations.workload import TraceJob
 from gpusched.units import parse_datetime
 
 
-def detect_format(trace: str) -> str:
+def detect_format(trace: str, option: str = "--trace") -> str:
     """philly / openb / csv from the CSV header; synthetic for a spec such as 'jobs=500,load=0.7'."""
     path = Path(trace)
     if not path.exists():
         if "=" in trace or trace == "synthetic":
             return "synthetic"
-        raise InputError(f"--trace: file not found: {trace}")
+        raise InputError(f"{option}: file not found: {trace}")
     if path.suffix.lower() in (".yaml", ".yml"):
         return "synthetic"
     with path.open(encoding="utf-8", errors="replace") as handle:

@@ -339,8 +339,8 @@ class SyntheticSpec(BaseModel):
     seed: int = 0
 
 
-def parse_synthetic_spec(text: str, seed: int | None = None) -> SyntheticSpec:
-    """A YAML file path or an inline 'jobs=500,load=0.7' spec."""
+def parse_synthetic_spec(text: str, seed: int | None = None, option: str = "--trace") -> SyntheticSpec:
+    """A YAML file path or an inline 'jobs=500,load=0.7' spec; `option` names it in errors."""
     path = Path(text)
     data: Any
     if path.exists():
@@ -348,10 +348,10 @@ def parse_synthetic_spec(text: str, seed: int | None = None) -> SyntheticSpec:
         source = str(path)
     else:
         data = {}
-        source = "--trace"
+        source = option
         for part in filter(None, (p.strip() for p in text.split(","))):
             if "=" not in part:
-                raise InputError(f"--trace: synthetic spec part {part!r} is not key=value (e.g. jobs=500,load=0.7)")
+                raise InputError(f"{option}: synthetic spec part {part!r} is not key=value (e.g. jobs=500,load=0.7)")
             k, v = part.split("=", 1)
             data[k.strip()] = v.strip()
     if seed is not None and isinstance(data, dict) and "seed" not in data:
@@ -399,9 +399,11 @@ def synthetic_jobs(spec: SyntheticSpec, capacity_gpus: int) -> list[TraceJob]:
 
 def load_trace(
     fmt: str, trace: str, cluster: Cluster | None, limit: int | None = None, seed: int | None = None,
-    start: float | None = None, end: float | None = None,
+    start: float | None = None, end: float | None = None, option: str = "--trace",
 ) -> list[TraceJob]:
     """Jobs of a trace in format `fmt`, cut to releases in [start, end) hours and to `limit` jobs.
+
+    `option` is the command-line option the trace came from, named in errors.
 
     The cut keeps release times relative to the trace start (minus `start`), so a window of a trace
     replays with its own arrival pattern.
@@ -413,7 +415,7 @@ def load_trace(
     elif fmt == "csv":
         jobs = load_generic(Path(trace))
     elif fmt == "synthetic":
-        jobs = synthetic_jobs(parse_synthetic_spec(trace, seed), cluster.total_gpus() if cluster else 64)
+        jobs = synthetic_jobs(parse_synthetic_spec(trace, seed, option), cluster.total_gpus() if cluster else 64)
     else:
         raise InputError(f"--format: unknown trace format {fmt!r} (expected one of {', '.join(FORMATS)})")
     return subset(jobs, limit, start, end)

@@ -250,3 +250,10 @@ def test_simulate_honours_maintenance_windows_in_the_cluster_file(tmp_path: Path
     assert result.exit_code == 2
     assert "maintenance[0].end: 2026-12-01T00:00:00+00:00: the simulator counts time from the trace's first job" in (
         " ".join(result.output.split()))
+
+
+def test_capacity_names_its_own_option_in_workload_errors() -> None:
+    args = ["--slo", "p95_queue<=1h", "--gpu-types", "A100:3:1"]
+    for workload, expected in (("jobs=5,rate_per_h=2", "--workload: rate_per_h"), ("no-such.csv", "--workload: file not found")):
+        result = runner.invoke(app, ["capacity", "--workload", workload, *args])
+        assert result.exit_code == 2 and expected in result.output, result.output
