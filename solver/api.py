@@ -17,8 +17,9 @@ from gpusched.solver.bounds import trivial_bound
 from gpusched.solver.colgen import solve_colgen
 from gpusched.solver.greedy import lp_guided, portfolio
 from gpusched.solver.instance import Instance, JobInfo, TypeOption, build_instance
-from gpusched.solver.milp import solve_bucket_relaxation, solve_milp
+from gpusched.solver.milp import MIP_GAP, solve_bucket_relaxation, solve_milp
 from gpusched.solver.options import PlanOptions
+from gpusched.solver.packing import pack
 from gpusched.solver.placement import place_first_slot, preemption_room
 from gpusched.solver.policies import Policy, make_policy
 from gpusched.solver.schedule import Schedule, is_late, usage
@@ -54,7 +55,7 @@ class _Search:
     source: str
     value: float
     bound: float | None = None
-    proven: bool = False
+    """The best proven lower bound of the slot model (never an incumbent's value)."""
     notes: list[str] = field(default_factory=list)
     master: list[tuple[int, TypeOption, int]] = field(default_factory=list)
     """Starts the last column-generation master used, to open the next one (after a repair)."""
@@ -112,7 +113,12 @@ def _relax(search: _Search, forbid: frozenset[int], first: bool) -> None:
     # Time the MILP cannot use well goes to more alpha-points: each is one list schedule.
     if search.left() < MIN_MILP_SECONDS and search.left() > 3 * (time.perf_counter() - t0):
         rounded, name, _ = lp_guided(
-            inst, policy, relaxation.fractional, forbid, exact=relaxation.on_slots, alphas=(0.1, 0.35, 0.65, 0.9)
+            inst,
+            policy,
+            relaxation.fractional,
+            forbid,
+            exact=relaxation.on_slots,
+            alphas=(0.1, 0.35, 0.65, 0.9),
         )
         search.offer(rounded, name)
 
@@ -159,7 +165,7 @@ def _whole_relaxation(search: _Search, forbid: frozenset[int]) -> _Relaxation | 
     )
     if relaxed.objective is None:
         return None
-    return _Relaxation(relaxed.fractional, None if relaxed.thinned else relaxed.objective, on_slots=True)
+    return _Relaxation(relaxed.fractional, None if relaxed.thinned else relaxed.bound, on_slots=True)
 
 
 def _bucket_relaxation(search: _Search, columns: int, first: bool) -> _Relaxation | None:
@@ -271,7 +277,6 @@ def _improve(search: _Search, forbid: frozenset[int], first: bool) -> None:
         search.offer(result.schedule, f"milp-{options.solver}")
     if first and not result.thinned and result.bound is not None:
         search.bound = max(search.bound if search.bound is not None else result.bound, result.bound)
-        search.proven = result.status == "optimal"
 
 
 @dataclass
@@ -313,8 +318,6 @@ def _plan_with_repairs(
         if plannable:
             _relax(search, forbid, first=first)
             _improve(search, forbid, first=first)
-            if first and search.closed():
-                search.proven = True
         previous = search
         schedule = search.schedule
         placements, failed = place_first_slot(inst, schedule)
@@ -358,21 +361,32 @@ def plan(cluster: Cluster, jobs: list[Job], options: PlanOptions | None = None) 
                 0, f"preempted {names} to make room on whole nodes for {inst.jobs[for_job].job.name} now"
             )
             outcome = preempting
-    search, schedule, source = outcome.search, outcome.schedule, outcome.search.source
-    placements, forbid, notes = outcome.placements, outcome.forbid, outcome.notes
+    search, source = outcome.search, outcome.search.source
+    notes = outcome.notes
+    # Every job gets nodes for its whole run; what does not fit where planned is delayed.
+    packed = pack(inst, outcome.schedule, outcome.forbid)
+    schedule, placements = packed.schedule, packed.placements
+    if packed.delayed or packed.dropped:
+        moved = ", ".join(inst.jobs[j].job.name for j in packed.delayed + packed.dropped)
+        notes.append(f"no nodes hold {moved} for the whole run where the type-level plan put them: delayed")
+    notes.extend(_stopped_notes(inst))
 
-    bound, proven = search.bound, search.proven
+    bound = search.bound
     objective = policy.evaluate(schedule)
     # The capacity-free bound rarely beats an LP bound and costs seconds at L: only when cheap or alone.
     lower = trivial_bound(inst, policy) if bound is None or len(inst.jobs) <= 1000 else float("-inf")
     if bound is not None:
         lower = max(lower, min(bound, objective))
-    if proven and not forbid:
-        lower = objective
     gap = 0.0 if objective <= lower + 1e-9 else (objective - lower) / max(abs(objective), 1e-9)
     job_plans = [_job_plan(inst, policy, info, schedule, placements) for info in inst.jobs]
     late = any(jp.deadline_met is False for jp in job_plans)
-    status = "infeasible" if late else ("optimal" if gap <= 1e-6 else "feasible")
+    optimal = gap <= MIP_GAP
+    status = "infeasible" if late else ("optimal" if optimal else "feasible")
+    if optimal:
+        notes.append(
+            f"optimal: the objective is within a relative gap of {MIP_GAP:g} of the proven lower bound "
+            f"({lower:.6g})"
+        )
     if late:
         notes.append("some deadlines cannot be met: see the jobs with deadline_met = false")
     return Plan(
@@ -391,6 +405,17 @@ def plan(cluster: Cluster, jobs: list[Job], options: PlanOptions | None = None) 
         utilisation=_utilisation(inst, schedule),
         notes=notes,
     )
+
+
+def _stopped_notes(inst: Instance) -> list[str]:
+    """Running jobs whose GPUs go away under them: say so, whatever else the plan does."""
+    out = []
+    for info in inst.jobs:
+        if info.stopped is None:
+            continue
+        then = "stopped, not planned again" if not info.job.preemptible else "cannot go on in place"
+        out.append(f"running job {info.job.name} {then}: {info.stopped}")
+    return out
 
 
 def _estimated_columns(inst: Instance) -> int:

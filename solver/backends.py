@@ -38,11 +38,21 @@ class LinearModel:
 @dataclass
 class Solution:
     status: str
-    """'optimal', 'feasible' (stopped with a solution), 'infeasible', 'not_solved'."""
+    """'optimal' (the solver proved it within the gap it was given), 'feasible' (stopped with a
+    solution: time limit, or a gap stop), 'infeasible', 'not_solved' (no solution: time ran out
+    before one, or the solver failed)."""
     x: np.ndarray | None
     objective: float | None
     bound: float | None
+    """A proven lower bound (the solver's best bound; an LP's optimum), never an incumbent's value;
+    None when the solver proved none."""
     seconds: float
+
+
+CBC_ALLOWABLE_GAP = 1e-9
+"""Absolute gap at which CBC may stop (its `allowableGap`); the relative one is the caller's."""
+CBC_BOUND_ROUNDING = 1e-3
+"""CBC prints its final lower bound with three decimals: take that much off so it stays a bound."""
 
 
 def solve(
@@ -92,21 +102,33 @@ def _solve_highs(
         sol.value_valid = True
         h.setSolution(sol)
     h.run()
+    return _read_highs(h, relax, time.perf_counter() - t0)
+
+
+def _read_highs(h: Any, relax: bool, seconds: float) -> Solution:
+    """HiGHS' answer, read exactly: kOptimal on a MIP means "within mip_rel_gap", not proven
+    optimal, so the bound is always its dual bound; an LP stopped early proves nothing."""
+    import highspy
+
     status = h.getModelStatus()
     info = h.getInfo()
-    seconds = time.perf_counter() - t0
     has_primal = getattr(info, "primal_solution_status", 0) == 2  # kSolutionStatusFeasible
-    if status == highspy.HighsModelStatus.kOptimal:
-        x = np.asarray(h.getSolution().col_value)
-        value = float(info.objective_function_value)
-        return Solution("optimal", x, value, value, seconds)
-    if status == highspy.HighsModelStatus.kInfeasible:
+    if status in (highspy.HighsModelStatus.kInfeasible, highspy.HighsModelStatus.kUnboundedOrInfeasible):
         return Solution("infeasible", None, None, None, seconds)
-    if has_primal:
-        x = np.asarray(h.getSolution().col_value)
-        bound = float(info.mip_dual_bound) if not relax and math.isfinite(info.mip_dual_bound) else None
-        return Solution("feasible", x, float(info.objective_function_value), bound, seconds)
-    return Solution("not_solved", None, None, None, seconds)
+    if not has_primal:
+        return Solution("not_solved", None, None, None, seconds)
+    x = np.asarray(h.getSolution().col_value)
+    value = float(info.objective_function_value)
+    optimal = status == highspy.HighsModelStatus.kOptimal
+    if relax:
+        return (
+            Solution("optimal", x, value, value, seconds)
+            if optimal
+            else Solution("feasible", x, value, None, seconds)
+        )
+    dual = float(info.mip_dual_bound)
+    bound = min(dual, value) if math.isfinite(dual) else None
+    return Solution("optimal" if optimal else "feasible", x, value, bound, seconds)
 
 
 def _new_highs(threads: int) -> Any:
@@ -232,7 +254,7 @@ def _write_start(x: np.ndarray, path: str) -> None:
         fh.write("\n".join(lines) + "\n")
 
 
-_BOUND = re.compile(r"(?:best possible|lower bound)[:\s]+(-?[0-9.eE+]+)", re.IGNORECASE)
+_BOUND = re.compile(r"^Lower bound:\s+(-?[0-9.eE+]+|-?inf)", re.MULTILINE)
 
 
 def _solve_cbc(
@@ -258,7 +280,7 @@ def _solve_cbc(
         if threads > 1:
             args += ["-threads", str(threads)]
         if not relax:
-            args += ["-ratio", repr(gap)]
+            args += ["-ratioGap", repr(gap), "-allowableGap", repr(CBC_ALLOWABLE_GAP)]
         args += ["-solve" if not relax else "-initialSolve", "-printingOptions", "all", "-solution", sol]
         with open(log, "w") as out:
             proc = subprocess.run(args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
@@ -278,18 +300,35 @@ def _solve_cbc(
                     x[int(parts[1][1:])] = float(parts[2])
         with open(log, errors="replace") as fh:
             text = fh.read()
-    lower = header.lower()
-    if lower.startswith("optimal"):
-        value = float(model.c @ x + model.offset)
-        return Solution("optimal", x, value, value, seconds)
-    if "infeasible" in lower and "objective value" not in lower:
+    return _read_cbc(model, header, text, x, relax, seconds)
+
+
+def _read_cbc(
+    model: LinearModel, header: str, log: str, x: np.ndarray, relax: bool, seconds: float
+) -> Solution:
+    """CBC's status line (the solution file's first line), read exactly.
+
+    "Optimal - objective value v": search completed, proven. "Optimal (within gap tolerance)":
+    stopped at the gap, so only the log's lower bound is proven. "Stopped on time/iterations/... -
+    objective value v": an incumbent, with the log's lower bound; "(no integer solution - continuous
+    used)" means the values are the LP's, not a plan. "Infeasible", "Integer infeasible",
+    "Unbounded": no plan, whatever objective value follows.
+    """
+    lower = header.strip().lower()
+    value = float(model.c @ x + model.offset)
+    if lower.startswith(("infeasible", "integer infeasible")):
         return Solution("infeasible", None, None, None, seconds)
-    if "objective value" in lower and not relax:
-        found = _BOUND.findall(text)
+    if lower.startswith("optimal -"):
+        return Solution("optimal", x, value, value, seconds)
+    if relax or "no integer solution" in lower or not lower.startswith(("optimal (within gap", "stopped on")):
+        return Solution("not_solved", None, None, None, seconds)
+    found = _BOUND.findall(log)
+    bound = None
+    if found and "inf" not in found[-1]:
         # CBC's log omits the objective's constant term, as in the MPS file.
-        bound = float(found[-1]) + model.offset if found else None
-        return Solution("feasible", x, float(model.c @ x + model.offset), bound, seconds)
-    return Solution("not_solved", None, None, None, seconds)
+        printed = float(found[-1]) + model.offset
+        bound = min(value, printed - CBC_BOUND_ROUNDING - 1e-9 * abs(printed))
+    return Solution("feasible", x, value, bound, seconds)
 
 
 # ----------------------------------------------------------------------------- LPs re-solved with new columns
@@ -325,7 +364,6 @@ class LpSession:
         self._bounds = _bound_lines(model, 0, n) if solver != "highs" else []
         self._tmp = tempfile.TemporaryDirectory(prefix="gpusched-lp-")
         if solver == "highs":
-
             h = _new_highs(threads)
             h.passModel(_highs_lp(model))
             self._highs = h

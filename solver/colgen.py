@@ -90,11 +90,13 @@ def build_pool(inst: Instance, policy: Policy, forbid_now: frozenset[int]) -> Co
             jobs.append(np.full(n, info.index, dtype=np.int64))
             gids.append(np.full(n, g, dtype=np.int64))
             types.append(np.full(n, opt.type_index, dtype=np.int64))
-            gpus.append(np.full(n, float(info.gpus)))
+            gpus.append(np.full(n, float(info.charge(opt))))
             slots.append(np.full(n, opt.slots, dtype=np.int64))
     if not groups:
         empty_i, empty_f = np.zeros(0, dtype=np.int64), np.zeros(0)
-        return ColumnPool(empty_i, empty_i, empty_i, empty_i, empty_i, empty_f, empty_f, [], empty_i, empty_i, empty_i)
+        return ColumnPool(
+            empty_i, empty_i, empty_i, empty_i, empty_i, empty_f, empty_f, [], empty_i, empty_i, empty_i
+        )
     job = np.concatenate(jobs)
     start = np.concatenate(starts_)
     end = np.minimum(start + np.concatenate(slots), inst.n_slots)
@@ -147,7 +149,8 @@ def _aux_for(inst: Instance, policy: Policy, pool: ColumnPool, job_row: np.ndarr
         team_of_group = np.array([teams.get(info.job.team, -1) for info, _ in pool.groups], dtype=np.int64)
         row = team_of_group[pool.group]
         slots = np.array([opt.slots for _, opt in pool.groups])[pool.group]
-        hours = pool.gpus * np.minimum(run_hours, np.minimum(slots, inst.n_slots - pool.start) * inst.slot)
+        gang = np.array([float(info.gpus) for info, _ in pool.groups])[pool.group]
+        hours = gang * np.minimum(run_hours, np.minimum(slots, inst.n_slots - pool.start) * inst.slot)
         coef = np.where(row >= 0, -hours / entitled[np.maximum(row, 0)], 0.0)
         return _Aux(len(teams), row, coef, -policy.fair_weight, 1.0, 1.0, policy.fair_weight)
     return None
@@ -268,7 +271,10 @@ def solve_colgen(
     master_cols = np.flatnonzero(in_master)
     model = _master_model(pool, master_cols, slack_jobs, slack_cost_by_job, capacity, offset, rows)
     # Pool entry of each master column, in order; -1 for the slacks and the shared column.
-    order: list[np.ndarray] = [master_cols, np.full(model.c.shape[0] - master_cols.shape[0], -1, dtype=np.int64)]
+    order: list[np.ndarray] = [
+        master_cols,
+        np.full(model.c.shape[0] - master_cols.shape[0], -1, dtype=np.int64),
+    ]
 
     zero_aux = np.zeros(n_aux)
     best_bound, best_y, best_aux, best_mu = -np.inf, np.zeros(n_types * n_slots), zero_aux, np.zeros(cap_base)
@@ -368,11 +374,17 @@ def _master_model(
             (np.ones(n_slack), (rows.job_row[slack_jobs], np.arange(n_slack))), shape=(rows.n_rows, n_slack)
         ),
     ]
-    costs, upper = [pool.cost[master_cols], slack_cost_by_job[slack_jobs]], [np.ones(master_cols.shape[0] + n_slack)]
+    costs, upper = (
+        [pool.cost[master_cols], slack_cost_by_job[slack_jobs]],
+        [np.ones(master_cols.shape[0] + n_slack)],
+    )
     if aux is not None:
         blocks.append(
             sparse.csc_matrix(
-                (np.full(n_aux, aux.col_coef), (rows.aux_base + np.arange(n_aux), np.zeros(n_aux, dtype=np.int64))),
+                (
+                    np.full(n_aux, aux.col_coef),
+                    (rows.aux_base + np.arange(n_aux), np.zeros(n_aux, dtype=np.int64)),
+                ),
                 shape=(rows.n_rows, 1),
             )
         )
@@ -441,10 +453,11 @@ class _Pricing:
             reduced = reduced - np.where(aux.row >= 0, aux_dual[np.maximum(aux.row, 0)] * aux.coef, 0.0)
             effective = aux.col_cost - aux.col_coef * float(aux_dual.sum())
             shared = 0.0 if effective >= 0 else effective * aux.col_hi
-        per_job = np.minimum(np.minimum.reduceat(reduced, pool.job_first), self.slack_cost_by_job[pool.job_ids])
+        per_job = np.minimum(
+            np.minimum.reduceat(reduced, pool.job_first), self.slack_cost_by_job[pool.job_ids]
+        )
         bound = float(per_job.sum() + y @ self.capacity + self.offset + shared)
         return reduced, per_job, bound if np.isfinite(bound) else -np.inf
-
 
     def own_choices(self, reduced: np.ndarray) -> np.ndarray:
         """Pool entries of the start each job takes alone at these prices (none for a job that

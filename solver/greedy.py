@@ -44,7 +44,7 @@ def place_job(
         if opt is info.continue_option:
             if info.index in forbid_now:
                 continue
-            starts: Iterable[int] = [0] if free[opt.type_index, 0] >= info.gpus else []
+            starts: Iterable[int] = [0] if _fits_now(inst, free, info, opt) else []
         else:
             first = info.release_slot + (1 if info.index in forbid_now and info.release_slot == 0 else 0)
             s = earliest_start(free[opt.type_index], info.gpus, first, opt.slots)
@@ -188,7 +188,9 @@ def _list_schedule_preferring(
     free = np.asarray(inst.capacity, dtype=np.int64).copy()
     schedule: Schedule = {}
     for j, kept in (keep or {}).items():
-        free[kept.option.type_index, kept.start : min(kept.end(), inst.n_slots)] -= inst.jobs[j].gpus
+        free[kept.option.type_index, kept.start : min(kept.end(), inst.n_slots)] -= inst.jobs[j].charge(
+            kept.option
+        )
         schedule[j] = kept
     for info in order:
         if not info.plannable or info.index in schedule:
@@ -197,7 +199,7 @@ def _list_schedule_preferring(
         opt = preferred.get(info.index)
         if opt is not None:
             if opt is info.continue_option:
-                if info.index not in forbid_now and free[opt.type_index, 0] >= info.gpus:
+                if info.index not in forbid_now and _fits_now(inst, free, info, opt):
                     choice = Choice(opt, 0)
             else:
                 first = info.release_slot + (1 if info.index in forbid_now and info.release_slot == 0 else 0)
@@ -216,6 +218,12 @@ def _list_schedule_preferring(
         if choice is None:
             continue
         end = min(choice.end(), inst.n_slots)
-        free[choice.option.type_index, choice.start : end] -= info.gpus
+        free[choice.option.type_index, choice.start : end] -= info.charge(choice.option)
         schedule[info.index] = choice
     return schedule
+
+
+def _fits_now(inst: Instance, free: np.ndarray, info: JobInfo, opt: TypeOption) -> bool:
+    """A running job may go on in place: what it takes from open capacity is free for its run."""
+    end = min(opt.slots, inst.n_slots)
+    return bool((free[opt.type_index, :end] >= info.charge(opt)).all())

@@ -23,14 +23,20 @@ from gpusched.solver.instance import Instance, JobInfo, TypeOption
 from gpusched.solver.policies import FairPolicy, MakespanPolicy, Policy
 from gpusched.solver.schedule import Choice, Schedule
 
+MIP_GAP = 1e-4
+"""Relative gap at which the MILP solvers stop (CBC's ratioGap, HiGHS' mip_rel_gap), and at which
+the planner calls a plan optimal: objective - proven lower bound <= MIP_GAP x |objective|."""
+
 
 @dataclass
 class MilpResult:
     schedule: Schedule | None
     status: str
-    """'optimal', 'feasible', 'not_solved', 'infeasible'."""
+    """'optimal', 'feasible', 'not_solved', 'infeasible' (backends.Solution says what each means)."""
     objective: float | None
     bound: float | None
+    """A proven lower bound of this model (None when the solver proved none); of the full slot
+    model only when not `thinned`."""
     solve_time_s: float
     columns: int
     thinned: bool
@@ -92,7 +98,7 @@ def solve_milp(
     solver: str = "cbc",
     time_limit: float | None = None,
     threads: int = 1,
-    gap: float = 5e-4,
+    gap: float = MIP_GAP,
     warm: Schedule | None = None,
     forbid_now: frozenset[int] = frozenset(),
     column_budget: int | None = None,
@@ -139,7 +145,7 @@ def solve_milp(
             None,
             result.status,
             result.objective,
-            result.objective,
+            result.bound,
             elapsed,
             len(cols),
             thinned,
@@ -190,7 +196,7 @@ def build_model(
         r = np.empty(1 + end - s, dtype=np.int64)
         r[0] = job_rows[info.index]
         r[1:] = cap_base + opt.type_index * n_slots + np.arange(s, end)
-        v = np.full(r.shape[0], float(info.gpus))
+        v = np.full(r.shape[0], float(info.charge(opt)))
         v[0] = 1.0
         rows.append(r)
         vals.append(v)
@@ -321,7 +327,7 @@ def solve_bucket_relaxation(
                     use = min(max(0, min(s + opt.slots, hi) - max(s, lo)) for s in starts)
                     if use > 0:
                         rows.append(cap_base + opt.type_index * n_buckets + bb)
-                        vals.append(float(use * info.gpus))
+                        vals.append(float(use * info.charge(opt)))
                         colnum.append(c)
     n = len(cost)
     for info in plannable:

@@ -69,14 +69,13 @@ def place_first_slot(inst: Instance, schedule: Schedule) -> tuple[dict[int, list
     for info in sorted(starting, key=lambda i: (i.job.max_nodes or 1 << 30, -i.gpus, i.index)):
         choice = schedule[info.index]
         nodes = [n for n in inst.nodes_by_type[choice.option.type_index] if free[n.name] > 0]
-        # Nodes that keep their GPUs for the whole run first (a maintenance window on a node would
-        # stop the job part-way); only when none can hold it, any node with room now.
-        best = None
+        # Only nodes that keep their GPUs for the whole run (a maintenance window on a node would
+        # stop the job part-way): a gang that finds none is re-planned to start later.
         if lowest:
             end = max(1, min(choice.end(), inst.n_slots))
-            best = _place(_free_through(free, nodes, lowest, end), nodes, info)
-        if best is None:
-            best = _place(free, nodes, info)
+            best = place_on(_free_through(free, nodes, lowest, end), nodes, info)
+        else:
+            best = place_on(free, nodes, info)
         if best is None:
             failed.append(info.index)
             continue
@@ -112,7 +111,7 @@ def _free_through(
     return out
 
 
-def _place(free: dict[str, int], nodes: list[NodeSpec], info: JobInfo) -> list[tuple[str, int]] | None:
+def place_on(free: dict[str, int], nodes: list[NodeSpec], info: JobInfo) -> list[tuple[str, int]] | None:
     """The best pick inside one topology domain, else across domains; None when nothing holds it."""
     domains: dict[str | None, list[str]] = defaultdict(list)
     for n in nodes:
@@ -172,7 +171,11 @@ def preemption_room(
         # Nodes with the most room once their candidates stop; fewer victims among equals.
         nodes = sorted(
             candidates,
-            key=lambda n: (-(free[n] + sum(_held(placements, v, n) for v in candidates[n])), len(candidates[n]), n),
+            key=lambda n: (
+                -(free[n] + sum(_held(placements, v, n) for v in candidates[n])),
+                len(candidates[n]),
+                n,
+            ),
         )[:most]
         victims: set[int] = set()
         room = 0

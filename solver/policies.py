@@ -19,7 +19,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from gpusched.solver.instance import Instance, JobInfo, TypeOption
+from gpusched.solver.instance import DEADLINE_TOL, Instance, JobInfo, TypeOption
 from gpusched.solver.schedule import Choice, Schedule, end_hours, is_late
 
 TIE = 1e-3
@@ -44,7 +44,7 @@ class Policy:
 
     def coefficient(self, info: JobInfo, opt: TypeOption, start: int) -> float:
         value = self.base(info, opt, start)
-        if self._deadline_attainable(info) and start + opt.slots > (info.deadline_slot or 0):
+        if self._deadline_attainable(info) and self.inst.late(info, opt, start):
             value += self.late_penalty(info)
         return value
 
@@ -53,8 +53,9 @@ class Policy:
         slot model (close to a million at L) on each round, which only arrays make affordable."""
         values = self.base_many(info, opt, starts)
         if self._deadline_attainable(info):
-            assert info.deadline_slot is not None
-            values = values + np.where(starts + opt.slots > info.deadline_slot, self.late_penalty(info), 0.0)
+            # The same expression as Instance.late, so both agree to the last bit.
+            late = starts * self.inst.slot + opt.run_hours > (info.job.deadline or 0.0) + DEADLINE_TOL
+            values = values + np.where(late, self.late_penalty(info), 0.0)
         return values
 
     def base_many(self, info: JobInfo, opt: TypeOption, starts: np.ndarray) -> np.ndarray:
@@ -67,10 +68,13 @@ class Policy:
     def _deadline_attainable(self, info: JobInfo) -> bool:
         """A deadline no choice can meet costs every plan the same: it is left out of the objective
         (it would only swamp the relative gap the solver stops at) and reported instead."""
-        if info.deadline_slot is None:
+        if info.job.deadline is None:
             return False
-        first = 0 if info.continue_option is not None else info.release_slot
-        return any(first + o.slots <= info.deadline_slot for o in self.inst.all_options(info))
+        return any(
+            not self.inst.late(info, o, self.inst.start_range(info, o).start)
+            for o in self.inst.all_options(info)
+            if len(self.inst.start_range(info, o))
+        )
 
     def late_penalty(self, info: JobInfo) -> float:
         return self.scale(info) * self.late_unit

@@ -30,14 +30,15 @@ def usage(inst: Instance, schedule: Schedule) -> np.ndarray:
     used = np.zeros((len(inst.types), inst.n_slots), dtype=np.int64)
     for j, choice in schedule.items():
         end = min(choice.end(), inst.n_slots)
-        used[choice.option.type_index, choice.start : end] += inst.jobs[j].gpus
+        used[choice.option.type_index, choice.start : end] += inst.jobs[j].charge(choice.option)
     return used
 
 
 def is_late(inst: Instance, info: JobInfo, choice: Choice) -> bool:
-    return info.deadline_slot is not None and choice.end() > info.deadline_slot
+    """Misses its deadline, judged on the exact end time (the one the plan reports)."""
+    return inst.late(info, choice.option, choice.start)
 
 
 def end_hours(inst: Instance, info: JobInfo, choice: Choice) -> float:
     """Completion time: the slot-aligned start plus the exact run time."""
-    return inst.slot_start(choice.start) + choice.option.run_hours
+    return inst.end_hours(choice.option, choice.start)
