@@ -254,6 +254,24 @@ def _write_start(x: np.ndarray, path: str) -> None:
         fh.write("\n".join(lines) + "\n")
 
 
+KILL_GRACE = 1.0
+"""Seconds a CBC process may run past its own time limit (reading, presolve and writing happen
+outside its clock, and on a loaded machine they stretch) before it is killed as unanswered."""
+
+
+def _run_bounded(args: list[str], log: str, time_limit: float | None) -> int:
+    """Run CBC with its output to `log`; kill it when it outlives its limit by KILL_GRACE (its own
+    clock does not count reading the model or its root LP on every version): -9 then."""
+    with open(log, "w") as out:
+        proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        try:
+            return proc.wait(timeout=None if time_limit is None else max(0.5, time_limit) + KILL_GRACE)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            return -9
+
+
 _BOUND = re.compile(r"^Lower bound:\s+(-?[0-9.eE+]+|-?inf)", re.MULTILINE)
 
 
@@ -282,10 +300,9 @@ def _solve_cbc(
         if not relax:
             args += ["-ratioGap", repr(gap), "-allowableGap", repr(CBC_ALLOWABLE_GAP)]
         args += ["-solve" if not relax else "-initialSolve", "-printingOptions", "all", "-solution", sol]
-        with open(log, "w") as out:
-            proc = subprocess.run(args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        returncode = _run_bounded(args, log, time_limit)
         seconds = time.perf_counter() - t0
-        if proc.returncode != 0 or not os.path.exists(sol):
+        if returncode != 0 or not os.path.exists(sol):
             return Solution("not_solved", None, None, None, seconds)
         with open(sol) as fh:
             header = fh.readline()
@@ -428,10 +445,11 @@ class LpSession:
         # after new columns) primal simplex is.
         args += ["-basisIn", self._basis, "-primalSimplex"] if self._basis is not None else ["-dualSimplex"]
         args += ["-basisOut", basis_out, "-printingOptions", "all", "-solution", sol]
-        with open(log, "w") as out:
-            proc = subprocess.run(args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        returncode = _run_bounded(
+            args, log, None if time_limit is None else time_limit - (time.perf_counter() - t0)
+        )
         seconds = time.perf_counter() - t0
-        if proc.returncode != 0 or not os.path.exists(sol):
+        if returncode != 0 or not os.path.exists(sol):
             return LpSolution("not_solved", None, None, None, seconds)
         n_rows = m.A.shape[0]
         x, y = np.zeros(m.c.shape[0]), np.zeros(n_rows)
