@@ -311,6 +311,7 @@ def _plan_with_repairs(
     failed: list[int] = []
     for attempt in range(MAX_REPAIRS + 1):
         first = attempt == 0 and previous is None
+        attempt_started = time.perf_counter()
         schedule, source, _ = portfolio(inst, policy, forbid)
         search = _Search(inst, policy, options, deadline, schedule, source, policy.evaluate(schedule))
         if previous is not None:
@@ -327,13 +328,14 @@ def _plan_with_repairs(
             room = preemption_room(inst, schedule, placements, failed)
             room_forbid = forbid
         names = ", ".join(inst.jobs[j].job.name for j in failed)
+        forbid = forbid | frozenset(failed)
+        if deadline - time.perf_counter() < 2 * (time.perf_counter() - attempt_started):
+            # No time for another search: the packing (plan()) delays what does not fit now.
+            notes.append(f"no node placement for {names} now (fragmentation or max_nodes): delayed")
+            break
         notes.append(
             f"no node placement for {names} now (fragmentation or max_nodes): re-planned to start later"
         )
-        forbid = forbid | frozenset(failed)
-    else:
-        for j in failed:
-            schedule.pop(j, None)
     assert search is not None
     return _Outcome(search, schedule, placements, forbid, search.notes + notes, room, room_forbid)
 
@@ -348,7 +350,8 @@ def plan(cluster: Cluster, jobs: list[Job], options: PlanOptions | None = None) 
 
     deadline = started + time_limit
     outcome = _plan_with_repairs(inst, policy, options, plannable, frozenset(), deadline)
-    if outcome.room is not None and deadline - time.perf_counter() > 0.5:
+    first_took = time.perf_counter() - started
+    if outcome.room is not None and deadline - time.perf_counter() > max(0.5, 0.2 * first_took):
         # A gang that fits the type but not the nodes now: also try stopping the lower-priority
         # jobs in its way, and keep whichever plan is better.
         victims, for_job = outcome.room
