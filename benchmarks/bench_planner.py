@@ -91,3 +91,48 @@ def test_planner(benchmark, size: str, policy: str) -> None:
         objective=result.objective, lower_bound=result.lower_bound, gap=result.gap, fifo=fifo
     )
     print(line)
+
+
+def _busy_loop() -> None:
+    while True:
+        pass
+
+
+@pytest.mark.parametrize("policy", ["cost", "jct"])
+@pytest.mark.parametrize("size", CHOSEN)
+def test_time_limit_under_load(size: str, policy: str) -> None:
+    """Issue #10 item 4: the same plan quiet and with a busy-loop neighbour on every core. Prints
+    wall time against the limit (target: <= limit + 5 %) and the gap in both runs."""
+    import multiprocessing
+
+    spec = SIZES[size]
+    cluster = make_cluster(spec["gpus"], spec["types"])
+    horizon = spec["slots"] * SLOT
+    jobs = make_jobs(spec["jobs"], cluster, horizon, seed=7)
+    options = PlanOptions(policy=policy, horizon=horizon, slot=SLOT, time_limit=spec["time_limit"])  # type: ignore[arg-type]
+    runs = {}
+    for label in ("quiet", "loaded"):
+        neighbours = []
+        if label == "loaded":
+            ctx = multiprocessing.get_context("spawn")
+            neighbours = [ctx.Process(target=_busy_loop, daemon=True) for _ in range(os.cpu_count() or 2)]
+            for p in neighbours:
+                p.start()
+        try:
+            t0 = time.perf_counter()
+            result = plan(cluster, jobs, options)
+            wall = time.perf_counter() - t0
+        finally:
+            for p in neighbours:
+                p.kill()
+                p.join()
+        assert check_plan(cluster, jobs, result) == []
+        runs[label] = (wall, result.gap, result.status)
+    limit = spec["time_limit"]
+    print(
+        f"\n[{size} {policy} load] limit={limit:.0f}s "
+        + " ".join(
+            f"{label}: wall={w:.2f}s ({w / limit:.0%} of the limit) gap={g:.3%} status={s}"
+            for label, (w, g, s) in runs.items()
+        )
+    )

@@ -243,6 +243,7 @@ def build_instance(cluster: Cluster, jobs: list[Job], options: PlanOptions) -> I
 
     node_by_name = {n.name: n for n in cluster.nodes}
     tmap = cluster.type_map()
+    pools = [sorted((n.healthy_gpus for n in nodes), reverse=True) for nodes in nodes_by_type]
     infos: list[JobInfo] = []
     for j, job in enumerate(jobs):
         info = JobInfo(
@@ -280,15 +281,15 @@ def build_instance(cluster: Cluster, jobs: list[Job], options: PlanOptions) -> I
                 info.options.append(
                     TypeOption(k, _slots_for(hours, slot), hours, restart=job.running is not None)
                 )
-        _explain_unplannable(info, cluster, nodes_by_type, types)
+        _explain_unplannable(info, pools, types)
         infos.append(info)
     return Instance(cluster, options, types, slot, n_slots, capacity, node_capacity, nodes_by_type, infos)
 
 
-def _explain_unplannable(
-    info: JobInfo, cluster: Cluster, nodes_by_type: list[list[Node]], types: list[GpuType]
-) -> None:
-    """Drop options that can never run (gang too big for the pool) and say why none is left."""
+def _explain_unplannable(info: JobInfo, pools: list[list[int]], types: list[GpuType]) -> None:
+    """Drop options that can never run (gang too big for the pool) and say why none is left.
+
+    pools[k]: the open GPUs of each node of type k, largest first."""
     job = info.job
     if info.continue_option is not None:
         return
@@ -309,7 +310,7 @@ def _explain_unplannable(
     kept = []
     largest = 0
     for opt in info.options:
-        pool = sorted((n.healthy_gpus for n in nodes_by_type[opt.type_index]), reverse=True)
+        pool = pools[opt.type_index]
         reachable = sum(pool[: job.max_nodes] if job.max_nodes else pool)
         largest = max(largest, reachable)
         if reachable >= job.gpus:
