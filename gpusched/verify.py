@@ -222,11 +222,11 @@ def check_plan_report(
 
     derived: list[Derived] = []
     for jp in plan.jobs:
-        job = by_name.get(jp.job)
-        if job is None:
+        found = by_name.get(jp.job)
+        if found is None:
             problems.append(f"{jp.job}: in the plan but not in the queue")
             continue
-        d = _check_job(cluster, job, jp, plan, migration_penalty, problems)
+        d = _check_job(cluster, found, jp, plan, migration_penalty, problems)
         if d is not None:
             derived.append(d)
     _check_running_nonpreemptible(cluster, jobs, plan, derived, problems)
@@ -340,17 +340,27 @@ def _check_running_nonpreemptible(
     """A non-preemptible running job keeps its nodes until done, unless they cannot hold it."""
     stays = {d.job.name for d in derived if d.stays}
     nodes = {n.name: n for n in cluster.nodes}
+    types = cluster.type_map()
+    n_slots = slot_count(plan)
+    # What all non-preemptible running jobs would hold on each node, slot by slot, if they all stayed.
+    demand: dict[tuple[str, int], int] = defaultdict(int)
+    last_slot: dict[str, int] = {}
+    for job in jobs:
+        if job.running is None or job.preemptible:
+            continue
+        node_type = types[nodes[next(iter(job.running.nodes))].gpu_type]
+        wall = job.remaining_work(types) / _speed(job, node_type)
+        last_slot[job.name] = min(n_slots, math.ceil(wall / plan.slot - TOL)) - 1
+        for name, gpus in job.running.nodes.items():
+            for t in range(last_slot[job.name] + 1):
+                demand[(name, t)] += gpus
     for job in jobs:
         if job.running is None or job.preemptible or job.name in stays:
             continue
-        # Could its nodes have held it until it ends (or the horizon)? Then stopping it breaks the rule.
-        node_type = cluster.type_map()[nodes[next(iter(job.running.nodes))].gpu_type]
-        wall = job.remaining_work(cluster.type_map()) / _speed(job, node_type)
-        last = min(slot_count(plan), math.ceil(wall / plan.slot - TOL)) - 1
         fits = all(
-            gpus <= node_usable(cluster, nodes[name], t, plan.slot)
-            for name, gpus in job.running.nodes.items()
-            for t in range(0, last + 1)
+            demand[(name, t)] <= node_usable(cluster, nodes[name], t, plan.slot)
+            for name in job.running.nodes
+            for t in range(last_slot[job.name] + 1)
         )
         if fits:
             problems.append(f"{job.name}: non-preemptible running job stopped or moved off its nodes")

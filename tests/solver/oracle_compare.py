@@ -34,13 +34,20 @@ def _close(a: float, b: float, rel: float = 1e-6) -> bool:
 
 def compare(inst: Instance, policy: str, solver: str, time_limit: float = 4.0) -> Outcome:
     label = f"{inst.label()} {policy} {solver}"
-    out = Outcome(label)
     options = PlanOptions(
         policy=policy, horizon=inst.horizon, slot=inst.slot, solver=solver, time_limit=time_limit
     )
     result = plan(inst.cluster, inst.jobs, options)
+    return compare_plan(inst, policy, result, options.migration_penalty, label)
+
+
+def compare_plan(
+    inst: Instance, policy: str, result: Plan, migration_penalty: float = 0.25, label: str = ""
+) -> Outcome:
+    """Check a given plan of the instance against the checker and the exact oracle."""
+    out = Outcome(label or inst.label())
     out.plan = result
-    report = check_plan_report(inst.cluster, inst.jobs, result, migration_penalty=options.migration_penalty)
+    report = check_plan_report(inst.cluster, inst.jobs, result, migration_penalty=migration_penalty)
     out.failures += [f"[check] {v}" for v in report.violations]
     # The reference: the best plan that starts every job that can run at all. Its value does not
     # depend on how a job left unstarted is charged (the specification leaves that loosest), so it
@@ -50,9 +57,7 @@ def compare(inst: Instance, policy: str, solver: str, time_limit: float = 4.0) -
         out.skipped = f"oracle: {exact.status} (no plan starts every job)"
         return out
     opt = exact.objective
-    mine = plan_objective(
-        inst.cluster, inst.jobs, result, policy, migration_penalty=options.migration_penalty
-    )
+    mine = plan_objective(inst.cluster, inst.jobs, result, policy, migration_penalty=migration_penalty)
     tol = REL * max(1.0, abs(opt.value))
     starts_all = not [
         name for name in mine.unstarted if name not in opt.unstarted

@@ -26,7 +26,7 @@ import numpy as np
 from scipy.optimize import Bounds, LinearConstraint, milp
 from scipy.sparse import coo_matrix
 
-from gpusched.model import Cluster, Job
+from gpusched.model import Cluster, Job, JobPlan, Placement, Plan, Segment
 from gpusched.verify import (
     DEFAULT_MIGRATION_PENALTY,
     TIE,
@@ -50,6 +50,8 @@ class Exact:
     ends: dict[str, float]
     types: dict[str, str | None]
     runs: dict[str, list[int]]
+    plan: Plan | None = None
+    """The optimum written as a plan file (the checker must accept it)."""
 
 
 class _Model:
@@ -165,7 +167,7 @@ def solve_exact(
         starts = {v["st"][t]: 1.0 for t in range(T)}
         if not j.preemptible:
             m.row({**starts, v["keep"]: 1.0}, hi=1)
-        if running and not j.preemptible and _nodes_hold(cluster, j, T, slot, usable):
+        if running and not j.preemptible and _nodes_hold(cluster, jobs, j, T, slot, usable):
             m.row({v["keep"]: 1.0}, 1, 1)
         # ks[t]: the kept run is still going in slot t (the only work a cordoned node may hold).
         for t in range(T):
@@ -359,23 +361,98 @@ def solve_exact(
     chosen: dict[str, str | None] = {}
     runs: dict[str, list[int]] = {}
     unstarted: list[str] = []
+    rows: list[JobPlan] = []
     for j in jobs:
         if j not in plannable or x[V[j.name]["none"]] > 0.5:
             unstarted.append(j.name)
             ends[j.name], bills[j.name] = unstarted_terms(cluster, j, horizon, slot)
             chosen[j.name] = None
             runs[j.name] = []
+            rows.append(JobPlan(job=j.name, status="unscheduled", reason="no room", reason_code="capacity"))
             continue
         v = V[j.name]
         ends[j.name] = float(x[v["E"]])
         bills[j.name] = float(sum(val * x[c] for c, val in v["bill"].items()))
         chosen[j.name] = next(i for i, c in v["w"].items() if x[c] > 0.5)
         runs[j.name] = [t for t in range(T) if x[v["run"][t]] > 0.5]
+        rows.append(_job_plan(j, v, x, T, slot, horizon, ends[j.name], bills[j.name], chosen[j.name]))
     objective = objective_from(
         cluster, jobs, ends, bills, policy, horizon, slot, migration_penalty, unstarted
     )
     _ = node_of
-    return Exact("optimal", objective, ends, chosen, runs)
+    missed = any(r.deadline_met is False for r in rows) or any(
+        r.status == "unscheduled" and j.deadline is not None for r, j in zip(rows, jobs, strict=True)
+    )
+    stopped = any(
+        j.running is not None
+        and not j.preemptible
+        and (r.preempted or r.migrated or r.status == "unscheduled")
+        for r, j in zip(rows, jobs, strict=True)
+    )
+    missed = missed or stopped
+    plan = Plan(
+        policy=policy,  # type: ignore[arg-type]
+        solver="oracle",
+        status="infeasible" if missed else "optimal",
+        horizon=horizon,
+        slot=slot,
+        objective=objective.value,
+        lower_bound=objective.value,
+        gap=0.0,
+        solve_time_s=0.0,
+        total_cost=sum(r.cost for r in rows),
+        jobs=rows,
+    )
+    return Exact("optimal", objective, ends, chosen, runs, plan)
+
+
+def _job_plan(
+    j: Job,
+    v: dict,
+    x: np.ndarray,
+    T: int,
+    slot: float,
+    horizon: float,
+    end: float,
+    bill: float,
+    gtype: str | None,
+) -> JobPlan:
+    """The solution of one job as the plan file writes it."""
+    on = [t for t in range(T) if x[v["run"][t]] > 0.5]
+    blocks: list[list[int]] = []
+    for t in on:
+        if blocks and blocks[-1][-1] == t - 1:
+            blocks[-1].append(t)
+        else:
+            blocks.append([t])
+    segments = [Segment(start=b[0] * slot, end=(b[-1] + 1) * slot) for b in blocks]
+    segments[-1] = Segment(start=segments[-1].start, end=min(end, horizon))
+    keep = x[v["keep"]] > 0.5
+    placement = [
+        Placement(node=name, gpus=round(x[c]))
+        for (name, t), c in v["g"].items()
+        if t == 0 and round(x[c]) > 0
+    ]
+    restarts = round(sum(x[c] for c in v["R"].values()))
+    deadline_met = None if j.deadline is None else end <= j.deadline + 1e-6
+    return JobPlan(
+        job=j.name,
+        status="running" if j.running else "scheduled",
+        gpu_type=gtype,
+        gpus=j.gpus,
+        start=segments[0].start,
+        end=end,
+        finishes=end <= horizon + 1e-6,
+        segments=segments,
+        placement=placement,
+        cost=bill,
+        preempted=bool(j.running and not keep and 0 not in on),
+        migrated=bool(j.running and not keep and 0 in on),
+        restarts=restarts,
+        deadline_met=deadline_met,
+        tardiness=0.0 if j.deadline is None else max(0.0, end - j.deadline),
+        reason=None if deadline_met is not False else "late",
+    )
 
 
 def _speed(job: Job, gtype) -> float:  # type: ignore[no-untyped-def]
@@ -386,10 +463,20 @@ def _speeds(job: Job, cluster: Cluster) -> list[float]:
     return [_speed(job, t) for t in cluster.gpu_types]
 
 
-def _nodes_hold(cluster: Cluster, job: Job, T: int, slot: float, usable: dict[tuple[str, int], int]) -> bool:
-    """Can a running job's own nodes keep it until it is done (within the horizon)?"""
+def _nodes_hold(
+    cluster: Cluster, jobs: list[Job], job: Job, T: int, slot: float, usable: dict[tuple[str, int], int]
+) -> bool:
+    """Can a non-preemptible running job's nodes keep it, and every other such job there, until done?"""
+    types = cluster.type_map()
+    node_type = {n.name: n.gpu_type for n in cluster.nodes}
+    held: dict[tuple[str, int], int] = {}
+    for other in jobs:
+        if other.running is None or other.preemptible:
+            continue
+        gtype = types[node_type[next(iter(other.running.nodes))]]
+        last = min(T, math.ceil(other.remaining_work(types) / _speed(other, gtype) / slot - 1e-9)) - 1
+        for name, g in other.running.nodes.items():
+            for t in range(last + 1):
+                held[(name, t)] = held.get((name, t), 0) + g
     assert job.running is not None
-    node_type = cluster.type_map()[next(n.gpu_type for n in cluster.nodes if n.name in job.running.nodes)]
-    wall = job.remaining_work(cluster.type_map()) / _speed(job, node_type)
-    last = min(T, math.ceil(wall / slot - 1e-9)) - 1
-    return all(g <= usable[(name, t)] for name, g in job.running.nodes.items() for t in range(last + 1))
+    return all(held.get((name, t), 0) <= usable[(name, t)] for name in job.running.nodes for t in range(T))

@@ -204,7 +204,7 @@ def _running(rng: random.Random) -> tuple[dict[str, Any], list[dict[str, Any]], 
 
 def _overload(rng: random.Random) -> tuple[dict[str, Any], list[dict[str, Any]], float]:
     nodes = _nodes(rng, ["A", "B"], 2, [4])
-    jobs = [_job(rng, k, gpus=rng.choice([2, 4]), duration=rng.choice([2.0, 3.0, 4.0])) for k in range(8)]
+    jobs = [_job(rng, k, gpus=rng.choice([2, 4]), duration=rng.choice([2.0, 3.0, 4.0])) for k in range(6)]
     return {"gpu_types": TWO_TYPES, "nodes": nodes}, jobs, 8.0
 
 
