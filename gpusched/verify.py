@@ -655,11 +655,8 @@ def _check_status(
         for d in derived
         if d.job.deadline is not None and d.end is not None and d.end > d.job.deadline + TOL
     ]
-    misses += [
-        jp.job
-        for jp in plan.jobs
-        if jp.status == "unscheduled" and any(j.name == jp.job and j.deadline is not None for j in jobs)
-    ]
+    with_deadline = {j.name for j in jobs if j.deadline is not None}
+    misses += [jp.job for jp in plan.jobs if jp.status == "unscheduled" and jp.job in with_deadline]
     if plan.status == "infeasible" and not misses:
         stopped = any(
             j.running is not None

@@ -36,6 +36,11 @@ CASES: dict[str, tuple[str, float, str | None]] = {
         "planner bug: running job kept on its node through maintenance",
     ),
     "gang_onto_busy_nodes": ("jct", 8.0, "planner bug: future gang planned where no node can hold it"),
+    "tie_break_false_optimal": (
+        "cost",
+        12.0,
+        "planner bug: a MILP stopped at the solver's gap is called optimal; its bound is above the optimum",
+    ),
 }
 
 
