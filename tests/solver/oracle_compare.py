@@ -90,12 +90,12 @@ def compare_plan(
     return out
 
 
-_CACHE: dict[tuple[str, int, str], Exact] = {}
+_CACHE: dict[tuple[str, str, float, float], Exact] = {}
 
 
 def _exact(inst: Instance, policy: str) -> Exact:
     """The oracle's answer, once per instance and policy (both solvers compare with it)."""
-    key = (inst.shape, inst.seed, policy)
+    key = (repr(inst.to_yaml()), policy, inst.horizon, inst.slot)  # content, not label: labels may repeat
     if key not in _CACHE:
         _CACHE[key] = solve_exact(
             inst.cluster, inst.jobs, policy, inst.horizon, inst.slot, time_limit=60, must_start=True
