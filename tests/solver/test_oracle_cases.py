@@ -36,7 +36,16 @@ CASES: dict[str, tuple[str, float, str | None]] = {
         "planner bug: running job kept on its node through maintenance",
     ),
     "gang_onto_busy_nodes": ("jct", 8.0, "planner bug: future gang planned where no node can hold it"),
-    "cordon_new_work": ("jct", 10.0, "planner bug: preempts a job on a cordoned node and puts new work there"),
+    "cordon_new_work": (
+        "jct",
+        10.0,
+        "planner bug: preempts a job on a cordoned node and puts new work there",
+    ),
+    "preemptible_split_false_optimal": (
+        "jct",
+        10.0,
+        "planner bug: new preemptible jobs are planned in one block only, yet the plan is called optimal",
+    ),
     "tie_break_false_optimal": (
         "cost",
         12.0,
