@@ -131,7 +131,9 @@ def solve_exact(
         allowed[j.name] = [
             t.name
             for t in cluster.gpu_types
-            if j.allows(t) and sum(n.gpu_count for n in nodes if n.gpu_type == t.name) >= j.gpus
+            if j.allows(t)
+            and sum(n.gpu_count for n in nodes if n.gpu_type == t.name and (j.running or not n.cordoned))
+            >= j.gpus
         ]
     plannable = [j for j in jobs if allowed[j.name]]
 

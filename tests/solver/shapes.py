@@ -160,21 +160,28 @@ def _maintenance(rng: random.Random) -> tuple[dict[str, Any], list[dict[str, Any
 
 
 def _cordoned(rng: random.Random) -> tuple[dict[str, Any], list[dict[str, Any]], float]:
-    nodes = _nodes(rng, ["A"], 3, [4, 8])
+    # A cordoned node holding a low-priority running job, little room elsewhere, urgent new work:
+    # preempting the job must not open the cordoned node to anyone.
+    nodes = _nodes(rng, ["A"], rng.randint(2, 3), [4, 8])
     nodes[0]["cordoned"] = True
     nodes[0]["gpu_count"] = 8
+    held = rng.choice([4, 8])
     jobs = [
         _job(
             rng,
             0,
-            gpus=4,
+            gpus=held,
+            priority=1.0,
             release=0.0,
-            duration=3.0,
-            running={"nodes": {"n0": 4}, "done": 0.5},
-            preemptible=rng.random() < 0.6,
+            duration=rng.choice([3.0, 6.0]),
+            running={"nodes": {"n0": held}, "done": 0.5},
+            preemptible=rng.random() < 0.7,
         ),
     ]
-    jobs += [_job(rng, k, gpus=rng.choice([2, 4])) for k in range(1, rng.randint(4, 7))]
+    jobs += [
+        _job(rng, k, gpus=rng.choice([2, 4, 8]), priority=rng.choice([2.0, 3.0, 5.0]))
+        for k in range(1, rng.randint(4, 6))
+    ]
     return {"gpu_types": TWO_TYPES[:1], "nodes": nodes}, jobs, 8.0
 
 
