@@ -86,7 +86,9 @@ def test_a_stopped_search_still_gives_a_valid_bound(rounds: int) -> None:
     """Whatever the master has seen, its Lagrangian bound is below the LP optimum."""
     inst, policy = _generated("jct", n_jobs=120)
     reference = _full_lp(inst, policy)
-    result = solve_colgen(inst, policy, solver="highs", time_limit=60, max_rounds=rounds, warmup_rounds=rounds * 5)
+    result = solve_colgen(
+        inst, policy, solver="highs", time_limit=60, max_rounds=rounds, warmup_rounds=rounds * 5
+    )
     if rounds == 0:
         assert result.objective is None and result.fractional == []
         return
@@ -101,7 +103,9 @@ def test_seeds_open_the_master_no_worse_than_the_seed_schedule() -> None:
     inst, policy = _generated("jct", n_jobs=120)
     schedule, _, _ = portfolio(inst, policy)
     seeds = [(j, c.option, c.start) for j, c in schedule.items()]
-    result = solve_colgen(inst, policy, solver="highs", time_limit=60, seeds=seeds, max_rounds=1, warmup_rounds=0)
+    result = solve_colgen(
+        inst, policy, solver="highs", time_limit=60, seeds=seeds, max_rounds=1, warmup_rounds=0
+    )
     assert result.objective is not None and result.objective <= policy.evaluate(schedule) + 1e-6
 
 
@@ -140,7 +144,9 @@ def test_the_planner_bounds_a_large_model_by_the_exact_slot_lp() -> None:
     jobs = make_jobs(300, cluster, horizon=12.0, seed=5)
     options = PlanOptions(policy="jct", horizon=12.0, slot=0.25, time_limit=8)
     inst = build_instance(cluster, jobs, options)
-    assert sum(len(inst.start_range(i, o)) for i in inst.jobs for o in inst.all_options(i)) >= COLGEN_MIN_COLUMNS
+    assert (
+        sum(len(inst.start_range(i, o)) for i in inst.jobs for o in inst.all_options(i)) >= COLGEN_MIN_COLUMNS
+    )
     reference = _full_lp(inst, make_policy("jct", inst))
     result = plan(cluster, jobs, options)
     assert check_plan(cluster, jobs, result) == []

@@ -281,8 +281,20 @@ def test_urgent_gang_preempts_lower_priority_fragments_to_start_now(one_type) ->
     nodes = [{"name": f"n{i}", "gpu_type": "A", "gpu_count": 4} for i in range(2)]
     cluster = make_cluster(one_type, nodes)
     jobs = [
-        {"name": "r0", "gpus": 1, "duration": "6h", "preemptible": True, "running": {"nodes": {"n0": 1}, "done": 0}},
-        {"name": "r1", "gpus": 2, "duration": "6h", "preemptible": True, "running": {"nodes": {"n1": 2}, "done": 0}},
+        {
+            "name": "r0",
+            "gpus": 1,
+            "duration": "6h",
+            "preemptible": True,
+            "running": {"nodes": {"n0": 1}, "done": 0},
+        },
+        {
+            "name": "r1",
+            "gpus": 2,
+            "duration": "6h",
+            "preemptible": True,
+            "running": {"nodes": {"n1": 2}, "done": 0},
+        },
         {"name": "whole", "gpus": 4, "duration": "1h", "max_nodes": 1, "priority": 10},
     ]
     result = run(cluster, jobs, policy="jct")
@@ -300,8 +312,20 @@ def test_gang_does_not_preempt_equal_priority_or_non_preemptible_jobs(one_type) 
     cluster = make_cluster(one_type, nodes)
     for running_extra, whole_priority in (({"preemptible": True}, 1.0), ({"preemptible": False}, 10.0)):
         jobs = [
-            {"name": "r0", "gpus": 1, "duration": "6h", "running": {"nodes": {"n0": 1}, "done": 0}, **running_extra},
-            {"name": "r1", "gpus": 2, "duration": "6h", "running": {"nodes": {"n1": 2}, "done": 0}, **running_extra},
+            {
+                "name": "r0",
+                "gpus": 1,
+                "duration": "6h",
+                "running": {"nodes": {"n0": 1}, "done": 0},
+                **running_extra,
+            },
+            {
+                "name": "r1",
+                "gpus": 2,
+                "duration": "6h",
+                "running": {"nodes": {"n1": 2}, "done": 0},
+                **running_extra,
+            },
             {"name": "whole", "gpus": 4, "duration": "1h", "max_nodes": 1, "priority": whole_priority},
         ]
         result = run(cluster, jobs, policy="jct")
