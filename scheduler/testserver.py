@@ -456,6 +456,14 @@ def _res_key(res: Resource) -> str:
     return f"{res.group}/{res.plural}"
 
 
+def _storage_order(item: tuple[tuple[str, str, str], Obj]) -> str:
+    """How a real API server lists: in etcd key order (/registry/<resource>/<namespace>/<name>), so
+    by "namespace/name" for namespaced objects and by name for cluster-scoped ones; never by when
+    they were created. Code that wants submission order must sort by creationTimestamp itself."""
+    (_rk, ns, name), _obj = item
+    return f"{ns}/{name}" if ns else name
+
+
 REAL_CLUSTER: dict[str, Any] = {
     "node_lifecycle": True,
     "node_grace_s": 6.0,
@@ -1193,14 +1201,15 @@ class FakeKubeAPI:
         labels = label_matcher(query.get("labelSelector"))
         fields = field_matcher(query.get("fieldSelector"), res)
         with self.store.cond:
-            items = [
-                o
-                for (rk, ons, _), o in self.store.objects.items()
+            found = [
+                ((rk, ons, name), o)
+                for (rk, ons, name), o in self.store.objects.items()
                 if rk == _res_key(res)
                 and (ns is None or ons == ns)
                 and labels((o.get("metadata") or {}).get("labels") or {})
                 and fields(o)
             ]
+            items = [o for _key, o in sorted(found, key=_storage_order)]
             rv = str(self.store.rv)
         return {
             "kind": f"{res.kind}List",
@@ -1400,9 +1409,8 @@ class _Handler(BaseHTTPRequestHandler):
                 cut = api._generation_cut
                 if rv_text in ("", "0"):
                     since = store.rv
-                    initial = [
-                        copy.deepcopy(o) for (k, _, _), o in store.objects.items() if k == rk and wanted(o)
-                    ]
+                    found = [(key, o) for key, o in store.objects.items() if key[0] == rk and wanted(o)]
+                    initial = [copy.deepcopy(o) for _key, o in sorted(found, key=_storage_order)]
                 else:
                     since = int(rv_text)
                     if since < store.compacted_rv:
