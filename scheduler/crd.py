@@ -128,6 +128,7 @@ class GPUJobSpec(_Spec):
         if value is not None and parse_datetime(value) is None:
             raise ValueError(f"{value[:64]!r} is not an ISO-8601 date-time such as 2026-12-01T18:00:00Z")
         return value
+
     preemptible: bool = False
     checkpoint: Checkpoint = Field(default_factory=Checkpoint)
     work: Work

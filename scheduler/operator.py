@@ -169,7 +169,9 @@ class Operator:
                 log.exception("planner failed; applying lifecycle decisions only")
             solve_s = time.perf_counter() - t1
             self.metrics.solve_seconds.observe(solve_s)
-        opts = ReconcileOptions(dry_run=self.settings.dry_run, backoff_base_s=self.settings.backoff_base_s)
+        opts = ReconcileOptions(
+            dry_run=self.settings.dry_run, backoff_base_s=self.settings.backoff_base_s, full_round=not fast
+        )
         decisions = reconcile(snap, plan, opts)
         result = self.applier.apply(decisions)
         for key in decisions.started:

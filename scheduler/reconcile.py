@@ -508,7 +508,9 @@ def follow_plan(
                 continue
             had = job.status.planned_start
             before = parse_datetime(had)
-            when = had if before is not None and abs((before - now).total_seconds()) < REPLAN_JITTER_S else None
+            when = (
+                had if before is not None and abs((before - now).total_seconds()) < REPLAN_JITTER_S else None
+            )
             _plan_patch(
                 out,
                 job,
@@ -547,7 +549,9 @@ def _plan_write_due(job: JobView, opts: ReconcileOptions, now: datetime) -> bool
     return written is None or (now - written).total_seconds() >= PLAN_REFRESH_S
 
 
-def _plan_patch(out: list[Action], job: JobView, now: datetime, opts: ReconcileOptions, **fields: Any) -> None:
+def _plan_patch(
+    out: list[Action], job: JobView, now: datetime, opts: ReconcileOptions, **fields: Any
+) -> None:
     """A waiting job's plan; a full round's write also records when (plannedAt), which is what
     spaces later rewrites (see _plan_write_due)."""
     patch = status_patch(job, now, **fields)

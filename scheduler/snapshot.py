@@ -375,7 +375,6 @@ def queue_order(gpujob: Obj) -> tuple[datetime, str, str, str]:
     return created, str(meta.get("namespace") or ""), str(meta.get("name") or ""), str(meta.get("uid") or "")
 
 
-
 def build_snapshot(
     gpujobs: list[Obj],
     pods: list[Obj],

@@ -366,6 +366,21 @@ def test_gpujob_crd_accepts_what_the_operator_reads_and_writes(harness: Any) -> 
         jsonschema.validate(bad, schema)
 
 
+def test_gpujob_crd_keeps_every_status_field_and_phase_the_operator_writes() -> None:
+    """A real API server prunes status fields its structural schema does not name and refuses a phase
+    outside its enum (422): every field and phase of GPUJobStatus must be in the CRD."""
+    import typing
+
+    from gpusched.scheduler.crd import GPUJobStatus
+
+    crd = yaml.safe_load((DEPLOY / "crds/gpujobs.yaml").read_text())
+    status = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"]
+    written = {f.alias or name for name, f in GPUJobStatus.model_fields.items()}
+    assert written <= set(status), sorted(written - set(status))
+    phases = set(typing.get_args(GPUJobStatus.model_fields["phase"].annotation))
+    assert phases == set(status["phase"]["enum"]), phases ^ set(status["phase"]["enum"])
+
+
 # --------------------------------------------------------------------------------- RBAC
 
 _VERBS = {"GET": "get", "POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}

@@ -840,3 +840,31 @@ def test_label_selectors_with_invalid_keys_or_values_are_400(kube: Kube) -> None
         kube.list(PODS, "default", "bad key!=x")
     assert _status(exc)[0] == 400 and "unable to parse requirement: key" in exc.value.message
     assert kube.list(PODS, "default", "gpusched.io/job in (bert.large,7b-pretrain),!gone")[0] == []
+
+
+def test_lists_are_in_storage_key_order_as_on_a_real_server(tmp_path: Any) -> None:
+    """etcd keys are /registry/<resource>/<namespace>/<name>: a list is sorted by namespace/name (by
+    name for cluster-scoped kinds), never in creation order."""
+    from gpusched.scheduler.kube import NODES, PODS, Kube, load_api_client
+
+    with FakeKubeAPI() as api:
+        kube = Kube(load_api_client(api.write_kubeconfig(str(tmp_path / "kc"))), max_attempts=1)
+        for ns, name in (("b", "x"), ("a-b", "z"), ("a", "y"), ("a", "b")):
+            pod = {"metadata": {"name": name}, "spec": {"containers": [{"name": "c", "image": "i"}]}}
+            kube.call(
+                "pod", lambda ns=ns, pod=pod: kube.core.create_namespaced_pod(ns, pod, _preload_content=False)
+            )
+        for name in ("n2", "n10", "n1"):
+            kube.call(
+                "node",
+                lambda n=name: kube.core.create_node({"metadata": {"name": n}}, _preload_content=False),
+            )
+        pods, _ = kube.list(PODS)
+        assert [(p["metadata"]["namespace"], p["metadata"]["name"]) for p in pods] == [
+            ("a-b", "z"),  # '-' sorts before '/'
+            ("a", "b"),
+            ("a", "y"),
+            ("b", "x"),
+        ]
+        assert [p["metadata"]["name"] for p in kube.list(PODS, "a")[0]] == ["b", "y"]
+        assert [n["metadata"]["name"] for n in kube.list(NODES)[0]] == ["n1", "n10", "n2"]
