@@ -45,6 +45,7 @@ from urllib.parse import parse_qs, urlsplit
 from gpusched.scheduler.apivalidation import (
     FieldError,
     aggregate,
+    canonical_resources,
     decode_error,
     is_qualified_name,
     is_valid_label_value,
@@ -54,6 +55,9 @@ from gpusched.scheduler.apivalidation import (
 from gpusched.scheduler.kubetime import k8s_time, parse_time
 
 Obj = dict[str, Any]
+
+SERVER_VERSION = {"major": "1", "minor": "36", "gitVersion": "v1.36.0-gpusched-fake"}
+"""The release whose rules the stand-in follows (scheduler/apivalidation.py): the current one."""
 
 
 @dataclass(frozen=True)
@@ -995,6 +999,7 @@ class FakeKubeAPI:
                     taints.append({"key": TAINT_NOT_READY, "effect": "NoSchedule"})
             obj = copy.deepcopy(body)
             obj["apiVersion"], obj["kind"] = res.api_version, res.kind
+            canonical_resources(obj)  # stored (and returned) as the server does: "2", never 2
             m = obj["metadata"]
             if res.namespaced:
                 m["namespace"] = ns
@@ -1044,6 +1049,7 @@ class FakeKubeAPI:
             if immutable in old["metadata"]:
                 meta[immutable] = old["metadata"][immutable]
         new["apiVersion"], new["kind"] = res.api_version, res.kind
+        canonical_resources(new)
         generation = int(old["metadata"].get("generation") or 1)
         if res.spec_generation and sub != "status" and new.get("spec") != old.get("spec"):
             generation += 1
@@ -1298,7 +1304,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send(200, {"requests": dict(api.requests), "binds": binds})
                 return
             if url.path in ("/version", "/version/"):
-                self._send(200, {"major": "1", "minor": "31", "gitVersion": "v1.31.0-gpusched-fake"})
+                self._send(200, SERVER_VERSION)
                 return
             m = _PATH.match(url.path)
             if not m:
