@@ -62,6 +62,20 @@ class OperatorSettings:
     apply_workers: int = 16
     watch_timeout: int = 300
     backoff_base_s: float = 10.0
+    once: bool = False
+    """One full round, then return (`gpusched operator --once`)."""
+    give_up_after: float | None = None
+    """Seconds of retrying an unreachable API server before raising Unreachable (None: retry for
+    ever, as a Deployment's replica should; --once and --dry-run give up, a person is waiting)."""
+    cache_sync_timeout: float = 30.0
+
+
+class Unreachable(Exception):
+    """The API server could not be reached (or its caches not filled) within give_up_after."""
+
+    def __init__(self, server: str, why: str) -> None:
+        super().__init__(f"cannot reach the API server at {server}: {why}")
+        self.server, self.why = server, why
 
 
 @dataclass
@@ -86,6 +100,8 @@ class Operator:
         self._last_event = 0.0
         self._lock = threading.Lock()
         self.stop_event = threading.Event()
+        self.stop_requested = False
+        """True when stop() was called (a signal): stop_event alone may also mean the Lease was lost."""
         on = self._on_change
         self.jobs = Informer(kube, GPUJOBS, settings.namespace, on, settings.watch_timeout)
         self.pods = Informer(kube, PODS, None, on, settings.watch_timeout)
@@ -118,6 +134,12 @@ class Operator:
             if self._first_event is None:
                 self._first_event = now
             self._last_event = now
+        self._wake.set()
+
+    def stop(self) -> None:
+        """Ask the loop to end after the current round (a signal handler may call this)."""
+        self.stop_requested = True
+        self.stop_event.set()
         self._wake.set()
 
     def trigger(self) -> None:
@@ -233,13 +255,54 @@ class Operator:
 
     # ------------------------------------------------------------------ the loop
 
-    def start_informers(self, timeout: float = 30.0) -> None:
+    def connect(self) -> bool:
+        """Wait until the API server answers, retrying with backoff and saying so; False if stopped
+        first. Raises Unreachable once settings.give_up_after seconds have gone by."""
+        s = self.settings
+        server = self.kube.server
+        quiet = s.give_up_after is not None  # a person waits for one line, not for retry logs
+        log.log(
+            logging.DEBUG if quiet else logging.INFO, "connecting to the API server", extra={"server": server}
+        )
+        started, delay = time.monotonic(), 0.5
+        while not self.stop_event.is_set():
+            why = self.kube.probe()
+            if why is None:
+                return True
+            if s.give_up_after is not None and time.monotonic() - started + delay > s.give_up_after:
+                raise Unreachable(server, why)
+            log.log(
+                logging.DEBUG if quiet else logging.WARNING,
+                "API server unreachable; retrying",
+                extra={"server": server, "error": why, "retry_in_s": delay},
+            )
+            self.stop_event.wait(delay)
+            delay = min(delay * 2, 30.0)
+        return False
+
+    def start_informers(self, timeout: float | None = None) -> None:
+        """Start the caches and wait until each has listed once. Waits for ever (saying so every
+        `cache_sync_timeout` seconds) unless give_up_after is set: then raises Unreachable."""
+        s = self.settings
         for inf in self.informers:
             inf.start()
-        deadline = time.monotonic() + timeout
-        for inf in self.informers:
-            if not inf.synced.wait(max(0.0, deadline - time.monotonic())):
-                raise TimeoutError(f"cache of {inf.kind.name} did not sync: {inf.last_error}")
+        step = timeout if timeout is not None else s.cache_sync_timeout
+        limit = timeout if timeout is not None else s.give_up_after
+        started = time.monotonic()
+        while not self.stop_event.is_set():
+            pending = [inf for inf in self.informers if not inf.synced.is_set()]
+            if not pending:
+                return
+            waited = time.monotonic() - started
+            if limit is not None and waited >= limit:
+                errors = "; ".join(f"{i.kind.name}: {i.last_error or 'no answer'}" for i in pending)
+                raise Unreachable(self.kube.server, f"caches not filled after {waited:.0f}s ({errors})")
+            wait = step if limit is None else min(step, limit - waited)
+            if not pending[0].synced.wait(max(0.01, wait)) and limit is None:
+                log.warning(
+                    "caches not synced yet; still waiting",
+                    extra={"pending": {i.kind.name: i.last_error for i in pending}},
+                )
 
     def healthy(self) -> tuple[bool, str]:
         if not all(inf.synced.is_set() for inf in self.informers) and self.elector.is_leader.is_set():
@@ -254,6 +317,8 @@ class Operator:
         s = self.settings
         if s.metrics_port is not None:
             self.health = HealthServer(self.metrics, self.healthy, s.metrics_port).start()
+        if not self.connect():
+            return
         if s.leader_election:
             if not self.elector.acquire(self.stop_event):
                 return
@@ -262,6 +327,11 @@ class Operator:
             self.elector.is_leader.set()
         self.metrics.leader.set(1)
         self.start_informers()
+        if s.once:
+            if not self.stop_event.is_set():
+                self.run_once()
+            self.metrics.leader.set(0)
+            return
         last = last_full = 0.0
         while not self.stop_event.is_set():
             now = time.monotonic()
