@@ -190,49 +190,70 @@ def test_gang_is_withdrawn_when_one_worker_cannot_be_bound(harness: Harness) -> 
 
 
 def test_operator_killed_mid_apply_restarts_without_duplicates(harness: Harness) -> None:
+    """The operator dies between creating a gang's workers and binding them; its successor (after the
+    dead one's Lease ran out) finishes that very gang: same pods, same attempt, nothing created twice.
+
+    Where the kill lands must not be left to chance (a poll often saw the first pod only after the
+    whole gang was bound). On the stand-in a hook kills the operator (SIGKILL) in the middle of its
+    second pod create; a real API server cannot be paused mid-request, so there the test leaves
+    exactly what such a kill leaves (rank 0 of attempt 1 created, unbound, no status written)."""
     import os
     import signal
     import threading
+
+    from gpusched.model import Placement
+    from gpusched.scheduler.crd import GPUJobSpec
+    from gpusched.scheduler.podspec import worker_manifest
 
     h = harness
     h.add_node("gpu-a")
     h.add_node("gpu-b")
     lease = "gpusched-kill-test"
-    proc_box: list = []
-    killed = threading.Event()
-
-    def kill_on_second_worker(method: str, path: str) -> None:
-        # Called by the API server before it creates a pod: on the gang's second worker, kill the
-        # operator (SIGKILL, no cleanup) and only then let the request complete, as a real API
-        # server completes a request whose client died.
-        creates = h.fake.requests["POST pods"] if h.fake is not None else 0
-        if creates == 2 and not killed.is_set():
-            os.kill(proc_box[0].pid, signal.SIGKILL)
-            proc_box[0].wait(timeout=10)
-            killed.set()
-
-    if h.fake is not None:
-        h.fake.on("POST", r"/namespaces/[^/]+/pods$", kill_on_second_worker)
     h.submit("wide", 16, per_node=8)
-    proc_box.append(h.spawn_operator(lease))
-    if h.fake is None:  # a real cluster: kill as soon as the first worker exists
-        h.wait_for(lambda: h.pods("wide"), 60, "the first worker pod")
-        os.kill(proc_box[0].pid, signal.SIGKILL)
-        proc_box[0].wait(timeout=10)
-        killed.set()
-    h.wait_for(killed.is_set, 60, "the operator to be killed mid-apply")
-    assert proc_box[0].returncode == -signal.SIGKILL
-    if h.fake is not None:  # on a real cluster the kill lands wherever the poll catches it
-        assert not any(p["spec"].get("nodeName") for p in h.pods("wide")), "killed before binding"
-    op = h.start_operator(lease_name=lease, lease_seconds=3)
-    h.wait_phase("wide", "Running", timeout=40)
-    pods = h.pods("wide")
-    ranks = sorted(p["metadata"]["labels"]["gpusched.io/rank"] for p in pods)
-    assert ranks == ["0", "1"], [p["metadata"]["name"] for p in pods]
-    assert all(p["spec"].get("nodeName") for p in pods)
-    assert op.elector.is_leader.is_set()
     if h.fake is not None:
-        # Exactly two pods were ever created: the restarted operator finished the dead one's gang.
+        proc_box: list[Any] = []
+        killed = threading.Event()
+
+        def kill_on_second_worker(method: str, path: str) -> None:
+            # Called by the API server before it creates a pod: on the gang's second worker, kill the
+            # operator (SIGKILL, no cleanup) and only then let the request complete, as a real API
+            # server completes a request whose client died.
+            assert h.fake is not None
+            if h.fake.requests["POST pods"] == 2 and not killed.is_set():
+                os.kill(proc_box[0].pid, signal.SIGKILL)
+                proc_box[0].wait(timeout=10)
+                killed.set()
+
+        h.fake.on("POST", r"/namespaces/[^/]+/pods$", kill_on_second_worker)
+        proc_box.append(h.spawn_operator(lease))
+        h.wait_for(killed.is_set, 60, "the operator to be killed mid-apply")
+        assert proc_box[0].returncode == -signal.SIGKILL
+    else:
+        job = h.job("wide")
+        spec = GPUJobSpec.model_validate(job["spec"])
+        placement = [Placement(node=n, gpus=8) for n in h.nodes]
+        h.kube.create_pod(h.namespace, worker_manifest(job, spec, 1, 0, h.nodes[0], placement))
+    left = {p["metadata"]["name"]: p["metadata"]["uid"] for p in h.pods("wide")}
+    assert "wide-a1-w0" in left and set(left) <= {"wide-a1-w0", "wide-a1-w1"}, left
+    assert not any(p["spec"].get("nodeName") for p in h.pods("wide")), "killed before binding"
+    assert "attempt" not in (h.job("wide").get("status") or {}), "killed before the status write"
+    op = h.start_operator(lease_name=lease, lease_seconds=3)
+    h.wait_for(op.elector.is_leader.is_set, 30, "the successor to lead (once the dead one's Lease expired)")
+    h.wait_for(
+        lambda: (h.job("wide").get("status") or {}).get("phase") == "Running" and op.rounds > 0,
+        40,
+        "the successor to finish the gang",
+    )
+    pods = h.pods("wide")
+    assert sorted(p["metadata"]["name"] for p in pods) == ["wide-a1-w0", "wide-a1-w1"]
+    assert all(p["spec"].get("nodeName") for p in pods)
+    assert h.job("wide")["status"]["attempt"] == 1
+    # What the dead operator created was used, not deleted and created again.
+    assert {
+        n: u for n, u in ((p["metadata"]["name"], p["metadata"]["uid"]) for p in pods) if n in left
+    } == left
+    if h.fake is not None:
+        # Exactly two pods were ever created: the successor finished the dead one's gang.
         added = [
             e
             for e in h.fake.store.events
