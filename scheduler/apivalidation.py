@@ -343,7 +343,7 @@ def canonical_resources(obj: Obj) -> Obj:
     """The object as the server stores and returns it: every resource quantity of a Pod (containers,
     init containers, overhead) or a Node (capacity, allocatable) in canonical string form."""
     kind = obj.get("kind")
-    maps: list[Obj] = []
+    maps: list[Any] = []
     if kind == "Pod":
         spec = obj.get("spec") or {}
         for ctr in (spec.get("containers") or []) + (spec.get("initContainers") or []):

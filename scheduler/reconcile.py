@@ -508,7 +508,7 @@ def follow_plan(
                 continue
             had = job.status.planned_start
             before = parse_datetime(had)
-            when = (
+            kept = (
                 had if before is not None and abs((before - now).total_seconds()) < REPLAN_JITTER_S else None
             )
             _plan_patch(
@@ -518,7 +518,7 @@ def follow_plan(
                 opts,
                 phase="Planned",
                 reason=why,
-                planned_start=when or iso(now),
+                planned_start=kept or iso(now),
                 gpu_type=jp.gpu_type,
             )
             continue
