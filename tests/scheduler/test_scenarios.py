@@ -14,6 +14,15 @@ import pytest
 Harness = Any  # the `harness` fixture of conftest.py
 
 
+def _next_second(h: Harness, job: str) -> None:
+    """Wait until a job submitted now gets a later creationTimestamp than `job` (whole seconds): the
+    queue is first come, first served, and jobs created within one second are ordered by name."""
+    import time
+
+    created = h.job(job)["metadata"]["creationTimestamp"]
+    h.wait_for(lambda: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()) > created, 5, "the next second")
+
+
 def _bound(h: Harness, job: str) -> dict[str, str]:
     return {p["metadata"]["name"]: p["spec"].get("nodeName") for p in h.pods(job)}
 
@@ -329,6 +338,7 @@ def test_dry_run_writes_plans_only(harness: Harness) -> None:
     h = harness
     h.add_node("gpu-a")
     h.submit("now", 8)
+    _next_second(h, "now")  # first come, first served; creationTimestamp has whole seconds
     h.submit("later", 8)
     op = h.start_operator(dry_run=True)
     h.wait_for(
@@ -351,6 +361,7 @@ def test_api_errors_are_retried_and_metrics_are_served(harness: Harness) -> None
         h.fake.fail("PATCH", r"/gpujobs/[^/]+/status$", 500, times=2)
         h.fake.fail("POST", r"/namespaces/[^/]+/pods$", 503, times=1)
     h.submit("steady", 8, team="vision")
+    _next_second(h, "steady")
     h.submit("queued", 8, team="vision")
     op = h.start_operator(metrics_port=0)
     h.wait_phase("steady", "Running")
@@ -454,13 +465,11 @@ def test_an_idle_cluster_with_waiting_jobs_causes_no_writes(harness: Harness, dr
 def test_equal_jobs_are_served_first_come_first_served(harness: Harness) -> None:
     """Submitted first, started first, whatever the names: a real API server lists by name, so a
     queue in list order would serve `aaa-second` before `zzz-first`."""
-    import time
 
     h = harness
     h.add_node("gpu-a")
     h.submit("zzz-first", 8)
-    created = h.job("zzz-first")["metadata"]["creationTimestamp"]
-    h.wait_for(lambda: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()) > created, 5, "the next second")
+    _next_second(h, "zzz-first")
     h.submit("aaa-second", 8)
     h.start_operator()
     h.wait_phase("zzz-first", "Running")
