@@ -11,6 +11,7 @@ import os
 import socket
 import threading
 import time
+import typing
 import uuid
 from collections import Counter, deque
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from datetime import datetime, timedelta, timezone
 
 from gpusched.model import GpuType, Plan
 from gpusched.scheduler.applier import Applier, ApplyResult
+from gpusched.scheduler.crd import Phase
 from gpusched.scheduler.informer import Informer
 from gpusched.scheduler.kube import GPUJOBS, GPUNODES, NODES, PODS, Kube
 from gpusched.scheduler.leader import LeaderElector
@@ -240,7 +242,7 @@ class Operator:
         self.metrics.queue_length.clear()
         for team, n in queue.items():
             self.metrics.queue_length.labels(team).set(n)
-        for phase in ("Pending", "Planned", "Running", "Preempting", "Preempted", "Succeeded", "Failed"):
+        for phase in typing.get_args(Phase):
             self.metrics.jobs_by_phase.labels(phase).set(phases.get(phase, 0))
         # GPUs in service: open ones, plus those gangs still hold on cordoned or NotReady nodes.
         healthy = (
