@@ -674,3 +674,18 @@ def test_cli_usage_errors_are_one_line_exit_2(args: list[str], needle: str, tmp_
     assert proc.returncode == 2, proc.stderr
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and needle in lines[0], proc.stderr
+
+
+def test_the_queue_is_in_submission_order_whatever_the_list_order() -> None:
+    """The planner breaks ties by its input order: that must be creation order (then namespace/name),
+    not the order the API server lists in (by name on a real server)."""
+    jobs = [gpujob("aaa", 8), gpujob("zzz", 8), gpujob("mmm", 8), gpujob("bbb", 8)]
+    jobs[0]["metadata"]["creationTimestamp"] = "2026-11-23T11:00:02Z"
+    jobs[1]["metadata"]["creationTimestamp"] = "2026-11-23T11:00:00Z"
+    jobs[2]["metadata"]["creationTimestamp"] = "2026-11-23T11:00:01Z"
+    jobs[3]["metadata"]["creationTimestamp"] = "2026-11-23T11:00:01Z"  # same second: by name
+    s = snap(jobs, [], [node("a")])
+    assert [j.name for j in s.plannable()] == ["zzz", "bbb", "mmm", "aaa"]
+    # Both fit the plan's first slot on paper, but only one fits the node: the earlier one starts.
+    d = reconcile(s, plan_of(start_now("ml/aaa", ("a", 8)), start_now("ml/zzz", ("a", 8))))
+    assert d.started == ["ml/zzz"]
