@@ -179,3 +179,44 @@ def test_gpujobs_the_operator_cannot_use_are_invalid_and_the_others_go_on(
     for name in bad:
         assert h.pods(name) == [] and h.phase(name) == "Invalid"
         assert len([e for e in h.events(name) if e["reason"] == "InvalidSpec"]) == 1
+
+
+def test_once_runs_one_round_and_exits_0(tmp_path: Path) -> None:
+    """--once --dry-run: connect, lead, plan every GPUJob once (statuses written), exit 0; no pods."""
+    from gpusched.scheduler.crd import GROUP, PLURAL, VERSION
+
+    with FakeKubeAPI() as api:
+        kubeconfig = api.write_kubeconfig(str(tmp_path / "kc"))
+        kube = Kube(load_api_client(kubeconfig), max_attempts=1)
+        node = {
+            "metadata": {"name": "n1", "labels": {"gpusched.io/gpu-type": "H100-80GB"}},
+            "status": {"allocatable": {"nvidia.com/gpu": "8"}},
+        }
+        kube.call("node", lambda: kube.core.create_node(node, _preload_content=False))
+        for name in ("first", "second"):
+            body = {
+                "apiVersion": f"{GROUP}/{VERSION}",
+                "kind": "GPUJob",
+                "metadata": {"name": name, "namespace": "default"},
+                "spec": {"gpus": 8, "work": {"duration": "1h"}},
+            }
+            kube.call(
+                "job",
+                lambda b=body: kube.custom.create_namespaced_custom_object(
+                    GROUP, VERSION, "default", PLURAL, b, _preload_content=False
+                ),
+            )
+            time.sleep(1.05)  # whole-second creationTimestamps: "first" is first
+        proc = _operator(tmp_path, kubeconfig, "--once", "--dry-run", "--lease-namespace", "default")
+        _out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err.decode()[-2000:]
+        assert "Traceback" not in err.decode()
+        statuses = {o["metadata"]["name"]: o.get("status") or {} for o in api.objects("gpujobs")}
+        assert (
+            statuses["first"]["phase"] == "Planned"
+            and "dry-run: would start now" in statuses["first"]["reason"]
+        )
+        assert statuses["second"]["phase"] == "Planned" and statuses["second"]["plannedStart"]
+        assert api.objects("pods") == []
+        lease = kube.read_lease("default", "gpusched-operator")
+        assert (lease.get("spec") or {}).get("holderIdentity") is None  # released on the way out
