@@ -284,27 +284,34 @@ class Operator:
 
     def start_informers(self, timeout: float | None = None) -> None:
         """Start the caches and wait until each has listed once. Waits for ever (saying so every
-        `cache_sync_timeout` seconds) unless give_up_after is set: then raises Unreachable."""
+        `cache_sync_timeout` seconds) unless give_up_after is set (or a timeout given): then raises
+        Unreachable after `cache_sync_timeout` seconds (or the timeout)."""
         s = self.settings
         for inf in self.informers:
             inf.start()
-        step = timeout if timeout is not None else s.cache_sync_timeout
-        limit = timeout if timeout is not None else s.give_up_after
-        started = time.monotonic()
-        while not self.stop_event.is_set():
+        limit = (
+            timeout
+            if timeout is not None
+            else (s.cache_sync_timeout if s.give_up_after is not None else None)
+        )
+        started = last_said = time.monotonic()
+        while True:
             pending = [inf for inf in self.informers if not inf.synced.is_set()]
-            if not pending:
+            if not pending or self.stop_event.is_set():
                 return
-            waited = time.monotonic() - started
-            if limit is not None and waited >= limit:
+            now = time.monotonic()
+            if limit is not None and now - started >= limit:
                 errors = "; ".join(f"{i.kind.name}: {i.last_error or 'no answer'}" for i in pending)
-                raise Unreachable(self.kube.server, f"caches not filled after {waited:.0f}s ({errors})")
-            wait = step if limit is None else min(step, limit - waited)
-            if not pending[0].synced.wait(max(0.01, wait)) and limit is None:
+                raise Unreachable(
+                    self.kube.server, f"caches not filled after {now - started:.0f}s ({errors})"
+                )
+            if limit is None and now - last_said >= s.cache_sync_timeout:
+                last_said = now
                 log.warning(
                     "caches not synced yet; still waiting",
                     extra={"pending": {i.kind.name: i.last_error for i in pending}},
                 )
+            self.stop_event.wait(0.05)  # short: a signal must not wait for a slow list
 
     def healthy(self) -> tuple[bool, str]:
         if not all(inf.synced.is_set() for inf in self.informers) and self.elector.is_leader.is_set():
