@@ -1,11 +1,16 @@
 """The API server's validation of what the operator sends, for the stand-in (scheduler/testserver.py).
 
-A real kube-apiserver refuses an object a fake would happily store: a Service named `7b-pretrain`,
+A real kube-apiserver refuses an object a fake would happily store: a Service named `bert.large`,
 a pod whose port name has 16 characters, a Lease whose renewTime lacks microseconds. The stand-in
 runs these checks so that the tests fail where a real cluster would. They follow the real code
 (k8s.io/apimachinery/pkg/util/validation, pkg/apis/core/validation, pkg/apis/coordination/validation)
-as of Kubernetes 1.31, the version the stand-in reports, with the same field paths and messages; they
-cover the fields our clients write and never refuse what the real server accepts.
+as of Kubernetes 1.36, the version the stand-in reports (SERVER_VERSION), with its default feature
+gates and the same field paths and messages; they cover the fields our clients write and never
+refuse what the real server accepts. Rules that changed since 1.31, which this module once followed:
+environment variable names are any printable ASCII but '=' (RelaxedEnvironmentVariableValidation,
+GA in 1.34: `1BATCH_SIZE` is fine) and Service names are DNS-1123 labels (RelaxedServiceNameValidation:
+`7b-pretrain` is fine, `bert.large` is not). The server also hands resource quantities back in
+canonical form, as strings (`cpu: 2` is read back as "2", `1000m` as "1"): see canonical_quantity.
 
 Nothing in the operator imports this module: the operator's own name rules live in crd.py, and the
 two are written independently so that one checks the other.
@@ -221,8 +226,14 @@ def is_valid_port_num(port: Any) -> list[str]:
     return [] if ok else ["must be between 1 and 65535, inclusive"]
 
 
-def is_env_var_name(value: str) -> list[str]:
-    """The strict rule of 1.31 (RelaxedEnvironmentVariableValidation is alpha there, off by default)."""
+def _chdir_prefix(value: str) -> list[str]:
+    if value in (".", ".."):
+        return [f"must not be '{value}'"]
+    return ["must not start with '..'"] if value.startswith("..") else []
+
+
+def is_strict_env_var_name(value: str) -> list[str]:
+    """IsEnvVarName: the rule up to 1.33 (and with RelaxedEnvironmentVariableValidation off)."""
     errs = []
     if not _full(_ENV_VAR_NAME, value):
         errs.append(
@@ -235,9 +246,18 @@ def is_env_var_name(value: str) -> list[str]:
                 "MyEnvName1",
             )
         )
-    if value in (".", ".."):
-        errs.append(f"must not be '{value}'")
-    return errs
+    return errs + _chdir_prefix(value)
+
+
+def is_env_var_name(value: str) -> list[str]:
+    """IsRelaxedEnvVarName, what a current server applies (RelaxedEnvironmentVariableValidation is GA
+    since 1.34): any printable ASCII character except '='."""
+    errs = []
+    if any(ord(c) > 126 or ord(c) < 32 or c == "=" for c in value):
+        errs.append(
+            "a valid environment variable name must consist only of printable ASCII characters other than '='"
+        )
+    return errs + _chdir_prefix(value)
 
 
 def path_segment_name(value: str) -> list[str]:
@@ -273,6 +293,74 @@ def parse_quantity(text: Any) -> Fraction | None:
     if m.group(2):
         return number * Fraction(10) ** int(m.group(2)[1:])
     return number * _SUFFIX[m.group(3) or ""]
+
+
+_DECIMAL_SUFFIX = {-9: "n", -6: "u", -3: "m", 0: "", 3: "k", 6: "M", 9: "G", 12: "T", 15: "P", 18: "E"}
+_BINARY_SUFFIX = {0: "", 10: "Ki", 20: "Mi", 30: "Gi", 40: "Ti", 50: "Pi", 60: "Ei"}
+
+
+def canonical_quantity(value: Any) -> str | None:
+    """resource.Quantity's String(): how the API server hands a quantity back (None: not one).
+
+    Always a string, in the quantity's own format (binary suffix, decimal suffix or exponent) with
+    the largest suffix that keeps an integer mantissa: 2 -> "2", 2.5 -> "2500m", "1000m" -> "1",
+    "4096Mi" -> "4Gi", "1536Mi" -> "1536Mi", "1.5k" -> "1500", "12e6" -> "12e6", "512Ki" -> "512Ki",
+    "0.5Ki" -> "512" (binary below 1024 is shown in decimal). Values finer than 1n round up to 1n."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    text = value.strip() if isinstance(value, str) else str(value)
+    m = _QUANTITY.match(text)
+    if not m:
+        return None
+    amount = parse_quantity(text)
+    if amount is None:
+        return None
+    fmt = "exponent" if m.group(2) else ("binary" if (m.group(3) or "").endswith("i") else "decimal")
+    sign = -1 if amount < 0 else 1
+    nanos = -((-abs(amount) * 10**9).__floor__())  # ceil: Go rounds a finer value up to 1n
+    if nanos == 0:
+        return "0"
+    amount = Fraction(sign * nanos, 10**9)
+    if fmt == "binary" and (-1024 < amount < 1024 or amount.denominator != 1):
+        fmt = "decimal"
+    if fmt == "binary":
+        number, exp = int(amount), 0
+        while number % 1024 == 0 and exp < 60:
+            number, exp = number // 1024, exp + 10
+        return f"{number}{_BINARY_SUFFIX[exp]}"
+    number, exp = sign * nanos, -9
+    while number % 10 == 0:
+        number, exp = number // 10, exp + 1
+    while exp % 3:
+        number, exp = number * 10, exp - 1
+    if fmt == "exponent":
+        return f"{number}e{exp}" if exp else str(number)
+    suffix = _DECIMAL_SUFFIX.get(exp)
+    return f"{number}{suffix}" if suffix is not None else f"{number}e{exp}"
+
+
+def canonical_resources(obj: Obj) -> Obj:
+    """The object as the server stores and returns it: every resource quantity of a Pod (containers,
+    init containers, overhead) or a Node (capacity, allocatable) in canonical string form."""
+    kind = obj.get("kind")
+    maps: list[Any] = []
+    if kind == "Pod":
+        spec = obj.get("spec") or {}
+        for ctr in (spec.get("containers") or []) + (spec.get("initContainers") or []):
+            res = ctr.get("resources") if isinstance(ctr, dict) else None
+            if isinstance(res, dict):
+                maps += [res.get("limits"), res.get("requests")]
+        maps.append(spec.get("overhead"))
+    elif kind == "Node":
+        status = obj.get("status") or {}
+        maps += [status.get("capacity"), status.get("allocatable")]
+    for values in maps:
+        if isinstance(values, dict):
+            for name, value in values.items():
+                text = canonical_quantity(value)
+                if text is not None:
+                    values[name] = text
+    return obj
 
 
 _RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$")
@@ -555,7 +643,9 @@ def _validate_toleration(tol: Obj, path: str) -> list[FieldError]:
 
 def validate_service(svc: Obj) -> list[FieldError]:
     spec = svc.get("spec") or {}
-    out = validate_meta(svc.get("metadata") or {}, is_dns1035_label)
+    # RelaxedServiceNameValidation (on by default in current releases): a DNS-1123 label, so it may
+    # start with a digit; before, a DNS-1035 label.
+    out = validate_meta(svc.get("metadata") or {}, is_dns1123_label)
     ports = spec.get("ports") or []
     headless = spec.get("clusterIP") == "None"
     if not ports and not headless and spec.get("type") != "ExternalName":

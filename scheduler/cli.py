@@ -6,7 +6,7 @@ import signal
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -20,6 +20,10 @@ class _Policy(str, Enum):
     makespan = "makespan"
     deadline = "deadline"
     fair = "fair"
+
+
+UNREACHABLE_GIVE_UP_S = 10.0
+"""--once and --dry-run retry an unreachable API server this long, then exit 2 with one line."""
 
 
 def _duration_s(value: str, option: str) -> float:
@@ -65,6 +69,7 @@ def operator(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Only write plans into GPUJob statuses.")
     ] = False,
+    once: Annotated[bool, typer.Option("--once", help="Run one full round, then exit.")] = False,
     leader_elect: Annotated[bool, typer.Option(help="Hold a Lease so exactly one replica acts.")] = True,
     lease_namespace: Annotated[
         str | None, typer.Option(help="Namespace of the Lease [default: $POD_NAMESPACE or default].")
@@ -77,6 +82,18 @@ def operator(
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
 ) -> None:
     """Run the Kubernetes operator: plan GPUJobs with the solver and start their torch workers."""
+    # First of all: SIGTERM (a pod's deletion) or Ctrl-C during the seconds of start-up must end in a
+    # clean exit 0 too, not in the default action (death by signal, exit -15).
+    signals: list[int] = []
+    running: list[Any] = []
+
+    def _stop(signum: int, frame: object) -> None:
+        signals.append(signum)
+        for op in running:
+            op.stop()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
     import os
     from datetime import timedelta
 
@@ -113,7 +130,7 @@ def operator(
 
     logs.setup(log_level)
     from gpusched.scheduler.kube import Kube, load_api_client
-    from gpusched.scheduler.operator import Operator, OperatorSettings
+    from gpusched.scheduler.operator import Operator, OperatorSettings, Unreachable
 
     try:
         api_client = load_api_client(kubeconfig, context)
@@ -135,19 +152,30 @@ def operator(
         lease_name=lease_name,
         lease_seconds=lease_duration,
         metrics_port=metrics_port or None,
+        once=once,
+        give_up_after=UNREACHABLE_GIVE_UP_S if (once or dry_run) else None,
     )
     op = Operator(Kube(api_client), settings)
-
-    def _stop(signum: int, frame: object) -> None:
-        op.stop_event.set()
-        op._wake.set()
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
+    running.append(op)
+    if signals:  # one came during start-up
+        op.stop()
+    unreachable: Unreachable | None = None
     try:
         op.run()
+    except Unreachable as exc:
+        unreachable = exc
     finally:
-        lost = settings.leader_election and not op.elector.is_leader.is_set() and op.rounds > 0
+        lost = (
+            settings.leader_election
+            and not op.stop_requested
+            and not op.elector.is_leader.is_set()
+            and op.rounds > 0
+        )
         op.shutdown()
+    if unreachable is not None:
+        raise _fail(
+            f"--kubeconfig: cannot reach the API server at {unreachable.server}: {unreachable.why} "
+            f"(tried for {UNREACHABLE_GIVE_UP_S:.0f}s; a reachable server and credentials it accepts)"
+        )
     if lost:
         sys.exit(1)  # leadership lost: exit so the Deployment restarts us as a standby

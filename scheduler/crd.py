@@ -11,10 +11,10 @@ import hashlib
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
-from gpusched.units import Hours
+from gpusched.units import Hours, parse_datetime
 
 GROUP = "gpusched.io"
 VERSION = "v1alpha1"
@@ -50,15 +50,28 @@ LABEL_TOPOLOGY = "gpusched.io/topology-domain"
 LABEL_GFD_PRODUCT = "nvidia.com/gpu.product"
 LABEL_GFD_MEMORY = "nvidia.com/gpu.memory"
 
-Phase = Literal["Pending", "Planned", "Running", "Preempting", "Preempted", "Succeeded", "Failed"]
+Phase = Literal["Pending", "Planned", "Running", "Preempting", "Preempted", "Succeeded", "Failed", "Invalid"]
 TERMINAL: tuple[str, ...] = ("Succeeded", "Failed")
+INVALID = "Invalid"
+"""The phase of a GPUJob the operator cannot use (a field of the wrong type or value): never planned,
+and not terminal: once the spec is fixed the job is planned like any other."""
 
 
 class _Camel(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True, alias_generator=to_camel)
 
 
-class Checkpoint(_Camel):
+class _Spec(_Camel):
+    """What users write: strict types (`gpus: true` or `"8"` is not a number, `preemptible: "yes"` not
+    a boolean) and finite numbers, so that a GPUJob the CRD did not catch (an older CRD, a field the
+    schema leaves free) is refused with the field named instead of being read as something else."""
+
+    model_config = ConfigDict(
+        extra="forbid", populate_by_name=True, alias_generator=to_camel, strict=True, allow_inf_nan=False
+    )
+
+
+class Checkpoint(_Spec):
     volume: dict[str, Any] | None = None
     """A pod volume source (persistentVolumeClaim, nfs, ...) mounted at mount_path in every worker."""
     mount_path: str = "/checkpoints"
@@ -68,7 +81,7 @@ class Checkpoint(_Camel):
     restart_overhead: Hours = Field(default=0.0, ge=0)
 
 
-class Work(_Camel):
+class Work(_Spec):
     """The estimated work: hours on reference_type (or a speed-1.0 GPU), or GPU-hours."""
 
     duration: Hours | None = Field(default=None, gt=0)
@@ -82,7 +95,7 @@ class Work(_Camel):
         return self
 
 
-class WorkerTemplate(_Camel):
+class WorkerTemplate(_Spec):
     """The worker container; env, resources and volumes are passed through as Kubernetes wrote them."""
 
     image: str = "ghcr.io/gpusched/workload:0.1.0"
@@ -98,7 +111,7 @@ class WorkerTemplate(_Camel):
     port: int = Field(default=29500, ge=1, le=65535)
 
 
-class GPUJobSpec(_Camel):
+class GPUJobSpec(_Spec):
     gpus: PositiveInt
     gpus_per_node: PositiveInt | None = None
     """nproc per node; one worker pod per gpus_per_node GPUs. Default: min(gpus, 8)."""
@@ -108,6 +121,14 @@ class GPUJobSpec(_Camel):
     team: str = "default"
     deadline: str | None = None
     """ISO-8601 datetime."""
+
+    @field_validator("deadline")
+    @classmethod
+    def _a_time(cls, value: str | None) -> str | None:
+        if value is not None and parse_datetime(value) is None:
+            raise ValueError(f"{value[:64]!r} is not an ISO-8601 date-time such as 2026-12-01T18:00:00Z")
+        return value
+
     preemptible: bool = False
     checkpoint: Checkpoint = Field(default_factory=Checkpoint)
     work: Work
@@ -174,6 +195,8 @@ class GPUJobStatus(_Camel):
     phase: Phase = "Pending"
     planned_start: str | None = None
     planned_end: str | None = None
+    planned_at: str | None = None
+    """When a full planning round last wrote planned_start (rewrites of a waiting job are spaced)."""
     gpu_type: str | None = None
     nodes: list[str] = Field(default_factory=list)
     placement: list[PlacementStatus] = Field(default_factory=list)

@@ -175,6 +175,7 @@ class Informer:
             if rv:
                 self.resource_version = rv
             return
+        news = True
         with self._lock:
             key = _key(obj)
             if kind == "DELETED":
@@ -182,9 +183,14 @@ class Informer:
                 self.deleted.append(obj)
             else:
                 cur = self._objects.get(key)
-                if cur is None or _rv(obj) >= _rv(cur):
+                if cur is None or _rv(obj) > _rv(cur):
                     self._objects[key] = obj
+                else:
+                    # This version (or a newer one) is cached already: the echo of our own write,
+                    # put in by the applier. Not news: it must not wake another round, else every
+                    # status write would cause a round that may write again.
+                    news = False
             if rv:
                 self.resource_version = rv
-        if self.on_change is not None:
+        if news and self.on_change is not None:
             self.on_change(self.kind.name, str(kind), obj)

@@ -12,6 +12,7 @@ import builtins
 import json
 import logging
 import random
+import re
 import threading
 import time
 from collections import Counter
@@ -90,6 +91,17 @@ def _error_from(exc: Exception) -> KubeError:
     return cls(status, message, reason)
 
 
+def connection_problem(exc: BaseException) -> str:
+    """The root cause of a connection failure in a few words, not urllib3's nested repr."""
+    text = str(getattr(exc, "reason", None) or exc)
+    m = re.search(r"\[Errno -?\d+\][^'\")]*", text)
+    if m:
+        return m.group(0).strip()
+    if "timed out" in text.lower():
+        return "timed out"
+    return (text.splitlines()[0] if text else type(exc).__name__)[:200]
+
+
 class Kube:
     """Typed-by-path helpers over one ApiClient; thread-safe (urllib3's pool is)."""
 
@@ -111,6 +123,33 @@ class Kube:
         self.on_request: Callable[[str, int], None] | None = None
 
     # ------------------------------------------------------------------ plumbing
+
+    @property
+    def server(self) -> str:
+        """The API server's URL, as the kubeconfig (or the in-cluster config) names it."""
+        return str(getattr(self.api_client.configuration, "host", "") or "(no server configured)")
+
+    def probe(self, timeout: float = 5.0) -> str | None:
+        """One GET /version without retries: None when the server answered, else why not, in a few
+        words ("[Errno 111] Connection refused", "timed out", "HTTP 401 Unauthorized")."""
+        from urllib3.exceptions import HTTPError
+
+        try:
+            method, url, headers, _body, _post = self.api_client.param_serialize(
+                method="GET",
+                resource_path="/version",
+                header_params={"Accept": "application/json"},
+                auth_settings=["BearerToken"],
+            )
+            resp = self.api_client.call_api(
+                method, url, header_params=headers, _request_timeout=(timeout, timeout)
+            )
+            resp.read()
+        except (HTTPError, OSError, ValueError) as exc:
+            return connection_problem(exc)
+        if not 200 <= resp.status < 300:
+            return f"HTTP {resp.status} {resp.reason or ''}".strip()
+        return None
 
     def _count(self, verb: str, status: int) -> None:
         with self._lock:

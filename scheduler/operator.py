@@ -11,6 +11,7 @@ import os
 import socket
 import threading
 import time
+import typing
 import uuid
 from collections import Counter, deque
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from datetime import datetime, timedelta, timezone
 
 from gpusched.model import GpuType, Plan
 from gpusched.scheduler.applier import Applier, ApplyResult
+from gpusched.scheduler.crd import Phase
 from gpusched.scheduler.informer import Informer
 from gpusched.scheduler.kube import GPUJOBS, GPUNODES, NODES, PODS, Kube
 from gpusched.scheduler.leader import LeaderElector
@@ -62,6 +64,20 @@ class OperatorSettings:
     apply_workers: int = 16
     watch_timeout: int = 300
     backoff_base_s: float = 10.0
+    once: bool = False
+    """One full round, then return (`gpusched operator --once`)."""
+    give_up_after: float | None = None
+    """Seconds of retrying an unreachable API server before raising Unreachable (None: retry for
+    ever, as a Deployment's replica should; --once and --dry-run give up, a person is waiting)."""
+    cache_sync_timeout: float = 30.0
+
+
+class Unreachable(Exception):
+    """The API server could not be reached (or its caches not filled) within give_up_after."""
+
+    def __init__(self, server: str, why: str) -> None:
+        super().__init__(f"cannot reach the API server at {server}: {why}")
+        self.server, self.why = server, why
 
 
 @dataclass
@@ -86,6 +102,8 @@ class Operator:
         self._last_event = 0.0
         self._lock = threading.Lock()
         self.stop_event = threading.Event()
+        self.stop_requested = False
+        """True when stop() was called (a signal): stop_event alone may also mean the Lease was lost."""
         on = self._on_change
         self.jobs = Informer(kube, GPUJOBS, settings.namespace, on, settings.watch_timeout)
         self.pods = Informer(kube, PODS, None, on, settings.watch_timeout)
@@ -118,6 +136,12 @@ class Operator:
             if self._first_event is None:
                 self._first_event = now
             self._last_event = now
+        self._wake.set()
+
+    def stop(self) -> None:
+        """Ask the loop to end after the current round (a signal handler may call this)."""
+        self.stop_requested = True
+        self.stop_event.set()
         self._wake.set()
 
     def trigger(self) -> None:
@@ -169,7 +193,9 @@ class Operator:
                 log.exception("planner failed; applying lifecycle decisions only")
             solve_s = time.perf_counter() - t1
             self.metrics.solve_seconds.observe(solve_s)
-        opts = ReconcileOptions(dry_run=self.settings.dry_run, backoff_base_s=self.settings.backoff_base_s)
+        opts = ReconcileOptions(
+            dry_run=self.settings.dry_run, backoff_base_s=self.settings.backoff_base_s, full_round=not fast
+        )
         decisions = reconcile(snap, plan, opts)
         result = self.applier.apply(decisions)
         for key in decisions.started:
@@ -216,7 +242,7 @@ class Operator:
         self.metrics.queue_length.clear()
         for team, n in queue.items():
             self.metrics.queue_length.labels(team).set(n)
-        for phase in ("Pending", "Planned", "Running", "Preempting", "Preempted", "Succeeded", "Failed"):
+        for phase in typing.get_args(Phase):
             self.metrics.jobs_by_phase.labels(phase).set(phases.get(phase, 0))
         # GPUs in service: open ones, plus those gangs still hold on cordoned or NotReady nodes.
         healthy = (
@@ -231,13 +257,61 @@ class Operator:
 
     # ------------------------------------------------------------------ the loop
 
-    def start_informers(self, timeout: float = 30.0) -> None:
+    def connect(self) -> bool:
+        """Wait until the API server answers, retrying with backoff and saying so; False if stopped
+        first. Raises Unreachable once settings.give_up_after seconds have gone by."""
+        s = self.settings
+        server = self.kube.server
+        quiet = s.give_up_after is not None  # a person waits for one line, not for retry logs
+        log.log(
+            logging.DEBUG if quiet else logging.INFO, "connecting to the API server", extra={"server": server}
+        )
+        started, delay = time.monotonic(), 0.5
+        while not self.stop_event.is_set():
+            why = self.kube.probe()
+            if why is None:
+                return True
+            if s.give_up_after is not None and time.monotonic() - started + delay > s.give_up_after:
+                raise Unreachable(server, why)
+            log.log(
+                logging.DEBUG if quiet else logging.WARNING,
+                "API server unreachable; retrying",
+                extra={"server": server, "error": why, "retry_in_s": delay},
+            )
+            self.stop_event.wait(delay)
+            delay = min(delay * 2, 30.0)
+        return False
+
+    def start_informers(self, timeout: float | None = None) -> None:
+        """Start the caches and wait until each has listed once. Waits for ever (saying so every
+        `cache_sync_timeout` seconds) unless give_up_after is set (or a timeout given): then raises
+        Unreachable after `cache_sync_timeout` seconds (or the timeout)."""
+        s = self.settings
         for inf in self.informers:
             inf.start()
-        deadline = time.monotonic() + timeout
-        for inf in self.informers:
-            if not inf.synced.wait(max(0.0, deadline - time.monotonic())):
-                raise TimeoutError(f"cache of {inf.kind.name} did not sync: {inf.last_error}")
+        limit = (
+            timeout
+            if timeout is not None
+            else (s.cache_sync_timeout if s.give_up_after is not None else None)
+        )
+        started = last_said = time.monotonic()
+        while True:
+            pending = [inf for inf in self.informers if not inf.synced.is_set()]
+            if not pending or self.stop_event.is_set():
+                return
+            now = time.monotonic()
+            if limit is not None and now - started >= limit:
+                errors = "; ".join(f"{i.kind.name}: {i.last_error or 'no answer'}" for i in pending)
+                raise Unreachable(
+                    self.kube.server, f"caches not filled after {now - started:.0f}s ({errors})"
+                )
+            if limit is None and now - last_said >= s.cache_sync_timeout:
+                last_said = now
+                log.warning(
+                    "caches not synced yet; still waiting",
+                    extra={"pending": {i.kind.name: i.last_error for i in pending}},
+                )
+            self.stop_event.wait(0.05)  # short: a signal must not wait for a slow list
 
     def healthy(self) -> tuple[bool, str]:
         if not all(inf.synced.is_set() for inf in self.informers) and self.elector.is_leader.is_set():
@@ -252,6 +326,8 @@ class Operator:
         s = self.settings
         if s.metrics_port is not None:
             self.health = HealthServer(self.metrics, self.healthy, s.metrics_port).start()
+        if not self.connect():
+            return
         if s.leader_election:
             if not self.elector.acquire(self.stop_event):
                 return
@@ -260,6 +336,11 @@ class Operator:
             self.elector.is_leader.set()
         self.metrics.leader.set(1)
         self.start_informers()
+        if s.once:
+            if not self.stop_event.is_set():
+                self.run_once()
+            self.metrics.leader.set(0)
+            return
         last = last_full = 0.0
         while not self.stop_event.is_set():
             now = time.monotonic()

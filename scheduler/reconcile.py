@@ -25,7 +25,7 @@ from gpusched.scheduler.actions import (
     PatchStatus,
     StartGang,
 )
-from gpusched.scheduler.crd import GPUJobStatus, Progress, running_condition
+from gpusched.scheduler.crd import INVALID, GPUJobStatus, Progress, running_condition
 from gpusched.scheduler.kubetime import k8s_time
 from gpusched.scheduler.podspec import rank_nodes, service_manifest, worker_manifest
 from gpusched.scheduler.snapshot import JobView, Snapshot, WorkerPod, done_hours
@@ -36,11 +36,16 @@ Obj = dict[str, Any]
 
 REPLAN_JITTER_S = 300.0
 """A waiting job's planned start moving by less than this is not worth a status write."""
+PLAN_REFRESH_S = 300.0
+"""A waiting job's plan is rewritten at most this often (the heartbeat of an idle cluster)."""
 
 
 @dataclass(frozen=True)
 class ReconcileOptions:
     dry_run: bool = False
+    full_round: bool = True
+    """False for the operator's quick rounds on events (a short planner time limit): they start
+    what can start, plan new jobs, and leave the plans of jobs already waiting to the full rounds."""
     backoff_base_s: float = 10.0
     backoff_cap_s: float = 600.0
 
@@ -84,8 +89,33 @@ def _patch(out: list[Action], job: JobView, now: datetime, **fields: Any) -> boo
     patch = status_patch(job, now, **fields)
     if patch is not None:
         out.append(PatchStatus(ref(job), patch))
+        _written(job, patch)
         return True
     return False
+
+
+def _written(job: JobView, patch: Obj) -> None:
+    """Make the job's view show a status write of this round, so that a later decision on the same
+    job in the same round (a preempted gang resuming at once) is diffed against what the API server
+    will hold, not against the status the round started with: else fields the earlier write cleared
+    and the later one sets to their old values would be left out of it, and stay cleared."""
+    current = job.status.model_dump(by_alias=True, mode="json")
+    status = _merge(current, patch)
+    job.status = GPUJobStatus.model_validate(status)
+    job.raw = {**job.raw, "status": _merge(dict(job.raw.get("status") or {}), patch)}
+
+
+def _merge(target: Obj, patch: Obj) -> Obj:
+    """RFC 7386 JSON merge patch (what PatchStatus sends)."""
+    out = dict(target)
+    for key, value in patch.items():
+        if value is None:
+            out.pop(key, None)
+        elif isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
 
 
 def _progress_from_pods(job: JobView, pods: list[WorkerPod], snap: Snapshot) -> Progress:
@@ -120,9 +150,15 @@ def _delete_all(job: JobView, grace: int, why: str) -> DeletePods:
     return DeletePods(ref(job), names, grace, why)
 
 
-def _preempt(out: list[Action], job: JobView, snap: Snapshot, reason: str, event_reason: str) -> None:
-    """Stop a running gang so that it can checkpoint: Preempting, then (pods gone) Preempted."""
+def _preempt(out: list[Action], job: JobView, snap: Snapshot, reason: str, event_reason: str) -> bool:
+    """Stop a running gang so that it can checkpoint: Preempting, then (pods gone) Preempted.
+
+    A gang that never ran (some workers not created or not bound: its starter died) is withdrawn
+    instead: there is nothing to checkpoint and nothing was preempted."""
     assert job.spec is not None
+    if job.state == "starting":
+        _withdraw(out, job, snap, reason)
+        return False
     prog = job.status.progress.model_copy()
     prog.done_hours = round(done_hours(job, snap), 6)
     _patch(
@@ -134,10 +170,36 @@ def _preempt(out: list[Action], job: JobView, snap: Snapshot, reason: str, event
         progress=prog,
         started_at=None,
         preempted=job.status.preempted + 1,
+        attempt=job.attempt,  # the next gang gets fresh pod names, whoever started this one
     )
     out.append(_delete_all(job, job.spec.checkpoint.grace_period_seconds, reason))
     out.append(
         Emit(ref(job), "Warning" if event_reason == "GPUUnhealthy" else "Normal", event_reason, reason)
+    )
+    return True
+
+
+def _withdraw(out: list[Action], job: JobView, snap: Snapshot, why: str) -> None:
+    """Delete a half-started gang (a dead operator's, found by its successor) and re-plan the job.
+
+    Its attempt is recorded first, so the next gang's pods get fresh names (the dead operator
+    created this attempt's pods but never wrote the attempt into the status)."""
+    assert job.spec is not None
+    phase = job.status.phase if job.status.phase in WAITING else "Pending"
+    _patch(
+        out,
+        job,
+        snap.now,
+        phase=phase,
+        reason=f"half-started gang (attempt {job.attempt}) withdrawn: {why}; re-planning",
+        attempt=job.attempt,
+        placement=[],
+        nodes=[],
+        started_at=None,
+    )
+    out.append(DeletePods(ref(job), sorted(p.name for p in job.pods if not p.terminating), 0, why))
+    out.append(
+        Emit(ref(job), "Warning", "GangWithdrawn", f"attempt {job.attempt} never ran: {why}; re-planning")
     )
 
 
@@ -154,9 +216,11 @@ def lifecycle(snap: Snapshot, opts: ReconcileOptions, decisions: Decisions) -> s
             busy.add(job.key)
             continue
         if job.state == "invalid":
+            # Never planned; not terminal either: once the spec is fixed it is planned as any other.
             busy.add(job.key)
-            if _patch(out, job, now, phase="Failed", reason=f"invalid GPUJob: {job.error}"):
-                out.append(Emit(ref(job), "Warning", "InvalidSpec", job.error or "invalid spec"))
+            why = f"invalid GPUJob: {job.error}"
+            if _patch(out, job, now, phase=INVALID, reason=why, planned_start=None, planned_end=None):
+                out.append(Emit(ref(job), "Warning", "InvalidSpec", why))
             continue
         assert job.spec is not None
         if job.state == "succeeded":
@@ -190,8 +254,8 @@ def lifecycle(snap: Snapshot, opts: ReconcileOptions, decisions: Decisions) -> s
             continue
         if job.evict_reason is not None:
             busy.add(job.key)
-            _preempt(out, job, snap, f"{job.evict_reason}: re-planning elsewhere", "GPUUnhealthy")
-            decisions.preempted.append(job.key)
+            if _preempt(out, job, snap, f"{job.evict_reason}: re-planning elsewhere", "GPUUnhealthy"):
+                decisions.preempted.append(job.key)
             continue
         if job.state == "queued" and job.status.phase == "Preempting":
             final = [p for p in job.final if p.attempt == job.status.attempt]
@@ -335,7 +399,8 @@ def follow_plan(
         if job.state in ("starting", "running") and job.key not in busy:
             used.update(job.nodes)
     first_slot = plan.slot / 2
-    order = sorted(snap.plannable(), key=lambda j: (j.state not in ("starting", "running"), j.key))
+    # Gangs that hold GPUs first, then the queue in submission order (snap.jobs is in queue order).
+    order = sorted(snap.plannable(), key=lambda j: j.state not in ("starting", "running"))
     for job in order:
         if job.key in busy:
             continue
@@ -353,8 +418,8 @@ def follow_plan(
                 if opts.dry_run:
                     _patch(out, job, now, reason=f"dry-run: would be {why}")
                     continue
-                _preempt(out, job, snap, why, "Preempting")
-                decisions.preempted.append(job.key)
+                if _preempt(out, job, snap, why, "Preempting"):
+                    decisions.preempted.append(job.key)
                 # Its GPUs stay in `used` until its pods are gone: nothing may start there before it checkpoints.
             elif job.state == "starting" and not opts.dry_run:
                 _start(
@@ -373,45 +438,52 @@ def follow_plan(
             if job.status.phase in ("Preempted", "Preempting")
             else ("Pending" if jp.status == "unscheduled" else "Planned")
         )
+        start = jp.start if jp.start is not None else 0.0
+        what = f"{job.spec.gpus} x {jp.gpu_type}"
+        waits = jp.status == "unscheduled" or start >= first_slot or not jp.placement
+        if waits and not _plan_write_due(job, opts, now):
+            continue  # planned recently: a waiting job's plan is not rewritten every round
         if jp.status == "unscheduled":
             why = jp.reason or "not scheduled within the horizon"
             code = jp.reason_code or "unscheduled"
-            _patch(
+            seen = job.status.reason_code_seen
+            _plan_patch(
                 out,
                 job,
                 now,
+                opts,
                 phase=waiting_phase,
                 reason=why,
                 planned_start=None,
                 planned_end=None,
                 reason_code_seen=code,
             )
-            if job.status.reason_code_seen != code:
+            if seen != code:
                 out.append(Emit(ref(job), "Warning", "Unschedulable", why))
             continue
-        start = jp.start if jp.start is not None else 0.0
-        what = f"{job.spec.gpus} x {jp.gpu_type}"
-        if start >= first_slot or not jp.placement:
+        if waits:
             when = _human_start(snap, start)
             end = _human_start(snap, jp.end) if jp.end is not None else None
-            before = parse_datetime(job.status.planned_start)
+            had = job.status.planned_start
+            before = parse_datetime(had)
             if (
                 before is not None
                 and abs((before - (now + timedelta(hours=start))).total_seconds()) < REPLAN_JITTER_S
             ):
-                # The same plan seen a few seconds later: do not rewrite every waiting job every round.
-                when, end = job.status.planned_start or when, job.status.planned_end
-            _patch(
+                # The same plan seen a little later: do not rewrite the job for a few minutes' drift.
+                when, end = had or when, job.status.planned_end
+            _plan_patch(
                 out,
                 job,
                 now,
+                opts,
                 phase=waiting_phase,
                 reason=f"waiting for {what}; planned start {when}",
                 planned_start=when,
                 planned_end=end,
                 gpu_type=jp.gpu_type,
             )
-            if job.status.planned_start is None:
+            if had is None:
                 out.append(Emit(ref(job), "Normal", "Planned", f"planned to start {when} on {what}"))
             continue
         placement = list(jp.placement)
@@ -431,12 +503,22 @@ def follow_plan(
             placement = aligned
         if opts.dry_run:
             nodes = sorted({p.node for p in placement})
-            _patch(
+            why = f"dry-run: would start now on {', '.join(nodes)} ({what})"
+            if job.status.reason == why and not _plan_write_due(job, opts, now):
+                continue
+            had = job.status.planned_start
+            before = parse_datetime(had)
+            kept = (
+                had if before is not None and abs((before - now).total_seconds()) < REPLAN_JITTER_S else None
+            )
+            _plan_patch(
                 out,
                 job,
                 now,
-                reason=f"dry-run: would start now on {', '.join(nodes)} ({what})",
-                planned_start=iso(now),
+                opts,
+                phase="Planned",
+                reason=why,
+                planned_start=kept or iso(now),
                 gpu_type=jp.gpu_type,
             )
             continue
@@ -445,6 +527,40 @@ def follow_plan(
         attempt = max(job.attempt, job.status.last_failed_attempt) + 1
         _start(out, job, snap, placement, attempt, jp.gpu_type, resume=False)
         decisions.started.append(job.key)
+
+
+WAITING = ("Pending", "Planned", "Preempted")
+
+
+def _plan_write_due(job: JobView, opts: ReconcileOptions, now: datetime) -> bool:
+    """May this round (re)write a waiting job's plan? Always for a job that has none yet; for one
+    that is already waiting, only in a full round and only PLAN_REFRESH_S after the last full
+    round's write. Quick (event) rounds and full rounds plan differently (heuristics or an
+    optimiser with a time limit), and a solver may pick another of several equal plans each time:
+    letting each write its own would rewrite every waiting job every round, and every write wakes
+    every watcher, so an idle cluster would never be idle."""
+    if "phase" not in (job.raw.get("status") or {}) or job.status.phase not in WAITING:
+        return True
+    if job.status.planned_start is None and job.status.reason_code_seen is None:
+        return True  # waiting, but never planned (a restart's backoff, a withdrawn gang)
+    if not opts.full_round:
+        return False
+    written = parse_datetime(job.status.planned_at)
+    return written is None or (now - written).total_seconds() >= PLAN_REFRESH_S
+
+
+def _plan_patch(
+    out: list[Action], job: JobView, now: datetime, opts: ReconcileOptions, **fields: Any
+) -> None:
+    """A waiting job's plan; a full round's write also records when (plannedAt), which is what
+    spaces later rewrites (see _plan_write_due)."""
+    patch = status_patch(job, now, **fields)
+    if patch is None:
+        return
+    if opts.full_round:
+        patch["plannedAt"] = iso(now)
+    out.append(PatchStatus(ref(job), patch))
+    _written(job, patch)
 
 
 def _start(
@@ -500,7 +616,10 @@ def reconcile(snap: Snapshot, plan: Plan | None, opts: ReconcileOptions | None =
         follow_plan(snap, plan, busy, opts, decisions)
     if opts.dry_run:
         decisions.actions = [
-            a for a in decisions.actions if isinstance(a, PatchStatus) and _plan_only(a.patch)
+            a
+            for a in decisions.actions
+            if (isinstance(a, PatchStatus) and _plan_only(a.patch))
+            or (isinstance(a, Emit) and a.reason == "InvalidSpec")  # says why a job is never planned
         ]
         decisions.started.clear()
         decisions.preempted.clear()
@@ -509,6 +628,7 @@ def reconcile(snap: Snapshot, plan: Plan | None, opts: ReconcileOptions | None =
 
 _PLAN_FIELDS = {
     "reason",
+    "plannedAt",
     "plannedStart",
     "plannedEnd",
     "gpuType",
@@ -520,4 +640,4 @@ _PLAN_FIELDS = {
 
 
 def _plan_only(patch: Obj) -> bool:
-    return set(patch) <= _PLAN_FIELDS and patch.get("phase") in (None, "Pending", "Planned")
+    return set(patch) <= _PLAN_FIELDS and patch.get("phase") in (None, "Pending", "Planned", INVALID)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any, Literal
 
 from pydantic import ValidationError
@@ -362,6 +362,18 @@ def selector_matches(terms: list[SelectorTerm], labels: dict[str, str]) -> bool:
 
 # ---------------------------------------------------------------------------------------------- build
 
+_NEVER = datetime.max.replace(tzinfo=timezone.utc)
+
+
+def queue_order(gpujob: Obj) -> tuple[datetime, str, str, str]:
+    """First come, first served: creation time, then namespace/name and uid (creationTimestamp has
+    whole seconds). The planner breaks ties between equals by the order of its input, so that order
+    must be the submission order, never the order in which an API server happens to list (a real one
+    lists by name, so `aaa` would overtake an earlier `zzz`)."""
+    meta = _meta(gpujob)
+    created = parse_datetime(meta.get("creationTimestamp")) or _NEVER
+    return created, str(meta.get("namespace") or ""), str(meta.get("name") or ""), str(meta.get("uid") or "")
+
 
 def build_snapshot(
     gpujobs: list[Obj],
@@ -423,7 +435,7 @@ def build_snapshot(
         node_views[name] = view
 
     jobs: dict[str, JobView] = {}
-    for gj in gpujobs:
+    for gj in sorted(gpujobs, key=queue_order):
         meta = _meta(gj)
         ns, name = meta.get("namespace", "default"), meta.get("name", "")
         key = f"{ns}/{name}"

@@ -45,6 +45,7 @@ from urllib.parse import parse_qs, urlsplit
 from gpusched.scheduler.apivalidation import (
     FieldError,
     aggregate,
+    canonical_resources,
     decode_error,
     is_qualified_name,
     is_valid_label_value,
@@ -54,6 +55,9 @@ from gpusched.scheduler.apivalidation import (
 from gpusched.scheduler.kubetime import k8s_time, parse_time
 
 Obj = dict[str, Any]
+
+SERVER_VERSION = {"major": "1", "minor": "36", "gitVersion": "v1.36.0-gpusched-fake"}
+"""The release whose rules the stand-in follows (scheduler/apivalidation.py): the current one."""
 
 
 @dataclass(frozen=True)
@@ -454,6 +458,14 @@ class Store:
 
 def _res_key(res: Resource) -> str:
     return f"{res.group}/{res.plural}"
+
+
+def _storage_order(item: tuple[tuple[str, str, str], Obj]) -> str:
+    """How a real API server lists: in etcd key order (/registry/<resource>/<namespace>/<name>), so
+    by "namespace/name" for namespaced objects and by name for cluster-scoped ones; never by when
+    they were created. Code that wants submission order must sort by creationTimestamp itself."""
+    (_rk, ns, name), _obj = item
+    return f"{ns}/{name}" if ns else name
 
 
 REAL_CLUSTER: dict[str, Any] = {
@@ -987,6 +999,7 @@ class FakeKubeAPI:
                     taints.append({"key": TAINT_NOT_READY, "effect": "NoSchedule"})
             obj = copy.deepcopy(body)
             obj["apiVersion"], obj["kind"] = res.api_version, res.kind
+            canonical_resources(obj)  # stored (and returned) as the server does: "2", never 2
             m = obj["metadata"]
             if res.namespaced:
                 m["namespace"] = ns
@@ -1036,6 +1049,7 @@ class FakeKubeAPI:
             if immutable in old["metadata"]:
                 meta[immutable] = old["metadata"][immutable]
         new["apiVersion"], new["kind"] = res.api_version, res.kind
+        canonical_resources(new)
         generation = int(old["metadata"].get("generation") or 1)
         if res.spec_generation and sub != "status" and new.get("spec") != old.get("spec"):
             generation += 1
@@ -1193,14 +1207,15 @@ class FakeKubeAPI:
         labels = label_matcher(query.get("labelSelector"))
         fields = field_matcher(query.get("fieldSelector"), res)
         with self.store.cond:
-            items = [
-                o
-                for (rk, ons, _), o in self.store.objects.items()
+            found = [
+                ((rk, ons, name), o)
+                for (rk, ons, name), o in self.store.objects.items()
                 if rk == _res_key(res)
                 and (ns is None or ons == ns)
                 and labels((o.get("metadata") or {}).get("labels") or {})
                 and fields(o)
             ]
+            items = [o for _key, o in sorted(found, key=_storage_order)]
             rv = str(self.store.rv)
         return {
             "kind": f"{res.kind}List",
@@ -1289,7 +1304,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send(200, {"requests": dict(api.requests), "binds": binds})
                 return
             if url.path in ("/version", "/version/"):
-                self._send(200, {"major": "1", "minor": "31", "gitVersion": "v1.31.0-gpusched-fake"})
+                self._send(200, SERVER_VERSION)
                 return
             m = _PATH.match(url.path)
             if not m:
@@ -1400,9 +1415,8 @@ class _Handler(BaseHTTPRequestHandler):
                 cut = api._generation_cut
                 if rv_text in ("", "0"):
                     since = store.rv
-                    initial = [
-                        copy.deepcopy(o) for (k, _, _), o in store.objects.items() if k == rk and wanted(o)
-                    ]
+                    found = [(key, o) for key, o in store.objects.items() if key[0] == rk and wanted(o)]
+                    initial = [copy.deepcopy(o) for _key, o in sorted(found, key=_storage_order)]
                 else:
                     since = int(rv_text)
                     if since < store.compacted_rv:

@@ -938,8 +938,11 @@ class Harness:
         path.write_text(yaml.safe_dump({"gpu_types": [t.model_dump() for t in GPU_TYPES]}))
         return path
 
-    def spawn_operator(self, lease_name: str) -> subprocess.Popen[bytes]:
-        """`gpusched operator` as a separate process, to be killed with SIGKILL."""
+    def spawn_operator(
+        self, lease_name: str, metrics_port: int = 0, lease_duration: int = 3
+    ) -> subprocess.Popen[bytes]:
+        """`gpusched operator` as a separate process, to be killed with SIGKILL. Its Lease identity
+        contains its pid (<host>-<pid>-<random>): a test tells which process leads from the Lease."""
         cmd = [
             sys.executable,
             "-c",
@@ -956,7 +959,7 @@ class Harness:
             "--replan-interval",
             "2s",
             "--metrics-port",
-            "0",
+            str(metrics_port),
             "--lease-namespace",
             self.namespace,
             "--time-limit",
@@ -966,7 +969,7 @@ class Harness:
             "--lease-name",
             lease_name,
             "--lease-duration",
-            "3",
+            str(lease_duration),
         ]
         proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         self.processes.append(proc)

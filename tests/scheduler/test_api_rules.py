@@ -26,10 +26,12 @@ Obj = dict[str, Any]
 
 def test_a_template_the_api_server_refuses_fails_the_job_once_with_its_words(harness: Harness) -> None:
     """A bad env var name passes the CRD (env is free-form) but not pod validation: the job is Failed
-    with the server's message and an InvalidSpec event, and no gang is retried round after round."""
+    with the server's message and an InvalidSpec event, and no gang is retried round after round.
+    (`1BATCH_SIZE` was such a name up to 1.33; a current server refuses only names with '=' or
+    characters that are not printable ASCII.)"""
     h = harness
     h.add_node("gpu-a")
-    h.submit("bad-env", 8, template={"env": [{"name": "1BATCH_SIZE", "value": "8"}]})
+    h.submit("bad-env", 8, template={"env": [{"name": "BATCH=SIZE", "value": "8"}]})
     h.submit("good", 8)
     op = h.start_operator()
     job = h.wait_phase("bad-env", "Failed", timeout=30)
@@ -46,17 +48,30 @@ def test_a_template_the_api_server_refuses_fails_the_job_once_with_its_words(har
 
 def test_template_quantities_written_as_numbers_are_sent_as_written(harness: Harness) -> None:
     """`cpu: 2` in YAML is an int, which the API server takes; the client's generated models do not
-    (a ValidationError before any request), so the operator must send its JSON as is."""
+    (a ValidationError before any request), so the operator must send its JSON as is. The server
+    stores quantities in canonical form and hands them back as strings ("2", "4Gi", "1500m")."""
     h = harness
     h.add_node("gpu-a")
-    h.submit(
-        "ints", 8, template={"resources": {"requests": {"cpu": 2, "memory": "4Gi"}, "limits": {"cpu": 4}}}
-    )
+    requests = {"cpu": 2, "memory": "4096Mi", "ephemeral-storage": 1.5}
+    h.submit("ints", 8, template={"resources": {"requests": requests, "limits": {"cpu": 4}}})
     h.start_operator()
     h.wait_phase("ints", "Running", timeout=30)
     pod = h.pods("ints")[0]
     resources = pod["spec"]["containers"][0]["resources"]
-    assert resources["requests"]["cpu"] == 2 and resources["limits"]["nvidia.com/gpu"] == "8"
+    assert resources["requests"] == {
+        "cpu": "2",
+        "memory": "4Gi",
+        "ephemeral-storage": "1500m",
+        "nvidia.com/gpu": "8",
+    }
+    assert resources["limits"] == {"cpu": "4", "nvidia.com/gpu": "8"}
+    if h.fake is not None:  # what went over the wire: the numbers as the user wrote them
+        sent = [b for m, p, _c, b in h.fake.log if m == "POST" and p.endswith("/pods") and b]
+        container = next(b for b in sent if b["metadata"]["name"].startswith("ints-"))["spec"]["containers"][
+            0
+        ]
+        assert container["resources"]["requests"]["cpu"] == 2
+        assert container["resources"]["requests"]["ephemeral-storage"] == 1.5
 
 
 def test_checkpoint_volume_clashes_are_reported_as_an_invalid_spec() -> None:
@@ -79,7 +94,7 @@ def test_checkpoint_volume_clashes_are_reported_as_an_invalid_spec() -> None:
         snap = build_snapshot([job], [], [], [], cfg, now)
         assert snap.jobs[f"ml/{name}"].state == "invalid", name
         patch = reconcile(snap, None).actions[0].patch  # type: ignore[union-attr]
-        assert patch["phase"] == "Failed" and "template.volume" in patch["reason"], patch
+        assert patch["phase"] == "Invalid" and "template.volume" in patch["reason"], patch
 
 
 @pytest.mark.parametrize("micros", [0, 1, 999999])

@@ -13,7 +13,7 @@ import pytest
 
 from gpusched.model import GpuType, JobPlan, Placement, Plan
 from gpusched.scheduler.actions import CreateService, Decisions, DeletePods, Emit, PatchStatus, StartGang
-from gpusched.scheduler.reconcile import ReconcileOptions, reconcile
+from gpusched.scheduler.reconcile import PLAN_REFRESH_S, ReconcileOptions, reconcile
 from gpusched.scheduler.snapshot import SnapshotConfig, build_snapshot, parse_label_selector, selector_matches
 from gpusched.scheduler.testserver import merge_patch
 from gpusched.workload_contract import WorkloadStatus
@@ -189,11 +189,46 @@ def test_queued_job_becomes_planner_input_with_backoff_and_remaining_work() -> N
     assert pj.duration == pytest.approx(4 * 0.5 - 0.5)  # 4h on a speed-0.5 type, minus what is done
 
 
-def test_invalid_spec_fails_with_the_field_named() -> None:
-    job = gpujob("odd", 12, gpusPerNode=8)
-    d = reconcile(snap([job], [], [node("a")]), None)
-    patch = next(a.patch for a in d.actions if isinstance(a, PatchStatus))
-    assert patch["phase"] == "Failed" and "gpusPerNode" in patch["reason"]
+@pytest.mark.parametrize(
+    ("spec", "field"),
+    [
+        ({"gpusPerNode": 8}, "gpusPerNode"),  # 12 GPUs are not whole workers of 8
+        ({"deadline": "next tuesday"}, "spec.deadline"),
+        ({"deadline": 20261201}, "spec.deadline"),
+        ({"priority": "high"}, "spec.priority"),
+        ({"preemptible": "yes"}, "spec.preemptible"),
+        ({"maxRestarts": True}, "spec.maxRestarts"),
+        ({"work": {"gpuHours": float("inf")}}, "spec.work.gpuHours"),
+    ],
+)
+def test_an_unusable_gpujob_is_invalid_with_the_field_named_and_never_planned(spec: Obj, field: str) -> None:
+    """A wrong type or value is never read as something else (`"yes"` as true, text as no deadline):
+    the job gets phase Invalid, a condition and an event naming the field, and stays out of the plan;
+    the other jobs go on."""
+    bad, good = gpujob("odd", 12, **spec), gpujob("fine", 8)
+    s = snap([bad, good], [], [node("a")])
+    assert s.jobs["ml/odd"].state == "invalid" and s.jobs["ml/odd"].planner_job is None
+    assert [j.key for j in s.plannable()] == ["ml/fine"]
+    d = reconcile(s, plan_of(start_now("ml/fine", ("a", 8))))
+    patch = next(a.patch for a in d.for_job("ml/odd") if isinstance(a, PatchStatus))
+    assert patch["phase"] == "Invalid" and field in patch["reason"], patch
+    assert patch["conditions"][0]["reason"] == "Invalid" and field in patch["conditions"][0]["message"]
+    events = [a for a in d.for_job("ml/odd") if isinstance(a, Emit)]
+    assert [(e.type, e.reason) for e in events] == [("Warning", "InvalidSpec")] and field in events[0].message
+    assert "StartGang" in kinds(Decisions(actions=d.for_job("ml/fine")))
+    # Dry-run: the same status and event (it is why the job is never planned), nothing else.
+    dry = reconcile(snap([bad], [], [node("a")]), None, ReconcileOptions(dry_run=True))
+    assert [type(a).__name__ for a in dry.actions] == ["PatchStatus", "Emit"]
+    assert dry.actions[0].patch["phase"] == "Invalid"  # type: ignore[union-attr]
+    # Written once: the next round finds nothing to say.
+    apply_locally(d, [bad, good], [])
+    assert reconcile(snap([bad], [], [node("a")]), None).actions == []
+    # Fixed (a new generation): planned like any other job.
+    fixed = copy.deepcopy(bad)
+    fixed["spec"] = gpujob("odd", 8)["spec"]
+    fixed["metadata"]["generation"] = 2
+    s2 = snap([fixed], [], [node("a")])
+    assert s2.jobs["ml/odd"].state == "queued" and s2.jobs["ml/odd"].planner_job is not None
 
 
 # ------------------------------------------------------------------------------------------ starting
@@ -289,8 +324,30 @@ def test_a_waiting_job_is_not_rewritten_when_its_plan_only_drifts() -> None:
     moved = plan_of(
         JobPlan(job="ml/later", status="scheduled", gpu_type="H100-80GB", gpus=8, start=3.0, end=7.0)
     )
-    patch = reconcile(snap(jobs, [], [node("a")]), moved).actions[0].patch  # type: ignore[union-attr]
-    assert patch["plannedStart"] == "2026-11-23T15:00:00Z"
+    # Moved by hours, but planned a moment ago: a solver that flips between equal plans (or a quick
+    # round's heuristic against a full round's optimum) must not rewrite waiting jobs every round.
+    assert reconcile(snap(jobs, [], [node("a")]), moved).actions == []
+    later = NOW + timedelta(seconds=PLAN_REFRESH_S)
+    quick = ReconcileOptions(full_round=False)
+    assert reconcile(build_snapshot(jobs, [], [node("a")], [], CFG, later), moved, quick).actions == []
+    due = reconcile(build_snapshot(jobs, [], [node("a")], [], CFG, later), moved)
+    patch = due.actions[0].patch  # type: ignore[union-attr]
+    assert patch["plannedStart"] == "2026-11-23T15:05:00Z" and patch["plannedAt"] == "2026-11-23T12:05:00Z"
+
+
+def test_a_quick_round_plans_new_jobs_and_leaves_waiting_ones_to_full_rounds() -> None:
+    jobs = [gpujob("old", 8), gpujob("new", 8)]
+    later = JobPlan(job="ml/old", status="scheduled", gpu_type="H100-80GB", gpus=8, start=2.0, end=6.0)
+    apply_locally(reconcile(snap(jobs[:1], [], [node("a")]), plan_of(later)), jobs, [])
+    quick = ReconcileOptions(full_round=False)
+    moved = later.model_copy(update={"start": 9.0, "end": 13.0})
+    new = later.model_copy(update={"job": "ml/new", "start": 6.0, "end": 10.0})
+    d = reconcile(snap(jobs, [], [node("a")]), plan_of(moved, new), quick)
+    assert [a.job.name for a in d.actions if isinstance(a, PatchStatus)] == ["new"]
+    assert "plannedAt" not in d.actions[0].patch  # type: ignore[union-attr]
+    # Starting now is never held back.
+    d = reconcile(snap(jobs, [], [node("a")]), plan_of(start_now("ml/old", ("a", 8))), quick)
+    assert "StartGang" in kinds(d)
 
 
 def test_dry_run_writes_only_plans() -> None:
@@ -430,6 +487,71 @@ def test_preempted_job_records_checkpoint_progress_from_the_termination_message(
     assert patches[1]["phase"] == "Preempted" and "checkpoint step 250" in patches[1]["reason"]
 
 
+def test_a_preempted_job_resuming_in_the_same_round_on_the_same_node_keeps_its_placement() -> None:
+    """Requeued (placement cleared) and started again on the same node in one round: the start's status
+    write must be diffed against the requeue's, or placement and nodes stay empty while it runs."""
+    jobs, nodes = [gpujob("p", 8, preemptible=True)], [node("a")]
+    pods = _running(jobs, nodes)
+    later = JobPlan(job="ml/p", status="scheduled", gpus=8, start=1, end=3, preempted=True)
+    apply_locally(reconcile(snap(jobs, pods, nodes), plan_of(later)), jobs, pods)
+    assert jobs[0]["status"]["phase"] == "Preempting"
+    pods.clear()  # the worker checkpointed and is gone
+    d = reconcile(snap(jobs, pods, nodes), plan_of(start_now("ml/p", ("a", 8))))
+    assert "StartGang" in kinds(d)
+    apply_locally(d, jobs, pods)
+    status = jobs[0]["status"]
+    assert status["phase"] == "Running" and status["attempt"] == 2
+    assert status["placement"] == [{"node": "a", "gpus": 8}] and status["nodes"] == ["a"]
+    assert [p["metadata"]["name"] for p in pods] == ["p-a2-w0"]
+
+
+@pytest.mark.parametrize("why", ["unscheduled", "moved", "node gone"])
+def test_a_dead_operators_half_started_gang_is_withdrawn_not_preempted(why: str) -> None:
+    """The operator died after creating rank 0 of attempt 1 (the status never said attempt 1). Its
+    successor withdrawing that gang records the attempt (so the next gang's pods get fresh names) and
+    tells no story of a preemption: no Preempting/Requeued events, no preempted count."""
+    jobs, nodes = [gpujob("llm", 16, gpusPerNode=8)], [node("a"), node("b"), node("c")]
+    first = reconcile(snap(jobs, [], nodes), plan_of(start_now("ml/llm", ("a", 8), ("b", 8))))
+    gang = next(a for a in first.actions if isinstance(a, StartGang))
+    rank0 = copy.deepcopy(gang.pods[0][0])
+    rank0["spec"]["nodeName"] = "a"
+    rank0["status"] = {"phase": "Running"}
+    pods = [rank0]
+    plans = {
+        "unscheduled": plan_of(
+            JobPlan(job="ml/llm", status="unscheduled", gpus=16, reason="no room", reason_code="capacity")
+        ),
+        "moved": plan_of(keep_running("ml/llm", ("b", 8), ("c", 8))),
+        "node gone": None,
+    }
+    if why == "node gone":
+        nodes = [node("b"), node("c")]
+    s = snap(jobs, pods, nodes)
+    assert s.jobs["ml/llm"].state == "starting"
+    d = reconcile(s, plans[why])
+    reasons = [a.reason for a in d.actions if isinstance(a, Emit)]
+    assert "GangWithdrawn" in reasons and not {"Preempting", "Requeued", "GPUUnhealthy"} & set(reasons)
+    assert d.preempted == []
+    patch = next(a.patch for a in d.actions if isinstance(a, PatchStatus))
+    assert patch["attempt"] == 1 and patch.get("phase") != "Preempting" and "preempted" not in patch
+    apply_locally(d, jobs, pods)
+    assert pods == []
+    again = reconcile(snap(jobs, pods, nodes), plan_of(start_now("ml/llm", ("b", 8), ("c", 8))))
+    restarted = next(a for a in again.actions if isinstance(a, StartGang))
+    assert [m["metadata"]["name"] for m, _ in restarted.pods] == ["llm-a2-w0", "llm-a2-w1"]
+    assert "Requeued" not in [a.reason for a in again.actions if isinstance(a, Emit)]
+
+
+def test_a_preempted_gang_records_its_attempt() -> None:
+    jobs, nodes = [gpujob("p", 8, preemptible=True)], [node("a")]
+    pods = _running(jobs, nodes)
+    jobs[0]["status"].pop("attempt")  # a status write that never landed
+    later = JobPlan(job="ml/p", status="scheduled", gpus=8, start=1, end=3, preempted=True)
+    d = reconcile(snap(jobs, pods, nodes), plan_of(later))
+    patch = next(a.patch for a in d.actions if isinstance(a, PatchStatus))
+    assert patch["phase"] == "Preempting" and patch["attempt"] == 1 and d.preempted == ["ml/p"]
+
+
 def test_unhealthy_gpu_evicts_the_gangs_on_that_node_only() -> None:
     jobs = [gpujob("hit", 8, preemptible=True), gpujob("spared", 8)]
     nodes = [node("a"), node("b")]
@@ -552,3 +674,18 @@ def test_cli_usage_errors_are_one_line_exit_2(args: list[str], needle: str, tmp_
     assert proc.returncode == 2, proc.stderr
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and needle in lines[0], proc.stderr
+
+
+def test_the_queue_is_in_submission_order_whatever_the_list_order() -> None:
+    """The planner breaks ties by its input order: that must be creation order (then namespace/name),
+    not the order the API server lists in (by name on a real server)."""
+    jobs = [gpujob("aaa", 8), gpujob("zzz", 8), gpujob("mmm", 8), gpujob("bbb", 8)]
+    jobs[0]["metadata"]["creationTimestamp"] = "2026-11-23T11:00:02Z"
+    jobs[1]["metadata"]["creationTimestamp"] = "2026-11-23T11:00:00Z"
+    jobs[2]["metadata"]["creationTimestamp"] = "2026-11-23T11:00:01Z"
+    jobs[3]["metadata"]["creationTimestamp"] = "2026-11-23T11:00:01Z"  # same second: by name
+    s = snap(jobs, [], [node("a")])
+    assert [j.name for j in s.plannable()] == ["zzz", "bbb", "mmm", "aaa"]
+    # Both fit the plan's first slot on paper, but only one fits the node: the earlier one starts.
+    d = reconcile(s, plan_of(start_now("ml/aaa", ("a", 8)), start_now("ml/zzz", ("a", 8))))
+    assert d.started == ["ml/zzz"]

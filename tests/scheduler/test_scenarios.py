@@ -14,6 +14,15 @@ import pytest
 Harness = Any  # the `harness` fixture of conftest.py
 
 
+def _next_second(h: Harness, job: str) -> None:
+    """Wait until a job submitted now gets a later creationTimestamp than `job` (whole seconds): the
+    queue is first come, first served, and jobs created within one second are ordered by name."""
+    import time
+
+    created = h.job(job)["metadata"]["creationTimestamp"]
+    h.wait_for(lambda: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()) > created, 5, "the next second")
+
+
 def _bound(h: Harness, job: str) -> dict[str, str]:
     return {p["metadata"]["name"]: p["spec"].get("nodeName") for p in h.pods(job)}
 
@@ -190,49 +199,70 @@ def test_gang_is_withdrawn_when_one_worker_cannot_be_bound(harness: Harness) -> 
 
 
 def test_operator_killed_mid_apply_restarts_without_duplicates(harness: Harness) -> None:
+    """The operator dies between creating a gang's workers and binding them; its successor (after the
+    dead one's Lease ran out) finishes that very gang: same pods, same attempt, nothing created twice.
+
+    Where the kill lands must not be left to chance (a poll often saw the first pod only after the
+    whole gang was bound). On the stand-in a hook kills the operator (SIGKILL) in the middle of its
+    second pod create; a real API server cannot be paused mid-request, so there the test leaves
+    exactly what such a kill leaves (rank 0 of attempt 1 created, unbound, no status written)."""
     import os
     import signal
     import threading
+
+    from gpusched.model import Placement
+    from gpusched.scheduler.crd import GPUJobSpec
+    from gpusched.scheduler.podspec import worker_manifest
 
     h = harness
     h.add_node("gpu-a")
     h.add_node("gpu-b")
     lease = "gpusched-kill-test"
-    proc_box: list = []
-    killed = threading.Event()
-
-    def kill_on_second_worker(method: str, path: str) -> None:
-        # Called by the API server before it creates a pod: on the gang's second worker, kill the
-        # operator (SIGKILL, no cleanup) and only then let the request complete, as a real API
-        # server completes a request whose client died.
-        creates = h.fake.requests["POST pods"] if h.fake is not None else 0
-        if creates == 2 and not killed.is_set():
-            os.kill(proc_box[0].pid, signal.SIGKILL)
-            proc_box[0].wait(timeout=10)
-            killed.set()
-
-    if h.fake is not None:
-        h.fake.on("POST", r"/namespaces/[^/]+/pods$", kill_on_second_worker)
     h.submit("wide", 16, per_node=8)
-    proc_box.append(h.spawn_operator(lease))
-    if h.fake is None:  # a real cluster: kill as soon as the first worker exists
-        h.wait_for(lambda: h.pods("wide"), 60, "the first worker pod")
-        os.kill(proc_box[0].pid, signal.SIGKILL)
-        proc_box[0].wait(timeout=10)
-        killed.set()
-    h.wait_for(killed.is_set, 60, "the operator to be killed mid-apply")
-    assert proc_box[0].returncode == -signal.SIGKILL
-    if h.fake is not None:  # on a real cluster the kill lands wherever the poll catches it
-        assert not any(p["spec"].get("nodeName") for p in h.pods("wide")), "killed before binding"
-    op = h.start_operator(lease_name=lease, lease_seconds=3)
-    h.wait_phase("wide", "Running", timeout=40)
-    pods = h.pods("wide")
-    ranks = sorted(p["metadata"]["labels"]["gpusched.io/rank"] for p in pods)
-    assert ranks == ["0", "1"], [p["metadata"]["name"] for p in pods]
-    assert all(p["spec"].get("nodeName") for p in pods)
-    assert op.elector.is_leader.is_set()
     if h.fake is not None:
-        # Exactly two pods were ever created: the restarted operator finished the dead one's gang.
+        proc_box: list[Any] = []
+        killed = threading.Event()
+
+        def kill_on_second_worker(method: str, path: str) -> None:
+            # Called by the API server before it creates a pod: on the gang's second worker, kill the
+            # operator (SIGKILL, no cleanup) and only then let the request complete, as a real API
+            # server completes a request whose client died.
+            assert h.fake is not None
+            if h.fake.requests["POST pods"] == 2 and not killed.is_set():
+                os.kill(proc_box[0].pid, signal.SIGKILL)
+                proc_box[0].wait(timeout=10)
+                killed.set()
+
+        h.fake.on("POST", r"/namespaces/[^/]+/pods$", kill_on_second_worker)
+        proc_box.append(h.spawn_operator(lease))
+        h.wait_for(killed.is_set, 60, "the operator to be killed mid-apply")
+        assert proc_box[0].returncode == -signal.SIGKILL
+    else:
+        job = h.job("wide")
+        spec = GPUJobSpec.model_validate(job["spec"])
+        placement = [Placement(node=n, gpus=8) for n in h.nodes]
+        h.kube.create_pod(h.namespace, worker_manifest(job, spec, 1, 0, h.nodes[0], placement))
+    left = {p["metadata"]["name"]: p["metadata"]["uid"] for p in h.pods("wide")}
+    assert "wide-a1-w0" in left and set(left) <= {"wide-a1-w0", "wide-a1-w1"}, left
+    assert not any(p["spec"].get("nodeName") for p in h.pods("wide")), "killed before binding"
+    assert "attempt" not in (h.job("wide").get("status") or {}), "killed before the status write"
+    op = h.start_operator(lease_name=lease, lease_seconds=3)
+    h.wait_for(op.elector.is_leader.is_set, 30, "the successor to lead (once the dead one's Lease expired)")
+    h.wait_for(
+        lambda: (h.job("wide").get("status") or {}).get("phase") == "Running" and op.rounds > 0,
+        40,
+        "the successor to finish the gang",
+    )
+    pods = h.pods("wide")
+    assert sorted(p["metadata"]["name"] for p in pods) == ["wide-a1-w0", "wide-a1-w1"]
+    assert all(p["spec"].get("nodeName") for p in pods)
+    assert h.job("wide")["status"]["attempt"] == 1
+    # What the dead operator created was used, not deleted and created again.
+    assert {
+        n: u for n, u in ((p["metadata"]["name"], p["metadata"]["uid"]) for p in pods) if n in left
+    } == left
+    if h.fake is not None:
+        # Exactly two pods were ever created: the successor finished the dead one's gang.
         added = [
             e
             for e in h.fake.store.events
@@ -308,6 +338,7 @@ def test_dry_run_writes_plans_only(harness: Harness) -> None:
     h = harness
     h.add_node("gpu-a")
     h.submit("now", 8)
+    _next_second(h, "now")  # first come, first served; creationTimestamp has whole seconds
     h.submit("later", 8)
     op = h.start_operator(dry_run=True)
     h.wait_for(
@@ -330,6 +361,7 @@ def test_api_errors_are_retried_and_metrics_are_served(harness: Harness) -> None
         h.fake.fail("PATCH", r"/gpujobs/[^/]+/status$", 500, times=2)
         h.fake.fail("POST", r"/namespaces/[^/]+/pods$", 503, times=1)
     h.submit("steady", 8, team="vision")
+    _next_second(h, "steady")
     h.submit("queued", 8, team="vision")
     op = h.start_operator(metrics_port=0)
     h.wait_phase("steady", "Running")
@@ -391,3 +423,55 @@ def test_quick_rounds_leave_preemption_to_a_pulled_forward_full_round(harness: H
     h.wait_phase("vip", "Running", timeout=45)
     assert h.job("bulk")["status"]["phase"] in ("Preempted", "Planned")
     assert op.rounds >= 3
+
+
+def _versions(h: Harness) -> dict[str, str]:
+    from gpusched.scheduler.kube import GPUJOBS
+
+    jobs, _ = h.kube.list(GPUJOBS, h.namespace)
+    return {j["metadata"]["name"]: j["metadata"]["resourceVersion"] for j in jobs}
+
+
+@pytest.mark.parametrize("dry_run", [False, True])
+def test_an_idle_cluster_with_waiting_jobs_causes_no_writes(harness: Harness, dry_run: bool) -> None:
+    """Nothing changes, so nothing is written: not the waiting jobs' plans (quick and full rounds plan
+    them differently, and each write would wake the next round), not a dry run's "would start now".
+    Counted as resourceVersion changes of the GPUJobs, which a real server shows as well."""
+    import time
+
+    h = harness
+    h.add_node("gpu-a")
+    names = ["long"] + [f"short-{i}" for i in range(8)]
+    h.submit("long", 8, duration="6h")
+    for name in names[1:]:
+        h.submit(name, 8, duration="1h")
+    op = h.start_operator(dry_run=dry_run, fast_time_limit=0.5, time_limit=3.0, replan_interval=1.5)
+
+    def settled() -> bool:
+        phases = Counter((h.job(n).get("status") or {}).get("phase") for n in names)
+        return phases == ({"Planned": 9} if dry_run else {"Planned": 8, "Running": 1})
+
+    h.wait_for(settled, 60, "one job running (dry run: planned) and the others planned")
+    h.wait_for(lambda: op.rounds >= 4, 30, "a few rounds")  # quick and full rounds have both planned
+    before, rounds = _versions(h), op.rounds
+    time.sleep(6.0)
+    after = _versions(h)
+    changed = sorted(n for n in before if after.get(n) != before[n])
+    assert changed == [], f"{len(changed)} GPUJobs rewritten on an idle cluster: {changed}"
+    assert op.rounds > rounds  # it kept planning, on the period...
+    assert op.rounds - rounds <= 6.0 / 1.5 + 3  # ...and only on it: its own writes did not wake it
+
+
+def test_equal_jobs_are_served_first_come_first_served(harness: Harness) -> None:
+    """Submitted first, started first, whatever the names: a real API server lists by name, so a
+    queue in list order would serve `aaa-second` before `zzz-first`."""
+
+    h = harness
+    h.add_node("gpu-a")
+    h.submit("zzz-first", 8)
+    _next_second(h, "zzz-first")
+    h.submit("aaa-second", 8)
+    h.start_operator()
+    h.wait_phase("zzz-first", "Running")
+    assert h.phase("aaa-second") in ("Pending", "Planned")
+    assert h.pods("aaa-second") == []

@@ -542,10 +542,10 @@ def _gpu_pod(name: str = "w", **container: Any) -> Obj:
             "must be between 1 and 65535, inclusive",
         ),
         (
-            {"env": [{"name": "1BAD", "value": "x"}]},
+            {"env": [{"name": "1BATCH_SIZE", "value": "x"}, {"name": "BATCH=SIZE", "value": "x"}]},
             {},
-            "spec.containers[0].env[0].name",
-            "a valid environment variable name",
+            "spec.containers[0].env[1].name",  # only the second: a leading digit is fine since 1.34
+            "a valid environment variable name must consist only of printable ASCII characters other than '='",
         ),
         (
             {"resources": {"limits": {"nvidia.com/gpu": "8"}, "requests": {"nvidia.com/gpu": "4"}}},
@@ -675,7 +675,7 @@ def test_what_the_real_server_accepts_is_accepted(kube: Kube) -> None:
     kube.create_event("default", node_event)
 
 
-def test_services_need_dns_1035_names_and_valid_ports(kube: Kube) -> None:
+def test_services_need_dns_1123_label_names_and_valid_ports(kube: Kube) -> None:
     def refused(body: Obj) -> str:
         with pytest.raises(KubeError) as exc:
             kube.create_service("default", body)
@@ -683,12 +683,14 @@ def test_services_need_dns_1035_names_and_valid_ports(kube: Kube) -> None:
         return exc.value.message
 
     port = {"name": "rendezvous", "port": 29500, "targetPort": 29500}
-    for name in ("7b-pretrain", "bert.large", "x" * 64):
+    for name in ("bert.large", "x" * 64, "Upper"):
         msg = refused({"metadata": {"name": name}, "spec": {"clusterIP": "None", "ports": [port]}})
         assert msg.startswith(f'Service "{name}" is invalid: ') and "metadata.name: Invalid value" in msg
-    assert "a DNS-1035 label must consist of" in refused(
-        {"metadata": {"name": "7b"}, "spec": {"ports": [port]}}
+    assert "a lowercase RFC 1123 label must consist of" in refused(
+        {"metadata": {"name": "7b.x"}, "spec": {"ports": [port]}}
     )
+    # RelaxedServiceNameValidation (current releases): a leading digit is fine.
+    kube.create_service("default", {"metadata": {"name": "7b-pretrain"}, "spec": {"ports": [port]}})
     msg = refused({"metadata": {"name": "s"}, "spec": {"ports": [port, {**port, "name": ""}]}})
     assert "spec.ports[1].name: Required value" in msg
     msg = refused(
@@ -840,3 +842,54 @@ def test_label_selectors_with_invalid_keys_or_values_are_400(kube: Kube) -> None
         kube.list(PODS, "default", "bad key!=x")
     assert _status(exc)[0] == 400 and "unable to parse requirement: key" in exc.value.message
     assert kube.list(PODS, "default", "gpusched.io/job in (bert.large,7b-pretrain),!gone")[0] == []
+
+
+def test_lists_are_in_storage_key_order_as_on_a_real_server(tmp_path: Any) -> None:
+    """etcd keys are /registry/<resource>/<namespace>/<name>: a list is sorted by namespace/name (by
+    name for cluster-scoped kinds), never in creation order."""
+    from gpusched.scheduler.kube import NODES, PODS, Kube, load_api_client
+
+    with FakeKubeAPI() as api:
+        kube = Kube(load_api_client(api.write_kubeconfig(str(tmp_path / "kc"))), max_attempts=1)
+        for ns, name in (("b", "x"), ("a-b", "z"), ("a", "y"), ("a", "b")):
+            pod = {"metadata": {"name": name}, "spec": {"containers": [{"name": "c", "image": "i"}]}}
+            kube.call(
+                "pod", lambda ns=ns, pod=pod: kube.core.create_namespaced_pod(ns, pod, _preload_content=False)
+            )
+        for name in ("n2", "n10", "n1"):
+            kube.call(
+                "node",
+                lambda n=name: kube.core.create_node({"metadata": {"name": n}}, _preload_content=False),
+            )
+        pods, _ = kube.list(PODS)
+        assert [(p["metadata"]["namespace"], p["metadata"]["name"]) for p in pods] == [
+            ("a-b", "z"),  # '-' sorts before '/'
+            ("a", "b"),
+            ("a", "y"),
+            ("b", "x"),
+        ]
+        assert [p["metadata"]["name"] for p in kube.list(PODS, "a")[0]] == ["b", "y"]
+        assert [n["metadata"]["name"] for n in kube.list(NODES)[0]] == ["n1", "n10", "n2"]
+
+
+@pytest.mark.parametrize(
+    ("written", "returned"),
+    [
+        (2, "2"),
+        (2.5, "2500m"),
+        ("1000m", "1"),
+        ("4096Mi", "4Gi"),
+        ("1536Mi", "1536Mi"),
+        ("0.5Ki", "512"),
+        ("1.5k", "1500"),
+        ("2000", "2k"),
+        ("12e6", "12e6"),
+        ("0.1234567891", "123456790n"),
+        ("0", "0"),
+    ],
+)
+def test_quantities_come_back_in_canonical_form(written: Any, returned: str) -> None:
+    """resource.Quantity's String(), which is what a real server stores and returns."""
+    from gpusched.scheduler.apivalidation import canonical_quantity
+
+    assert canonical_quantity(written) == returned
