@@ -65,12 +65,13 @@ def run_setup(throughputs: gavel_trace.Throughputs, setup: GavelSetup, policies:
         wall = time.perf_counter() - started
         by_name = {j.spec.name: j for j in result.jobs}
         window = [by_name[f"job-{i}"] for i in range(lo, hi)]
-        unfinished = sum(1 for j in window if j.finish is None)
+        rejected = sum(1 for j in window if j.state == "rejected")
+        unfinished = sum(1 for j in window if j.finish is None) - rejected
         jct = [j.finish - j.spec.release for j in window if j.finish is not None]
         avg = sum(jct) / len(jct) if jct else float("nan")
         reference = GAVEL_REFERENCE_H.get(name) if setup.is_reference() else None
         rows.append({
-            "policy": name, "avg_jct_h": avg, "unfinished": unfinished,
+            "policy": name, "avg_jct_h": avg, "unfinished": unfinished, "rejected": rejected,
             "gavel_reference_h": reference,
             "vs_reference": (avg / reference - 1) if reference else None,
             "gain_captured": None,
@@ -97,3 +98,13 @@ def print_setup(out: dict[str, Any]) -> None:
         gain = f"{r['gain_captured'] * 100:5.0f}%" if r["gain_captured"] is not None else f"{'-':>6}"
         print(f"{r['policy']:<16} {r['avg_jct_h']:9.2f} {ref} {vs} {gain} {r['preemptions']:8d} {r['wall_s']:7.1f}")
     print(f"{'lower bound':<16} {out['lower_bound_h']:9.2f}   (every job alone on its fastest type from arrival)")
+
+
+def print_sweep(outs: list[dict[str, Any]]) -> None:
+    """JCT vs load: one row per arrival rate, one column per policy, and the lower bound."""
+    names = [r["policy"] for r in outs[0]["results"]]
+    print("avg JCT (h) of the window vs arrival rate")
+    print(f"{'jobs/h':>6} " + " ".join(f"{n:>14}" for n in names) + f" {'lower bound':>12}")
+    for out in outs:
+        cells = " ".join(f"{r['avg_jct_h']:14.2f}" for r in out["results"])
+        print(f"{out['setup']['rate']:6g} {cells} {out['lower_bound_h']:12.2f}")

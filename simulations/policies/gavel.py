@@ -31,7 +31,9 @@ finished. A deficit per job and type (allocation x time between resets - time re
 
 from __future__ import annotations
 
+import os
 import random
+import sys
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -42,6 +44,31 @@ from gpusched.simulations.workload import SimJob
 EPS = 1e-9
 GAVEL_RESET_HOURS = 1920 / 3600
 """Gavel's minimum time between allocation resets (`minimum_time_between_allocation_resets`)."""
+
+
+_banner_hidden = False
+
+
+def _highs() -> Any:
+    """A HiGHS instance; the first one of the process is made with stdout closed, since highspy prints
+    its banner there once, whatever output_flag says, and that would corrupt --json output."""
+    global _banner_hidden
+    import highspy
+
+    if _banner_hidden:
+        return highspy.Highs()
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 1)
+        os.close(devnull)
+        h = highspy.Highs()
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+    _banner_hidden = True
+    return h
 
 
 def maxmin_allocation(
@@ -96,7 +123,7 @@ def maxmin_allocation(
     for c, (j, t) in enumerate(cols):
         by_job.setdefault(j, []).append(c)
         by_type[t].append(c)
-    for j, members in by_job.items():
+    for members in by_job.values():
         # normalised throughput of j >= z
         starts.append(len(index))
         index.extend([*members, z])
@@ -125,7 +152,7 @@ def maxmin_allocation(
     lp.a_matrix_.start_ = np.array([*starts, len(index)], dtype=np.int32)
     lp.a_matrix_.index_ = np.array(index, dtype=np.int32)
     lp.a_matrix_.value_ = np.array(value)
-    h = highspy.Highs()
+    h = _highs()
     h.setOptionValue("output_flag", False)
     h.setOptionValue("solver", "ipm")
     h.setOptionValue("run_crossover", "off")
