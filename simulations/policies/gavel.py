@@ -103,9 +103,9 @@ def maxmin_allocation(
             equal = 1.0  # Gavel's agnostic LP: all throughputs 1, so the equal split gives sum n_k / N = 1
         else:
             equal = sum(thr.get(t, 0.0) * capacity[t] / total for t in types)
-        for t, value in thr.items():
+        for t, speed in thr.items():
             cols.append((j, t))
-            coef.append(scale[j] * value / (weights[j] * equal) if equal > 0 else 0.0)
+            coef.append(scale[j] * speed / (weights[j] * equal) if equal > 0 else 0.0)
     z = len(cols)
     lp = highspy.HighsLp()
     lp.num_col_ = z + 1
