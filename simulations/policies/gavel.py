@@ -82,17 +82,14 @@ def maxmin_allocation(
 
     `speeds[j]` holds job j's throughput on each type it may use (any unit: each job is normalised
     by its own equal-split throughput); types absent from it get no time. Solved with HiGHS'
-    interior-point method without crossover, as Gavel's ECOS does.
+    interior-point method without crossover, as Gavel's ECOS does (highspy, the `highs` extra);
+    without highspy, with scipy's bundled HiGHS, whose answer may be a vertex of the optimal face.
     """
-    import highspy
-    import numpy as np
-
     types = [t for t, n in capacity.items() if n > 0]
     total = sum(capacity[t] for t in types)
-    n_jobs = len(speeds)
-    if n_jobs == 0 or total == 0:
+    if not speeds or total == 0:
         return [{} for _ in speeds]
-    weights = weights or [1.0] * n_jobs
+    weights = weights or [1.0] * len(speeds)
     cols: list[tuple[int, str]] = []
     coef: list[float] = []
     for j, sp in enumerate(speeds):
@@ -106,63 +103,69 @@ def maxmin_allocation(
         for t, speed in thr.items():
             cols.append((j, t))
             coef.append(scale[j] * speed / (weights[j] * equal) if equal > 0 else 0.0)
+    if not cols:
+        return [{} for _ in speeds]
     z = len(cols)
-    lp = highspy.HighsLp()
-    lp.num_col_ = z + 1
-    lp.col_cost_ = np.array([0.0] * z + [1.0])
-    lp.col_lower_ = np.zeros(z + 1)
-    lp.col_upper_ = np.array([1.0] * z + [highspy.kHighsInf])
-    lp.sense_ = highspy.ObjSense.kMaximize
-    starts: list[int] = []
-    index: list[int] = []
-    value: list[float] = []
-    lower: list[float] = []
-    upper: list[float] = []
     by_job: dict[int, list[int]] = {}
     by_type: dict[str, list[int]] = {t: [] for t in types}
     for c, (j, t) in enumerate(cols):
         by_job.setdefault(j, []).append(c)
         by_type[t].append(c)
+    # Rows as (columns, coefficients, upper bound) of  row . (x, z) <= upper.
+    rows: list[tuple[list[int], list[float], float]] = []
     for members in by_job.values():
-        # normalised throughput of j >= z
-        starts.append(len(index))
-        index.extend([*members, z])
-        value.extend([*(coef[c] for c in members), -1.0])
-        lower.append(0.0)
-        upper.append(highspy.kHighsInf)
-        # sum_k x_jk <= 1
-        starts.append(len(index))
-        index.extend(members)
-        value.extend([1.0] * len(members))
-        lower.append(-highspy.kHighsInf)
-        upper.append(1.0)
+        rows.append(([*members, z], [*(-coef[c] for c in members), 1.0], 0.0))  # z <= normalised throughput
+        rows.append((members, [1.0] * len(members), 1.0))  # sum_k x_jk <= 1
     for t, members in by_type.items():
         if members:
-            starts.append(len(index))
-            index.extend(members)
-            value.extend(scale[cols[c][0]] for c in members)
-            lower.append(-highspy.kHighsInf)
-            upper.append(float(capacity[t]))
-    lp.num_row_ = len(lower)
-    lp.row_lower_ = np.array(lower)
-    lp.row_upper_ = np.array(upper)
+            rows.append((members, [float(scale[cols[c][0]]) for c in members], float(capacity[t])))
+    x = _solve_max_z(z, rows)
+    out: list[dict[str, float]] = [{} for _ in speeds]
+    for c, (j, t) in enumerate(cols):
+        out[j][t] = min(1.0, max(0.0, x[c]))
+    return out
+
+
+def _solve_max_z(z: int, rows: list[tuple[list[int], list[float], float]]) -> list[float]:
+    """Maximise column `z` (>= 0) over columns 0..z-1 in [0, 1] subject to `rows`."""
+    import numpy as np
+
+    starts = np.cumsum([0, *(len(r[0]) for r in rows)])
+    index = np.array([i for r in rows for i in r[0]], dtype=np.int32)
+    value = np.array([v for r in rows for v in r[1]])
+    upper = np.array([r[2] for r in rows])
+    try:
+        import highspy
+    except ImportError:
+        from scipy.optimize import linprog
+        from scipy.sparse import csr_matrix
+
+        a = csr_matrix((value, index, starts), shape=(len(rows), z + 1))
+        res = linprog(np.array([0.0] * z + [-1.0]), A_ub=a, b_ub=upper, bounds=[(0, 1)] * z + [(0, None)],
+                      method="highs-ipm")
+        return list(res.x) if res.x is not None else [0.0] * (z + 1)
+    lp = highspy.HighsLp()
+    lp.num_col_ = z + 1
+    lp.num_row_ = len(rows)
+    lp.col_cost_ = np.array([0.0] * z + [1.0])
+    lp.col_lower_ = np.zeros(z + 1)
+    lp.col_upper_ = np.array([1.0] * z + [highspy.kHighsInf])
+    lp.row_lower_ = np.full(len(rows), -highspy.kHighsInf)
+    lp.row_upper_ = upper
+    lp.sense_ = highspy.ObjSense.kMaximize
     lp.a_matrix_.format_ = highspy.MatrixFormat.kRowwise
     lp.a_matrix_.num_col_ = z + 1
-    lp.a_matrix_.num_row_ = len(lower)
-    lp.a_matrix_.start_ = np.array([*starts, len(index)], dtype=np.int32)
-    lp.a_matrix_.index_ = np.array(index, dtype=np.int32)
-    lp.a_matrix_.value_ = np.array(value)
+    lp.a_matrix_.num_row_ = len(rows)
+    lp.a_matrix_.start_ = starts.astype(np.int32)
+    lp.a_matrix_.index_ = index
+    lp.a_matrix_.value_ = value
     h = _highs()
     h.setOptionValue("output_flag", False)
     h.setOptionValue("solver", "ipm")
     h.setOptionValue("run_crossover", "off")
     h.passModel(lp)
     h.run()
-    x = list(h.getSolution().col_value)
-    out: list[dict[str, float]] = [{} for _ in speeds]
-    for c, (j, t) in enumerate(cols):
-        out[j][t] = min(1.0, max(0.0, x[c]))
-    return out
+    return list(h.getSolution().col_value)
 
 
 class Gavel(SchedPolicy):

@@ -217,3 +217,13 @@ def test_validate_gavel_bad_options(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert validate.main(["gavel", "--traces", str(tmp_path), *args]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"error: {where}")
+
+
+def test_maxmin_without_highspy_uses_scipy(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Without the `highs` extra the LP goes to scipy's HiGHS; the hand-solved case has one optimum.
+    import sys
+
+    monkeypatch.setitem(sys.modules, "highspy", None)  # import highspy -> ImportError
+    x = maxmin_allocation([{"A": 3.0, "B": 1.0}, {"A": 3.0, "B": 1.0}], [1, 1], {"A": 1, "B": 1})
+    assert [s["A"] for s in x] == pytest.approx([0.5, 0.5], abs=1e-6)
+    assert [s["B"] for s in x] == pytest.approx([0.5, 0.5], abs=1e-6)
