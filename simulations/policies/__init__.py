@@ -38,9 +38,10 @@ def make_policy(name: str, **options: Any) -> SchedPolicy:
         return Las(thresholds=options.get("las_thresholds"),
                    promote_after=None if promote_after is None else float(promote_after))
     if key in ("gavel", "gavel-agnostic"):
-        from gpusched.simulations.policies.gavel import Gavel
+        from gpusched.simulations.policies.gavel import GAVEL_RESET_HOURS, Gavel
 
-        return Gavel(round_hours=float(options.get("round_hours", 0.1)), aware=key == "gavel")
+        return Gavel(round_hours=float(options.get("round_hours", 0.1)), aware=key == "gavel",
+                     reset_hours=float(options.get("reset_hours", GAVEL_RESET_HOURS)))
     if key == PLANNER_PREFIX or key.startswith(PLANNER_PREFIX + ":"):
         from gpusched.simulations.policies.planner import PlannerPolicy
 
