@@ -52,7 +52,8 @@ def run_setup(throughputs: gavel_trace.Throughputs, setup: GavelSetup, policies:
     lo, hi = setup.window
     hi = min(hi, len(jobs))
     if not 0 <= lo < hi:
-        raise ValueError(f"window {setup.window} selects no job of {len(jobs)}")
+        raise ValueError(f"--window: {lo}:{setup.window[1]} selects none of the {len(jobs)} jobs "
+                         f"(expected START < {len(jobs)})")
     trace = gavel_trace.to_trace_jobs(jobs, throughputs)
     cluster = gavel_trace.gavel_cluster(*setup.gpus)
     bound = gavel_trace.lower_bound_hours(jobs[lo:hi], throughputs)

@@ -227,3 +227,21 @@ def test_maxmin_without_highspy_uses_scipy(monkeypatch: pytest.MonkeyPatch) -> N
     x = maxmin_allocation([{"A": 3.0, "B": 1.0}, {"A": 3.0, "B": 1.0}], [1, 1], {"A": 1, "B": 1})
     assert [s["A"] for s in x] == pytest.approx([0.5, 0.5], abs=1e-6)
     assert [s["B"] for s in x] == pytest.approx([0.5, 0.5], abs=1e-6)
+
+
+def test_validate_gavel_replays_a_gavel_trace(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Two jobs on one V100 + one P100 under FIFO: job 0 (ResNet-50 x1, 36,000 steps at 10 steps/s on
+    # V100) takes the V100 for 1 h; job 1 arrives at 0.5 h and takes the P100 (6 steps/s): 18,000
+    # steps in 3,000 s. Window 0:2: JCTs 1 h and 3,000 / 3,600 h.
+    (tmp_path / "gavel").mkdir()
+    write_throughputs(tmp_path / "gavel" / "simulation_throughputs.json", full_table())
+    trace = tmp_path / "w.trace"
+    trace.write_text(f"{R50}\tc\td\t-n\t1\t36000\t1\t1\t-1\t0\n{R50}\tc\td\t-n\t1\t18000\t1\t1\t-1\t1800\n")
+    code = validate.main(["gavel", "--traces", str(tmp_path), "--gavel-trace", str(trace), "--window", "0:2",
+                          "--cluster-spec", "1:1:0", "--policies", "fifo", "--json"])
+    assert code == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["results"][0]["avg_jct_h"] == pytest.approx((1.0 + 3000 / 3600) / 2)
+    assert out["lower_bound_h"] == pytest.approx((1.0 + 1800 / 3600) / 2)
+    assert validate.main(["gavel", "--traces", str(tmp_path), "--gavel-trace", str(trace), "--window", "5:9"]) == 2
+    assert capsys.readouterr().err.startswith("error: --window: 5:9 selects none of the 2 jobs")
