@@ -4,6 +4,9 @@
                                                     [--pods POD_LIST.csv]
     python -m gpusched.simulations.validate philly  [--traces DIR] [--policies fifo,las,sjf] [--vc]
     python -m gpusched.simulations.validate helios  [--traces DIR] [--policies ...] [--days N] [--match-durations]
+    python -m gpusched.simulations.validate gavel   [--traces DIR] [--policies ...] [--rate 3.0 | --rates 1,2,..]
+                                                    [--seed 0] [--jobs 3000] [--window 1000:1500] [--multi-gpu]
+                                                    [--cluster-spec 36:36:36] [--gavel-trace FILE.trace]
 
 DIR defaults to ../shared/traces beside the project root. --pods replays another openb pod list
 (FGD's gpuspec, multigpu or gpushare variants) on the same nodes: a path, or a file name inside
@@ -158,10 +161,10 @@ def _print_helios(out: dict[str, Any]) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m gpusched.simulations.validate", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("check", choices=("fgd", "philly", "helios"))
+    parser.add_argument("check", choices=("fgd", "philly", "helios", "gavel"))
     parser.add_argument("--traces", type=Path, default=DEFAULT_TRACES)
     parser.add_argument("--policies", default=None)
-    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--seed", type=int, default=None, help="fgd: 42 by default; gavel: 0")
     parser.add_argument("--gpus", type=int, default=2816)
     parser.add_argument("--vc", action="store_true", help="philly: per-virtual-cluster quotas")
     parser.add_argument("--pods", default=None,
@@ -172,12 +175,25 @@ def main(argv: list[str] | None = None) -> int:
                         help="helios: replay only the first N days of Helios' window")
     parser.add_argument("--match-durations", action="store_true",
                         help="helios: diagnostic, scale each VC's durations to the mean Helios' table implies")
+    parser.add_argument("--rate", type=float, default=3.0, help="gavel: arrivals per hour")
+    parser.add_argument("--rates", default=None, help="gavel: comma-separated rates to sweep (JCT vs load)")
+    parser.add_argument("--jobs", type=int, default=3000, help="gavel: jobs generated")
+    parser.add_argument("--window", default="1000:1500", help="gavel: job ids START:END whose JCTs are averaged")
+    parser.add_argument("--multi-gpu", action="store_true", help="gavel: scale factors 1/2/4/8 (Philly's mix)")
+    parser.add_argument("--cluster-spec", default="36:36:36", help="gavel: V100:P100:K80 GPUs (Gavel's -c)")
+    parser.add_argument("--round-minutes", type=float, default=6.0, help="gavel: round length")
+    parser.add_argument("--gavel-trace", type=Path, default=None,
+                        help="gavel: replay a Gavel .trace file instead of generating jobs")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     traces = args.traces.resolve()
     if not traces.is_dir():
         print(f"error: --traces: {traces} not found (the real traces live in ../shared/traces)", file=sys.stderr)
         return 2
+    if args.check == "gavel":
+        return _gavel(args, traces)
+    if args.seed is None:
+        args.seed = 42
     if args.check == "fgd":
         from gpusched.config import InputError
         from gpusched.simulations.fgd import POLICIES as FGD_POLICIES
@@ -228,6 +244,72 @@ def main(argv: list[str] | None = None) -> int:
                 print(", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in r.items()))
     if args.json:
         print(json.dumps(results, indent=2))
+    return 0
+
+
+def _gavel(args: argparse.Namespace, traces: Path) -> int:
+    """`validate gavel`: one setup, or a sweep over --rates; bad options are one-line errors."""
+    from gpusched.config import InputError
+    from gpusched.simulations import gavel_check, gavel_trace
+    from gpusched.simulations.policies import policy_names
+
+    policies = (args.policies or "gavel,gavel-agnostic,gpusched,las,fifo").split(",")
+    bad = [p for p in policies if p not in policy_names()]
+    if bad:
+        print(f"error: --policies: {bad[0]!r} is not a policy (known: {', '.join(policy_names())})", file=sys.stderr)
+        return 2
+    try:
+        lo, hi = (int(x) for x in args.window.split(":"))
+        if not 0 <= lo < hi:
+            raise ValueError
+    except ValueError:
+        print(f"error: --window: {args.window!r} (expected START:END job ids, 0 <= START < END)", file=sys.stderr)
+        return 2
+    try:
+        gpus = tuple(int(x) for x in args.cluster_spec.split(":"))
+        if len(gpus) != 3 or min(gpus) < 0 or sum(gpus) == 0:
+            raise ValueError
+    except ValueError:
+        print(f"error: --cluster-spec: {args.cluster_spec!r} (expected V100:P100:K80 GPU counts, e.g. 36:36:36)",
+              file=sys.stderr)
+        return 2
+    try:
+        rates = [float(r) for r in args.rates.split(",")] if args.rates else [args.rate]
+        if any(not r > 0 for r in rates):
+            raise ValueError
+    except ValueError:
+        print(f"error: --rates/--rate: {args.rates or args.rate!r} (expected jobs/h > 0, e.g. 1,2,3)", file=sys.stderr)
+        return 2
+    if args.jobs < hi and args.gavel_trace is None:
+        print(f"error: --jobs: {args.jobs} is fewer than the window's end {hi} (expected >= {hi})", file=sys.stderr)
+        return 2
+    if not args.round_minutes > 0:
+        print(f"error: --round-minutes: {args.round_minutes} (expected > 0)", file=sys.stderr)
+        return 2
+    try:
+        throughputs = gavel_trace.load_throughputs(traces / "gavel" / "simulation_throughputs.json")
+        given = gavel_trace.load_gavel_trace(args.gavel_trace) if args.gavel_trace else None
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    outs = []
+    for rate in rates:
+        setup = gavel_check.GavelSetup(rate=rate, seed=0 if args.seed is None else args.seed, jobs=args.jobs,
+                                       window=(lo, hi), multi_gpu=args.multi_gpu,
+                                       gpus=(gpus[0], gpus[1], gpus[2]), round_hours=args.round_minutes / 60)
+        try:
+            out = gavel_check.run_setup(throughputs, setup, policies, jobs=given)
+        except (InputError, ValueError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        outs.append(out)
+        if not args.json:
+            gavel_check.print_setup(out)
+            print()
+    if len(outs) > 1 and not args.json:
+        gavel_check.print_sweep(outs)
+    if args.json:
+        print(json.dumps(outs if len(outs) > 1 else outs[0], indent=2))
     return 0
 
 

@@ -7,7 +7,7 @@ from typing import Any
 from gpusched.model import POLICIES
 from gpusched.simulations.policies.base import SchedPolicy
 
-BASELINES = ("fifo", "fifo-backfill", "sjf", "las", "gavel")
+BASELINES = ("fifo", "fifo-backfill", "sjf", "las", "gavel", "gavel-agnostic")
 PLANNER_PREFIX = "gpusched"
 
 
@@ -37,10 +37,11 @@ def make_policy(name: str, **options: Any) -> SchedPolicy:
         promote_after = options.get("las_starvation")
         return Las(thresholds=options.get("las_thresholds"),
                    promote_after=None if promote_after is None else float(promote_after))
-    if key == "gavel":
-        from gpusched.simulations.policies.gavel import Gavel
+    if key in ("gavel", "gavel-agnostic"):
+        from gpusched.simulations.policies.gavel import GAVEL_RESET_HOURS, Gavel
 
-        return Gavel(round_hours=float(options.get("round_hours", 0.1)))
+        return Gavel(round_hours=float(options.get("round_hours", 0.1)), aware=key == "gavel",
+                     reset_hours=float(options.get("reset_hours", GAVEL_RESET_HOURS)))
     if key == PLANNER_PREFIX or key.startswith(PLANNER_PREFIX + ":"):
         from gpusched.simulations.policies.planner import PlannerPolicy
 
