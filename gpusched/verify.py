@@ -154,8 +154,8 @@ def derive(
         if last < first:
             continue
         fixed: dict[str, int] | None = None
-        if i == 0 and first == 0 and placement:
-            fixed = placement
+        if i == 0 and placement:
+            fixed = placement  # the plan's named nodes: now for slot 0, a reservation for later starts
         if i == 0 and d.stays and running is not None:
             fixed = dict(running.nodes)
         d.runs.append(
@@ -302,9 +302,11 @@ def _check_job(
     # First-slot placement: exactly the gang, on nodes of its type, at most max_nodes of them.
     runs_now = first.start < TOL
     total = sum(p.gpus for p in jp.placement)
-    if runs_now:
+    if runs_now and not jp.placement:
+        problems.append(f"{job.name}: runs now but names no nodes")
+    if jp.placement:
         if total != job.gpus:
-            problems.append(f"{job.name}: runs now but its placement holds {total} of {job.gpus} GPUs")
+            problems.append(f"{job.name}: its placement holds {total} of {job.gpus} GPUs")
         names = [p.node for p in jp.placement]
         if len(set(names)) != len(names):
             problems.append(f"{job.name}: placement names a node twice")
@@ -318,8 +320,6 @@ def _check_job(
                 problems.append(
                     f"{job.name}: placed on {p.node} ({node.gpu_type}) but planned on {gtype.name}"
                 )
-    elif jp.placement:
-        problems.append(f"{job.name}: has a placement but does not run in the first slot")
     if job.running is not None:
         if jp.preempted and runs_now:
             problems.append(f"{job.name}: marked preempted but runs in the first slot")

@@ -383,8 +383,10 @@ def plan(cluster: Cluster, jobs: list[Job], options: PlanOptions | None = None) 
     gap = 0.0 if objective <= lower + 1e-9 else (objective - lower) / max(abs(objective), 1e-9)
     job_plans = [_job_plan(inst, policy, info, schedule, placements) for info in inst.jobs]
     late = any(jp.deadline_met is False for jp in job_plans)
+    # A non-preemptible running job whose GPUs go away cannot run as asked, whatever the search did.
+    stopped = any(info.stopped is not None and not info.job.preemptible for info in inst.jobs)
     optimal = gap <= MIP_GAP
-    status = "infeasible" if late else ("optimal" if optimal else "feasible")
+    status = "infeasible" if late or stopped else ("optimal" if optimal else "feasible")
     if optimal:
         notes.append(
             f"optimal: the objective is within a relative gap of {MIP_GAP:g} of the proven lower bound "

@@ -167,8 +167,8 @@ def solve_exact(
                 m.row({st: 1.0, prev: 1.0}, hi=1)
         m.row({v["keep"]: 1.0, v["run"][0]: -1.0}, hi=0)
         starts = {v["st"][t]: 1.0 for t in range(T)}
-        if not j.preemptible:
-            m.row({**starts, v["keep"]: 1.0}, hi=1)
+        # One block per job in a plan (spec rule 7): preemption happens between plans, not inside one.
+        m.row({**starts, v["keep"]: 1.0}, hi=1)
         if running and not j.preemptible and _nodes_hold(cluster, jobs, j, T, slot, usable):
             m.row({v["keep"]: 1.0}, 1, 1)
         # ks[t]: the kept run is still going in slot t (the only work a cordoned node may hold).

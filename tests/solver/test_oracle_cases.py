@@ -18,8 +18,8 @@ from gpusched.solver import PlanOptions, plan
 
 HERE = Path(__file__).parent / "oracle_cases"
 
-# name: (policy, horizon, why it fails on the current planner: temporary xfail, or None)
-CASES: dict[str, tuple[str, float, str | None]] = {
+# name: (policy, horizon, the planner bug the case reproduced: each is a regression test now)
+CASES: dict[str, tuple[str, float, str]] = {
     "deadline_false_miss": (
         "jct",
         4.0,
@@ -44,7 +44,7 @@ CASES: dict[str, tuple[str, float, str | None]] = {
     "preemptible_split_false_optimal": (
         "jct",
         10.0,
-        "planner bug: new preemptible jobs are planned in one block only, yet the plan is called optimal",
+        "the one-block model called optimal against a split reference (spec rule 7 now states the model)",
     ),
     "tie_break_false_optimal": (
         "cost",
@@ -56,10 +56,9 @@ CASES: dict[str, tuple[str, float, str | None]] = {
 
 def _params() -> list[object]:
     out = []
-    for name, (_, _, bug) in CASES.items():
+    for name in CASES:
         for solver in ("cbc", "highs"):
-            marks = [pytest.mark.xfail(strict=False, reason=bug)] if bug else []
-            out.append(pytest.param(name, solver, id=f"{name}-{solver}", marks=marks))
+            out.append(pytest.param(name, solver, id=f"{name}-{solver}"))
     return out
 
 

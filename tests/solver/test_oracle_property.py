@@ -46,39 +46,10 @@ def _cases() -> list[tuple[str, int, str, str]]:
 # Seeds beyond 0 that the campaign found failing, kept in the default run so each class is covered.
 EXTRA = [("cordoned", 2, "jct"), ("tight_deadlines", 1, "jct"), ("big_gangs", 8, "jct")]
 
-# Cases the current planner fails (found by this test; the planner fixes are under way in parallel).
-# Temporary: the coordinator removes these marks once the fixes are merged.
-_BUGS = {
-    "maintenance": "planner bug: a running job is kept on its node through maintenance (capacity exceeded)",
-    "tight_deadlines": "planner bug: false optimal, lower bound above the exact optimum (cost policy)",
-}
-XFAIL: dict[tuple[str, int, str, str], str] = {
-    **{
-        ("maintenance", 0, p, s): _BUGS["maintenance"]
-        for p in ("jct", "makespan", "deadline")
-        for s in SOLVERS
-    },
-    **{("tight_deadlines", 0, "cost", s): _BUGS["tight_deadlines"] for s in SOLVERS},
-    **{
-        ("cordoned", 2, "jct", s): "planner bug: new work on a cordoned node after preempting its job"
-        for s in SOLVERS
-    },
-    **{
-        ("tight_deadlines", 1, "jct", s): "planner bug: deadline judged on the slot's end (false miss)"
-        for s in SOLVERS
-    },
-    **{
-        ("big_gangs", 8, "jct", s): "planner bug: preemptible jobs planned in one block, called optimal"
-        for s in SOLVERS
-    },
-}
-
-
 def _params() -> list[object]:
     params = []
     for case in _cases():
-        marks = [pytest.mark.xfail(strict=False, reason=XFAIL[case])] if case in XFAIL else []
-        params.append(pytest.param(*case, id="-".join(map(str, case)), marks=marks))
+        params.append(pytest.param(*case, id="-".join(map(str, case))))
     return params
 
 
