@@ -59,16 +59,13 @@ def plane(tmp_path: Path) -> Any:
 
 
 def _can_i(plane: ControlPlane, verb: str, resource: str, namespace: str, sa_namespace: str) -> bool:
+    """`kubectl auth can-i` as the operator's ServiceAccount (the real authorizer); resource[/subresource]."""
+    resource, _, sub = resource.partition("/")
+    extra = [f"--subresource={sub}"] if sub else []
     result = plane.kubectl(
-        "auth",
-        "can-i",
-        verb,
-        resource,
-        "-n",
-        namespace,
-        f"--as={OPERATOR.format(ns=sa_namespace)}",
+        "auth", "can-i", verb, resource, *extra, "-n", namespace, f"--as={OPERATOR.format(ns=sa_namespace)}",
         check=False,
-    )
+    )  # fmt: skip
     return result.stdout.strip() == "yes"
 
 
@@ -106,6 +103,7 @@ def test_kubectl_and_helm_deploy_and_a_kubectl_gpujob_runs_to_succeeded(
     assert _can_i(plane, "patch", "gpujobs.gpusched.io/status", "default", "gpusched-system")
     assert not _can_i(plane, "get", "secrets", "default", "gpusched-system")
     assert not _can_i(plane, "update", "gpujobs.gpusched.io", "default", "gpusched-system")
+    assert not _can_i(plane, "update", "pods/status", "default", "gpusched-system")
     # The cluster-wide objects go again, so that the chart installs from scratch.
     plane.kubectl("delete", "-f", str(ROOT / "deploy/operator"), "-f", str(ROOT / "deploy/agent/rbac.yaml"),
                   "-f", str(ROOT / "deploy/agent/daemonset.yaml"), "--wait=false")  # fmt: skip
