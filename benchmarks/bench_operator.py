@@ -88,6 +88,11 @@ class RealServer:
         from e2e_controlplane import ControlPlane, build
 
         self.plane = ControlPlane(build(), controller_manager=False).start()
+        root = os.path.join(E2E, "..", "..", "deploy")
+        self.plane.kubectl("apply", "-f", os.path.join(root, "crds", "gpujobs.yaml"),
+                           "-f", os.path.join(root, "agent", "gpunode-crd.yaml"))
+        self.plane.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/gpujobs.gpusched.io",
+                           "crd/gpunodes.gpusched.io")
         self.binds: list[float] = []
         kube = Kube(load_api_client(str(self.plane.kubeconfig)))
         for ns in ("bench", "baseline"):  # a real server wants the namespaces and their ServiceAccount
@@ -131,6 +136,9 @@ def watch_binds(kubeconfig: str) -> None:
                                       timeout_seconds=300, allow_watch_bookmarks=True)
         for event in stream:
             pod = event["object"]
+            if isinstance(pod, dict):  # an ERROR event (410 Gone): list again from now
+                version = ""
+                break
             version = pod.metadata.resource_version
             if event["type"] != "BOOKMARK" and pod.spec and pod.spec.node_name and pod.metadata.name not in seen:
                 seen.add(pod.metadata.name)
