@@ -52,6 +52,11 @@ from gpusched.workload_contract import EXIT_PREEMPTED, WorkloadStatus
 
 ROOT = Path(__file__).resolve().parents[2]
 E2E_KUBECONFIG = os.environ.get("GPUSCHED_E2E_KUBECONFIG")
+E2E_OPERATOR_KUBECONFIG = os.environ.get("GPUSCHED_E2E_OPERATOR_KUBECONFIG") or None
+"""The operator's own identity on the real cluster (tests/e2e/run.py: a ServiceAccount token bound only
+to deploy/'s RBAC); unset, the operator shares the harness' kubeconfig."""
+E2E_OPERATOR_SA = os.environ.get("GPUSCHED_E2E_OPERATOR_SA") or None
+"""<namespace>/<name> of that ServiceAccount: each test namespace grants it deploy/'s Lease rules."""
 E2E_KWOK = os.environ.get("GPUSCHED_E2E_KWOK", "") not in ("", "0", "false")
 """Also annotate the fake nodes kwok.x-k8s.io/node=fake, for a kwok that manages only annotated
 nodes. Off by default: kwok then also plays the pods' kubelet, and its default stages delete a
@@ -542,6 +547,34 @@ def ensure_namespace(
     )
 
 
+def grant_lease_rules(kube: Kube, namespace: str, service_account: str) -> None:
+    """Give the operator's ServiceAccount deploy/'s leader-election Role in a test namespace.
+
+    The rules are read from deploy/operator/rbac.yaml, verbs and resources as shipped; only the
+    resourceNames go, because each test names its own Lease (the shipped Role allows just one)."""
+    sa_namespace, sa_name = service_account.split("/", 1)
+    docs = [d for d in yaml.safe_load_all((ROOT / "deploy/operator/rbac.yaml").read_text()) if d]
+    shipped = next(d for d in docs if d["kind"] == "Role")
+    name = shipped["metadata"]["name"]
+    rules = [{k: v for k, v in rule.items() if k != "resourceNames"} for rule in shipped["rules"]]
+    rbac = "/apis/rbac.authorization.k8s.io/v1/namespaces/" + namespace
+    role = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": {"name": name},
+        "rules": rules,
+    }
+    kube.request("create role", "POST", f"{rbac}/roles", role, ok=(409,))
+    binding = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": {"name": name},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+        "subjects": [{"kind": "ServiceAccount", "name": sa_name, "namespace": sa_namespace}],
+    }
+    kube.request("create rolebinding", "POST", f"{rbac}/rolebindings", binding, ok=(409,))
+
+
 def force_delete_pods(kube: Kube, namespace: str) -> None:
     """Pods bound to nodes without a kubelet never finish a graceful deletion: delete with grace 0."""
     pods, _ = kube.list(PODS, namespace)
@@ -679,8 +712,13 @@ class Harness:
         tmp: Path,
         operator_kubeconfig: str | None = None,
         renew_every: float = 5.0,
+        operator_sa: str | None = None,
     ) -> Harness:
-        """Prepare the cluster (CRDs, leftovers, namespace + ServiceAccount), then the harness."""
+        """Prepare the cluster (CRDs, leftovers, namespace + ServiceAccount), then the harness.
+
+        operator_sa (<namespace>/<name>): the operator runs as that ServiceAccount, bound only to
+        deploy/'s ClusterRole; its Leases live in the test namespace, so that namespace grants it
+        deploy/'s Lease rules (grant_lease_rules)."""
         run_id = uuid.uuid4().hex[:6]
         kube = Kube(load_api_client(kubeconfig))
         install_crds(kube)
@@ -689,6 +727,8 @@ class Harness:
         namespace = f"gpusched-e2e-{run_id}"
         ensure_namespace(kube, NODE_LEASE_NAMESPACE, service_account=False)  # there already: a 409
         ensure_namespace(kube, namespace, {E2E_LABEL: run_id})
+        if operator_sa:
+            grant_lease_rules(kube, namespace, operator_sa)
         return cls(kubeconfig, namespace, fake, tmp, run_id, operator_kubeconfig, renew_every)
 
     # ------------------------------------------------------------------ cluster objects
@@ -1124,7 +1164,13 @@ def stand_in_harness(tmp_path: Path, **flags: Any) -> Iterator[Harness]:
 @pytest.fixture
 def harness(tmp_path: Path) -> Iterator[Harness]:
     if E2E_KUBECONFIG:
-        h = Harness.open(E2E_KUBECONFIG, None, tmp_path)
+        h = Harness.open(
+            E2E_KUBECONFIG,
+            None,
+            tmp_path,
+            operator_kubeconfig=E2E_OPERATOR_KUBECONFIG,
+            operator_sa=E2E_OPERATOR_SA,
+        )
         try:
             yield h
         finally:

@@ -1,0 +1,56 @@
+"""pytest plugin (`-p e2e_suite`): select the e2e suite, the tests that talk to a real cluster.
+
+The suite is every test that takes the scenario harness (tests/scheduler/conftest.py `harness`) or is
+marked `e2e`; the rest of tests/ never touches GPUSCHED_E2E_KUBECONFIG and has run already in the unit
+pass. With GPUSCHED_E2E_DESELECT_KNOWN=1 the tests in KNOWN_FAILURES are deselected, each with its
+reason printed: scenarios that fail on the real server for an operator bug not fixed yet (issue #12).
+Keep this list the one place such exceptions live, and empty it as the fixes land.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+KNOWN_FAILURES: dict[str, str] = {
+    "tests/scheduler/test_api_rules.py::test_a_template_the_api_server_refuses_fails_the_job_once_with_its_words": (
+        "kube-apiserver 1.36 accepts the env name 1BATCH_SIZE (relaxed env-name validation, GA in 1.34); "
+        "the job runs instead of failing: the test needs a name the current release refuses (#12)"
+    ),
+    "tests/scheduler/test_api_rules.py::test_template_quantities_written_as_numbers_are_sent_as_written": (
+        "kube-apiserver returns resource quantities as strings ('2', not 2); the stand-in echoes numbers (#12)"
+    ),
+    "tests/scheduler/test_scenarios.py::test_dry_run_writes_plans_only": (
+        "equal-priority jobs: the operator follows the API list order, a real server lists by name, so "
+        "'later' is planned before 'now' (#12: order by creationTimestamp)"
+    ),
+    "tests/scheduler/test_scenarios.py::test_api_errors_are_retried_and_metrics_are_served": (
+        "equal-priority jobs: 'queued' (listed first by name) runs instead of 'steady' (#12)"
+    ),
+    "tests/scheduler/test_scenarios.py::test_operator_killed_mid_apply_restarts_without_duplicates": (
+        "racy on a real server: the killed operator may finish the gang before the poll sees a pod (#12)"
+    ),
+}
+"""Test node id (as pytest prints it, relative to the repository root) -> why it fails on the real server."""
+
+
+def _wanted(item: pytest.Item) -> bool:
+    return "harness" in getattr(item, "fixturenames", ()) or item.get_closest_marker("e2e") is not None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    skip_known = os.environ.get("GPUSCHED_E2E_DESELECT_KNOWN", "") not in ("", "0")
+    keep: list[pytest.Item] = []
+    dropped: list[pytest.Item] = []
+    for item in items:
+        if not _wanted(item):
+            dropped.append(item)
+        elif skip_known and item.nodeid in KNOWN_FAILURES:
+            print(f"\n[e2e] deselected {item.nodeid}: {KNOWN_FAILURES[item.nodeid]}", flush=True)
+            dropped.append(item)
+        else:
+            keep.append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep
