@@ -13,25 +13,7 @@ import os
 
 import pytest
 
-KNOWN_FAILURES: dict[str, str] = {
-    "tests/scheduler/test_api_rules.py::test_a_template_the_api_server_refuses_fails_the_job_once_with_its_words": (
-        "kube-apiserver 1.36 accepts the env name 1BATCH_SIZE (relaxed env-name validation, GA in 1.34); "
-        "the job runs instead of failing: the test needs a name the current release refuses (#12)"
-    ),
-    "tests/scheduler/test_api_rules.py::test_template_quantities_written_as_numbers_are_sent_as_written": (
-        "kube-apiserver returns resource quantities as strings ('2', not 2); the stand-in echoes numbers (#12)"
-    ),
-    "tests/scheduler/test_scenarios.py::test_dry_run_writes_plans_only": (
-        "equal-priority jobs: the operator follows the API list order, a real server lists by name, so "
-        "'later' is planned before 'now' (#12: order by creationTimestamp)"
-    ),
-    "tests/scheduler/test_scenarios.py::test_api_errors_are_retried_and_metrics_are_served": (
-        "equal-priority jobs: 'queued' (listed first by name) runs instead of 'steady' (#12)"
-    ),
-    "tests/scheduler/test_scenarios.py::test_operator_killed_mid_apply_restarts_without_duplicates": (
-        "racy on a real server: the killed operator may finish the gang before the poll sees a pod (#12)"
-    ),
-}
+KNOWN_FAILURES: dict[str, str] = {}
 """Test node id (as pytest prints it, relative to the repository root) -> why it fails on the real server."""
 
 
