@@ -157,15 +157,17 @@ def check_gangs_fit(jobs: list[Job], cluster: Cluster) -> None:
             )
 
 
+def model_text(model: BaseModel, path: Path) -> str:
+    """The model as JSON or YAML text, by the suffix of the file it is meant for."""
+    data = model.model_dump(mode="json")
+    if Path(path).suffix.lower() in (".yaml", ".yml"):
+        return yaml.safe_dump(data, sort_keys=False)
+    return json.dumps(data, indent=2) + "\n"
+
+
 def dump_model(model: BaseModel, path: Path) -> None:
     """Write JSON or YAML (by suffix) atomically: a temporary file renamed into place."""
-    path = Path(path)
-    data = model.model_dump(mode="json")
-    if path.suffix.lower() in (".yaml", ".yml"):
-        text = yaml.safe_dump(data, sort_keys=False)
-    else:
-        text = json.dumps(data, indent=2) + "\n"
-    write_atomic(path, text)
+    write_atomic(Path(path), model_text(model, path))
 
 
-__all__ = ["InputError", "Job", "dump_model", "load_cluster", "load_inputs", "load_jobs", "write_atomic"]
+__all__ = ["InputError", "Job", "dump_model", "model_text", "load_cluster", "load_inputs", "load_jobs", "write_atomic"]
