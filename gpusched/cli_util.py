@@ -116,7 +116,7 @@ def check_plan_size(horizon_h: float, slot_h: float, horizon: str, slot: str) ->
 
 # ----------------------------------------------------------------------- the parser's own errors
 
-_QUOTED_LONG = re.compile(r"'([^']{%d,})'" % 60)
+_QUOTED_LONG = re.compile(r"'([^']{60,})'")
 
 
 def _cut_values(text: str) -> str:

@@ -8,9 +8,7 @@ Models are strict about unknown fields so a typo in a YAML file is an error, not
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
-
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -33,7 +31,7 @@ MAX_SPEED = 1e4
 
 def _whole_number(value: Any) -> Any:
     """Counts are integers in the file: `gpus: true` or `gpus: "4"` is refused, not read as 1 or 4."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) and not hasattr(value, "__index__"):
+    if isinstance(value, bool) or (not isinstance(value, (int, float)) and not hasattr(value, "__index__")):
         raise ValueError(f"expected a whole number, not {type(value).__name__}")
     if isinstance(value, float) and not value.is_integer():
         raise ValueError("expected a whole number")
@@ -42,7 +40,7 @@ def _whole_number(value: Any) -> Any:
 
 def _number(value: Any) -> Any:
     """Quantities are numbers in the file: `price_per_hour: true` or `"2.5"` is refused."""
-    if isinstance(value, bool) or isinstance(value, (str, bytes)):
+    if isinstance(value, (bool, str, bytes)):
         raise ValueError(f"expected a number, not {type(value).__name__}")
     return value
 

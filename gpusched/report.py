@@ -9,8 +9,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from gpusched.safeio import write_atomic
 from gpusched.model import Plan
+from gpusched.safeio import write_atomic
 from gpusched.units import format_hours
 
 

@@ -155,6 +155,13 @@ def _json_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number (expected a finite number)")
 
 
+def _json_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{shown(text)} overflows a float (expected a finite number)")
+    return value
+
+
 def _depth(data: Any) -> int:
     """Nesting depth, iteratively (a recursive walk is what overflows on hostile input)."""
     deepest, stack = 0, [(data, 1)]
@@ -177,9 +184,11 @@ def parse_document(text: str, source: str, fmt: str = "yaml") -> Any:
     """Plain data from YAML or JSON text; one-line InputError for anything that is not that."""
     try:
         if fmt == "json":
-            data = json.loads(text, object_pairs_hook=_json_pairs, parse_constant=_json_constant)
+            data = json.loads(
+                text, object_pairs_hook=_json_pairs, parse_constant=_json_constant, parse_float=_json_float
+            )
         else:
-            data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+            data = yaml.load(text, Loader=_UniqueKeyLoader)
     except RecursionError:
         raise InputError(f"{source}: nested too deeply (at most {MAX_DEPTH} levels)") from None
     except json.JSONDecodeError as exc:
