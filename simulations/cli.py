@@ -148,6 +148,7 @@ def simulate(
     import sys
 
     from rich.console import Console
+    from rich.markup import escape
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
     from gpusched.config import InputError, read_document
@@ -246,6 +247,16 @@ def simulate(
 
     summaries = [summarise(r) for r in results]
     _print_table(summaries)
+    for r in results:
+        errors = int(r.extra.get("plan_errors", 0) or 0)
+        if errors:
+            err.print(
+                f"[bold yellow]warning:[/] {r.policy}: {errors} of {r.extra.get('plans', '?')} planner calls "
+                "failed and fell back to backfilling FIFO; last error: "
+                f"{escape(' '.join(str(r.extra.get('last_plan_error', '')).split())[:200])}",
+                highlight=False,
+                soft_wrap=True,
+            )
     if out is not None:
         from gpusched.simulations.report import write_outputs
 
