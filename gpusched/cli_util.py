@@ -137,7 +137,19 @@ def _param_name(param: Any) -> str:
     return str(getattr(param, "human_readable_name", None) or getattr(param, "name", "?"))
 
 
-def usage_error_line(exc: Any) -> str:
+def _given_value(param: Any, args: Sequence[str]) -> str | None:
+    """The text the user gave for `param` (the parser's message does not always quote it)."""
+    opts = set(getattr(param, "opts", ()) or ())
+    for i, arg in enumerate(args):
+        name, eq, value = arg.partition("=")
+        if eq and name in opts:
+            return value
+        if arg in opts and i + 1 < len(args):
+            return args[i + 1]
+    return None
+
+
+def usage_error_line(exc: Any, args: Sequence[str] = ()) -> str:
     """click's usage error (bad choice, missing or unknown option) as one 'where: what (expected)'."""
     from typer._click import exceptions as cx
 
@@ -150,10 +162,12 @@ def usage_error_line(exc: Any) -> str:
     if isinstance(exc, cx.BadParameter):
         where = _param_name(exc.param) if exc.param is not None else command
         message = exc.message[len("Value error, ") :] if exc.message.startswith("Value error, ") else exc.message
-        return f"{where}: {_cut_values(message)}"
+        given = _given_value(exc.param, args) if exc.param is not None else None
+        got = f" (got {shown(given)})" if given is not None and repr(given)[:20] not in message else ""
+        return f"{where}: {_cut_values(message.rstrip('.'))}{got}"
     if isinstance(exc, cx.NoSuchOption):
         maybe = f"did you mean {', '.join(sorted(exc.possibilities))}?" if exc.possibilities else help_hint
-        return f"{command}: no such option {_cut_values(repr(exc.option_name))} ({maybe})"
+        return f"{_cut_values(exc.option_name)}: no such option for {command} ({maybe})"
     if isinstance(exc, cx.BadOptionUsage):
         return f"{exc.option_name}: {_cut_values(exc.message)}"
     message = _cut_values(exc.format_message() if hasattr(exc, "format_message") else str(exc))
@@ -178,9 +192,10 @@ class OneLineErrors(TyperGroup):
     ) -> Any:
         from typer._click import exceptions as cx
 
+        given = list(sys.argv[1:] if args is None else args)
         try:
             result = super().main(
-                args=args, prog_name=prog_name, complete_var=complete_var, standalone_mode=False, **extra
+                args=given, prog_name=prog_name, complete_var=complete_var, standalone_mode=False, **extra
             )
         except cx.NoArgsIsHelpError as exc:
             if not standalone_mode:
@@ -190,7 +205,7 @@ class OneLineErrors(TyperGroup):
         except cx.ClickException as exc:
             if not standalone_mode:
                 raise
-            print_error(usage_error_line(exc))
+            print_error(usage_error_line(exc, given))
             sys.exit(EXIT_INPUT)
         except cx.Abort:
             if not standalone_mode:

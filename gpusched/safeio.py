@@ -264,7 +264,7 @@ def check_output_dir(path: Path, option: str) -> Path:
     return path
 
 
-def _tmp_path(path: Path) -> Path:
+def tmp_path_for(path: Path) -> Path:
     # Unique per writer: several processes may share a volume, and a fixed temporary name would let
     # two writers interleave their bytes in it.
     return path.with_name(f".{path.name}.tmp-{socket.gethostname()}-{os.getpid()}")
@@ -285,7 +285,7 @@ def fsync_dir(directory: Path) -> None:
 
 
 def _write_tmp(path: Path, data: str | bytes) -> Path:
-    tmp = _tmp_path(path)
+    tmp = tmp_path_for(path)
     payload = data.encode("utf-8") if isinstance(data, str) else data
     try:
         with open(tmp, "wb") as fh:
