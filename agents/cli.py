@@ -96,7 +96,9 @@ def agent(
     """
     level = getattr(logging, log_level.upper(), None)
     if not isinstance(level, int):
-        raise _fail(f"--log-level: {shown(log_level)} is not a level (expected debug, info, warning or error)")
+        raise _fail(
+            f"--log-level: {shown(log_level)} is not a level (expected debug, info, warning or error)"
+        )
     logging.basicConfig(
         level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

@@ -105,7 +105,9 @@ def plan(
     if now is not None:
         start = parse_datetime(now)
         if start is None:
-            raise fail(f"--now: not a time (got {shown(now)}; expected an ISO datetime such as 2026-11-23T09:00:00Z)")
+            raise fail(
+                f"--now: not a time (got {shown(now)}; expected an ISO datetime such as 2026-11-23T09:00:00Z)"
+            )
     try:
         if output is not None:
             check_output_file(output, "--output", (".json", ".yaml", ".yml"))
@@ -140,7 +142,9 @@ def plan(
     try:
         write_all_atomic(files)
     except OSError as exc:
-        raise fail(f"{exc.filename or 'output'}: cannot write: {exc.strerror or exc} (no output was written)") from None
+        raise fail(
+            f"{exc.filename or 'output'}: cannot write: {exc.strerror or exc} (no output was written)"
+        ) from None
 
 
 MAX_TIME_LIMIT_S = 7 * 24 * 3600.0

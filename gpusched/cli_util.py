@@ -105,7 +105,9 @@ that does not finish in any time limit, so it is refused at the option, not disc
 def check_plan_size(horizon_h: float, slot_h: float, horizon: str, slot: str) -> None:
     """--slot no longer than --horizon, and not so many slots that the model cannot be built."""
     if slot_h > horizon_h:
-        raise fail(f"--slot: {shown(slot)} is longer than --horizon {shown(horizon)} (expected a shorter slot)")
+        raise fail(
+            f"--slot: {shown(slot)} is longer than --horizon {shown(horizon)} (expected a shorter slot)"
+        )
     slots = math.ceil(horizon_h / slot_h - 1e-9)
     if slots > MAX_PLAN_SLOTS:
         raise fail(
@@ -161,7 +163,9 @@ def usage_error_line(exc: Any, args: Sequence[str] = ()) -> str:
         return f"{where}: missing ({exc.param_type or 'a value'} required; {help_hint})"
     if isinstance(exc, cx.BadParameter):
         where = _param_name(exc.param) if exc.param is not None else command
-        message = exc.message[len("Value error, ") :] if exc.message.startswith("Value error, ") else exc.message
+        message = (
+            exc.message[len("Value error, ") :] if exc.message.startswith("Value error, ") else exc.message
+        )
         given = _given_value(exc.param, args) if exc.param is not None else None
         got = f" (got {shown(given)})" if given is not None and repr(given)[:20] not in message else ""
         return f"{where}: {_cut_values(message.rstrip('.'))}{got}"
@@ -207,7 +211,7 @@ class OneLineErrors(TyperGroup):
                 raise
             print_error(usage_error_line(exc, given))
             sys.exit(EXIT_INPUT)
-        except cx.Abort:
+        except typer.Abort:
             if not standalone_mode:
                 raise
             print_error("aborted")

@@ -170,4 +170,13 @@ def dump_model(model: BaseModel, path: Path) -> None:
     write_atomic(Path(path), model_text(model, path))
 
 
-__all__ = ["InputError", "Job", "dump_model", "load_cluster", "load_inputs", "load_jobs", "model_text", "write_atomic"]
+__all__ = [
+    "InputError",
+    "Job",
+    "dump_model",
+    "load_cluster",
+    "load_inputs",
+    "load_jobs",
+    "model_text",
+    "write_atomic",
+]

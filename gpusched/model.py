@@ -306,6 +306,7 @@ def _no_duplicates(names: list[str], where: str) -> None:
 
 # ----------------------------------------------------------------------------------------------- plans
 
+
 class _Output(BaseModel):
     """What gpusched writes (plans): checked for shape, not for finiteness (a gap may be infinite)."""
 

@@ -63,7 +63,9 @@ def read_bytes(path: Path, max_bytes: int = MAX_DOCUMENT_BYTES) -> bytes:
         with path.open("rb") as handle:
             size = os.fstat(handle.fileno()).st_size
             if size > cap:
-                raise InputError(f"{path}: {size:,} bytes is larger than the {cap:,}-byte limit for this input")
+                raise InputError(
+                    f"{path}: {size:,} bytes is larger than the {cap:,}-byte limit for this input"
+                )
             data = handle.read(cap + 1)
     except FileNotFoundError:
         raise InputError(f"{path}: file not found") from None
@@ -192,7 +194,9 @@ def parse_document(text: str, source: str, fmt: str = "yaml") -> Any:
     except RecursionError:
         raise InputError(f"{source}: nested too deeply (at most {MAX_DEPTH} levels)") from None
     except json.JSONDecodeError as exc:
-        raise InputError(f"{source}: line {exc.lineno} column {exc.colno}: malformed JSON: {exc.msg}") from None
+        raise InputError(
+            f"{source}: line {exc.lineno} column {exc.colno}: malformed JSON: {exc.msg}"
+        ) from None
     except ValueError as exc:  # from the JSON hooks above
         raise InputError(f"{source}: malformed JSON: {exc}") from None
     except yaml.YAMLError as exc:

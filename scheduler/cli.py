@@ -113,7 +113,9 @@ def operator(
     # Every option is checked before any file is read or any server is called, so an error names the
     # option that is wrong (not a later symptom such as a missing kubeconfig).
     if log_level.lower() not in ("debug", "info", "warning", "error"):
-        raise _fail(f"--log-level: {shown(log_level)} is not a level (expected debug, info, warning or error)")
+        raise _fail(
+            f"--log-level: {shown(log_level)} is not a level (expected debug, info, warning or error)"
+        )
     interval = _duration_s(replan_interval, "--replan-interval")
     horizon_h = _duration_s(horizon, "--horizon") / 3600
     slot_h = _duration_s(slot, "--slot") / 3600

@@ -190,3 +190,15 @@ def test_telemetry_snapshot_with_nan_is_refused(tmp_path: Path) -> None:
     )
     result = _plan("--telemetry", str(snaps))
     assert result.exit_code == 2 and "n0.json" in result.stderr  # type: ignore[attr-defined]
+
+
+def test_a_bug_still_shows_its_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only input problems become one line: nothing swallows an unexpected exception."""
+    import gpusched.solver
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("a bug in the solver")
+
+    monkeypatch.setattr(gpusched.solver, "plan", broken)
+    result = _plan()
+    assert isinstance(result.exception, RuntimeError)  # type: ignore[attr-defined]

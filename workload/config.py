@@ -155,7 +155,9 @@ def _check_paths(checkpoint_dir: Path, status_file: Path | None) -> None:
         check_output_dir(checkpoint_dir, "--checkpoint-dir")
         if status_file is not None:
             if status_file.is_dir():
-                raise InputError(f"--status-file: {shown(str(status_file))} is a directory (expected a file path)")
+                raise InputError(
+                    f"--status-file: {shown(str(status_file))} is a directory (expected a file path)"
+                )
             check_output_dir(status_file.parent, "--status-file")
     except InputError as exc:
         raise UsageError(str(exc)) from None

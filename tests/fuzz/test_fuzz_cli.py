@@ -173,7 +173,16 @@ def document_bytes(draw: st.DrawFn, path: Path) -> bytes:
     original = yaml.safe_load(text)
     how = draw(
         st.sampled_from(
-            ["tree-yaml", "tree-yaml", "tree-json", "dup-key", "raw-bytes", "truncate", "deep-text", "encoding"]
+            [
+                "tree-yaml",
+                "tree-yaml",
+                "tree-json",
+                "dup-key",
+                "raw-bytes",
+                "truncate",
+                "deep-text",
+                "encoding",
+            ]
         )
     )
     if how in ("tree-yaml", "tree-json"):
@@ -304,7 +313,8 @@ def test_plan_with_mutated_files(data: st.DataObject) -> None:
 @fuzz(14)
 def test_plan_with_hostile_options(data: st.DataObject) -> None:
     chosen = data.draw(
-        st.dictionaries(st.sampled_from(sorted(PLAN_OPTIONS)), st.just(""), min_size=1, max_size=3), label="opts"
+        st.dictionaries(st.sampled_from(sorted(PLAN_OPTIONS)), st.just(""), min_size=1, max_size=3),
+        label="opts",
     )
     with workdir() as d:
         args = ["plan", "-c", str(EXAMPLES / "seed" / "cluster.yaml"), "-j", str(EXAMPLES / "seed" / "jobs.yaml"),
@@ -312,10 +322,15 @@ def test_plan_with_hostile_options(data: st.DataObject) -> None:
         for option in chosen:
             args += [option, data.draw(st.sampled_from(PLAN_OPTIONS[option]), label=option)]
         target = data.draw(st.sampled_from(["ok", "missing-dir", "is-dir", "bad-suffix"]), label="output")
-        out = {"ok": d / "p.yaml", "missing-dir": d / "nope" / "p.json", "is-dir": d, "bad-suffix": d / "p.txt"}[
-            target
-        ]
-        chart = d / "missing" / "c.png" if data.draw(st.booleans(), label="chart-missing-dir") else d / "c.png"
+        out = {
+            "ok": d / "p.yaml",
+            "missing-dir": d / "nope" / "p.json",
+            "is-dir": d,
+            "bad-suffix": d / "p.txt",
+        }[target]
+        chart = (
+            d / "missing" / "c.png" if data.draw(st.booleans(), label="chart-missing-dir") else d / "c.png"
+        )
         args += ["-o", str(out), "--chart", str(chart)]
         result = runner.invoke(app, args)
         check(result, outputs=tuple(p for p in (out, chart) if p != d))
@@ -395,7 +410,8 @@ def test_simulate_with_mutated_trace_and_cluster(data: st.DataObject) -> None:
 @fuzz(12)
 def test_simulate_with_hostile_options(data: st.DataObject) -> None:
     chosen = data.draw(
-        st.dictionaries(st.sampled_from(sorted(SIM_OPTIONS)), st.just(""), min_size=1, max_size=3), label="opts"
+        st.dictionaries(st.sampled_from(sorted(SIM_OPTIONS)), st.just(""), min_size=1, max_size=3),
+        label="opts",
     )
     with workdir() as d:
         args = ["simulate", "-c", str(EXAMPLES / "sim" / "cluster.yaml"), "-t", str(EXAMPLES / "traces" / "tiny.csv"),
@@ -428,13 +444,28 @@ def test_simulate_with_mutated_synthetic_spec(data: st.DataObject) -> None:
 
 CAPACITY_OPTIONS = {
     "--slo": ["p95_queue<=1h", "p95_queue<=nan", "avg_jct<=inf", "bogus", "p99_jct<=0"],
-    "--gpu-types": ["A100:2.5:1.4", "A100:nan:1", "A100:inf:1", "A100:-1:1", "A100:1:0", "A100", "A:1:1,A:1:1"],
+    "--gpu-types": [
+        "A100:2.5:1.4",
+        "A100:nan:1",
+        "A100:inf:1",
+        "A100:-1:1",
+        "A100:1:0",
+        "A100",
+        "A:1:1,A:1:1",
+    ],
     "--prices": ["A100=3", "A100=nan", "A100=-1", "A100=inf", "X=1", "A100"],
     "--reserved-discount": ["0.4", "nan", "-0.1", "2", "inf"],
     "--budget": ["100000", "nan", "-1", "inf", "0"],
     "--utilisations": ["0.5,0.8", "nan", "0", "1.5", "a", ""],
     "--node-gpus": ["8", "0", str(2**63), "-1"],
-    "--what-if": ["+16 A100", "+99999999999999 A100", "lose node x", "demand +30%", "demand -100%", "garbage"],
+    "--what-if": [
+        "+16 A100",
+        "+99999999999999 A100",
+        "lose node x",
+        "demand +30%",
+        "demand -100%",
+        "garbage",
+    ],
     "--limit": ["10", "0", str(2**63)],
 }
 
@@ -534,7 +565,9 @@ def test_operator_with_hostile_options_and_cluster_config(data: st.DataObject) -
         cluster = EXAMPLES / "demo" / "cluster.yaml"
         if data.draw(st.booleans(), label="mutate-cluster"):
             cluster = write(d, "cluster.yaml", data.draw(document_bytes(cluster), label="cluster"))
-        kube = write(d, "kubeconfig", data.draw(st.sampled_from([b"- a list\n", b"\x00\xff", b"a: [\n", b"x"])))
+        kube = write(
+            d, "kubeconfig", data.draw(st.sampled_from([b"- a list\n", b"\x00\xff", b"a: [\n", b"x"]))
+        )
         args = ["operator", "-c", str(cluster), "--kubeconfig", str(kube), "--dry-run"]
         for option in chosen:
             args += [option, data.draw(st.sampled_from(OPERATOR_OPTIONS[option]), label=option)]
@@ -573,7 +606,8 @@ def test_train_with_hostile_options_and_environment(data: st.DataObject) -> None
     from gpusched.workload import trainer
 
     chosen = data.draw(
-        st.dictionaries(st.sampled_from(sorted(TRAIN_OPTIONS)), st.just(""), min_size=1, max_size=3), label="opts"
+        st.dictionaries(st.sampled_from(sorted(TRAIN_OPTIONS)), st.just(""), min_size=1, max_size=3),
+        label="opts",
     )
     env = data.draw(
         st.sampled_from(

@@ -44,7 +44,7 @@ def test_bad_option_is_one_line_naming_it(args: list[str], needle: str, tmp_path
 
 @pytest.mark.parametrize(
     "content",
-    [b"\x00\x01\x02binary", "clusters: [\n".encode(), "\ufeffapiVersion: v1".encode("utf-16"), b"just text"],
+    [b"\x00\x01\x02binary", b"clusters: [\n", "\ufeffapiVersion: v1".encode("utf-16"), b"just text"],
     ids=["binary", "malformed", "utf16", "scalar"],
 )
 def test_garbage_kubeconfig_is_one_line_naming_the_file(content: bytes, tmp_path: Path) -> None:

@@ -90,7 +90,10 @@ def _app():  # type: ignore[no-untyped-def]
     [
         (lambda d: ["--checkpoint-dir", str(_file(d / "ckpt"))], "--checkpoint-dir: "),
         (lambda d: ["--checkpoint-dir", str(_file(d / "f") / "sub")], "--checkpoint-dir: "),
-        (lambda d: ["--checkpoint-dir", str(d / "c"), "--status-file", str(_dir(d / "s"))], "--status-file: "),
+        (
+            lambda d: ["--checkpoint-dir", str(d / "c"), "--status-file", str(_dir(d / "s"))],
+            "--status-file: ",
+        ),
         (lambda d: ["--checkpoint-dir", str(d / "c"), "--lr", "nan"], "--lr: "),
         (lambda d: ["--checkpoint-dir", str(d / "c"), "--grad-clip", "inf"], "--grad-clip: "),
     ],
