@@ -165,7 +165,7 @@ def simulate(
     from gpusched.simulations.traces import FORMATS
 
     if fmt is not None and fmt not in FORMATS:
-        raise fail(f"--format: unknown format {fmt!r} (expected one of {', '.join(FORMATS)})")
+        raise fail(f"--format: unknown format {shown(fmt)} (expected one of {', '.join(FORMATS)})")
     names = [p.strip() for p in (compare.split(",") if compare else [policy]) if p.strip()]
     option = "--compare" if compare else "--policy"
     if not names:
@@ -173,7 +173,7 @@ def simulate(
     known = policy_names()
     for name in names:
         if name.lower() not in known and name.lower() != "tiresias":
-            raise fail(f"{option}: unknown policy {name!r} (known: {', '.join(known)})")
+            raise fail(f"{option}: unknown policy {shown(name)} (known: {', '.join(known)})")
     replan_h = hours(replan, "--replan")
     round_h = hours(gavel_round, "--gavel-round")
     starvation_h = hours(las_starvation, "--las-starvation")

@@ -18,7 +18,7 @@ def detect_format(trace: str, option: str = "--trace") -> str:
     if not path.exists():
         if "=" in trace or trace == "synthetic":
             return "synthetic"
-        raise InputError(f"{option}: file not found: {trace}")
+        raise InputError(f"{option}: file not found: {safeio.shown(trace)}")
     if path.suffix.lower() in (".yaml", ".yml"):
         return "synthetic"
     header = {h.strip() for h in _first_line(path).split(",")}

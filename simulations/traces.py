@@ -270,7 +270,7 @@ def load_generic(path: Path, limit: int | None = None) -> list[TraceJob]:
         r: GenericRow = _parse(GenericRow, path, line, clean)
         name = r.name or f"job-{line - 1}"
         if name in names:
-            raise InputError(f"{path}: row {line}: column name: duplicate job name (got {name!r})")
+            raise InputError(f"{path}: row {line}: column name: duplicate job name (got {safeio.shown(name)})")
         names.add(name)
         if r.gpu_milli < 1000 and r.gpus != 1:
             raise InputError(
@@ -356,7 +356,7 @@ def parse_synthetic_spec(text: str, seed: int | None = None, option: str = "--tr
         source = option
         for part in filter(None, (p.strip() for p in text.split(","))):
             if "=" not in part:
-                raise InputError(f"{option}: synthetic spec part {part!r} is not key=value (e.g. jobs=500,load=0.7)")
+                raise InputError(f"{option}: synthetic spec part {safeio.shown(part)} is not key=value (e.g. jobs=500,load=0.7)")
             k, v = part.split("=", 1)
             data[k.strip()] = v.strip()
     if seed is not None and isinstance(data, dict) and "seed" not in data:
@@ -422,7 +422,7 @@ def load_trace(
     elif fmt == "synthetic":
         jobs = synthetic_jobs(parse_synthetic_spec(trace, seed, option), cluster.total_gpus() if cluster else 64)
     else:
-        raise InputError(f"--format: unknown trace format {fmt!r} (expected one of {', '.join(FORMATS)})")
+        raise InputError(f"--format: unknown trace format {safeio.shown(fmt)} (expected one of {', '.join(FORMATS)})")
     return subset(jobs, limit, start, end)
 
 
