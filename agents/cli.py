@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import signal
 import socket
 import sys
@@ -18,6 +19,7 @@ import typer
 
 from gpusched.cli_util import duration_option
 from gpusched.cli_util import fail as _fail
+from gpusched.safeio import shown
 
 
 class PublishChoice(str, Enum):
@@ -30,12 +32,25 @@ def _seconds(value: str, option: str) -> float:
     return duration_option(value, option) * 3600.0
 
 
+_NODE_NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,251}[A-Za-z0-9])?$")
+
+
+def _node_name(name: str, where: str) -> str:
+    """A Kubernetes node name: it becomes <output-dir>/<node>.json, so '../x' or 'a/b' is refused."""
+    if not _NODE_NAME.match(name) or ".." in name:
+        raise _fail(
+            f"{where}: {shown(name)} is not a node name (expected letters, digits, '.', '-', '_', "
+            "starting and ending with a letter or digit, as Kubernetes names nodes)"
+        )
+    return name
+
+
 def _labels(items: list[str]) -> dict[str, str]:
     out: dict[str, str] = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise _fail(f"--label: expected KEY=VALUE, got {item!r}")
+            raise _fail(f"--label: {shown(item)} is not KEY=VALUE (expected e.g. pool=training)")
         out[key] = value
     return out
 
@@ -81,7 +96,9 @@ def agent(
     """
     level = getattr(logging, log_level.upper(), None)
     if not isinstance(level, int):
-        raise _fail(f"--log-level: expected debug, info, warning or error, got {log_level!r}")
+        raise _fail(
+            f"--log-level: {shown(log_level)} is not a level (expected debug, info, warning or error)"
+        )
     logging.basicConfig(
         level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -94,8 +111,20 @@ def agent(
         raise _fail("--publish file: --output-dir is required")
     if not 0 <= port <= 65535:
         raise _fail(f"--port: expected 0-65535, got {port}")
-    node = node_name or os.environ.get("NODE_NAME") or socket.gethostname()
+    if node_name is not None:
+        node = _node_name(node_name, "--node-name")
+    elif os.environ.get("NODE_NAME"):
+        node = _node_name(os.environ["NODE_NAME"], "$NODE_NAME")
+    else:
+        node = _node_name(socket.gethostname(), "the hostname (pass --node-name)")
     labels = _labels(label or [])
+    if output_dir is not None:
+        from gpusched.safeio import InputError, check_output_dir
+
+        try:
+            check_output_dir(output_dir, "--output-dir")
+        except InputError as exc:
+            raise _fail(str(exc)) from None
 
     from gpusched.agents.agent import Agent
     from gpusched.agents.health import load_health_config
@@ -131,6 +160,17 @@ def agent(
         labels=labels,
         watch_xids=not once,
     )
+    server = None
+    if port and not once:
+        from gpusched.agents.metrics import MetricsServer
+
+        try:  # bound before the agent starts: a port in use is a one-line error, not a traceback
+            server = MetricsServer(the_agent, port)
+        except OSError as exc:
+            raise _fail(
+                f"--port: cannot serve on port {port}: {exc.strerror or exc} "
+                "(expected a free port, or 0 to serve nothing)"
+            ) from None
     the_agent.start()
     try:
         if once:
@@ -140,16 +180,17 @@ def agent(
             else:
                 _print_summary(snapshot)
             return
-        _serve(the_agent, port, interval_s)
+        _serve(the_agent, server, interval_s)
     finally:
         the_agent.close()
 
 
-def _serve(the_agent: object, port: int, interval_s: float) -> None:
+def _serve(the_agent: object, server: object, interval_s: float) -> None:
     from gpusched.agents.agent import Agent
     from gpusched.agents.metrics import MetricsServer
 
     assert isinstance(the_agent, Agent)
+    assert server is None or isinstance(server, MetricsServer)
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: object) -> None:
@@ -158,9 +199,7 @@ def _serve(the_agent: object, port: int, interval_s: float) -> None:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    server = None
-    if port:
-        server = MetricsServer(the_agent, port)
+    if server is not None:
         server.start()
         logging.getLogger("gpusched.agent").info("serving /metrics on port %d", server.port)
     try:

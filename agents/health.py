@@ -14,7 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from gpusched.config import read_document, validate
 from gpusched.telemetry import GpuTelemetry, Health
@@ -31,24 +31,26 @@ DEVICE_PLUGIN_IGNORED_XIDS = [13, 31, 43, 45, 68, 109]
 class HealthConfig(BaseModel):
     """The --health-config YAML file. Every key is optional; null disables a threshold."""
 
-    model_config = ConfigDict(extra="forbid")
+    # allow_inf_nan=False: `temperature_unhealthy_c: .nan` compared false with every reading and
+    # switched the rule off silently; null is the way to switch a threshold off.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    xid_ignored: list[int] = Field(default_factory=lambda: list(DEVICE_PLUGIN_IGNORED_XIDS))
+    xid_ignored: list[StrictInt] = Field(default_factory=lambda: list(DEVICE_PLUGIN_IGNORED_XIDS))
     """XIDs caused by applications, not hardware: recorded, never held against the GPU."""
-    xid_fatal: list[int] | None = None
+    xid_fatal: list[StrictInt] | None = None
     """XIDs that make a GPU unhealthy; null means every XID not ignored or degraded."""
-    xid_degraded: list[int] = Field(default_factory=list)
+    xid_degraded: list[StrictInt] = Field(default_factory=list)
     """XIDs that only degrade a GPU."""
-    ecc_uncorrected_max: int | None = Field(default=0, ge=0)
+    ecc_uncorrected_max: StrictInt | None = Field(default=0, ge=0)
     """Volatile uncorrected ECC errors tolerated; more makes the GPU unhealthy."""
     remapped_rows_pending: Verdict = "degraded"
     """A row remap waits for a GPU reset: the memory is still correct, the GPU should be drained."""
     remapped_rows_failure: Verdict = "unhealthy"
-    temperature_degraded_c: float | None = 85.0
-    temperature_unhealthy_c: float | None = 95.0
-    power_degraded_ratio: float | None = Field(default=1.05, gt=0)
+    temperature_degraded_c: float | None = Field(default=85.0, ge=-273.15, le=1000)
+    temperature_unhealthy_c: float | None = Field(default=95.0, ge=-273.15, le=1000)
+    power_degraded_ratio: float | None = Field(default=1.05, gt=0, le=1000)
     """Degraded when power draw exceeds this multiple of the enforced power limit."""
-    power_unhealthy_w: float | None = None
+    power_unhealthy_w: float | None = Field(default=None, gt=0, le=1e6)
     throttle_degraded: list[str] = Field(
         default_factory=lambda: ["hw_slowdown", "hw_thermal_slowdown", "hw_power_brake_slowdown"]
     )

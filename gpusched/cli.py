@@ -17,10 +17,20 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
-from gpusched.cli_util import EXIT_INPUT, duration_option, fail, report_console, widen_piped_help
+from gpusched.cli_util import (
+    EXIT_INPUT,
+    OneLineErrors,
+    check_plan_size,
+    duration_option,
+    fail,
+    finite_option,
+    print_error,
+    report_console,
+    widen_piped_help,
+)
 from gpusched.config import InputError
+from gpusched.safeio import shown
 from gpusched.units import parse_datetime
 
 app = typer.Typer(
@@ -29,8 +39,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    cls=OneLineErrors,
 )
-err_console = Console(stderr=True)
 
 
 class PolicyChoice(str, Enum):
@@ -80,36 +90,36 @@ def plan(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the one-line result.")] = False,
 ) -> None:
     """Plan a queue of jobs on a cluster and explain the plan."""
-    from gpusched.config import check_inputs, load_inputs
-    from gpusched.report import print_plan, write_chart
+    from gpusched.config import check_inputs, load_inputs, model_text
+    from gpusched.report import chart_data, print_plan
+    from gpusched.safeio import check_output_file, write_all_atomic
     from gpusched.solver import PlanOptions
     from gpusched.solver import plan as solve
 
+    # Options first, then output paths, then the files: each error names what the user typed wrong.
     horizon_h = duration_option(horizon, "--horizon")
     slot_h = duration_option(slot, "--slot")
-    if slot_h > horizon_h:
-        raise fail(f"--slot: {slot} is longer than --horizon {horizon}")
+    check_plan_size(horizon_h, slot_h, horizon, slot)
+    finite_option(time_limit, "--time-limit", maximum=MAX_TIME_LIMIT_S)
     start: datetime | None = None
     if now is not None:
         start = parse_datetime(now)
         if start is None:
-            raise fail(f"--now: expected an ISO datetime such as 2026-11-23T09:00:00Z, got {now!r}")
-    for path, what in ((output, "--output"), (chart, "--chart")):
-        if (
-            path is not None
-            and path.suffix.lower()
-            not in {
-                "--output": (".json", ".yaml", ".yml"),
-                "--chart": (".png", ".html"),
-            }[what]
-        ):
-            raise fail(f"{what}: unsupported file type {path.suffix or path.name!r}")
+            raise fail(
+                f"--now: not a time (got {shown(now)}; expected an ISO datetime such as 2026-11-23T09:00:00Z)"
+            )
     try:
+        if output is not None:
+            check_output_file(output, "--output", (".json", ".yaml", ".yml"))
+        if chart is not None:
+            check_output_file(chart, "--chart", (".png", ".html"))
+        if output is not None and chart is not None and output.resolve() == chart.resolve():
+            raise InputError(f"--chart: {shown(str(chart))} is also the --output file (expected two paths)")
         cluster_model, jobset = load_inputs(cluster, jobs, start, check=False)
         if telemetry is not None:
             from gpusched.telemetry_cluster import cluster_from_telemetry
 
-            cluster_model = cluster_from_telemetry(telemetry, cluster_model)
+            cluster_model = cluster_from_telemetry(telemetry, cluster_model, option="--telemetry")
         check_inputs(cluster_model, jobset, jobs)
     except InputError as exc:
         raise fail(str(exc)) from None
@@ -124,12 +134,21 @@ def plan(
     result = solve(cluster_model, jobset.jobs, options)
     console = report_console()
     print_plan(result, console, quiet=quiet)
+    files: list[tuple[Path, str | bytes]] = []
     if output is not None:
-        from gpusched.config import dump_model
-
-        dump_model(result, output)
+        files.append((output, model_text(result, output)))
     if chart is not None:
-        write_chart(result, chart)
+        files.append((chart, chart_data(result, chart)))
+    try:
+        write_all_atomic(files)
+    except OSError as exc:
+        raise fail(
+            f"{exc.filename or 'output'}: cannot write: {exc.strerror or exc} (no output was written)"
+        ) from None
+
+
+MAX_TIME_LIMIT_S = 7 * 24 * 3600.0
+"""A week of solver time: a larger --time-limit is a typo (or a unit mix-up), not a plan."""
 
 
 class SchemaChoice(str, Enum):
@@ -200,9 +219,9 @@ _register_subcommands()
 def main() -> None:
     widen_piped_help()
     try:
-        app()
+        app(prog_name="gpusched")
     except InputError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        print_error(str(exc))
         sys.exit(EXIT_INPUT)
 
 

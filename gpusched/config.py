@@ -8,14 +8,16 @@ the solver only ever see float hours.
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import date, datetime, time, timezone
 from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from gpusched import safeio
 from gpusched.model import Cluster, Job, JobSet, check_jobs_against_cluster
+from gpusched.safeio import InputError, shown, write_atomic
 from gpusched.units import hours_between, parse_datetime, utcnow
 
 M = TypeVar("M", bound=BaseModel)
@@ -24,29 +26,9 @@ _TIME_FIELDS_JOB = ("release", "deadline")
 _TIME_FIELDS_CHANGE = ("start", "end")
 
 
-class InputError(Exception):
-    """A user input problem; str() is one line: '<file>: <path>: <what> (got <value>)'."""
-
-
 def read_document(path: Path) -> Any:
-    """Parse YAML or JSON (by suffix; YAML otherwise) into plain data."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError(f"{path}: file not found") from None
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    try:
-        if path.suffix.lower() == ".json":
-            return json.loads(text)
-        return yaml.safe_load(text)
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{path}: line {exc.lineno} column {exc.colno}: malformed JSON: {exc.msg}") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1} column {mark.column + 1}: " if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise InputError(f"{path}: {where}malformed YAML: {problem}") from None
+    """Parse YAML or JSON (by suffix; YAML otherwise) into plain data, within gpusched.safeio's limits."""
+    return safeio.read_document(Path(path))
 
 
 def format_validation_error(source: str, exc: ValidationError) -> str:
@@ -56,15 +38,21 @@ def format_validation_error(source: str, exc: ValidationError) -> str:
     msg = err.get("msg", "invalid value")
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, ") :]
+    msg = _capped(msg)  # a validator quoting a huge value: the line stays a line
     value = err.get("input")
-    shown = "" if isinstance(value, (dict, list)) or err.get("type") == "missing" else f" (got {value!r})"
+    got = "" if isinstance(value, (dict, list)) or err.get("type") == "missing" else f" (got {shown(value)})"
     if (
         msg.split(":")[0].strip().startswith(tuple("abcdefghijklmnopqrstuvwxyz_"))
         and "[" in msg.split(":")[0]
     ):
         # A model validator already named the path inside its message: prefix the outer location.
         return f"{source}: {loc + '.' if loc else ''}{msg}"
-    return f"{source}: {loc or '<root>'}: {msg}{shown}"
+    return f"{source}: {loc or '<root>'}: {msg}{got}"
+
+
+def _capped(msg: str, limit: int = 300) -> str:
+    msg = " ".join(msg.split())
+    return msg if len(msg) <= limit else msg[: limit - 3] + "..."
 
 
 def _format_loc(loc: tuple[Any, ...]) -> str:
@@ -109,10 +97,25 @@ def load_jobs(path: Path, now: datetime | None = None) -> JobSet:
     if isinstance(data, list):
         data = {"jobs": data}
     if isinstance(data, dict):
-        epoch = parse_datetime(data.get("epoch")) or now or utcnow()
+        epoch = _epoch(data.get("epoch"), str(path)) or now or utcnow()
         data["epoch"] = epoch
         _resolve_times(data.get("jobs"), _TIME_FIELDS_JOB, epoch)
     return validate(JobSet, data, str(path))
+
+
+def _epoch(value: Any, source: str) -> datetime | None:
+    """The jobs file's `epoch`: absent means 'now'; present, it must be a time (never silently now)."""
+    if value is None:
+        return None
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return datetime.combine(value, time(0), tzinfo=timezone.utc)
+    when = parse_datetime(value)
+    if when is None:
+        raise InputError(
+            f"{source}: epoch: not a time (got {shown(value)}; expected an ISO datetime such as "
+            "2026-11-23T09:00:00Z)"
+        )
+    return when
 
 
 def load_inputs(
@@ -135,7 +138,7 @@ def check_inputs(cluster: Cluster, jobs: JobSet, jobs_path: Path) -> None:
         check_jobs_against_cluster(jobs.jobs, cluster)
         check_gangs_fit(jobs.jobs, cluster)
     except ValueError as exc:
-        raise InputError(f"{jobs_path}: {exc}") from None
+        raise InputError(f"{jobs_path}: {_capped(str(exc))}") from None
 
 
 def check_gangs_fit(jobs: list[Job], cluster: Cluster) -> None:
@@ -154,25 +157,26 @@ def check_gangs_fit(jobs: list[Job], cluster: Cluster) -> None:
             )
 
 
+def model_text(model: BaseModel, path: Path) -> str:
+    """The model as JSON or YAML text, by the suffix of the file it is meant for."""
+    data = model.model_dump(mode="json")
+    if Path(path).suffix.lower() in (".yaml", ".yml"):
+        return yaml.safe_dump(data, sort_keys=False)
+    return json.dumps(data, indent=2) + "\n"
+
+
 def dump_model(model: BaseModel, path: Path) -> None:
     """Write JSON or YAML (by suffix) atomically: a temporary file renamed into place."""
-    path = Path(path)
-    data = model.model_dump(mode="json")
-    if path.suffix.lower() in (".yaml", ".yml"):
-        text = yaml.safe_dump(data, sort_keys=False)
-    else:
-        text = json.dumps(data, indent=2) + "\n"
-    write_atomic(path, text)
+    write_atomic(Path(path), model_text(model, path))
 
 
-def write_atomic(path: Path, text: str | bytes) -> None:
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    if isinstance(text, bytes):
-        tmp.write_bytes(text)
-    else:
-        tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
-
-
-__all__ = ["InputError", "Job", "dump_model", "load_cluster", "load_inputs", "load_jobs", "write_atomic"]
+__all__ = [
+    "InputError",
+    "Job",
+    "dump_model",
+    "load_cluster",
+    "load_inputs",
+    "load_jobs",
+    "model_text",
+    "write_atomic",
+]

@@ -8,23 +8,61 @@ Models are strict about unknown fields so a typo in a YAML file is an error, not
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
-    NonNegativeFloat,
-    PositiveFloat,
-    PositiveInt,
     model_validator,
 )
 
+from gpusched.safeio import shown
 from gpusched.units import Hours
+
+MAX_NODE_GPUS = 4096
+"""Accelerators on one node (a TPU slice counts as a node): beyond it a count is a typo."""
+MAX_GANG = 1_000_000
+MAX_QUANTITY = 1e6
+"""Upper bound of prices ($/h), memory (GiB), priorities: a finite number a person could mean."""
+MAX_SPEED = 1e4
+
+
+def _whole_number(value: Any) -> Any:
+    """Counts are integers in the file: `gpus: true` or `gpus: "4"` is refused, not read as 1 or 4."""
+    if isinstance(value, bool) or (not isinstance(value, (int, float)) and not hasattr(value, "__index__")):
+        raise ValueError(f"expected a whole number, not {type(value).__name__}")
+    if isinstance(value, float) and not value.is_integer():
+        raise ValueError("expected a whole number")
+    return value
+
+
+def _number(value: Any) -> Any:
+    """Quantities are numbers in the file: `price_per_hour: true` or `"2.5"` is refused."""
+    if isinstance(value, (bool, str, bytes)):
+        raise ValueError(f"expected a number, not {type(value).__name__}")
+    return value
+
+
+def _flag(value: Any) -> Any:
+    """Flags are true/false in the file: `preemptible: 1` or `"no"` is refused."""
+    if not isinstance(value, bool):
+        raise ValueError(f"expected true or false, not {type(value).__name__}")
+    return value
+
+
+Count = Annotated[int, BeforeValidator(_whole_number)]
+Quantity = Annotated[float, BeforeValidator(_number)]
+Flag = Annotated[bool, BeforeValidator(_flag)]
+PositiveInt = Annotated[Count, Field(gt=0, le=MAX_GANG)]
+PositiveFloat = Annotated[Quantity, Field(gt=0, le=MAX_QUANTITY)]
+NonNegativeFloat = Annotated[Quantity, Field(ge=0, le=MAX_QUANTITY)]
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    # allow_inf_nan=False: a NaN or infinite number anywhere in a file is an error at the boundary.
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, allow_inf_nan=False)
 
 
 # --------------------------------------------------------------------------------------------- cluster
@@ -36,19 +74,19 @@ class GpuType(Strict):
     name: str = Field(min_length=1)
     memory_gib: PositiveFloat
     price_per_hour: NonNegativeFloat = 0.0
-    speed: PositiveFloat = 1.0
+    speed: Annotated[Quantity, Field(gt=0, le=MAX_SPEED)] = 1.0
     kind: Literal["gpu", "tpu"] = "gpu"
 
 
 class Node(Strict):
     name: str = Field(min_length=1)
     gpu_type: str
-    gpu_count: PositiveInt
-    unhealthy_gpus: int = Field(default=0, ge=0)
+    gpu_count: Annotated[Count, Field(gt=0, le=MAX_NODE_GPUS)]
+    unhealthy_gpus: Count = Field(default=0, ge=0)
     labels: dict[str, str] = Field(default_factory=dict)
     topology_domain: str | None = None
     """NVLink island / rack: a gang kept inside one domain communicates fastest."""
-    cordoned: bool = False
+    cordoned: Flag = False
     """No new work (`kubectl cordon`): jobs already running on it keep their GPUs until they end."""
 
     @model_validator(mode="after")
@@ -105,14 +143,14 @@ class Cluster(Strict):
         for i, node in enumerate(self.nodes):
             if node.gpu_type not in types:
                 raise ValueError(
-                    f"nodes[{i}].gpu_type: unknown GPU type {node.gpu_type!r} (known: {sorted(types)})"
+                    f"nodes[{i}].gpu_type: unknown GPU type {shown(node.gpu_type)} (known: {sorted(types)})"
                 )
         names = {n.name for n in self.nodes}
         for i, change in enumerate(self.maintenance):
             if change.node is not None and change.node not in names:
-                raise ValueError(f"maintenance[{i}].node: unknown node {change.node!r}")
+                raise ValueError(f"maintenance[{i}].node: unknown node {shown(change.node)}")
             if change.gpu_type is not None and change.gpu_type not in types:
-                raise ValueError(f"maintenance[{i}].gpu_type: unknown GPU type {change.gpu_type!r}")
+                raise ValueError(f"maintenance[{i}].gpu_type: unknown GPU type {shown(change.gpu_type)}")
         return self
 
     def gpu_type(self, name: str) -> GpuType:
@@ -137,7 +175,7 @@ class Cluster(Strict):
 class RunningState(Strict):
     """A job that is already running: where, and how much reference work it has done."""
 
-    nodes: dict[str, PositiveInt] = Field(min_length=1)
+    nodes: dict[str, Annotated[Count, Field(gt=0, le=MAX_NODE_GPUS)]] = Field(min_length=1)
     """node name -> GPUs the job holds there."""
     done: Hours = Field(default=0.0, ge=0)
     """Work completed so far, in reference hours (hours on a speed-1.0 GPU)."""
@@ -157,15 +195,15 @@ class Job(Strict):
     """Allowed GPU types; None means any type with enough memory."""
     min_gpu_memory_gib: NonNegativeFloat = 0.0
     duration: Hours | None = Field(default=None, gt=0)
-    gpu_hours: PositiveFloat | None = None
+    gpu_hours: Annotated[Quantity, Field(gt=0, le=1e9)] | None = None
     reference_type: str | None = None
-    speeds: dict[str, PositiveFloat] = Field(default_factory=dict)
+    speeds: dict[str, Annotated[Quantity, Field(gt=0, le=MAX_SPEED)]] = Field(default_factory=dict)
     priority: PositiveFloat = 1.0
     """Weight in the objective: higher runs earlier and is preempted last."""
     team: str = "default"
     release: Hours = Field(default=0.0, ge=0)
     deadline: Hours | None = None
-    preemptible: bool = False
+    preemptible: Flag = False
     restart_overhead: Hours = Field(default=0.0, ge=0)
     """Time lost at every (re)start after a preemption: checkpoint load, warm-up."""
     checkpoint_interval: Hours | None = Field(default=None, gt=0)
@@ -225,34 +263,55 @@ def check_jobs_against_cluster(jobs: list[Job], cluster: Cluster) -> None:
     """Reference checks that need both files; raises ValueError with a `jobs[i].field` path."""
     types = cluster.type_map()
     nodes = {n.name: n for n in cluster.nodes}
+    holding: dict[str, int] = {}
     for i, job in enumerate(jobs):
         for t in job.gpu_types or []:
             if t not in types:
-                raise ValueError(f"jobs[{i}].gpu_types: unknown GPU type {t!r} (known: {sorted(types)})")
+                raise ValueError(f"jobs[{i}].gpu_types: unknown GPU type {shown(t)} (known: {sorted(types)})")
         for t in job.speeds:
             if t not in types:
-                raise ValueError(f"jobs[{i}].speeds: unknown GPU type {t!r} (known: {sorted(types)})")
+                raise ValueError(f"jobs[{i}].speeds: unknown GPU type {shown(t)} (known: {sorted(types)})")
         if job.reference_type is not None and job.reference_type not in types:
-            raise ValueError(f"jobs[{i}].reference_type: unknown GPU type {job.reference_type!r}")
+            raise ValueError(f"jobs[{i}].reference_type: unknown GPU type {shown(job.reference_type)}")
         if job.running is not None:
             running_types = set()
             for node_name in job.running.nodes:
                 if node_name not in nodes:
-                    raise ValueError(f"jobs[{i}].running.nodes: unknown node {node_name!r}")
+                    raise ValueError(f"jobs[{i}].running.nodes: unknown node {shown(node_name)}")
                 running_types.add(nodes[node_name].gpu_type)
             if len(running_types) > 1:
                 raise ValueError(f"jobs[{i}].running.nodes: spans GPU types {sorted(running_types)}")
+            for node_name, held in job.running.nodes.items():
+                node = nodes[node_name]
+                if held > node.gpu_count:
+                    raise ValueError(
+                        f"jobs[{i}].running.nodes.{node_name}: holds {held} GPUs but the node has "
+                        f"{node.gpu_count} (a running job holds at most its node's GPUs)"
+                    )
+                holding[node_name] = holding.get(node_name, 0) + held
+                if holding[node_name] > node.gpu_count:
+                    raise ValueError(
+                        f"jobs[{i}].running.nodes.{node_name}: running jobs hold {holding[node_name]} GPUs "
+                        f"on a node of {node.gpu_count} (at most {node.gpu_count} in all)"
+                    )
 
 
 def _no_duplicates(names: list[str], where: str) -> None:
     seen: set[str] = set()
     for i, name in enumerate(names):
         if name in seen:
-            raise ValueError(f"{where}[{i}].name: duplicate name {name!r}")
+            raise ValueError(f"{where}[{i}].name: duplicate name {shown(name)}")
         seen.add(name)
 
 
 # ----------------------------------------------------------------------------------------------- plans
+
+
+class _Output(BaseModel):
+    """What gpusched writes (plans): checked for shape, not for finiteness (a gap may be infinite)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
 
 Policy = Literal["cost", "jct", "makespan", "deadline", "fair"]
 POLICIES: tuple[str, ...] = ("cost", "jct", "makespan", "deadline", "fair")
@@ -261,19 +320,19 @@ SolverName = Literal["cbc", "highs"]
 UnscheduledReason = Literal["capacity", "type", "memory", "deadline", "gang", "horizon", "time_limit"]
 
 
-class Placement(Strict):
+class Placement(_Output):
     node: str
     gpus: PositiveInt
 
 
-class Segment(Strict):
+class Segment(_Output):
     """A contiguous run of the job: [start, end) in hours, on one GPU type."""
 
     start: float
     end: float
 
 
-class JobPlan(Strict):
+class JobPlan(_Output):
     job: str
     status: Literal["scheduled", "running", "unscheduled"]
     gpu_type: str | None = None
@@ -296,14 +355,14 @@ class JobPlan(Strict):
     reason_code: UnscheduledReason | None = None
 
 
-class SlotUsage(Strict):
+class SlotUsage(_Output):
     slot: int
     start: float
     used: dict[str, int]
     capacity: dict[str, int]
 
 
-class Plan(Strict):
+class Plan(_Output):
     policy: Policy
     solver: str
     status: str

@@ -9,8 +9,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from gpusched.config import write_atomic
 from gpusched.model import Plan
+from gpusched.safeio import write_atomic
 from gpusched.units import format_hours
 
 
@@ -83,12 +83,13 @@ def print_plan(plan: Plan, console: Console, quiet: bool = False, max_rows: int 
     console.print(summary_line(plan), highlight=False)
 
 
+def chart_data(plan: Plan, path: Path) -> str | bytes:
+    """The Gantt chart for `path`: HTML text for .html, PNG bytes otherwise."""
+    return gantt_html(plan) if Path(path).suffix.lower() == ".html" else gantt_png(plan)
+
+
 def write_chart(plan: Plan, path: Path) -> None:
-    path = Path(path)
-    if path.suffix.lower() == ".html":
-        write_atomic(path, gantt_html(plan))
-    else:
-        write_atomic(path, gantt_png(plan))
+    write_atomic(Path(path), chart_data(plan, path))
 
 
 def gantt_png(plan: Plan) -> bytes:

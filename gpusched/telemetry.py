@@ -21,7 +21,10 @@ Health = Literal["healthy", "degraded", "unhealthy", "unknown"]
 class _Tolerant(BaseModel):
     # Files and --json use snake_case (model_dump()); the GPUNode resource status uses Kubernetes'
     # camelCase (model_dump(by_alias=True)); both are accepted on input.
-    model_config = ConfigDict(extra="ignore", populate_by_name=True, alias_generator=to_camel)
+    # allow_inf_nan=False: a NaN reading is a broken snapshot, refused where it is read.
+    model_config = ConfigDict(
+        extra="ignore", populate_by_name=True, alias_generator=to_camel, allow_inf_nan=False
+    )
 
 
 class GpuProcess(_Tolerant):

@@ -8,12 +8,12 @@ unhealthy (the agent is gone, so nothing it said can be trusted).
 
 from __future__ import annotations
 
-import json
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from pydantic import ValidationError
 
+from gpusched import safeio
 from gpusched.config import InputError, format_validation_error
 from gpusched.model import Cluster, GpuType, Node
 from gpusched.telemetry import GpuTelemetry, NodeTelemetry, canonical_gpu_type
@@ -23,12 +23,7 @@ UNREADABLE_NAMES = ("", "unknown")
 
 
 def load_snapshot(path: Path) -> NodeTelemetry:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{path}: line {exc.lineno} column {exc.colno}: malformed JSON: {exc.msg}") from None
+    data = safeio.parse_document(safeio.read_text(path), str(path), "json")
     try:
         return NodeTelemetry.model_validate(data)
     except ValidationError as exc:
@@ -53,12 +48,24 @@ def match_gpu_type(gpu: GpuTelemetry, types: list[GpuType]) -> GpuType | None:
 
 
 def cluster_from_telemetry(
-    directory: Path, base: Cluster, max_age: timedelta | None = None, now: datetime | None = None
+    directory: Path,
+    base: Cluster,
+    max_age: timedelta | None = None,
+    now: datetime | None = None,
+    option: str = "telemetry",
 ) -> Cluster:
-    """base's GPU types and maintenance, with nodes built from every *.json snapshot in directory."""
+    """base's GPU types and maintenance, with nodes built from every *.json snapshot in directory.
+
+    `option` names where the directory came from (e.g. '--telemetry') in errors.
+    """
     directory = Path(directory)
     if not directory.is_dir():
-        raise InputError(f"{directory}: not a directory of agent snapshots")
+        raise InputError(f"{option}: {directory}: not a directory (expected a directory of agent snapshots)")
+    if not any(p.is_file() for p in directory.glob("*.json")):
+        raise InputError(
+            f"{option}: {directory}: no agent snapshots in it (expected <node>.json files from "
+            "`gpusched agent --publish file`)"
+        )
     now = now or datetime.now(timezone.utc)
     types = base.gpu_types
     known = sorted(t.name for t in types)
@@ -95,8 +102,8 @@ def cluster_from_telemetry(
         stale = max_age is not None and snap.is_stale(now, max_age)
         count = len(snap.gpus)
         unhealthy = count if stale else count - snap.schedulable_gpus()
-        nodes.append(
-            Node(
+        try:
+            node = Node(
                 name=snap.node,
                 gpu_type=gpu_type_name,
                 gpu_count=count,
@@ -104,7 +111,9 @@ def cluster_from_telemetry(
                 labels=dict(snap.labels),
                 topology_domain=snap.topology_domain,
             )
-        )
+        except ValidationError as exc:
+            raise InputError(format_validation_error(f"{path}: as a node", exc)) from None
+        nodes.append(node)
     # Maintenance of a node that sent no snapshot has nothing left to act on.
     names = {n.name for n in nodes}
     maintenance = [m for m in base.maintenance if m.node is None or m.node in names]

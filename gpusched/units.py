@@ -6,6 +6,7 @@ human spellings ("90m", "2h", "1d", "1h30m") and ISO datetimes, resolved here on
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import datetime, timezone
 from typing import Annotated, Any
@@ -16,18 +17,43 @@ _UNITS = {"ms": 1 / 3_600_000, "s": 1 / 3600, "m": 1 / 60, "min": 1 / 60, "h": 1
 _PART = re.compile(r"(\d+(?:\.\d+)?)\s*(min|ms|s|m|h|d|w)")
 
 
+MAX_HOURS = 1_000_000.0
+"""Largest duration or time offset accepted anywhere (about 114 years): beyond it a number is a typo."""
+
+_NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)(e[+-]?\d+)?")
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 def parse_duration_hours(value: Any) -> float:
-    """Return hours for 2, 2.5, "90m", "1h30m", "45s", "250ms", "1d"; raise ValueError otherwise."""
+    """Return hours for 2, 2.5, "90m", "1h30m", "45s", "250ms", "1d"; raise ValueError otherwise.
+
+    NaN, infinities and magnitudes past MAX_HOURS are refused: a NaN interval loops forever and a
+    1e30-hour horizon builds a model that never finishes.
+    """
+    hours = _parse_hours(value)
+    if not math.isfinite(hours):
+        raise ValueError(f"expected a finite duration such as '90m' or '2h', got {_short(value)}")
+    if abs(hours) > MAX_HOURS:
+        raise ValueError(f"expected a duration of at most {MAX_HOURS:,.0f}h, got {_short(value)}")
+    return hours
+
+
+def _parse_hours(value: Any) -> float:
     if isinstance(value, bool):
-        raise ValueError(f"expected a duration such as '90m' or '2h', got {value!r}")
+        raise ValueError(f"expected a duration such as '90m' or '2h', got {_short(value)}")
     if isinstance(value, (int, float)):
-        return float(value)
-    if isinstance(value, str):
-        text = value.strip().lower().replace(" ", "")
         try:
+            return float(value)
+        except OverflowError:  # an int past float's range
+            return math.inf
+    if isinstance(value, str) and len(value) <= 100:
+        text = value.strip().lower().replace(" ", "")
+        if _NUMBER.fullmatch(text):
             return float(text)
-        except ValueError:
-            pass
         pos, total = 0, 0.0
         for match in _PART.finditer(text):
             if match.start() != pos:
@@ -36,7 +62,7 @@ def parse_duration_hours(value: Any) -> float:
             pos = match.end()
         if pos == len(text) and pos > 0:
             return total
-    raise ValueError(f"expected a duration such as '90m', '2h' or '1h30m', got {value!r}")
+    raise ValueError(f"expected a duration such as '90m', '2h' or '1h30m', got {_short(value)}")
 
 
 def format_hours(hours: float) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import sys
 from enum import Enum
@@ -10,8 +11,34 @@ from typing import Annotated, Any
 
 import typer
 
-from gpusched.cli_util import duration_option
+from gpusched.cli_util import check_plan_size, duration_option, finite_option
 from gpusched.cli_util import fail as _fail
+from gpusched.safeio import shown
+
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+
+
+def _short_text(text: str, limit: int = 200) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
+def _check_kubeconfig(path: str) -> None:
+    """The file must be a YAML mapping: the client's own errors on garbage are long and blame others."""
+    from gpusched.safeio import InputError, parse_document, read_text
+
+    if not Path(path).exists():
+        raise _fail(f"--kubeconfig: file not found: {shown(path)}")
+    try:
+        data = parse_document(read_text(Path(path)), path, "yaml")
+    except InputError as exc:
+        raise _fail(f"--kubeconfig: {exc}") from None
+    if not isinstance(data, dict):
+        raise _fail(
+            f"--kubeconfig: {path}: not a kubeconfig (expected a YAML mapping with clusters, "
+            f"users and contexts; got {type(data).__name__})"
+        )
 
 
 class _Policy(str, Enum):
@@ -100,20 +127,35 @@ def operator(
     from gpusched.config import InputError, load_cluster
     from gpusched.scheduler import logs
 
+    # Every option is checked before any file is read or any server is called, so an error names the
+    # option that is wrong (not a later symptom such as a missing kubeconfig).
     if log_level.lower() not in ("debug", "info", "warning", "error"):
-        raise _fail(f"--log-level: expected debug, info, warning or error (got {log_level!r})")
+        raise _fail(
+            f"--log-level: {shown(log_level)} is not a level (expected debug, info, warning or error)"
+        )
     interval = _duration_s(replan_interval, "--replan-interval")
     horizon_h = _duration_s(horizon, "--horizon") / 3600
     slot_h = _duration_s(slot, "--slot") / 3600
     stale = _duration_s(stale_after, "--stale-after")
-    if slot_h > horizon_h:
-        raise _fail(f"--slot: {slot} is longer than --horizon {horizon}")
-    if time_limit <= 0:
-        raise _fail(f"--time-limit: must be positive (got {time_limit})")
-    if lease_duration < 2:
-        raise _fail(f"--lease-duration: must be at least 2 seconds (got {lease_duration})")
+    check_plan_size(horizon_h, slot_h, horizon, slot)
+    finite_option(time_limit, "--time-limit", maximum=3600.0)
+    if not 2 <= lease_duration <= 3600:
+        raise _fail(f"--lease-duration: {lease_duration} is out of range (expected 2 to 3600 seconds)")
     if not 0 <= metrics_port <= 65535:
-        raise _fail(f"--metrics-port: expected 0..65535 (got {metrics_port})")
+        raise _fail(f"--metrics-port: {metrics_port} is out of range (expected 0 to 65535)")
+    for option, value in (("--namespace", namespace), ("--lease-namespace", lease_namespace)):
+        if value is not None and not _DNS_LABEL.match(value):
+            raise _fail(
+                f"{option}: {shown(value)} is not a namespace name (expected at most 63 lowercase letters, "
+                "digits and '-', starting and ending with a letter or digit)"
+            )
+    if not _DNS_SUBDOMAIN.match(lease_name) or len(lease_name) > 253:
+        raise _fail(
+            f"--lease-name: {shown(lease_name)} is not a Lease name (expected at most 253 lowercase letters, "
+            "digits, '-' and '.', starting and ending with a letter or digit)"
+        )
+    if kubeconfig is not None:
+        _check_kubeconfig(kubeconfig)
     if node_selector is not None:
         from gpusched.scheduler.snapshot import parse_label_selector
 
@@ -121,8 +163,6 @@ def operator(
             parse_label_selector(node_selector)
         except ValueError as exc:
             raise _fail(f"--node-selector: {exc}") from None
-    if kubeconfig is not None and not Path(kubeconfig).is_file():
-        raise _fail(f"--kubeconfig: file not found: {kubeconfig}")
     try:
         cluster = load_cluster(cluster_config)
     except InputError as exc:
@@ -135,7 +175,9 @@ def operator(
     try:
         api_client = load_api_client(kubeconfig, context)
     except Exception as exc:
-        raise _fail(f"--kubeconfig: cannot load a Kubernetes configuration: {exc}") from None
+        raise _fail(
+            f"--kubeconfig: cannot load a Kubernetes configuration: {_short_text(str(exc))}"
+        ) from None
     settings = OperatorSettings(
         gpu_types=list(cluster.gpu_types),
         namespace=namespace,

@@ -50,14 +50,15 @@ class Slo:
 
 
 def parse_slo(text: str) -> Slo:
+    from gpusched.safeio import shown
     from gpusched.units import parse_duration_hours
 
     m = SLO_RE.match(text)
     if m is None:
-        raise ValueError(f"expected e.g. 'p95_queue<=1h' or 'avg_jct<=4h' (got {text!r})")
+        raise ValueError(f"{shown(text)} is not an objective (expected e.g. 'p95_queue<=1h' or 'avg_jct<=4h')")
     limit = parse_duration_hours(m.group(3))
     if limit <= 0:
-        raise ValueError(f"the limit must be positive (got {text!r})")
+        raise ValueError(f"the limit must be positive (got {shown(text)})")
     return Slo(metric=f"{m.group(1)}_{m.group(2)}_h", limit_h=limit, text=text.strip())
 
 

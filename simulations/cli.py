@@ -12,7 +12,30 @@ from typing import Annotated
 
 import typer
 
-from gpusched.cli_util import duration_option, fail, report_console
+from gpusched.cli_util import duration_option, fail, finite_option, report_console
+
+MAX_PLAN_WINDOW = 10_000
+"""Queued jobs per planner call: past this the planner's model cannot be solved between events."""
+
+
+def number_list(text: str, option: str, expected: str) -> list[float]:
+    """'1,16' -> [1.0, 16.0]; NaN, infinities and words are refused naming the option."""
+    import math
+
+    from gpusched.safeio import shown
+
+    values = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        try:
+            value = float(part)
+        except ValueError:
+            raise fail(f"{option}: {shown(part)} is not a number (expected {expected})") from None
+        if not math.isfinite(value):
+            raise fail(f"{option}: {shown(part)} is not a finite number (expected {expected})")
+        values.append(value)
+    return values
 
 
 def simulate(
@@ -125,9 +148,11 @@ def simulate(
     import sys
 
     from rich.console import Console
+    from rich.markup import escape
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
-    from gpusched.config import InputError
+    from gpusched.config import InputError, read_document
+    from gpusched.safeio import check_output_dir, shown
 
     err = Console(stderr=True)
 
@@ -140,7 +165,7 @@ def simulate(
     from gpusched.simulations.traces import FORMATS
 
     if fmt is not None and fmt not in FORMATS:
-        raise fail(f"--format: unknown format {fmt!r} (expected one of {', '.join(FORMATS)})")
+        raise fail(f"--format: unknown format {shown(fmt)} (expected one of {', '.join(FORMATS)})")
     names = [p.strip() for p in (compare.split(",") if compare else [policy]) if p.strip()]
     option = "--compare" if compare else "--policy"
     if not names:
@@ -148,17 +173,27 @@ def simulate(
     known = policy_names()
     for name in names:
         if name.lower() not in known and name.lower() != "tiresias":
-            raise fail(f"{option}: unknown policy {name!r} (known: {', '.join(known)})")
+            raise fail(f"{option}: unknown policy {shown(name)} (known: {', '.join(known)})")
     replan_h = hours(replan, "--replan")
     round_h = hours(gavel_round, "--gavel-round")
     starvation_h = hours(las_starvation, "--las-starvation")
     assert replan_h is not None and round_h is not None
-    try:
-        thresholds = [float(x) for x in las_thresholds.split(",") if x.strip()]
-    except ValueError:
-        raise fail(f"--las-thresholds: expected GPU-hours such as 1,16 (got {las_thresholds!r})") from None
+    thresholds = number_list(las_thresholds, "--las-thresholds", "GPU-hours such as 1,16")
     if not thresholds or thresholds[0] <= 0 or any(b <= a for a, b in itertools.pairwise(thresholds)):
-        raise fail(f"--las-thresholds: must be positive and increasing (got {las_thresholds!r})")
+        raise fail(
+            f"--las-thresholds: {shown(las_thresholds)} is not positive and increasing "
+            "(expected GPU-hours such as 1,16)"
+        )
+    finite_option(plan_time_limit, "--plan-time-limit", maximum=3600.0)
+    if plan_window > MAX_PLAN_WINDOW:
+        raise fail(f"--plan-window: {plan_window} is out of range (expected 1 to {MAX_PLAN_WINDOW})")
+    try:
+        if out is not None:
+            check_output_dir(out, "--out")
+        if throughputs is not None:
+            read_document(throughputs)  # limits, encoding and finite numbers, before the replay
+    except InputError as exc:
+        raise fail(str(exc)) from None
     config = SimConfig(
         seed=seed,
         checkpoint_on_preempt=checkpoint,
@@ -212,6 +247,16 @@ def simulate(
 
     summaries = [summarise(r) for r in results]
     _print_table(summaries)
+    for r in results:
+        errors = int(r.extra.get("plan_errors", 0) or 0)
+        if errors:
+            err.print(
+                f"[bold yellow]warning:[/] {r.policy}: {errors} of {r.extra.get('plans', '?')} planner calls "
+                "failed and fell back to backfilling FIFO; last error: "
+                f"{escape(' '.join(str(r.extra.get('last_plan_error', '')).split())[:200])}",
+                highlight=False,
+                soft_wrap=True,
+            )
     if out is not None:
         from gpusched.simulations.report import write_outputs
 
@@ -243,6 +288,32 @@ def _print_table(summaries: list[dict[str, object]]) -> None:
     for key, label in SUMMARY_FIELDS:
         table.add_row(label, *(_fmt(s.get(key)) for s in summaries))
     report_console(26 + 16 * len(summaries)).print(table)
+
+
+MAX_WHAT_IF_GPUS = 100_000
+
+
+def check_what_if(text: str, type_names: list[str]) -> None:
+    """A --what-if is checked before the sizing runs: a typo should not cost minutes of simulation."""
+    from gpusched.config import InputError
+    from gpusched.safeio import shown
+    from gpusched.simulations import capacity as cap
+
+    if m := cap.WHAT_IF_ADD.match(text):
+        if int(m.group(1)) > MAX_WHAT_IF_GPUS:
+            raise InputError(f"--what-if: {shown(text)} adds more than {MAX_WHAT_IF_GPUS:,} GPUs")
+        if m.group(2) not in type_names:
+            raise InputError(
+                f"--what-if: {shown(text)}: unknown GPU type {shown(m.group(2))} (known: {', '.join(type_names)})"
+            )
+        return
+    if cap.WHAT_IF_LOSE.match(text):
+        return
+    if m := cap.WHAT_IF_DEMAND.match(text):
+        if 1 + float(m.group(1).replace(" ", "")) / 100 <= 0:
+            raise InputError(f"--what-if: {shown(text)}: demand change must leave some demand")
+        return
+    raise InputError(f"--what-if: {shown(text)} (expected '+16 H100', 'lose node NAME' or 'demand +30%')")
 
 
 def capacity(
@@ -299,7 +370,7 @@ def capacity(
     fmt: Annotated[
         str | None, typer.Option("--format", "-f", help="Trace format (default: detected).")
     ] = None,
-    node_gpus: Annotated[int, typer.Option(help="GPUs per node of every candidate.", min=1)] = 8,
+    node_gpus: Annotated[int, typer.Option(help="GPUs per node of every candidate.", min=1, max=4096)] = 8,
     utilisations: Annotated[
         str, typer.Option(help="Target utilisations swept by the sizing model.")
     ] = "0.5,0.6,0.7,0.8,0.9",
@@ -315,8 +386,9 @@ def capacity(
     from rich.console import Console
     from rich.table import Table
 
-    from gpusched.config import InputError, load_cluster, write_atomic
+    from gpusched.config import InputError, load_cluster, validate
     from gpusched.model import GpuType
+    from gpusched.safeio import check_output_dir, shown, write_all_atomic
     from gpusched.simulations import capacity as cap
     from gpusched.simulations.engine import Simulator
     from gpusched.simulations.metrics import summarise
@@ -331,24 +403,31 @@ def capacity(
     except ValueError as exc:
         raise fail(f"--slo: {exc}") from None
     if policy.lower() not in policy_names():
-        raise fail(f"--policy: unknown policy {policy!r} (known: {', '.join(policy_names())})")
+        raise fail(f"--policy: unknown policy {shown(policy)} (known: {', '.join(policy_names())})")
+    finite_option(reserved_discount, "--reserved-discount", maximum=0.95, allow_min=True)
+    finite_option(budget, "--budget", maximum=1e12, allow_min=True)
     try:
+        if out is not None:
+            check_output_dir(out, "--out")
         if gpu_types:
             types = []
             for part in gpu_types.split(","):
                 bits = part.strip().split(":")
                 if len(bits) != 3:
                     raise InputError(
-                        f"--gpu-types: {part.strip()!r} is not NAME:PRICE:SPEED (e.g. A100:2.5:1.4)"
+                        f"--gpu-types: {shown(part.strip())} is not NAME:PRICE:SPEED (e.g. A100:2.5:1.4)"
                     )
-                try:
-                    types.append(
-                        GpuType(
-                            name=bits[0], memory_gib=80, price_per_hour=float(bits[1]), speed=float(bits[2])
-                        )
+                spec = "NAME:PRICE:SPEED such as A100:2.5:1.4"
+                price = number_list(bits[1], "--gpu-types", spec)
+                speed = number_list(bits[2], "--gpu-types", spec)
+                types.append(
+                    validate(
+                        GpuType,
+                        {"name": bits[0], "memory_gib": 80, "price_per_hour": price[0] if price else None,
+                         "speed": speed[0] if speed else None},
+                        f"--gpu-types: {shown(part.strip())}",
                     )
-                except ValueError as exc:
-                    raise InputError(f"--gpu-types: {part.strip()!r}: {str(exc).splitlines()[0]}") from None
+                )
         elif cluster is not None:
             types = list(load_cluster(cluster).gpu_types)
         else:
@@ -359,21 +438,22 @@ def capacity(
                 name, _, value = part.partition("=")
                 if name.strip() not in known:
                     raise InputError(
-                        f"--prices: unknown GPU type {name.strip()!r} (known: {', '.join(known)})"
+                        f"--prices: unknown GPU type {shown(name.strip())} (known: {', '.join(known)})"
                     )
-                try:
-                    known[name.strip()] = known[name.strip()].model_copy(
-                        update={"price_per_hour": float(value)}
-                    )
-                except ValueError:
-                    raise InputError(f"--prices: {part.strip()!r} is not NAME=PRICE") from None
+                amount = number_list(value, "--prices", "NAME=PRICE such as H100=3.5")
+                if len(amount) != 1:
+                    raise InputError(f"--prices: {shown(part.strip())} is not NAME=PRICE (e.g. H100=3.5)")
+                known[name.strip()] = validate(
+                    GpuType,
+                    {**known[name.strip()].model_dump(), "price_per_hour": amount[0]},
+                    f"--prices: {shown(part.strip())}",
+                )
             types = list(known.values())
-        try:
-            sweep = [float(u) for u in utilisations.split(",")]
-        except ValueError:
-            raise InputError(f"--utilisations: expected numbers in (0, 1] (got {utilisations!r})") from None
+        sweep = number_list(utilisations, "--utilisations", "numbers in (0, 1] such as 0.6,0.8")
         if not sweep or any(not 0 < u <= 1 for u in sweep):
-            raise InputError(f"--utilisations: expected numbers in (0, 1] (got {utilisations!r})")
+            raise InputError(f"--utilisations: {shown(utilisations)} is out of range (expected numbers in (0, 1])")
+        for text in what_if or []:
+            check_what_if(text, [t.name for t in types])
         from gpusched.simulations.inputs import detect_format
 
         the_fmt = fmt or detect_format(workload, "--workload")
@@ -518,14 +598,17 @@ def capacity(
             )
         report["what_ifs"] = whatifs
     if out is not None:
+        points = [
+            (float(c.metrics["bill"]), float(c.metrics["value"]), c.label, bool(c.metrics["meets"]))  # type: ignore[arg-type]
+            for c in candidates
+        ]
+        files: list[tuple[Path, str | bytes]] = [
+            (out / "frontier.png", cap.frontier_png(points, objective)),
+            (out / "capacity.json", json.dumps(report, indent=2, default=str) + "\n"),
+        ]
         try:
             out.mkdir(parents=True, exist_ok=True)
-            points = [
-                (float(c.metrics["bill"]), float(c.metrics["value"]), c.label, bool(c.metrics["meets"]))  # type: ignore[arg-type]
-                for c in candidates
-            ]
-            write_atomic(out / "frontier.png", cap.frontier_png(points, objective))
-            write_atomic(out / "capacity.json", json.dumps(report, indent=2, default=str) + "\n")
+            write_all_atomic(files)
         except OSError as exc:
             raise fail(f"--out: cannot write to {out}: {exc.strerror or exc}") from None
         console.print(f"wrote {out}/capacity.json and {out}/frontier.png")

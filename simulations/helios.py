@@ -29,7 +29,6 @@ paper's Figure 13).
 from __future__ import annotations
 
 import bisect
-import csv
 import heapq
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -38,6 +37,7 @@ from typing import Any
 
 from gpusched.config import InputError
 from gpusched.model import Cluster, GpuType, Node
+from gpusched.safeio import shown
 from gpusched.simulations.policies.base import SchedPolicy
 from gpusched.simulations.state import FULL, ClusterState, Share
 from gpusched.simulations.workload import SimJob, TraceJob
@@ -106,13 +106,16 @@ def helios_mean_duration_s(vc: str = "all") -> float:
 
 def _timestamps(path: Path) -> list[tuple[datetime, str]]:
     """(timestamp, VC) per data row of a Pollux-format philly.csv, in file order."""
+    from gpusched.simulations.traces import _rows
+
     out: list[tuple[datetime, str]] = []
-    with open(path, newline="") as f:
-        for line, row in enumerate(csv.DictReader(f), start=2):
-            try:
-                out.append((datetime.fromisoformat(row["timestamp"].strip()), (row.get("cluster") or "").strip()))
-            except (KeyError, ValueError, AttributeError) as exc:
-                raise InputError(f"{path}: row {line}: column timestamp: {row.get('timestamp')!r}: {exc}") from exc
+    for line, row in _rows(Path(path), ("timestamp",)):  # the same limits and errors as load_philly
+        try:
+            out.append((datetime.fromisoformat(row["timestamp"].strip()), (row.get("cluster") or "").strip()))
+        except (KeyError, ValueError, AttributeError):
+            raise InputError(
+                f"{path}: row {line}: column timestamp: not an ISO time (got {shown(row.get('timestamp'))})"
+            ) from None
     return out
 
 

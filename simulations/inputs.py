@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from gpusched import safeio
 from gpusched.config import InputError, load_cluster, read_document
 from gpusched.model import Cluster
 from gpusched.simulations import traces
@@ -17,11 +18,10 @@ def detect_format(trace: str, option: str = "--trace") -> str:
     if not path.exists():
         if "=" in trace or trace == "synthetic":
             return "synthetic"
-        raise InputError(f"{option}: file not found: {trace}")
+        raise InputError(f"{option}: file not found: {safeio.shown(trace)}")
     if path.suffix.lower() in (".yaml", ".yml"):
         return "synthetic"
-    with path.open(encoding="utf-8", errors="replace") as handle:
-        header = {h.strip() for h in handle.readline().split(",")}
+    header = {h.strip() for h in _first_line(path).split(",")}
     if {"timestamp", "duration", "num_gpus"} <= header:
         return "philly"
     if {"num_gpu", "gpu_milli", "creation_time"} <= header:
@@ -29,9 +29,22 @@ def detect_format(trace: str, option: str = "--trace") -> str:
     if {"submit", "duration", "gpus"} <= header:
         return "csv"
     raise InputError(
-        f"{path}: row 1: header {','.join(sorted(header))} is none of philly (timestamp,duration,num_gpus), "
+        f"{path}: row 1: header {safeio.shown(','.join(sorted(header)))} is none of philly (timestamp,duration,num_gpus), "
         "openb (name,num_gpu,gpu_milli,...) or csv (submit,duration,gpus); pass --format"
     )
+
+
+def _first_line(path: Path) -> str:
+    """The header line of a CSV, read within limits (a directory, binary data or UTF-16 is named)."""
+    if path.is_dir():
+        raise InputError(f"{path}: is a directory (expected a trace file)")
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(64 << 10)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    line = head.split(b"\n", 1)[0]
+    return safeio.decode_text(line if len(line) < len(head) or len(head) < (64 << 10) else b"", str(path))
 
 
 def resolve_cluster(cluster: Path | None, fmt: str, trace: str) -> Cluster:

@@ -15,7 +15,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from gpusched.config import write_atomic
+from gpusched.safeio import write_all_atomic
 from gpusched.simulations.engine import SimResult
 from gpusched.simulations.metrics import job_rows, summarise
 
@@ -155,20 +155,26 @@ time-average of free GPUs that no waiting job could use while some job waited.</
 
 
 def write_outputs(results: list[SimResult], outdir: Path, meta: dict[str, Any]) -> list[dict[str, Any]]:
-    """Write every output file for `results` into `outdir`; returns the summaries."""
+    """Write every output file for `results` into `outdir`; returns the summaries.
+
+    Every file is rendered in memory first and then written with write_all_atomic: a failure
+    (matplotlib, a full disk) leaves none of this run's files rather than a summary without plots.
+    """
     outdir = Path(outdir)
-    outdir.mkdir(parents=True, exist_ok=True)
     summaries = [summarise(r) for r in results]
     payload = {"meta": meta, "summaries": [{k: _json_safe(v) for k, v in s.items()} for s in summaries]}
-    write_atomic(outdir / "summary.json", json.dumps(payload, indent=2) + "\n")
-    write_atomic(outdir / "summary.csv", _csv_text(summaries))
     rows: list[dict[str, Any]] = []
     for r in results:
         rows.extend(job_rows(r))
-    write_atomic(outdir / "jobs.csv", _csv_text(rows))
-    write_atomic(outdir / "timeseries.csv", _csv_text(timeseries_rows(results)))
     images = plots(results)
-    for name, data in images.items():
-        write_atomic(outdir / name, data)
-    write_atomic(outdir / "report.html", html_report(summaries, images, meta))
+    files: list[tuple[Path, str | bytes]] = [
+        (outdir / "summary.json", json.dumps(payload, indent=2) + "\n"),
+        (outdir / "summary.csv", _csv_text(summaries)),
+        (outdir / "jobs.csv", _csv_text(rows)),
+        (outdir / "timeseries.csv", _csv_text(timeseries_rows(results))),
+        *((outdir / name, data) for name, data in images.items()),
+        (outdir / "report.html", html_report(summaries, images, meta)),
+    ]
+    outdir.mkdir(parents=True, exist_ok=True)
+    write_all_atomic(files)
     return summaries

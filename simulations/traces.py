@@ -14,23 +14,23 @@ row (file line number), the column and the value.
 from __future__ import annotations
 
 import csv
+import io
 import math
 import random
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    NonNegativeFloat,
-    PositiveInt,
     ValidationError,
     field_validator,
 )
 
+from gpusched import safeio
 from gpusched.config import InputError, read_document, validate
 from gpusched.model import Cluster, GpuType, Node
 from gpusched.simulations.workload import TraceJob
@@ -42,14 +42,21 @@ MIN_WORK_S = 1.0
 
 
 class _Row(BaseModel):
-    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
+    # allow_inf_nan=False: 'nan' or 'inf' in a numeric column is refused with its row and column.
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True, allow_inf_nan=False)
+
+
+MAX_SECONDS = 3600.0 * 1e6
+"""Times and durations in a trace (seconds): past a million hours a value is corrupt."""
+Seconds = Annotated[float, Field(ge=0, le=MAX_SECONDS)]
+Gang = Annotated[int, Field(ge=0, le=1_000_000)]
 
 
 class PhillyRow(_Row):
     timestamp: datetime
-    duration: NonNegativeFloat
-    num_gpus: PositiveInt
-    gpu_time: NonNegativeFloat | None = None
+    duration: Seconds
+    num_gpus: Annotated[int, Field(gt=0, le=1_000_000)]
+    gpu_time: Annotated[float, Field(ge=0)] | None = None
     cluster: str = ""
 
 
@@ -57,14 +64,14 @@ class OpenbPod(_Row):
     name: str = Field(min_length=1)
     cpu_milli: int = Field(ge=0)
     memory_mib: int = Field(ge=0)
-    num_gpu: int = Field(ge=0)
+    num_gpu: Gang
     gpu_milli: int = Field(ge=0, le=1000)
     gpu_spec: str = ""
     qos: str = ""
     pod_phase: str = ""
-    creation_time: float = Field(ge=0)
-    deletion_time: float | None = None
-    scheduled_time: float | None = None
+    creation_time: Seconds
+    deletion_time: Seconds | None = None
+    scheduled_time: Seconds | None = None
 
     @field_validator("deletion_time", "scheduled_time", mode="before")
     @classmethod
@@ -80,27 +87,27 @@ class OpenbNode(_Row):
     sn: str = Field(min_length=1)
     cpu_milli: int = Field(ge=0)
     memory_mib: int = Field(ge=0)
-    gpu: int = Field(ge=0)
+    gpu: int = Field(ge=0, le=4096)
     model: str = ""
 
 
 class GenericRow(_Row):
     """gpusched's generic trace CSV; times and durations in seconds from the trace start."""
 
-    submit: NonNegativeFloat
-    duration: NonNegativeFloat
+    submit: Seconds
+    duration: Seconds
     """Seconds on a speed-1.0 GPU (the reference)."""
-    gpus: PositiveInt
+    gpus: Annotated[int, Field(gt=0, le=1_000_000)]
     name: str = ""
     gpu_types: str = ""
     """Allowed types joined by '|'; empty means any."""
     gpu_milli: int = Field(default=1000, ge=1, le=1000)
-    priority: float = Field(default=1.0, gt=0)
+    priority: float = Field(default=1.0, gt=0, le=1e6)
     team: str = "default"
-    deadline: float | None = None
+    deadline: Seconds | None = None
     preemptible: bool = True
-    restart_overhead: NonNegativeFloat = 0.0
-    checkpoint_interval: float | None = Field(default=None, gt=0)
+    restart_overhead: Seconds = 0.0
+    checkpoint_interval: float | None = Field(default=None, gt=0, le=MAX_SECONDS)
 
     @field_validator("deadline", "checkpoint_interval", mode="before")
     @classmethod
@@ -125,24 +132,22 @@ GENERIC_COLUMNS = {
 
 
 def _rows(path: Path, required: tuple[str, ...]) -> Iterator[tuple[int, dict[str, str]]]:
+    text = safeio.read_text(path, safeio.MAX_TABLE_BYTES)
+    reader = csv.DictReader(io.StringIO(text, newline=""))
     try:
-        handle = path.open(newline="", encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError(f"{path}: file not found") from None
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    with handle:
-        reader = csv.DictReader(handle)
         header = reader.fieldnames or []
         missing = [c for c in required if c not in header]
         if missing:
             raise InputError(
-                f"{path}: row 1: missing column(s) {', '.join(missing)} (header is {','.join(header) or 'empty'})"
+                f"{path}: row 1: missing column(s) {', '.join(missing)} "
+                f"(header is {safeio.shown(','.join(header)) if header else 'empty'})"
             )
         for line, row in enumerate(reader, start=2):
             if None in row:
                 raise InputError(f"{path}: row {line}: more fields than the header's {len(header)}")
             yield line, row
+    except csv.Error as exc:
+        raise InputError(f"{path}: row {reader.line_num}: malformed CSV: {exc}") from None
 
 
 def _parse(model: type[_Row], path: Path, line: int, row: dict[str, Any]) -> Any:
@@ -153,7 +158,7 @@ def _parse(model: type[_Row], path: Path, line: int, row: dict[str, Any]) -> Any
         col = ".".join(str(p) for p in err.get("loc", ())) or "?"
         msg = err.get("msg", "invalid value")
         value = row.get(col, err.get("input"))
-        raise InputError(f"{path}: row {line}: column {col}: {msg} (got {value!r})") from None
+        raise InputError(f"{path}: row {line}: column {col}: {msg} (got {safeio.shown(value)})") from None
 
 
 # ------------------------------------------------------------------------------------------ philly
@@ -265,7 +270,7 @@ def load_generic(path: Path, limit: int | None = None) -> list[TraceJob]:
         r: GenericRow = _parse(GenericRow, path, line, clean)
         name = r.name or f"job-{line - 1}"
         if name in names:
-            raise InputError(f"{path}: row {line}: column name: duplicate job name (got {name!r})")
+            raise InputError(f"{path}: row {line}: column name: duplicate job name (got {safeio.shown(name)})")
         names.add(name)
         if r.gpu_milli < 1000 and r.gpus != 1:
             raise InputError(
@@ -323,20 +328,20 @@ PHILLY_LOG_DURATION = (6.79, 2.16)
 class SyntheticSpec(BaseModel):
     """Parameters of the synthetic generator (a YAML file, or 'key=value,...' on the command line)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    jobs: PositiveInt = 1000
-    rate_per_hour: float | None = Field(default=None, gt=0)
+    jobs: int = Field(default=1000, gt=0, le=1_000_000)
+    rate_per_hour: float | None = Field(default=None, ge=1e-6, le=1e6)
     """Poisson arrival rate; when absent it is derived from `load` and the cluster's GPUs."""
-    load: float = Field(default=0.8, gt=0)
+    load: float = Field(default=0.8, gt=0, le=1000)
     """Offered load (GPU-hours requested per GPU-hour of capacity) used to derive the rate."""
-    max_gpus: PositiveInt = 128
-    max_duration_h: float = Field(default=24 * 7, gt=0)
-    deadline_slack: float | None = Field(default=None, gt=1)
+    max_gpus: int = Field(default=128, gt=0, le=1_000_000)
+    max_duration_h: float = Field(default=24 * 7, gt=0, le=1e6)
+    deadline_slack: float | None = Field(default=None, gt=1, le=1e6)
     """When set, every job gets a deadline at release + slack x duration."""
     preemptible: bool = True
-    restart_overhead_s: NonNegativeFloat = 0.0
-    seed: int = 0
+    restart_overhead_s: float = Field(default=0.0, ge=0, le=MAX_SECONDS)
+    seed: int = Field(default=0, ge=0, lt=2**63)
 
 
 def parse_synthetic_spec(text: str, seed: int | None = None, option: str = "--trace") -> SyntheticSpec:
@@ -351,7 +356,7 @@ def parse_synthetic_spec(text: str, seed: int | None = None, option: str = "--tr
         source = option
         for part in filter(None, (p.strip() for p in text.split(","))):
             if "=" not in part:
-                raise InputError(f"{option}: synthetic spec part {part!r} is not key=value (e.g. jobs=500,load=0.7)")
+                raise InputError(f"{option}: synthetic spec part {safeio.shown(part)} is not key=value (e.g. jobs=500,load=0.7)")
             k, v = part.split("=", 1)
             data[k.strip()] = v.strip()
     if seed is not None and isinstance(data, dict) and "seed" not in data:
@@ -417,7 +422,7 @@ def load_trace(
     elif fmt == "synthetic":
         jobs = synthetic_jobs(parse_synthetic_spec(trace, seed, option), cluster.total_gpus() if cluster else 64)
     else:
-        raise InputError(f"--format: unknown trace format {fmt!r} (expected one of {', '.join(FORMATS)})")
+        raise InputError(f"--format: unknown trace format {safeio.shown(fmt)} (expected one of {', '.join(FORMATS)})")
     return subset(jobs, limit, start, end)
 
 

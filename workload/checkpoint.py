@@ -17,13 +17,14 @@ import contextlib
 import hashlib
 import os
 import re
-import socket
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
+
+from gpusched.safeio import tmp_path_for, write_atomic
 
 FORMAT_VERSION = 1
 _NAME = re.compile(r"^ckpt-(\d{9})\.(pt|json)$")
@@ -54,40 +55,8 @@ def manifest_name(step: int) -> str:
     return f"ckpt-{step:09d}.json"
 
 
-def _tmp_path(path: Path) -> Path:
-    # Unique per writer: several nodes may share one volume, and a fixed temporary name would let
-    # two writers interleave their bytes in it.
-    return path.with_name(f".{path.name}.tmp-{socket.gethostname()}-{os.getpid()}")
-
-
-def fsync_dir(directory: Path) -> None:
-    """Make renames in `directory` durable (a no-op where directories cannot be opened)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """Temporary file, fsync, rename, fsync of the directory."""
-    tmp = _tmp_path(path)
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-    fsync_dir(path.parent)
+write_bytes_atomic = write_atomic
+"""The one atomic writer (gpusched.safeio): temporary file, fsync, rename, fsync of the directory."""
 
 
 def sha256_of(path: Path) -> str:
@@ -112,7 +81,7 @@ def save(
 
     directory.mkdir(parents=True, exist_ok=True)
     final = directory / payload_name(step)
-    tmp = _tmp_path(final)
+    tmp = tmp_path_for(final)
     try:
         with open(tmp, "wb") as fh:
             torch.save(payload, fh)
@@ -181,6 +150,33 @@ def validate(directory: Path, step: int) -> tuple[CheckpointManifest | None, str
     return manifest, ""
 
 
+_PAYLOAD_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "step": int,
+    "data_position": int,
+    "model": dict,
+    "optimizer": dict,
+    "rng": list,
+    "shape": dict,
+    "seed": int,
+}
+"""What the trainer reads back from a payload: anything else (a tensor, a dict of something else)
+loads fine with torch but is no checkpoint, and must be skipped like a corrupt file, not crash."""
+
+
+def payload_problem(payload: Any, step: int) -> str:
+    """'' when `payload` has every field the trainer reads, for `step`; else what is wrong."""
+    if not isinstance(payload, dict):
+        return f"a {type(payload).__name__}, not a dict"
+    for key, kind in _PAYLOAD_FIELDS.items():
+        if key not in payload:
+            return f"no {key!r}"
+        if not isinstance(payload[key], kind) or isinstance(payload[key], bool):
+            return f"{key!r} is a {type(payload[key]).__name__}"
+    if payload["step"] != step:
+        return f"it describes step {payload['step']}, not {step}"
+    return ""
+
+
 def load_latest(directory: Path, warn: Warn) -> tuple[CheckpointManifest, dict[str, Any]] | None:
     """The newest checkpoint that validates and loads; every newer bad one is warned about and quarantined."""
     import torch
@@ -197,8 +193,9 @@ def load_latest(directory: Path, warn: Warn) -> tuple[CheckpointManifest, dict[s
             warn(f"skipping checkpoint at step {step}: torch.load failed: {str(exc).splitlines()[0]}")
             _quarantine(directory, step)
             continue
-        if not isinstance(payload, dict) or payload.get("step") != step:
-            warn(f"skipping checkpoint at step {step}: payload does not describe step {step}")
+        problem = payload_problem(payload, step)
+        if problem:
+            warn(f"skipping checkpoint at step {step}: the payload is not a checkpoint: {problem}")
             _quarantine(directory, step)
             continue
         return manifest, payload

@@ -140,9 +140,10 @@ def main(argv: list[str] | None = None) -> int:
     app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
     app.command()(train)
     command = typer.main.get_command(app)
+    given = sys.argv[1:] if argv is None else argv
     try:
         result = command.main(
-            args=sys.argv[1:] if argv is None else argv,
+            args=given,
             prog_name="python -m gpusched.workload",
             standalone_mode=False,
         )
@@ -153,7 +154,9 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:
         # typer vendors its own click; its UsageError is recognised by shape, not by a private import.
         if getattr(exc, "exit_code", None) == EXIT_USAGE and hasattr(exc, "format_message"):
-            sys.stderr.write(f"error: {exc.format_message()}\n")
+            from gpusched.cli_util import usage_error_line
+
+            sys.stderr.write(f"error: {usage_error_line(exc, given)}\n")
             return EXIT_USAGE
         raise
     return int(result) if isinstance(result, int) else 0

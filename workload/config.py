@@ -12,6 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from gpusched.safeio import shown
 from gpusched.workload_contract import (
     ENV_CHECKPOINT_DIR,
     ENV_JOB_NAME,
@@ -56,21 +57,21 @@ Device = Literal["auto", "cpu", "cuda"]
 class TrainConfig(BaseModel):
     """Everything a run needs; the CLI builds it, the trainer only reads it."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     shape: ModelShape
     preset: str | None = None
-    steps: int = Field(ge=1)
-    batch_size: int = Field(ge=1, description="sequences per rank per step")
+    steps: int = Field(ge=1, le=10**12)
+    batch_size: int = Field(ge=1, le=1_000_000, description="sequences per rank per step")
     lr: float = Field(gt=0, le=10)
-    warmup_steps: int = Field(ge=0)
+    warmup_steps: int = Field(ge=0, le=10**12)
     weight_decay: float = Field(ge=0, le=1)
-    grad_clip: float = Field(ge=0)
+    grad_clip: float = Field(ge=0, le=1e6)
     seed: int = Field(ge=0, lt=2**63)
     checkpoint_dir: Path
-    checkpoint_every: int = Field(ge=0)
-    keep: int = Field(ge=1)
-    log_every: int = Field(ge=1)
+    checkpoint_every: int = Field(ge=0, le=10**12)
+    keep: int = Field(ge=1, le=1_000_000)
+    log_every: int = Field(ge=1, le=10**12)
     status_file: Path | None = None
     termination_message_path: Path
     device: Device = "auto"
@@ -98,7 +99,7 @@ def build_config(
 ) -> TrainConfig:
     """Resolve the preset, explicit overrides and environment defaults into one validated config."""
     if model not in PRESETS:
-        raise UsageError(f"--model: expected one of {', '.join(PRESETS)} (got {model!r})")
+        raise UsageError(f"--model: expected one of {', '.join(PRESETS)} (got {shown(model)})")
     base = PRESETS[model].model_dump()
     overrides = {
         "layers": layers,
@@ -120,6 +121,7 @@ def build_config(
         checkpoint_dir = Path(env_dir)
     if status_file is None and os.environ.get(ENV_STATUS_FILE):
         status_file = Path(os.environ[ENV_STATUS_FILE])
+    _check_paths(checkpoint_dir, status_file)
     if termination_message_path is None:
         termination_message_path = Path(
             os.environ.get(ENV_TERMINATION_MESSAGE_PATH) or TERMINATION_MESSAGE_PATH
@@ -141,6 +143,26 @@ def build_config(
         raise UsageError(_one_line(exc, flag_prefix=True)) from None
 
 
+def _check_paths(checkpoint_dir: Path, status_file: Path | None) -> None:
+    """Refuse, before torch loads and ranks meet, paths the run could never write.
+
+    A checkpoint directory that is a file (or under one), or a status file that is a directory,
+    would otherwise fail at the first checkpoint, after the work it was meant to save.
+    """
+    from gpusched.safeio import InputError, check_output_dir
+
+    try:
+        check_output_dir(checkpoint_dir, "--checkpoint-dir")
+        if status_file is not None:
+            if status_file.is_dir():
+                raise InputError(
+                    f"--status-file: {shown(str(status_file))} is a directory (expected a file path)"
+                )
+            check_output_dir(status_file.parent, "--status-file")
+    except InputError as exc:
+        raise UsageError(str(exc)) from None
+
+
 def _one_line(exc: ValidationError, *, flag_prefix: bool) -> str:
     err = exc.errors(include_url=False)[0]
     loc = [str(p) for p in err.get("loc", ()) if p != "shape"]
@@ -150,4 +172,4 @@ def _one_line(exc: ValidationError, *, flag_prefix: bool) -> str:
         return msg[len("Value error, ") :]
     flag = "--" + name.replace("_", "-") if flag_prefix and name else name
     value = err.get("input")
-    return f"{flag}: {msg.lower()} (got {value!r})"
+    return f"{flag}: {msg.lower()} (got {shown(value)})"

@@ -11,6 +11,7 @@ import signal
 from dataclasses import dataclass
 from types import FrameType
 
+from gpusched.safeio import shown
 from gpusched.workload.config import UsageError
 
 _VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
@@ -25,18 +26,18 @@ class Placement:
     """True under torchrun (or an operator that sets its variables), False for a lone process."""
 
 
-def env_int(name: str, default: int | None = None, minimum: int = 0) -> int:
+def env_int(name: str, default: int | None = None, minimum: int = 0, maximum: int = 1 << 31) -> int:
     raw = os.environ.get(name)
     if raw is None or raw == "":
         if default is None:
             raise UsageError(f"${name}: not set, but WORLD_SIZE is (torchrun sets both)")
         return default
     try:
-        value = int(raw)
+        value = int(raw) if len(raw) <= 20 else int("x")
     except ValueError:
-        raise UsageError(f"${name}: expected an integer (got {raw!r})") from None
-    if value < minimum:
-        raise UsageError(f"${name}: must be >= {minimum} (got {value})")
+        raise UsageError(f"${name}: expected an integer (got {shown(raw)})") from None
+    if not minimum <= value <= maximum:
+        raise UsageError(f"${name}: {value} is out of range (expected {minimum} to {maximum})")
     return value
 
 
@@ -44,7 +45,7 @@ def placement_from_env() -> Placement:
     """Read RANK, WORLD_SIZE, LOCAL_RANK (and check MASTER_ADDR/PORT are there) from the environment."""
     if not os.environ.get("WORLD_SIZE"):
         return Placement(rank=0, world_size=1, local_rank=0, launched=False)
-    world = env_int("WORLD_SIZE", minimum=1)
+    world = env_int("WORLD_SIZE", minimum=1, maximum=1_000_000)
     rank = env_int("RANK")
     local_rank = env_int("LOCAL_RANK", default=0)
     if rank >= world:
@@ -52,7 +53,7 @@ def placement_from_env() -> Placement:
     for name in ("MASTER_ADDR", "MASTER_PORT"):
         if not os.environ.get(name):
             raise UsageError(f"${name}: not set, but WORLD_SIZE is (env:// rendezvous needs it)")
-    env_int("MASTER_PORT", minimum=1)
+    env_int("MASTER_PORT", minimum=1, maximum=65535)
     return Placement(rank=rank, world_size=world, local_rank=local_rank, launched=True)
 
 

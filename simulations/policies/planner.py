@@ -33,6 +33,7 @@ What the planner is shown (`_snapshot`), chosen so the model stays small on 82k-
 from __future__ import annotations
 
 import heapq
+import logging
 import math
 import time
 from collections.abc import Callable, Iterable
@@ -42,6 +43,8 @@ from gpusched.model import CapacityChange, Cluster, Job, Node, RunningState
 from gpusched.simulations.policies.base import SchedPolicy
 from gpusched.simulations.state import FULL
 from gpusched.simulations.workload import SimJob
+
+log = logging.getLogger("gpusched.simulate")
 
 STALL_LIMIT = 20
 SCAN_LIMIT = 2000
@@ -458,6 +461,12 @@ class PlannerPolicy(SchedPolicy):
         except Exception as exc:  # the planner is another component: a crash must not kill a sweep
             self.plan_errors += 1
             self.last_error = f"{type(exc).__name__}: {exc}"
+            if self.plan_errors == 1:  # loud once, on the terminal; the count is in the summary
+                log.warning(
+                    "warning: %s: the planner failed at t=%.2fh (%s); this round and any later failed "
+                    "one fall back to backfilling FIFO (plan_errors in the summary counts them)",
+                    self.name, now, " ".join(self.last_error.split())[:200],
+                )
             self._fallback()
             return None
         finally:

@@ -26,7 +26,16 @@ SHAPE = {"layers": 1, "heads": 1, "d_model": 8, "vocab_size": 8, "seq_len": 4}
 
 
 def _save(directory: Path, step: int) -> ckpt.CheckpointManifest:
-    payload = {"step": step, "weights": torch.full((64,), float(step)), "rng": [[3, [1, 2], None]]}
+    payload = {
+        "step": step,
+        "data_position": step * 8,
+        "model": {},
+        "optimizer": {},
+        "shape": SHAPE,
+        "seed": 0,
+        "weights": torch.full((64,), float(step)),
+        "rng": [[3, [1, 2], None]],
+    }
     return ckpt.save(directory, payload, step=step, data_position=step * 8, world_size=2, shape=SHAPE)
 
 
@@ -91,6 +100,26 @@ def test_manifest_without_loadable_payload_is_skipped(tmp_path: Path) -> None:
     (tmp_path / "ckpt-000000002.json").write_text(manifest.model_dump_json())
     step, warnings = _load(tmp_path)
     assert step == 1 and "torch.load failed" in warnings[0]
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        torch.zeros(3),
+        [1, 2, 3],
+        {"step": 2},
+        {"step": 2, "data_position": 0, "model": [], "optimizer": {}, "rng": [], "shape": {}, "seed": 0},
+    ],
+    ids=["tensor", "list", "dict-without-fields", "model-not-a-state-dict"],
+)
+def test_hash_matching_payload_that_is_not_a_checkpoint_is_skipped(tmp_path: Path, payload: object) -> None:
+    """torch loads it and the manifest's hash matches, but the trainer could not resume from it."""
+    _save(tmp_path, 1)
+    ckpt.save(tmp_path, payload, step=2, data_position=0, world_size=1, shape=SHAPE)  # type: ignore[arg-type]
+    step, warnings = _load(tmp_path)
+    assert step == 1
+    assert len(warnings) == 1 and "not a checkpoint" in warnings[0]
+    assert (tmp_path / "ckpt-000000002.pt.corrupt").exists()
 
 
 def test_nothing_valid_means_fresh_start(tmp_path: Path) -> None:
