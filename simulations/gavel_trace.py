@@ -25,7 +25,6 @@ seed gives Gavel's job sequence:
 
 from __future__ import annotations
 
-import json
 import math
 import random
 import re
@@ -35,6 +34,7 @@ from pathlib import Path
 
 from gpusched.config import InputError
 from gpusched.model import Cluster, GpuType, Node
+from gpusched.safeio import read_document
 from gpusched.simulations.workload import TraceJob
 
 GAVEL_GPU_TYPES = ("v100", "p100", "k80")
@@ -89,12 +89,7 @@ def load_throughputs(path: Path) -> Throughputs:
     and Gavel's default cluster is consolidated.
     """
     path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(f"{path}: file not found") from None
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{path}: line {exc.lineno} column {exc.colno}: malformed JSON: {exc.msg}") from None
+    data = read_document(path)  # size cap, encoding, duplicate keys, finite numbers: one line each
     if not isinstance(data, dict):
         raise InputError(f"{path}: <root>: expected an object of GPU types (got {type(data).__name__})")
     out: Throughputs = {}
@@ -105,14 +100,20 @@ def load_throughputs(path: Path) -> Throughputs:
         for key, entry in per_job.items():
             match = _KEY.match(key)
             if match is None:
-                raise InputError(f"{path}: {gpu}.{key}: not a job key (expected \"('Model (batch size N)', scale)\")")
+                raise InputError(
+                    f"{path}: {gpu}.{key}: not a job key (expected \"('Model (batch size N)', scale)\")"
+                )
             value = entry.get("null") if isinstance(entry, dict) else None
             if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
-                raise InputError(f"{path}: {gpu}.{key}.null: expected a throughput >= 0 steps/s (got {value!r})")
+                raise InputError(
+                    f"{path}: {gpu}.{key}.null: expected a throughput >= 0 steps/s (got {value!r})"
+                )
             out.setdefault((match.group(1), int(match.group(2))), {})[gpu] = float(value)
     complete = {k: v for k, v in out.items() if all(g in v for g in GAVEL_GPU_TYPES)}
     if not complete:
-        raise InputError(f"{path}: no job type has isolated throughputs on all of {', '.join(GAVEL_GPU_TYPES)}")
+        raise InputError(
+            f"{path}: no job type has isolated throughputs on all of {', '.join(GAVEL_GPU_TYPES)}"
+        )
     return complete
 
 
@@ -132,9 +133,11 @@ def load_gavel_trace(path: Path) -> list[GavelJob]:
             continue
         fields = line.split("\t")
         if len(fields) != 10:
-            raise InputError(f"{path}: line {number}: {len(fields)} tab-separated fields (expected 10: job_type, "
-                             "command, working_directory, num_steps_arg, needs_data_dir, total_steps, "
-                             "scale_factor, priority_weight, SLO, arrival_time)")
+            raise InputError(
+                f"{path}: line {number}: {len(fields)} tab-separated fields (expected 10: job_type, "
+                "command, working_directory, num_steps_arg, needs_data_dir, total_steps, "
+                "scale_factor, priority_weight, SLO, arrival_time)"
+            )
         job_type = fields[0]
         try:
             steps = float(fields[5])
@@ -142,11 +145,15 @@ def load_gavel_trace(path: Path) -> list[GavelJob]:
             weight = float(fields[7])
             arrival = float(fields[9])
         except ValueError:
-            raise InputError(f"{path}: line {number}: total_steps, scale_factor, priority_weight and "
-                             f"arrival_time must be numbers (got {fields[5]!r}, {fields[6]!r}, {fields[7]!r}, "
-                             f"{fields[9]!r})") from None
+            raise InputError(
+                f"{path}: line {number}: total_steps, scale_factor, priority_weight and "
+                f"arrival_time must be numbers (got {fields[5]!r}, {fields[6]!r}, {fields[7]!r}, "
+                f"{fields[9]!r})"
+            ) from None
         if not job_type:
-            raise InputError(f"{path}: line {number}: job_type: empty (expected e.g. 'ResNet-50 (batch size 64)')")
+            raise InputError(
+                f"{path}: line {number}: job_type: empty (expected e.g. 'ResNet-50 (batch size 64)')"
+            )
         if not (steps > 0 and math.isfinite(steps)):
             raise InputError(f"{path}: line {number}: total_steps: expected > 0 (got {fields[5]!r})")
         if scale < 1:
@@ -154,10 +161,14 @@ def load_gavel_trace(path: Path) -> list[GavelJob]:
         if not (weight > 0 and math.isfinite(weight)):
             raise InputError(f"{path}: line {number}: priority_weight: expected > 0 (got {fields[7]!r})")
         if not (arrival >= 0 and math.isfinite(arrival)):
-            raise InputError(f"{path}: line {number}: arrival_time: expected seconds >= 0 (got {fields[9]!r})")
+            raise InputError(
+                f"{path}: line {number}: arrival_time: expected seconds >= 0 (got {fields[9]!r})"
+            )
         if arrival < last:
-            raise InputError(f"{path}: line {number}: arrival_time: {arrival} is before the previous job's "
-                             f"{last} (expected non-decreasing arrivals)")
+            raise InputError(
+                f"{path}: line {number}: arrival_time: {arrival} is before the previous job's "
+                f"{last} (expected non-decreasing arrivals)"
+            )
         last = arrival
         jobs.append(GavelJob(job_type, scale, steps, arrival, weight))
     if not jobs:
@@ -212,8 +223,10 @@ def generate(
                 break
         key = (job_type, scale)
         if key not in throughputs:
-            raise InputError(f"throughputs: no entry for {key} (Gavel's generator needs every job type of its "
-                             "table at scale factors 1, 2, 4 and 8 for distributed types)")
+            raise InputError(
+                f"throughputs: no entry for {key} (Gavel's generator needs every job type of its "
+                "table at scale factors 1, 2, 4 and 8 for distributed types)"
+            )
         weight = 1.0
         if multi_priority and job_rng.uniform(0, 1) <= 0.2:
             weight = 5.0
@@ -234,24 +247,37 @@ def to_trace_jobs(
         key = (job.job_type, job.scale_factor)
         thr = throughputs.get(key)
         if thr is None:
-            raise InputError(f"job {i}: no throughput for job type {job.job_type!r} at scale factor "
-                             f"{job.scale_factor} (known: {len(throughputs)} keys in the throughputs file)")
+            raise InputError(
+                f"job {i}: no throughput for job type {job.job_type!r} at scale factor "
+                f"{job.scale_factor} (known: {len(throughputs)} keys in the throughputs file)"
+            )
         ref = thr.get(reference, 0.0)
         if ref <= 0:
-            raise InputError(f"job {i}: {job.job_type!r} x{job.scale_factor} has no throughput on the "
-                             f"reference type {reference!r}")
+            raise InputError(
+                f"job {i}: {job.job_type!r} x{job.scale_factor} has no throughput on the "
+                f"reference type {reference!r}"
+            )
         usable = tuple(g for g in GAVEL_GPU_TYPES if thr.get(g, 0.0) > 0)
-        out.append(TraceJob(
-            name=f"{prefix}-{i}", gpus=job.scale_factor, work=job.total_steps / ref / 3600.0,
-            release=job.arrival / 3600.0, gpu_types=usable, speeds={g: thr[g] / ref for g in usable},
-            priority=job.priority_weight, model=job.job_type,
-        ))
+        out.append(
+            TraceJob(
+                name=f"{prefix}-{i}",
+                gpus=job.scale_factor,
+                work=job.total_steps / ref / 3600.0,
+                release=job.arrival / 3600.0,
+                gpu_types=usable,
+                speeds={g: thr[g] / ref for g in usable},
+                priority=job.priority_weight,
+                model=job.job_type,
+            )
+        )
     return out
 
 
 def lower_bound_hours(jobs: Iterable[GavelJob], throughputs: Throughputs) -> list[float]:
     """Each job's JCT if it ran alone on its fastest GPU type from arrival: no queue, no sharing."""
-    return [job.total_steps / max(throughputs[(job.job_type, job.scale_factor)].values()) / 3600.0 for job in jobs]
+    return [
+        job.total_steps / max(throughputs[(job.job_type, job.scale_factor)].values()) / 3600.0 for job in jobs
+    ]
 
 
 def gavel_cluster(v100: int = 36, p100: int = 36, k80: int = 36, per_node: int = 1) -> Cluster:
@@ -264,6 +290,9 @@ def gavel_cluster(v100: int = 36, p100: int = 36, k80: int = 36, per_node: int =
     memory = {"v100": 16.0, "p100": 16.0, "k80": 12.0}
     return Cluster(
         gpu_types=[GpuType(name=g, memory_gib=memory[g]) for g in GAVEL_GPU_TYPES if counts[g]],
-        nodes=[Node(name=f"{g}-{i:03d}", gpu_type=g, gpu_count=per_node)
-               for g in GAVEL_GPU_TYPES for i in range(counts[g] // per_node)],
+        nodes=[
+            Node(name=f"{g}-{i:03d}", gpu_type=g, gpu_count=per_node)
+            for g in GAVEL_GPU_TYPES
+            for i in range(counts[g] // per_node)
+        ],
     )

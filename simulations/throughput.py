@@ -10,7 +10,6 @@ is taken to be measured on the reference type. Cluster types are matched to Gave
 
 from __future__ import annotations
 
-import json
 import random
 import zlib
 from dataclasses import replace
@@ -18,6 +17,7 @@ from pathlib import Path
 
 from gpusched.config import InputError
 from gpusched.model import Cluster
+from gpusched.safeio import read_document
 from gpusched.simulations.workload import TraceJob
 
 GAVEL_TYPES = ("k80", "p100", "v100")
@@ -26,12 +26,7 @@ GAVEL_TYPES = ("k80", "p100", "v100")
 def load_matrix(path: Path) -> dict[str, dict[str, float]]:
     """{job type: {gavel gpu type: isolated steps/s}} for scale factor 1 jobs."""
     path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(f"{path}: file not found") from None
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{path}: line {exc.lineno} column {exc.colno}: malformed JSON: {exc.msg}") from None
+    data = read_document(path)  # size cap, encoding, duplicate keys, finite numbers: one line each
     if not isinstance(data, dict):
         raise InputError(f"{path}: <root>: expected an object of GPU types (got {type(data).__name__})")
     matrix: dict[str, dict[str, float]] = {}
@@ -62,7 +57,10 @@ def gavel_type_of(cluster_type: str) -> str | None:
 
 
 def assign_speeds(
-    jobs: list[TraceJob], cluster: Cluster, matrix: dict[str, dict[str, float]], seed: int = 0,
+    jobs: list[TraceJob],
+    cluster: Cluster,
+    matrix: dict[str, dict[str, float]],
+    seed: int = 0,
     reference: str | None = None,
 ) -> list[TraceJob]:
     """Copies of `jobs` with `model` and per-type `speeds` set from the matrix."""

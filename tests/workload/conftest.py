@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -89,6 +90,16 @@ def _parse(line: str) -> dict[str, Any]:
     return data
 
 
+def _limit_file_size(limit: int) -> Callable[[], None]:
+    """RLIMIT_FSIZE for the run: a write past `limit` bytes fails with EFBIG (Python ignores SIGXFSZ),
+    a real write failure even for root, who can write anywhere else."""
+
+    def apply() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return apply
+
+
 def run(
     args: list[str],
     tmp: Path,
@@ -99,6 +110,7 @@ def run(
     timeout: float = 150,
     env: dict[str, str] | None = None,
     launcher: str = "torchrun",
+    file_size_limit: int | None = None,
 ) -> Result:
     """Run to the end; with sigterm_after_step, send SIGTERM once a step line at or past that step
     has been printed: to the launcher, as the kubelet would to PID 1, or only to worker
@@ -114,6 +126,7 @@ def run(
             text=True,
             env=full_env,
             cwd=tmp,
+            preexec_fn=None if file_size_limit is None else _limit_file_size(file_size_limit),
         )
     events: list[dict[str, Any]] = []
     signalled = None

@@ -195,11 +195,12 @@ def test_launcher_combines_worker_exit_codes(codes: list[int], pod: int) -> None
 
 
 def test_checkpoint_write_failure_fails_every_rank_without_hanging(workload: Any) -> None:
-    """Rank 0 cannot write (the checkpoint "directory" is a file): all ranks learn it and exit 1."""
-    blocker = workload.tmp / "not-a-dir"
-    blocker.write_text("in the way")
-    args = [*workload.tiny, "--checkpoint-dir", str(blocker), "--checkpoint-every", "2", "--steps", "10"]
-    result = workload.run(args, nproc=2, timeout=120)
+    """Rank 0's checkpoint write fails mid-run (a file-size limit far below the ~380 KB payload, as a
+    full volume would): all ranks learn it and exit 1. (A checkpoint directory that is a file is
+    refused before training starts: tests/workload/test_cli.py.)"""
+    ckpt = workload.tmp / "ckpt"
+    args = [*workload.tiny, "--checkpoint-dir", str(ckpt), "--checkpoint-every", "2", "--steps", "10"]
+    result = workload.run(args, nproc=2, timeout=120, file_size_limit=64 * 1024)
     assert result.returncode == EXIT_FAILED, result.stderr[-3000:]
     assert max(result.losses) == 2  # stopped at the first checkpoint, not later
     final = WorkloadStatus.model_validate(workload.termination_message())
