@@ -220,3 +220,26 @@ def test_once_runs_one_round_and_exits_0(tmp_path: Path) -> None:
         assert api.objects("pods") == []
         lease = kube.read_lease("default", "gpusched-operator")
         assert (lease.get("spec") or {}).get("holderIdentity") is None  # released on the way out
+
+
+def test_sigterm_releases_the_lease_and_exits_0_on_any_server(harness: Harness) -> None:
+    """The same SIGTERM contract through the harness, so the e2e suite checks it on a real
+    kube-apiserver too: the leader working a job releases its Lease (holderIdentity cleared, so a
+    standby takes over at once) and exits 0, with no traceback."""
+    h = harness
+    h.add_node("gpu-a")
+    h.submit("work", 8)
+    proc = h.spawn_operator("sigterm-lease", lease_duration=15)
+
+    def holder() -> Any:
+        lease = h.kube.read_lease(h.namespace, "sigterm-lease")
+        return (lease.get("spec") or {}).get("holderIdentity") if lease else None
+
+    h.wait_for(lambda: bool(holder()), 60, "the operator to take its Lease")
+    h.wait_phase("work", "Running", timeout=60)
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=60)
+    err = (proc.stderr.read() if proc.stderr else b"").decode()
+    assert proc.returncode == 0, err[-3000:]
+    assert "Traceback" not in err, err[-3000:]
+    assert holder() is None, "the Lease was not released"
