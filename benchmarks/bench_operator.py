@@ -50,7 +50,7 @@ class ServerProcess:
     """The API server stand-in in its own process, so that it does not share the operator's GIL."""
 
     def __init__(self) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-m", "gpusched.scheduler.testserver"],
+        self.proc = subprocess.Popen([sys.executable, "-m", "gpusched.testing.apiserver"],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         assert self.proc.stdout is not None
         self.url = self.proc.stdout.readline().strip()

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator, MutableMapping
 from typing import Any
 
-from gpusched.scheduler.testserver import RESOURCES, FakeKubeAPI, Resource
+from gpusched.testing.apiserver import RESOURCES, FakeKubeAPI, Resource
 
 _BY_PLURAL = {r.plural: r for r in RESOURCES if not r.namespaced}
 

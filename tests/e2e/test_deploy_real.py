@@ -3,12 +3,11 @@ GPUJob submitted with kubectl runs to Succeeded under the operator's shipped RBA
 
 The test starts its own control plane (etcd + kube-apiserver, RBAC on) from the binaries that
 tests/e2e/run.py built, so installing and uninstalling the chart's cluster-wide objects cannot disturb
-the suite's shared cluster. The harness (tests/scheduler/conftest.py) plays the GPU node's kubelet.
+the suite's shared cluster. The harness (gpusched/testing/harness.py) plays the GPU node's kubelet.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import time
@@ -18,12 +17,10 @@ from typing import Any
 import pytest
 from e2e_controlplane import ROOT, ControlPlane
 
+from gpusched.testing import harness as harness_module
+
 pytestmark = pytest.mark.e2e
 
-_spec = importlib.util.spec_from_file_location("gpusched_e2e_harness", ROOT / "tests/scheduler/conftest.py")
-assert _spec is not None and _spec.loader is not None
-harness_module: Any = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(harness_module)
 
 JOB = """
 apiVersion: gpusched.io/v1alpha1

@@ -18,7 +18,7 @@ from gpusched.scheduler.kubetime import parse_time
 from gpusched.scheduler.leader import LeaderElector
 from gpusched.scheduler.reconcile import reconcile
 from gpusched.scheduler.snapshot import SnapshotConfig, build_snapshot
-from gpusched.scheduler.testserver import FakeKubeAPI
+from gpusched.testing.apiserver import FakeKubeAPI
 
 Harness = Any
 Obj = dict[str, Any]

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from gpusched.scheduler.kube import GPUJOBS, GPUNODES, Kube, KubeError, load_api_client
-from gpusched.scheduler.testserver import REAL_CLUSTER, FakeKubeAPI
+from gpusched.testing.apiserver import REAL_CLUSTER, FakeKubeAPI
 
 Harness = Any  # the `harness` fixture of conftest.py
 Kit = Any  # the `e2e` fixture of conftest.py: its helpers

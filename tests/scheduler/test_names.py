@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 
-from gpusched.scheduler import apivalidation as v
 from gpusched.scheduler.crd import (
     ANN_JOB,
     GPUJobSpec,
@@ -25,6 +24,7 @@ from gpusched.scheduler.crd import (
     service_name,
 )
 from gpusched.scheduler.podspec import service_manifest, worker_manifest
+from gpusched.testing import apivalidation as v
 
 Harness = Any
 Obj = dict[str, Any]

@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from gpusched.scheduler.kube import Kube, load_api_client
-from gpusched.scheduler.testserver import FakeKubeAPI
+from gpusched.testing.apiserver import FakeKubeAPI
 
 Harness = Any
 ROOT = Path(__file__).resolve().parents[2]

@@ -15,7 +15,7 @@ from gpusched.model import GpuType, JobPlan, Placement, Plan
 from gpusched.scheduler.actions import CreateService, Decisions, DeletePods, Emit, PatchStatus, StartGang
 from gpusched.scheduler.reconcile import PLAN_REFRESH_S, ReconcileOptions, reconcile
 from gpusched.scheduler.snapshot import SnapshotConfig, build_snapshot, parse_label_selector, selector_matches
-from gpusched.scheduler.testserver import merge_patch
+from gpusched.testing.apiserver import merge_patch
 from gpusched.workload_contract import WorkloadStatus
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc)

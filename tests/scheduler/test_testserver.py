@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from gpusched.scheduler.kube import GPUJOBS, GPUNODES, NODES, PODS, Gone, Kube, KubeError, load_api_client
-from gpusched.scheduler.testserver import FakeKubeAPI, label_matcher
+from gpusched.testing.apiserver import FakeKubeAPI, label_matcher
 
 Obj = dict[str, Any]
 ROOT = Path(__file__).resolve().parents[2]
@@ -890,6 +890,6 @@ def test_lists_are_in_storage_key_order_as_on_a_real_server(tmp_path: Any) -> No
 )
 def test_quantities_come_back_in_canonical_form(written: Any, returned: str) -> None:
     """resource.Quantity's String(), which is what a real server stores and returns."""
-    from gpusched.scheduler.apivalidation import canonical_quantity
+    from gpusched.testing.apivalidation import canonical_quantity
 
     assert canonical_quantity(written) == returned

@@ -18,7 +18,7 @@ kube-apiserver + etcd as in controller-runtime's envtest). Either way the harnes
   never get test workers (and checks that none did);
 - deletes all of it at the end, even when the test failed, without waiting for the namespace.
 
-The stand-in runs with the real cluster's behaviours switched on (testserver.REAL_CLUSTER: node
+The stand-in runs with the real cluster's behaviours switched on (apiserver.REAL_CLUSTER: node
 lifecycle controller, ServiceAccount admission, namespace lifecycle, PodGC, CRDs served only once
 Established) and with two nodes of "its own" that the harness must leave alone.
 """
@@ -26,6 +26,7 @@ Established) and with two nodes of "its own" that the harness must leave alone.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import subprocess
@@ -36,10 +37,8 @@ import uuid
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
-import pytest
 import yaml
 
 from gpusched.model import GpuType
@@ -47,7 +46,7 @@ from gpusched.scheduler.crd import GROUP, LABEL_JOB, LABEL_MANAGED, MANAGED_VALU
 from gpusched.scheduler.kube import GPUJOBS, GPUNODES, NODES, PODS, Kube, KubeError, load_api_client
 from gpusched.scheduler.kubetime import micro_time, parse_time
 from gpusched.scheduler.operator import Operator, OperatorSettings
-from gpusched.scheduler.testserver import REAL_CLUSTER, FakeKubeAPI
+from gpusched.testing.apiserver import REAL_CLUSTER, FakeKubeAPI
 from gpusched.workload_contract import EXIT_PREEMPTED, WorkloadStatus
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -657,7 +656,7 @@ def sweep_stale_runs(
         force_delete_pods(kube, meta["name"])
         kube.call(
             "delete ns",
-            lambda n=meta["name"]: kube.core.delete_namespace(n, _preload_content=False),
+            functools.partial(kube.core.delete_namespace, meta["name"], _preload_content=False),
             ok=(404,),
         )
         removed.append(f"namespace/{meta['name']}")
@@ -1080,13 +1079,13 @@ class Harness:
             ),
         )
         for node in self.nodes:
-            attempt(f"delete node {node}", lambda n=node: delete_node_objects(kube, n))
+            attempt(f"delete node {node}", functools.partial(delete_node_objects, kube, node))
         for problem in problems:
             _harness_log(f"cleanup: {problem}")
         return problems
 
 
-# ------------------------------------------------------------------------------------ fixtures
+# ------------------------------------------------------------------------------------ the stand-in cluster
 
 
 CLUSTER_NODES = ("kind-control-plane", "gpu-node-1")
@@ -1109,31 +1108,6 @@ def _seed_cluster_nodes(kube: Kube, renew_every: float) -> NodeKeeper:
     for name in CLUSTER_NODES:
         keeper.add(name)
     return keeper
-
-
-@pytest.fixture
-def e2e() -> SimpleNamespace:
-    """This module's helpers for tests (conftest.py cannot be imported by name: the solver tests'
-    conftest is on the import path too)."""
-    return SimpleNamespace(
-        stand_in_harness=stand_in_harness,
-        install_crds=install_crds,
-        ensure_namespace=ensure_namespace,
-        sweep_stale_runs=sweep_stale_runs,
-        node_body=node_body,
-        register_node=register_node,
-        wait_for=wait_for,
-        E2E_LABEL=E2E_LABEL,
-        NODE_LEASE_NAMESPACE=NODE_LEASE_NAMESPACE,
-        CLUSTER_NODES=CLUSTER_NODES,
-        ROOT=ROOT,
-    )
-
-
-@pytest.fixture
-def fake_api() -> Iterator[FakeKubeAPI]:
-    with FakeKubeAPI() as api:
-        yield api
 
 
 @contextlib.contextmanager
@@ -1159,25 +1133,6 @@ def stand_in_harness(tmp_path: Path, **flags: Any) -> Iterator[Harness]:
                 h.close()
         finally:
             cluster.stop()
-
-
-@pytest.fixture
-def harness(tmp_path: Path) -> Iterator[Harness]:
-    if E2E_KUBECONFIG:
-        h = Harness.open(
-            E2E_KUBECONFIG,
-            None,
-            tmp_path,
-            operator_kubeconfig=E2E_OPERATOR_KUBECONFIG,
-            operator_sa=E2E_OPERATOR_SA,
-        )
-        try:
-            yield h
-        finally:
-            h.close()
-        return
-    with stand_in_harness(tmp_path) as h:
-        yield h
 
 
 def pod_env(pod: Obj) -> dict[str, str]:

@@ -42,7 +42,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from gpusched.scheduler.apivalidation import (
+from gpusched.scheduler.kubetime import k8s_time, parse_time
+from gpusched.testing.apivalidation import (
     FieldError,
     aggregate,
     canonical_resources,
@@ -52,12 +53,11 @@ from gpusched.scheduler.apivalidation import (
     validate,
     validate_binding,
 )
-from gpusched.scheduler.kubetime import k8s_time, parse_time
 
 Obj = dict[str, Any]
 
 SERVER_VERSION = {"major": "1", "minor": "36", "gitVersion": "v1.36.0-gpusched-fake"}
-"""The release whose rules the stand-in follows (scheduler/apivalidation.py): the current one."""
+"""The release whose rules the stand-in follows (gpusched/testing/apivalidation.py): the current one."""
 
 
 @dataclass(frozen=True)
@@ -203,7 +203,7 @@ def invalid_error(res: Resource, name: str, errors: list[FieldError], kind: str 
 
 def check_object(res: Resource, ns: str, obj: Obj) -> None:
     """What the real server refuses before storing: 400 for what its JSON decoder cannot read,
-    422 for what validation rejects (scheduler/apivalidation.py)."""
+    422 for what validation rejects (gpusched/testing/apivalidation.py)."""
     problem = decode_error(res.kind, obj)
     if problem is not None:
         raise ApiError(
@@ -1473,7 +1473,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 def main() -> None:
-    """`python -m gpusched.scheduler.testserver [--port N]`: serve until killed; prints the URL."""
+    """`python -m gpusched.testing.apiserver [--port N]`: serve until killed; prints the URL."""
     import argparse
     import sys
 

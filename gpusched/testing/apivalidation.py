@@ -1,4 +1,4 @@
-"""The API server's validation of what the operator sends, for the stand-in (scheduler/testserver.py).
+"""The API server's validation of what the operator sends, for the stand-in (gpusched/testing/apiserver.py).
 
 A real kube-apiserver refuses an object a fake would happily store: a Service named `bert.large`,
 a pod whose port name has 16 characters, a Lease whose renewTime lacks microseconds. The stand-in
