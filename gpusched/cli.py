@@ -195,6 +195,7 @@ _SUBCOMMANDS = (
     ("operator", "gpusched.scheduler.cli", "operator"),
     ("simulate", "gpusched.simulations.cli", "simulate"),
     ("capacity", "gpusched.simulations.cli", "capacity"),
+    ("validate", "gpusched.simulations.cli", "validate"),
     ("train", "gpusched.workload.cli", "train"),
 )
 
@@ -210,7 +211,8 @@ def _register_subcommands() -> None:
         command = getattr(module, attr, None)
         if command is None:
             raise RuntimeError(f"{module_name} has no command function {attr!r}")
-        app.command(name)(command)
+        # COMMAND_SETTINGS: typer.command() arguments a module asks for (e.g. passing options through)
+        app.command(name, **getattr(module, "COMMAND_SETTINGS", {}).get(attr, {}))(command)
 
 
 _register_subcommands()

@@ -1,5 +1,8 @@
-"""`gpusched simulate` (replay a trace under one or several policies) and `gpusched capacity`
-(the cheapest cluster that meets an SLO for a workload).
+"""`gpusched simulate` (replay a trace under one or several policies), `gpusched capacity` (the
+cheapest cluster that meets an SLO for a workload) and `gpusched validate` (the published-number checks).
+
+Option parsing and printing only: the replay is simulations/runner.py, the sizing loop
+simulations/sizing.py, the checks simulations/validate.py.
 
 Only typer, rich and the standard library are imported at module level so `gpusched --help` stays fast;
 the engine, matplotlib and rich are imported inside the command.
@@ -614,3 +617,20 @@ def capacity(
         console.print(f"wrote {out}/capacity.json and {out}/frontier.png")
     if best is None:
         raise typer.Exit(1)
+
+
+COMMAND_SETTINGS: dict[str, dict[str, object]] = {
+    # validate's options are simulations/validate.py's argparse parser (shared with `python -m
+    # gpusched.simulations.validate`): typer passes every argument through, --help included.
+    "validate": {
+        "context_settings": {"allow_extra_args": True, "ignore_unknown_options": True},
+        "add_help_option": False,
+    },
+}
+
+
+def validate(ctx: typer.Context) -> None:
+    """Reproduce published results: fgd, philly, helios or gavel (docs/validation.md; --help for options)."""
+    from gpusched.simulations.validate import main
+
+    raise typer.Exit(main(list(ctx.args), prog="gpusched validate"))

@@ -1,16 +1,17 @@
 """Reproduce the published-number checks of docs/validation.md.
 
-    python -m gpusched.simulations.validate fgd     [--traces DIR] [--seed 42] [--policies ...] [--order sampled]
-                                                    [--pods POD_LIST.csv]
-    python -m gpusched.simulations.validate philly  [--traces DIR] [--policies fifo,las,sjf] [--vc]
-    python -m gpusched.simulations.validate helios  [--traces DIR] [--policies ...] [--days N] [--match-durations]
-    python -m gpusched.simulations.validate gavel   [--traces DIR] [--policies ...] [--rate 3.0 | --rates 1,2,..]
-                                                    [--seed 0] [--jobs 3000] [--window 1000:1500] [--multi-gpu]
-                                                    [--cluster-spec 36:36:36] [--gavel-trace FILE.trace]
+    gpusched validate fgd     [--traces DIR] [--seed 42] [--policies ...] [--order sampled]
+                              [--pods POD_LIST.csv]
+    gpusched validate philly  [--traces DIR] [--policies fifo,las,sjf] [--vc] [--gpus 2816]
+    gpusched validate helios  [--traces DIR] [--policies ...] [--days N] [--match-durations]
+    gpusched validate gavel   [--traces DIR] [--policies ...] [--rate 3.0 | --rates 1,2,..]
+                              [--seed 0] [--jobs 3000] [--window 1000:1500] [--multi-gpu]
+                              [--cluster-spec 36:36:36] [--gavel-trace FILE.trace]
 
 DIR defaults to ../shared/traces beside the project root. --pods replays another openb pod list
 (FGD's gpuspec, multigpu or gpushare variants) on the same nodes: a path, or a file name inside
-DIR/alibaba-openb. Prints a table and writes JSON to stdout with --json.
+DIR/alibaba-openb. Prints a table, or JSON on stdout with --json.
+`python -m gpusched.simulations.validate` takes the same arguments.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from gpusched.model import Cluster, GpuType, Node
 
@@ -158,14 +159,28 @@ def _print_helios(out: dict[str, Any]) -> None:
                   f" {s['p50_queue_s']:>7.0f} {s['p95_queue_s']:>7.0f} {s['p99_queue_s']:>8.0f} {s['queued_jobs']:>6}")
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m gpusched.simulations.validate", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("check", choices=("fgd", "philly", "helios", "gavel"))
-    parser.add_argument("--traces", type=Path, default=DEFAULT_TRACES)
-    parser.add_argument("--policies", default=None)
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is the project's one line (`error: ...`, exit 2), not usage + error."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"error: {message} (see {self.prog} --help)", file=sys.stderr)
+        raise SystemExit(2)
+
+
+CHECKS = ("fgd", "philly", "helios", "gavel")
+
+
+def main(argv: list[str] | None = None, prog: str = "python -m gpusched.simulations.validate") -> int:
+    """Parse the options and run one check; the exit code (0, or 2 with one `error:` line)."""
+    parser = _OneLineParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("check", choices=CHECKS, help="which published result to reproduce")
+    parser.add_argument("--traces", type=Path, default=DEFAULT_TRACES,
+                        help="folder holding philly/, alibaba-openb/ and gavel/ (default: ../shared/traces)")
+    parser.add_argument("--policies", default=None,
+                        help="comma-separated policies (default per check: fgd,best-fit,gpusched,first-fit,random; "
+                        "fifo,las; helios-fifo,helios-sjf,helios-srtf,fifo,sjf; gavel,gavel-agnostic,gpusched,las,fifo)")
     parser.add_argument("--seed", type=int, default=None, help="fgd: 42 by default; gavel: 0")
-    parser.add_argument("--gpus", type=int, default=2816)
+    parser.add_argument("--gpus", type=int, default=2816, help="philly: GPUs of the replay cluster")
     parser.add_argument("--vc", action="store_true", help="philly: per-virtual-cluster quotas")
     parser.add_argument("--pods", default=None,
                         help="fgd: another openb pod list (a path, or a name inside DIR/alibaba-openb)")
@@ -184,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--round-minutes", type=float, default=6.0, help="gavel: round length")
     parser.add_argument("--gavel-trace", type=Path, default=None,
                         help="gavel: replay a Gavel .trace file instead of generating jobs")
-    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--json", action="store_true", help="print the results as JSON on stdout")
     args = parser.parse_args(argv)
     traces = args.traces.resolve()
     if not traces.is_dir():
