@@ -152,7 +152,7 @@ def simulate(
 
     from rich.console import Console
     from rich.markup import escape
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from gpusched.config import InputError, read_document
     from gpusched.safeio import check_output_dir, shown
@@ -162,9 +162,10 @@ def simulate(
     def hours(value: str | None, name: str, allow_zero: bool = False) -> float | None:
         return None if value is None else duration_option(value, name, allow_zero=allow_zero)
 
-    from gpusched.simulations import inputs
-    from gpusched.simulations.engine import SimConfig, Simulator
-    from gpusched.simulations.policies import make_policy, policy_names
+    from gpusched.simulations import inputs, runner
+    from gpusched.simulations.engine import SimConfig
+    from gpusched.simulations.policies import policy_names
+    from gpusched.simulations.runner import PolicyOptions, Replay
     from gpusched.simulations.traces import FORMATS
 
     if fmt is not None and fmt not in FORMATS:
@@ -219,7 +220,20 @@ def simulate(
     except InputError as exc:
         raise fail(str(exc)) from None
 
-    results = []
+    replay = Replay(
+        cluster=the_cluster,
+        jobs=jobs,
+        policies=names,
+        config=config,
+        options=PolicyOptions(
+            replan_minutes=replan_h * 60,
+            plan_window=plan_window,
+            plan_time_limit=plan_time_limit,
+            las_thresholds=tuple(thresholds),
+            las_starvation=starvation_h,
+            round_hours=round_h,
+        ),
+    )
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -229,51 +243,17 @@ def simulate(
         transient=False,
         disable=not sys.stderr.isatty(),
     ) as progress:
-        for name in names:
-            task = progress.add_task(f"{name:>14}", total=len(jobs))
-            pol = make_policy(
-                name,
-                replan_minutes=replan_h * 60,
-                plan_window=plan_window,
-                plan_time_limit=plan_time_limit,
-                las_thresholds=thresholds,
-                las_starvation=starvation_h,
-                round_hours=round_h,
-            )
-
-            def tick(done: int, total: int, task: TaskID = task) -> None:
-                progress.update(task, completed=done)
-
-            results.append(Simulator(the_cluster, jobs, pol, config, tick).run())
+        tasks = {name: progress.add_task(f"{name:>14}", total=len(jobs)) for name in names}
+        results = runner.run(replay, lambda name, done, _total: progress.update(tasks[name], completed=done))
 
     from gpusched.simulations.metrics import summarise
 
-    summaries = [summarise(r) for r in results]
-    _print_table(summaries)
-    for r in results:
-        errors = int(r.extra.get("plan_errors", 0) or 0)
-        if errors:
-            err.print(
-                f"[bold yellow]warning:[/] {r.policy}: {errors} of {r.extra.get('plans', '?')} planner calls "
-                "failed and fell back to backfilling FIFO; last error: "
-                f"{escape(' '.join(str(r.extra.get('last_plan_error', '')).split())[:200])}",
-                highlight=False,
-                soft_wrap=True,
-            )
+    _print_table([summarise(r) for r in results])
+    for line in runner.planner_warnings(results):
+        err.print(f"[bold yellow]warning:[/] {escape(line)}", highlight=False, soft_wrap=True)
     if out is not None:
-        from gpusched.simulations.report import write_outputs
-
-        meta = {
-            "trace": trace,
-            "format": detected,
-            "jobs": len(jobs),
-            "cluster_gpus": the_cluster.total_gpus(),
-            "policies": ", ".join(names),
-            "seed": seed,
-            "config": config.model_dump_json(),
-        }
         try:
-            write_outputs(results, out, meta)
+            runner.write_report(results, out, replay, trace, detected)
         except OSError as exc:
             raise fail(f"--out: cannot write to {out}: {exc.strerror or exc}") from None
         Console().print(f"wrote {out}/summary.json, summary.csv, jobs.csv, *.png, report.html")
