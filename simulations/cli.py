@@ -11,11 +11,16 @@ the engine, matplotlib and rich are imported inside the command.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from gpusched.cli_util import duration_option, fail, finite_option, report_console
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from gpusched.simulations.sizing import Sizing
 
 MAX_PLAN_WINDOW = 10_000
 """Queued jobs per planner call: past this the planner's model cannot be solved between events."""
@@ -367,15 +372,14 @@ def capacity(
     import json
 
     from rich.console import Console
-    from rich.table import Table
+    from rich.progress import Progress
 
     from gpusched.config import InputError, load_cluster, validate
     from gpusched.model import GpuType
     from gpusched.safeio import check_output_dir, shown, write_all_atomic
     from gpusched.simulations import capacity as cap
-    from gpusched.simulations.engine import Simulator
-    from gpusched.simulations.metrics import summarise
-    from gpusched.simulations.policies import make_policy, policy_names
+    from gpusched.simulations import sizing
+    from gpusched.simulations.policies import policy_names
     from gpusched.simulations.traces import load_trace
 
     err = Console(stderr=True)
@@ -446,70 +450,56 @@ def capacity(
     except InputError as exc:
         raise fail(str(exc)) from None
 
-    demand, _, span = cap.workload_demand(jobs)
-    try:
-        classes = cap.demand_classes(jobs, types, node_gpus)
-    except ValueError as exc:
-        raise fail(f"--workload: {workload}: {exc}; add a type they may use to --gpu-types") from None
-    type_map = {t.name: t for t in types}
-    candidates: list[cap.Candidate] = []
-    seen: set[str] = set()
-    for u in sorted(sweep):
-        c = cap.size(types, classes, node_gpus, u, reserved_discount, budget)
-        if c is not None and c.describe() not in seen:
-            seen.add(c.describe())
-            candidates.append(c)
-    if not candidates:
-        raise fail(
-            f"--budget: no cluster of {', '.join(type_map)} fits the workload within ${budget:,.0f}/month"
-        )
-
-    def evaluate(c: cap.Candidate, cluster_: object, jobs_: list[object]) -> dict[str, object]:
-        result = Simulator(cluster_, jobs_, make_policy(policy)).run()  # type: ignore[arg-type]
-        s = summarise(result)
-        value = s[objective.metric]
-        ok = s["unfinished"] == 0 and s["rejected"] == 0 and value == value and value <= objective.limit_h
-        util = s["utilisation"] if s["utilisation"] == s["utilisation"] else 0.0
-        bill = cap.monthly_bill(c, type_map, node_gpus, reserved_discount, util)
-        return {"value": value, "meets": ok, "bill": bill, "utilisation": util}
-
-    from rich.progress import Progress
-
-    with Progress(console=err, transient=True) as progress:
-        task = progress.add_task("validating candidates by simulation", total=len(candidates))
-        for c in candidates:
-            c.metrics = evaluate(c, cap.to_cluster(c, types, node_gpus), jobs)  # type: ignore[arg-type]
-            progress.advance(task)
-        # None met the SLO: keep adding headroom (lower target utilisation) a few more times.
-        u = min(sweep)
-        while (
-            not any(c.metrics["meets"] for c in candidates) and u > 0.05 and len(candidates) < len(sweep) + 8
-        ):
-            u /= 1.5
-            c = cap.size(types, classes, node_gpus, u, reserved_discount, budget)
-            if c is None:
-                break
-            if c.describe() in seen:
-                continue
-            seen.add(c.describe())
-            progress.update(task, total=len(candidates) + 1)
-            c.metrics = evaluate(c, cap.to_cluster(c, types, node_gpus), jobs)  # type: ignore[arg-type]
-            candidates.append(c)
-            progress.advance(task)
-        progress.update(task, description="refining between candidates")
-        candidates += cap.refine(
-            candidates,
-            lambda c: evaluate(c, cap.to_cluster(c, types, node_gpus), jobs),  # type: ignore[arg-type]
-            [t.name for t in types],
-            budget,
-        )
-
-    table = Table(
-        title=f"candidates for {len(jobs)} jobs (mean demand {demand:.1f} reference GPUs), SLO {slo}"
+    request = sizing.SizingRequest(
+        jobs=jobs,
+        types=types,
+        slo=objective,
+        policy=policy,
+        node_gpus=node_gpus,
+        utilisations=sweep,
+        reserved_discount=reserved_discount,
+        budget=budget,
+        what_ifs=what_if or [],
     )
-    for col in ("sized at", "configuration", "monthly bill", objective.metric, "meets SLO"):
+    with Progress(console=err, transient=True) as progress:
+        task = progress.add_task("sizing", total=None)
+        try:
+            result = sizing.run(
+                request,
+                lambda stage, done, total: progress.update(task, description=stage, completed=done, total=total),
+            )
+        except sizing.SizingError as exc:
+            where = {"workload": f"--workload: {workload}", "budget": "--budget", "what_ifs": "--what-if"}
+            hint = "; add a type they may use to --gpu-types" if exc.field == "workload" else ""
+            raise fail(f"{where.get(exc.field, exc.field)}: {exc}{hint}") from None
+    _print_sizing(result, console)
+    if out is not None:
+        files: list[tuple[Path, str | bytes]] = [
+            (out / "frontier.png", cap.frontier_png(result.frontier_points(), objective)),
+            (out / "capacity.json", json.dumps(result.report(), indent=2, default=str) + "\n"),
+        ]
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            write_all_atomic(files)
+        except OSError as exc:
+            raise fail(f"--out: cannot write to {out}: {exc.strerror or exc}") from None
+        console.print(f"wrote {out}/capacity.json and {out}/frontier.png")
+    if result.best is None:
+        raise typer.Exit(1)
+
+
+def _print_sizing(result: Sizing, console: Console) -> None:
+    """The candidates table, the recommendation (or why there is none) and each what-if."""
+    from rich.table import Table
+
+    request, metric = result.request, result.request.slo.metric
+    slo = request.slo.text
+    table = Table(
+        title=f"candidates for {len(request.jobs)} jobs (mean demand {result.demand:.1f} reference GPUs), SLO {slo}"
+    )
+    for col in ("sized at", "configuration", "monthly bill", metric, "meets SLO"):
         table.add_column(col)
-    for c in sorted(candidates, key=lambda c: float(c.metrics["bill"])):  # type: ignore[arg-type]
+    for c in sorted(result.candidates, key=lambda c: float(c.metrics["bill"])):
         table.add_row(
             c.label,
             c.describe(),
@@ -518,85 +508,22 @@ def capacity(
             "yes" if c.metrics["meets"] else "no",
         )
     console.print(table)
-    meeting = [
-        c for c in candidates if c.metrics["meets"] and (budget is None or float(c.metrics["bill"]) <= budget)
-    ]  # type: ignore[arg-type]
-    best = min(meeting, key=lambda c: float(c.metrics["bill"])) if meeting else None  # type: ignore[arg-type]
-    report: dict[str, object] = {
-        "slo": slo,
-        "policy": policy,
-        "jobs": len(jobs),
-        "mean_demand_ref_gpus": demand,
-        "span_h": span,
-        "demand_classes": [
-            {"gpu_types": dc.types, "jobs": dc.jobs, "largest_gang": dc.biggest, "mean_demand_ref_gpus": dc.demand}
-            for dc in classes
-        ],
-        "candidates": [
-            {"label": c.label, "reserved": c.reserved, "on_demand": c.on_demand, **c.metrics}
-            for c in candidates
-        ],
-    }
+    best = result.best
     if best is None:
         console.print(
             f"[bold red]no candidate meets {slo}[/]: try higher --utilisations headroom "
             "(lower values) or a bigger --budget"
         )
-    else:
+        return
+    console.print(
+        f"[bold green]cheapest configuration meeting {slo}:[/] {best.describe()} -- "
+        f"{metric} {best.metrics['value']:.3f} h, monthly bill ${best.metrics['bill']:,.0f}"
+    )
+    for m in result.what_ifs:
         console.print(
-            f"[bold green]cheapest configuration meeting {slo}:[/] {best.describe()} -- "
-            f"{objective.metric} {best.metrics['value']:.3f} h, monthly bill ${best.metrics['bill']:,.0f}"
+            f"what if {m['what_if']}: {metric} {m['value']:.3f} h "
+            f"({'meets' if m['meets'] else 'misses'} the SLO), monthly bill ${m['bill']:,.0f}"
         )
-        report["recommendation"] = {
-            "label": best.label,
-            "reserved": best.reserved,
-            "on_demand": best.on_demand,
-            **best.metrics,
-        }
-        whatifs = []
-        base_cluster = cap.to_cluster(best, types, node_gpus)
-        for text in what_if or []:
-            try:
-                w_cluster, w_jobs = cap.apply_what_if(text, base_cluster, jobs, node_gpus)
-            except ValueError as exc:
-                raise fail(f"--what-if: {exc}") from None
-            extra = sum(n.gpu_count for n in w_cluster.nodes) - sum(n.gpu_count for n in base_cluster.nodes)
-            m = evaluate(best, w_cluster, w_jobs)  # type: ignore[arg-type]
-            added = {t: 0.0 for t in type_map}
-            for n in w_cluster.nodes:
-                if n.name.startswith("whatif-"):
-                    added[n.gpu_type] += n.gpu_count
-            m["bill"] = float(m["bill"]) + sum(  # type: ignore[arg-type]
-                g * cap.HOURS_PER_MONTH * type_map[t].price_per_hour * (1 - reserved_discount)
-                for t, g in added.items()
-            )
-            if extra < 0:
-                lost = -extra
-                share = lost / max(1, sum(n.gpu_count for n in base_cluster.nodes))
-                m["bill"] = float(m["bill"]) * (1 - share)  # type: ignore[arg-type]
-            whatifs.append({"what_if": text, **m})
-            console.print(
-                f"what if {text}: {objective.metric} {m['value']:.3f} h "
-                f"({'meets' if m['meets'] else 'misses'} the SLO), monthly bill ${m['bill']:,.0f}"
-            )
-        report["what_ifs"] = whatifs
-    if out is not None:
-        points = [
-            (float(c.metrics["bill"]), float(c.metrics["value"]), c.label, bool(c.metrics["meets"]))  # type: ignore[arg-type]
-            for c in candidates
-        ]
-        files: list[tuple[Path, str | bytes]] = [
-            (out / "frontier.png", cap.frontier_png(points, objective)),
-            (out / "capacity.json", json.dumps(report, indent=2, default=str) + "\n"),
-        ]
-        try:
-            out.mkdir(parents=True, exist_ok=True)
-            write_all_atomic(files)
-        except OSError as exc:
-            raise fail(f"--out: cannot write to {out}: {exc.strerror or exc}") from None
-        console.print(f"wrote {out}/capacity.json and {out}/frontier.png")
-    if best is None:
-        raise typer.Exit(1)
 
 
 COMMAND_SETTINGS: dict[str, dict[str, object]] = {
