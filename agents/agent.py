@@ -20,7 +20,7 @@ from gpusched.agents.tpu import TpuSource
 from gpusched.agents.xid import XidWatcher
 from gpusched.telemetry import GpuTelemetry, NodeTelemetry
 
-log = logging.getLogger("gpusched.agent")
+log = logging.getLogger(__name__)
 
 
 class Publisher(Protocol):

@@ -9,7 +9,6 @@ import os
 import re
 import signal
 import socket
-import sys
 import threading
 from enum import Enum
 from pathlib import Path
@@ -99,9 +98,13 @@ def agent(
         raise _fail(
             f"--log-level: {shown(log_level)} is not a level (expected debug, info, warning or error)"
         )
-    logging.basicConfig(
-        level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    from gpusched import logs
+    from gpusched.config import InputError
+
+    try:
+        logs.setup(log_level, default_format="text")
+    except InputError as exc:
+        raise _fail(str(exc)) from None
     interval_s = _seconds(interval, "--interval")
     heartbeat_s = _seconds(heartbeat, "--heartbeat")
     timeout_s = _seconds(poll_timeout, "--poll-timeout") if poll_timeout else min(2.0, interval_s)
@@ -194,20 +197,20 @@ def _serve(the_agent: object, server: object, interval_s: float) -> None:
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: object) -> None:
-        logging.getLogger("gpusched.agent").info("signal %d: stopping", signum)
+        logging.getLogger(__name__).info("signal %d: stopping", signum)
         stop.set()
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     if server is not None:
         server.start()
-        logging.getLogger("gpusched.agent").info("serving /metrics on port %d", server.port)
+        logging.getLogger(__name__).info("serving /metrics on port %d", server.port)
     try:
         the_agent.run(stop, interval_s)
     finally:
         if server is not None:
             server.stop()
-    logging.getLogger("gpusched.agent").info("stopped")
+    logging.getLogger(__name__).info("stopped")
 
 
 def _print_summary(snapshot: object) -> None:

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt
 from gpusched.config import read_document, validate
 from gpusched.telemetry import GpuTelemetry, Health
 
-log = logging.getLogger("gpusched.agent.health")
+log = logging.getLogger(__name__)
 
 HEALTH_STATES: tuple[Health, ...] = ("healthy", "degraded", "unknown", "unhealthy")
 _RANK = {s: i for i, s in enumerate(HEALTH_STATES)}

@@ -26,7 +26,7 @@ from typing import Any
 from gpusched.agents.health import Transition
 from gpusched.telemetry import NodeTelemetry
 
-log = logging.getLogger("gpusched.agent.k8s")
+log = logging.getLogger(__name__)
 
 GROUP = "gpusched.io"
 VERSION = "v1alpha1"

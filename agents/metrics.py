@@ -24,7 +24,7 @@ from gpusched.agents.health import HEALTH_STATES
 from gpusched.agents.nvml import THROTTLE_REASONS
 from gpusched.telemetry import GpuTelemetry
 
-log = logging.getLogger("gpusched.agent.metrics")
+log = logging.getLogger(__name__)
 
 LABELS = ["gpu", "UUID", "pci_bus_id", "device", "modelName", "Hostname"]
 _MIB_PER_BYTE = 1.0 / (1024 * 1024)

@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 
 from gpusched.telemetry import GpuProcess, GpuTelemetry, MigDevice
 
-log = logging.getLogger("gpusched.agent.nvml")
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from gpusched.telemetry import GpuTelemetry
 
-log = logging.getLogger("gpusched.agent.tpu")
+log = logging.getLogger(__name__)
 
 _MIB = 1024 * 1024
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from gpusched.agents.nvml import NvmlSource
 
-log = logging.getLogger("gpusched.agent.xid")
+log = logging.getLogger(__name__)
 
 XID_CRITICAL_ERROR = 0x8  # nvmlEventTypeXidCriticalError
 

@@ -219,8 +219,11 @@ _register_subcommands()
 
 
 def main() -> None:
+    from gpusched import logs
+
     widen_piped_help()
     try:
+        logs.setup()  # warnings as text on stderr; `operator` and `agent` set their own level and format
         app(prog_name="gpusched")
     except InputError as exc:
         print_error(str(exc))

@@ -32,7 +32,7 @@ from gpusched.scheduler.informer import Informer
 from gpusched.scheduler.kube import Kube, KubeError
 from gpusched.scheduler.kubetime import k8s_time
 
-log = logging.getLogger("gpusched.operator.applier")
+log = logging.getLogger(__name__)
 Obj = dict[str, Any]
 
 REJECTED = (400, 422)

@@ -124,8 +124,8 @@ def operator(
     import os
     from datetime import timedelta
 
+    from gpusched import logs
     from gpusched.config import InputError, load_cluster
-    from gpusched.scheduler import logs
 
     # Every option is checked before any file is read or any server is called, so an error names the
     # option that is wrong (not a later symptom such as a missing kubeconfig).
@@ -168,7 +168,10 @@ def operator(
     except InputError as exc:
         raise _fail(str(exc)) from None
 
-    logs.setup(log_level)
+    try:
+        logs.setup(log_level, default_format="json")
+    except InputError as exc:
+        raise _fail(str(exc)) from None
     from gpusched.scheduler.kube import Kube, load_api_client
     from gpusched.scheduler.operator import Operator, OperatorSettings, Unreachable
 

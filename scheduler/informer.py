@@ -18,7 +18,7 @@ from typing import Any
 
 from gpusched.scheduler.kube import Gone, Kind, Kube, KubeError
 
-log = logging.getLogger("gpusched.operator.informer")
+log = logging.getLogger(__name__)
 Obj = dict[str, Any]
 
 

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 from gpusched.scheduler.crd import GPUNODE_PLURAL, GROUP, PLURAL, VERSION
 
-log = logging.getLogger("gpusched.operator.kube")
+log = logging.getLogger(__name__)
 Obj = dict[str, Any]
 T = TypeVar("T")
 

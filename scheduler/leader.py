@@ -18,7 +18,7 @@ from typing import Any
 from gpusched.scheduler.kube import Kube, KubeError
 from gpusched.scheduler.kubetime import micro_time, parse_time
 
-log = logging.getLogger("gpusched.operator.leader")
+log = logging.getLogger(__name__)
 Obj = dict[str, Any]
 
 

@@ -28,7 +28,7 @@ from gpusched.scheduler.reconcile import ReconcileOptions, reconcile
 from gpusched.scheduler.snapshot import Snapshot, SnapshotConfig, build_snapshot
 from gpusched.units import parse_datetime
 
-log = logging.getLogger("gpusched.operator")
+log = logging.getLogger(__name__)
 
 
 @dataclass

@@ -329,4 +329,7 @@ def _gavel(args: argparse.Namespace, traces: Path) -> int:
 
 
 if __name__ == "__main__":
+    from gpusched import logs
+
+    logs.setup()
     raise SystemExit(main())

@@ -175,10 +175,10 @@ def test_simulate_warns_on_the_terminal_when_the_planner_falls_back(caplog: pyte
     cluster = load_cluster(ROOT / "examples" / "sim" / "cluster.yaml")
     jobs = load_generic(ROOT / "examples" / "traces" / "tiny.csv")
     policy = make_policy("gpusched:jct", plan_time_limit=0)  # the solver refuses a zero time limit
-    with caplog.at_level(logging.WARNING, logger="gpusched.simulate"):
+    with caplog.at_level(logging.WARNING, logger="gpusched.simulations.policies.planner"):
         result = Simulator(cluster, jobs, policy).run()
     assert result.extra["plan_errors"] > 0
-    warnings = [r.getMessage() for r in caplog.records if r.name == "gpusched.simulate"]
+    warnings = [r.getMessage() for r in caplog.records if r.name == "gpusched.simulations.policies.planner"]
     assert len(warnings) == 1 and "fall back to backfilling FIFO" in warnings[0]
 
 

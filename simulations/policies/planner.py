@@ -44,7 +44,7 @@ from gpusched.simulations.policies.base import SchedPolicy
 from gpusched.simulations.state import FULL
 from gpusched.simulations.workload import SimJob
 
-log = logging.getLogger("gpusched.simulate")
+log = logging.getLogger(__name__)
 
 STALL_LIMIT = 20
 SCAN_LIMIT = 2000
