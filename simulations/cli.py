@@ -76,7 +76,7 @@ def simulate(
         typer.Option(
             "--policy",
             "-p",
-            help="fifo, fifo-backfill, sjf, las, gavel, gpusched "
+            help="fifo, fifo-backfill, sjf, las (alias tiresias), gavel, gavel-agnostic, gpusched "
             "(= gpusched:jct) or gpusched:cost|jct|makespan|deadline|fair.",
         ),
     ] = "fifo",

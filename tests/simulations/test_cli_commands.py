@@ -1,4 +1,5 @@
-"""`gpusched validate` is the validation module's entry (one parser, one code path), with one-line errors."""
+"""The simulation commands' entries: `gpusched validate` is the validation module's parser and code, and
+the --help texts name what the code accepts."""
 
 from __future__ import annotations
 
@@ -63,3 +64,13 @@ def test_usage_mistakes_are_one_line(args: list[str], expected: str) -> None:
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: "), result.stderr
     assert expected in result.stderr
+
+
+def test_simulate_help_names_every_policy_the_code_accepts() -> None:
+    from gpusched.simulations.policies import BASELINES, PLANNER_PREFIX
+
+    result = _run("-m", "gpusched.cli", "simulate", "--help")
+    assert result.returncode == 0, result.stderr
+    text = " ".join(result.stdout.replace("│", " ").split())
+    for name in (*BASELINES, PLANNER_PREFIX, "tiresias"):
+        assert name in text, name
