@@ -1,4 +1,4 @@
-"""The agent tests' view of the project's stand-in Kubernetes API (gpusched.scheduler.testserver).
+"""The agent tests' view of the project's stand-in Kubernetes API (gpusched.testing.apiserver).
 
 The same server the operator's tests run against, served over real HTTP to the real `kubernetes`
 client. This wrapper only gives the agent tests the handles they assert with: stored GPUNodes by

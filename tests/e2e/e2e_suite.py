@@ -1,6 +1,6 @@
 """pytest plugin (`-p e2e_suite`): select the e2e suite, the tests that talk to a real cluster.
 
-The suite is every test that takes the scenario harness (tests/scheduler/conftest.py `harness`) or is
+The suite is every test that takes the scenario harness (tests/conftest.py `harness`) or is
 marked `e2e`; the rest of tests/ never touches GPUSCHED_E2E_KUBECONFIG and has run already in the unit
 pass. With GPUSCHED_E2E_DESELECT_KNOWN=1 the tests in KNOWN_FAILURES are deselected, each with its
 reason printed: scenarios that fail on the real server for an operator bug not fixed yet (issue #12).

@@ -1,6 +1,6 @@
-"""The e2e harness copes with what a real API server and its controllers do (conftest.py).
+"""The e2e harness copes with what a real API server and its controllers do (gpusched/testing/harness.py).
 
-Each case switches on the stand-in's emulation of a real cluster's behaviour (testserver.REAL_CLUSTER,
+Each case switches on the stand-in's emulation of a real cluster's behaviour (apiserver.REAL_CLUSTER,
 sometimes with shorter timings) and checks the harness handles it, and, where it matters, that the
 behaviour really was there to handle (a node nobody keeps alive does go NotReady in the same run).
 The cleanup case also runs against a real cluster (GPUSCHED_E2E_KUBECONFIG).

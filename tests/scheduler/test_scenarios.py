@@ -1,6 +1,6 @@
 """End-to-end scenarios: the real operator and `kubernetes` client over HTTP against an API server.
 
-By default the API server is gpusched.scheduler.testserver; with GPUSCHED_E2E_KUBECONFIG set the same
+By default the API server is gpusched.testing.apiserver; with GPUSCHED_E2E_KUBECONFIG set the same
 tests run against that cluster (see conftest.py).
 """
 
