@@ -17,8 +17,10 @@ DIR/alibaba-openb. Prints a table, or JSON on stdout with --json.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -41,8 +43,21 @@ FGD_DEFAULT_PODS = "openb_pod_list_default.csv"
 """The pod list FGD's published headline numbers (FGD_PUBLISHED) are for."""
 
 
+Step = Callable[[str], None]
+"""step(what runs now): called before each replay, for a progress line."""
+
+
+def _no_step(what: str) -> None:
+    pass
+
+
 def run_fgd(
-    traces: Path, policies: list[str], seed: int, order: str = "trace", pods_file: Path | None = None
+    traces: Path,
+    policies: list[str],
+    seed: int,
+    order: str = "trace",
+    pods_file: Path | None = None,
+    step: Step = _no_step,
 ) -> list[dict[str, Any]]:
     from gpusched.simulations.fgd import replay
     from gpusched.simulations.traces import load_openb_nodes, load_openb_pods
@@ -53,7 +68,8 @@ def run_fgd(
     pods = load_openb_pods(pods_path)
     published = FGD_PUBLISHED if pods_path.name == FGD_DEFAULT_PODS else {}
     out = []
-    for policy in policies:
+    for i, policy in enumerate(policies, 1):
+        step(f"fgd: {policy} ({i}/{len(policies)})")
         result = replay(nodes, pods, policy, seed=seed, order=order)
         result["pods"] = pods_path.name
         result["published_at_100"] = published.get(policy)
@@ -92,7 +108,9 @@ def vc_shares(jobs: list[Any], gpus: int, per_node: int = 8) -> dict[str, int]:
     return nodes
 
 
-def run_philly(traces: Path, policies: list[str], gpus: int, vc: bool = False) -> list[dict[str, Any]]:
+def run_philly(
+    traces: Path, policies: list[str], gpus: int, vc: bool = False, step: Step = _no_step
+) -> list[dict[str, Any]]:
     from gpusched.simulations.engine import SimResult, Simulator
     from gpusched.simulations.metrics import summarise
     from gpusched.simulations.policies import make_policy
@@ -100,7 +118,8 @@ def run_philly(traces: Path, policies: list[str], gpus: int, vc: bool = False) -
 
     jobs = load_philly(traces / "philly" / "philly.csv")
     out = []
-    for policy in policies:
+    for i, policy in enumerate(policies, 1):
+        step(f"philly: {policy} ({i}/{len(policies)})")
         if not vc:
             result = Simulator(helios_cluster(gpus), jobs, make_policy(policy)).run()
         else:
@@ -170,6 +189,21 @@ class _OneLineParser(argparse.ArgumentParser):
 CHECKS = ("fgd", "philly", "helios", "gavel")
 
 
+@contextlib.contextmanager
+def _progress() -> Iterator[Step]:
+    """A live line on stderr (what runs, time so far) when it is a terminal: the checks run for minutes."""
+    if not sys.stderr.isatty():
+        yield _no_step
+        return
+    from rich.console import Console
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
+    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task("starting", total=None)
+        yield lambda what: bar.update(task, description=what)
+
+
 def main(argv: list[str] | None = None, prog: str = "python -m gpusched.simulations.validate") -> int:
     """Parse the options and run one check; the exit code (0, or 2 with one `error:` line)."""
     parser = _OneLineParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -220,7 +254,8 @@ def main(argv: list[str] | None = None, prog: str = "python -m gpusched.simulati
                   file=sys.stderr)
             return 2
         try:
-            results = run_fgd(traces, policies, args.seed, args.order, _pods_path(traces, args.pods))
+            with _progress() as step:
+                results = run_fgd(traces, policies, args.seed, args.order, _pods_path(traces, args.pods), step)
         except InputError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
@@ -245,7 +280,9 @@ def main(argv: list[str] | None = None, prog: str = "python -m gpusched.simulati
         if args.days is not None and args.days <= 0:
             print(f"error: --days: {args.days} must be > 0", file=sys.stderr)
             return 2
-        helios_out = run_helios_check(traces, policies, args.days, args.match_durations)
+        with _progress() as step:
+            step(f"helios: {', '.join(policies)}")
+            helios_out = run_helios_check(traces, policies, args.days, args.match_durations)
         if args.json:
             print(json.dumps(helios_out, indent=2))
         else:
@@ -253,7 +290,8 @@ def main(argv: list[str] | None = None, prog: str = "python -m gpusched.simulati
         return 0
     else:
         policies = (args.policies or "fifo,las").split(",")
-        results = run_philly(traces, policies, args.gpus, vc=args.vc)
+        with _progress() as step:
+            results = run_philly(traces, policies, args.gpus, vc=args.vc, step=step)
         if not args.json:
             for r in results:
                 print(", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in r.items()))
@@ -313,7 +351,9 @@ def _gavel(args: argparse.Namespace, traces: Path) -> int:
                                        window=(lo, hi), multi_gpu=args.multi_gpu,
                                        gpus=(gpus[0], gpus[1], gpus[2]), round_hours=args.round_minutes / 60)
         try:
-            out = gavel_check.run_setup(throughputs, setup, policies, jobs=given)
+            with _progress() as step:
+                step(f"gavel: {rate:g} jobs/h, {', '.join(policies)}")
+                out = gavel_check.run_setup(throughputs, setup, policies, jobs=given)
         except (InputError, ValueError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2

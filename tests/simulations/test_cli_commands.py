@@ -74,3 +74,12 @@ def test_simulate_help_names_every_policy_the_code_accepts() -> None:
     text = " ".join(result.stdout.replace("│", " ").split())
     for name in (*BASELINES, PLANNER_PREFIX, "tiresias"):
         assert name in text, name
+
+
+def test_each_replay_is_announced_for_the_progress_line(traces: Path) -> None:
+    from gpusched.simulations import validate
+
+    seen: list[str] = []
+    results = validate.run_philly(traces, ["fifo", "sjf"], 64, step=seen.append)
+    assert seen == ["philly: fifo (1/2)", "philly: sjf (2/2)"]
+    assert [r["policy"] for r in results] == ["fifo", "sjf"]
