@@ -13,7 +13,7 @@ import subprocess
 
 import pytest
 
-from gpusched.agents.stub_nvml import CONFIG_ENV
+from .stub_nvml import CONFIG_ENV
 from gpusched.telemetry import NodeTelemetry
 
 from .conftest import agent_cmd
