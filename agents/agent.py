@@ -50,6 +50,7 @@ class Agent:
         topology_domain: str | None = None,
         labels: dict[str, str] | None = None,
         watch_xids: bool = True,
+        xid_wait_ms: int = 500,
         clock: Callable[[], datetime] | None = None,
     ) -> None:
         self.node = node
@@ -61,6 +62,7 @@ class Agent:
         self.topology_domain = topology_domain
         self.labels = labels or {}
         self.watch_xids = watch_xids
+        self.xid_wait_ms = xid_wait_ms
         self.clock = clock or (lambda: datetime.now(timezone.utc))
         self.tracker = HealthTracker()
         self.stats = AgentStats()
@@ -91,8 +93,18 @@ class Agent:
             return
         self.nvml.read_topology(timeout=self.poll_timeout)
         if self.watch_xids:
-            self.xids = XidWatcher(self.nvml)
+            self.xids = XidWatcher(self.nvml, wait_ms=self.xid_wait_ms)
             self.xids.start()
+
+    def settle_xids(self, timeout: float) -> bool:
+        """Wait (at most `timeout` s) until the XID events pending at start are recorded.
+
+        `--once` calls this before its single poll, so it reports the XIDs the daemon would report
+        on its first poll instead of none. False when the watcher did not drain in time (or none runs).
+        """
+        if self.xids is None:
+            return False
+        return self.xids.wait_drained(timeout)
 
     def close(self) -> None:
         if self.xids is not None:

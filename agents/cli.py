@@ -158,7 +158,7 @@ def agent(
         publishers=publishers,
         topology_domain=topology_domain or os.environ.get("GPUSCHED_TOPOLOGY_DOMAIN"),
         labels=labels,
-        watch_xids=not once,
+        xid_wait_ms=100 if once else 500,  # --once: drain the queued events quickly, then poll
     )
     server = None
     if port and not once:
@@ -174,6 +174,7 @@ def agent(
     the_agent.start()
     try:
         if once:
+            the_agent.settle_xids(timeout_s)  # the XIDs the daemon would report, not none
             snapshot = the_agent.poll_once()
             if as_json:
                 typer.echo(json.dumps(snapshot.model_dump(mode="json"), indent=2))
