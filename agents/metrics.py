@@ -41,6 +41,13 @@ GAUGES: list[tuple[str, str, str]] = [
     ("DCGM_FI_DEV_POWER_MGMT_LIMIT", "Power management limit (in W).", "power_limit_w"),
     ("DCGM_FI_DEV_SM_CLOCK", "SM clock frequency (in MHz).", "sm_clock_mhz"),
     ("DCGM_FI_DEV_MEM_CLOCK", "Memory clock frequency (in MHz).", "mem_clock_mhz"),
+    ("DCGM_FI_DEV_MEMORY_TEMP", "Memory temperature (in C).", "memory_temperature_c"),
+    # dcgm-exporter types the next four counters; as for ECC below, a gauge keeps the exact name
+    # (prometheus_client would append _total to a counter), and rate()/increase() work the same.
+    ("DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION", "Total energy consumption since boot (in mJ).", "energy_mj"),
+    ("DCGM_FI_DEV_PCIE_TX_THROUGHPUT", "PCIe TX throughput (in KB/s) via NVML.", "pcie_tx_kbps"),
+    ("DCGM_FI_DEV_PCIE_RX_THROUGHPUT", "PCIe RX throughput (in KB/s) via NVML.", "pcie_rx_kbps"),
+    ("DCGM_FI_DEV_PCIE_REPLAY_COUNTER", "Total number of PCIe retries.", "pcie_replay_count"),
 ]
 
 
@@ -137,6 +144,16 @@ class AgentCollector(Collector):
             "gpusched_gpu_mig_devices", "MIG devices on the GPU (absent when MIG is off).", labels=LABELS
         )
         procs = GaugeMetricFamily("gpusched_gpu_processes", "Compute processes on the GPU.", labels=LABELS)
+        nvlink_total = GaugeMetricFamily(
+            "DCGM_FI_DEV_NVLINK_BANDWIDTH_TOTAL",
+            "NVLink data transmitted and received over all links since boot (in KiB).",
+            labels=LABELS,
+        )
+        nvlink_link = GaugeMetricFamily(
+            "gpusched_gpu_nvlink_data_kib",
+            "NVLink data per link and direction since boot (in KiB).",
+            labels=[*LABELS, "link", "direction"],
+        )
         bits = {n: b for b, n in THROTTLE_REASONS.items()}
         for gpu in gpus:
             labels = _labels(gpu, host)
@@ -153,7 +170,12 @@ class AgentCollector(Collector):
                 mig.add_metric(labels, float(len(gpu.mig_devices)))
             if gpu.health != "unknown":
                 procs.add_metric(labels, float(len(gpu.processes)))
-        yield from (xid, ecc, remap_fail, remap_pending, throttle, mig, procs)
+            if gpu.nvlink_traffic:
+                nvlink_total.add_metric(labels, float(sum(t.tx_kib + t.rx_kib for t in gpu.nvlink_traffic)))
+            for t in gpu.nvlink_traffic:
+                nvlink_link.add_metric([*labels, str(t.link), "tx"], float(t.tx_kib))
+                nvlink_link.add_metric([*labels, str(t.link), "rx"], float(t.rx_kib))
+        yield from (xid, ecc, remap_fail, remap_pending, throttle, mig, procs, nvlink_total, nvlink_link)
         health = GaugeMetricFamily(
             "gpusched_gpu_health",
             "1 for the GPU's current health state (healthy, degraded, unknown, unhealthy).",

@@ -24,7 +24,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from gpusched.telemetry import GpuProcess, GpuTelemetry, MigDevice
+from gpusched.telemetry import GpuProcess, GpuTelemetry, MigDevice, NvLinkTraffic
 
 log = logging.getLogger("gpusched.agent.nvml")
 
@@ -340,8 +340,53 @@ class NvmlSource:
         cc = opt("compute_capability", nv.nvmlDeviceGetCudaComputeCapability, handle)
         if cc is not None:
             gpu["compute_capability"] = f"{cc[0]}.{cc[1]}"
+        energy = opt("energy", nv.nvmlDeviceGetTotalEnergyConsumption, handle)
+        gpu["energy_mj"] = int(energy) if energy is not None else None
+        gpu["pcie_tx_kbps"] = _num(
+            opt("pcie_throughput", nv.nvmlDeviceGetPcieThroughput, handle, nv.NVML_PCIE_UTIL_TX_BYTES)
+        )
+        gpu["pcie_rx_kbps"] = _num(
+            opt("pcie_throughput", nv.nvmlDeviceGetPcieThroughput, handle, nv.NVML_PCIE_UTIL_RX_BYTES)
+        )
+        replay = opt("pcie_replay", nv.nvmlDeviceGetPcieReplayCounter, handle)
+        gpu["pcie_replay_count"] = int(replay) if replay is not None else None
+        values = opt("field_values", nv.nvmlDeviceGetFieldValues, handle, _FIELD_QUERY)
+        if values is not None:
+            gpu.update(self._field_values(values, errors))
         call.name = None
         return GpuTelemetry(**gpu), errors
+
+    def _field_values(self, values: Any, errors: list[str]) -> dict[str, Any]:
+        """Memory temperature and NVLink data counters from one nvmlDeviceGetFieldValues call.
+
+        NVML answers each value with its own return code: a value the GPU or driver does not have
+        (not supported, or a field id older drivers do not know: invalid argument) is left out,
+        so it gives no sample; another error is a field error like any other.
+        """
+        nv = self._nvml
+        absent = (*_absent_codes(nv), nv.NVML_ERROR_INVALID_ARGUMENT)
+        got: dict[tuple[int, int], float] = {}
+        for v in values:
+            code = int(v.nvmlReturn)
+            if code == nv.NVML_SUCCESS:
+                got[(int(v.fieldId), int(v.scopeId))] = _field_value(v)
+            elif code == nv.NVML_ERROR_GPU_IS_LOST:
+                raise GpuReadError("nvmlDeviceGetFieldValues: GPU is lost", lost=True)
+            elif code not in absent:
+                errors.append(
+                    f"field {int(v.fieldId)}: nvmlDeviceGetFieldValues: {_describe(nv.NVMLError(code))}"
+                )
+        out: dict[str, Any] = {}
+        if (_MEMORY_TEMP, 0) in got:
+            out["memory_temperature_c"] = float(got[(_MEMORY_TEMP, 0)])
+        links = []
+        for link in range(NVML_NVLINK_MAX_LINKS):
+            tx = got.get((_NVLINK_TX, link))
+            rx = got.get((_NVLINK_RX, link))
+            if tx is not None and rx is not None:
+                links.append(NvLinkTraffic(link=link, tx_kib=int(tx), rx_kib=int(rx)))
+        out["nvlink_traffic"] = links
+        return out
 
     def _mig_devices(self, handle: Any, opt: Callable[..., Any]) -> list[MigDevice]:
         nv = self._nvml
@@ -486,6 +531,22 @@ class NvmlSource:
             if addr is not None:
                 out[addr] = i
         return out
+
+
+# nvml.h field ids (the same numbers as pynvml's NVML_FI_* constants)
+_MEMORY_TEMP = 82  # NVML_FI_DEV_MEMORY_TEMP
+_NVLINK_TX = 138  # NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_TX, KiB, scopeId = link
+_NVLINK_RX = 139  # NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_RX
+_FIELD_QUERY: list[Any] = [
+    (_MEMORY_TEMP, 0),
+    *((fid, link) for link in range(NVML_NVLINK_MAX_LINKS) for fid in (_NVLINK_TX, _NVLINK_RX)),
+]
+
+
+def _field_value(v: Any) -> float:
+    """A c_nvmlFieldValue_t's value by its valueType (nvmlValueType_t)."""
+    member = {0: "dVal", 1: "uiVal", 2: "ulVal", 3: "ullVal", 4: "sllVal", 5: "siVal", 6: "usVal"}
+    return float(getattr(v.value, member.get(int(v.valueType), "ullVal")))
 
 
 def _absent_codes(nv: Any) -> tuple[int, ...]:

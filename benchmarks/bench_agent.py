@@ -20,9 +20,12 @@ from typing import Any
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests" / "agents"))  # the NVML stub is test infrastructure, kept with the tests
+sys.path.insert(
+    0, str(ROOT / "tests" / "agents")
+)  # the NVML stub is test infrastructure, kept with the tests
 
 from stub_nvml import CONFIG_ENV, build_stub, preload_stub  # noqa: E402
+
 H100 = "profile h100x8\nprocess 2 4242 30000\nprocess 5 4243 10000\n"
 
 

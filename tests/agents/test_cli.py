@@ -54,7 +54,11 @@ def test_once_reports_xids_like_the_daemon(tmp_path: Path, stub_lib: Path) -> No
     write_config(config, "profile h100x8\nxid 6 79\nxid 2 13\n")
     env = agent_env(stub_lib, config)
     result = subprocess.run(
-        agent_cmd("--once", "--json", "--node-name", "n1"), capture_output=True, text=True, env=env, timeout=60
+        agent_cmd("--once", "--json", "--node-name", "n1"),
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
     )
     assert result.returncode == 0, result.stderr
     gpus = NodeTelemetry.model_validate(json.loads(result.stdout)).gpus

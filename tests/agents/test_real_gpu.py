@@ -13,10 +13,10 @@ import subprocess
 
 import pytest
 
-from .stub_nvml import CONFIG_ENV
 from gpusched.telemetry import NodeTelemetry
 
 from .conftest import agent_cmd
+from .stub_nvml import CONFIG_ENV
 
 pytestmark = pytest.mark.gpu
 
