@@ -27,6 +27,9 @@ from gpusched.telemetry import GpuTelemetry
 log = logging.getLogger("gpusched.agent.metrics")
 
 LABELS = ["gpu", "UUID", "pci_bus_id", "device", "modelName", "Hostname"]
+POD_LABELS = ["pod", "namespace", "container"]
+"""dcgm-exporter's labels for the container holding the GPU (--kubernetes-pod-labels); empty, which
+Prometheus reads as absent, on a GPU no container holds."""
 _MIB_PER_BYTE = 1.0 / (1024 * 1024)
 
 # name, help, GpuTelemetry attribute (dcgm-exporter units: %, MiB, C, W, MHz)
@@ -105,6 +108,12 @@ class AgentCollector(Collector):
         for name, count in sorted(stats.publish_errors.items()):
             publish_errors.add_metric([name], count)
         yield publish_errors
+        if self.agent.pod_resources is not None:
+            yield CounterMetricFamily(
+                "gpusched_agent_pod_resources_errors",
+                "Polls whose kubelet pod-resources List failed (GPU series then carry no pod labels).",
+                value=stats.pod_resources_errors,
+            )
         transitions = CounterMetricFamily(
             "gpusched_gpu_health_transitions",
             "GPU health state changes seen by this agent.",
@@ -115,48 +124,58 @@ class AgentCollector(Collector):
         yield transitions
         if snap is None:
             return
+        pods = self.agent.gpu_pods if self.agent.pod_resources is not None else None
+        names = LABELS if pods is None else [*LABELS, *POD_LABELS]
+
+        def lab(gpu: GpuTelemetry) -> list[str]:
+            values = _labels(gpu, host)
+            if pods is None:
+                return values
+            ref = pods.get(gpu.uuid) or (pods.get(str(gpu.index)) if gpu.kind == "gpu" else None)
+            return [*values, *((ref.pod, ref.namespace, ref.container) if ref else ("", "", ""))]
+
         gpus = [g for g in snap.gpus if g.kind == "gpu"]
         for name, doc, attr in GAUGES:
-            family = GaugeMetricFamily(name, doc, labels=LABELS)
+            family = GaugeMetricFamily(name, doc, labels=names)
             for gpu in gpus:
                 value = getattr(gpu, attr)
                 if value is not None:
-                    family.add_metric(_labels(gpu, host), float(value))
+                    family.add_metric(lab(gpu), float(value))
             yield family
         xid = GaugeMetricFamily(
-            "DCGM_FI_DEV_XID_ERRORS", "Value of the last XID error encountered.", labels=LABELS
+            "DCGM_FI_DEV_XID_ERRORS", "Value of the last XID error encountered.", labels=names
         )
         # dcgm-exporter types this one a counter; prometheus_client would rename a counter's family to
         # *_total_total, so it is a gauge here: same name and labels, and rate()/increase() still work.
         ecc = GaugeMetricFamily(
-            "DCGM_FI_DEV_ECC_DBE_VOL_TOTAL", "Total number of double-bit volatile ECC errors.", labels=LABELS
+            "DCGM_FI_DEV_ECC_DBE_VOL_TOTAL", "Total number of double-bit volatile ECC errors.", labels=names
         )
         remap_fail = GaugeMetricFamily(
-            "DCGM_FI_DEV_ROW_REMAP_FAILURE", "Whether remapping of rows has failed.", labels=LABELS
+            "DCGM_FI_DEV_ROW_REMAP_FAILURE", "Whether remapping of rows has failed.", labels=names
         )
         remap_pending = GaugeMetricFamily(
-            "DCGM_FI_DEV_ROW_REMAP_PENDING", "Whether a row remap is pending.", labels=LABELS
+            "DCGM_FI_DEV_ROW_REMAP_PENDING", "Whether a row remap is pending.", labels=names
         )
         throttle = GaugeMetricFamily(
-            "DCGM_FI_DEV_CLOCK_THROTTLE_REASONS", "Current clock throttle reasons (bitmask).", labels=LABELS
+            "DCGM_FI_DEV_CLOCK_THROTTLE_REASONS", "Current clock throttle reasons (bitmask).", labels=names
         )
         mig = GaugeMetricFamily(
-            "gpusched_gpu_mig_devices", "MIG devices on the GPU (absent when MIG is off).", labels=LABELS
+            "gpusched_gpu_mig_devices", "MIG devices on the GPU (absent when MIG is off).", labels=names
         )
-        procs = GaugeMetricFamily("gpusched_gpu_processes", "Compute processes on the GPU.", labels=LABELS)
+        procs = GaugeMetricFamily("gpusched_gpu_processes", "Compute processes on the GPU.", labels=names)
         nvlink_total = GaugeMetricFamily(
             "DCGM_FI_DEV_NVLINK_BANDWIDTH_TOTAL",
             "NVLink data transmitted and received over all links since boot (in KiB).",
-            labels=LABELS,
+            labels=names,
         )
         nvlink_link = GaugeMetricFamily(
             "gpusched_gpu_nvlink_data_kib",
             "NVLink data per link and direction since boot (in KiB).",
-            labels=[*LABELS, "link", "direction"],
+            labels=[*names, "link", "direction"],
         )
         bits = {n: b for b, n in THROTTLE_REASONS.items()}
         for gpu in gpus:
-            labels = _labels(gpu, host)
+            labels = lab(gpu)
             xid.add_metric(labels, float(gpu.xid_errors[-1]) if gpu.xid_errors else 0.0)
             if gpu.ecc_uncorrected_volatile is not None:
                 ecc.add_metric(labels, float(gpu.ecc_uncorrected_volatile))
@@ -179,21 +198,21 @@ class AgentCollector(Collector):
         health = GaugeMetricFamily(
             "gpusched_gpu_health",
             "1 for the GPU's current health state (healthy, degraded, unknown, unhealthy).",
-            labels=[*LABELS, "kind", "state"],
+            labels=[*names, "kind", "state"],
         )
         for gpu in snap.gpus:
             for state in HEALTH_STATES:
-                health.add_metric([*_labels(gpu, host), gpu.kind, state], 1.0 if gpu.health == state else 0.0)
+                health.add_metric([*lab(gpu), gpu.kind, state], 1.0 if gpu.health == state else 0.0)
         yield health
         tpus = [g for g in snap.gpus if g.kind == "tpu"]
         if tpus:
-            hbm_used = GaugeMetricFamily("gpusched_tpu_hbm_used_mib", "TPU HBM in use (MiB).", labels=LABELS)
-            hbm_total = GaugeMetricFamily("gpusched_tpu_hbm_total_mib", "TPU HBM size (MiB).", labels=LABELS)
+            hbm_used = GaugeMetricFamily("gpusched_tpu_hbm_used_mib", "TPU HBM in use (MiB).", labels=names)
+            hbm_total = GaugeMetricFamily("gpusched_tpu_hbm_total_mib", "TPU HBM size (MiB).", labels=names)
             duty = GaugeMetricFamily(
-                "gpusched_tpu_duty_cycle_percent", "TPU duty cycle (in %).", labels=LABELS
+                "gpusched_tpu_duty_cycle_percent", "TPU duty cycle (in %).", labels=names
             )
             for chip in tpus:
-                labels = _labels(chip, host)
+                labels = lab(chip)
                 if chip.memory_used_mib is not None:
                     hbm_used.add_metric(labels, chip.memory_used_mib)
                 if chip.memory_total_mib is not None:
