@@ -10,18 +10,16 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from gpusched.agents.agent import Agent
 from gpusched.agents.health import HEALTH_STATES
 from gpusched.agents.nvml import THROTTLE_REASONS
+from gpusched.metrics_server import MetricsServer as HttpMetricsServer
 from gpusched.telemetry import GpuTelemetry
 
 log = logging.getLogger("gpusched.agent.metrics")
@@ -228,44 +226,18 @@ def make_registry(agent: Agent) -> CollectorRegistry:
     return registry
 
 
-class MetricsServer:
+class MetricsServer(HttpMetricsServer):
     """/metrics (Prometheus text), /healthz (200 once a poll completed), /snapshot (the JSON)."""
 
     def __init__(self, agent: Agent, port: int, host: str = "0.0.0.0") -> None:
-        registry = make_registry(agent)
+        def healthz() -> tuple[int, str, bytes]:
+            ok = agent.latest is not None
+            return (200, "text/plain", b"ok\n") if ok else (503, "text/plain", b"no poll yet\n")
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                path = self.path.split("?", 1)[0]
-                if path == "/metrics":
-                    self._send(200, generate_latest(registry), "text/plain; version=0.0.4; charset=utf-8")
-                elif path == "/healthz":
-                    ok = agent.latest is not None
-                    self._send(200 if ok else 503, b"ok\n" if ok else b"no poll yet\n", "text/plain")
-                elif path == "/snapshot" and agent.latest is not None:
-                    body = json.dumps(agent.latest.model_dump(mode="json")).encode()
-                    self._send(200, body, "application/json")
-                else:
-                    self._send(404, b"not found\n", "text/plain")
+        def snapshot() -> tuple[int, str, bytes]:
+            latest = agent.latest
+            if latest is None:
+                return 404, "text/plain", b"no poll yet\n"
+            return 200, "application/json", json.dumps(latest.model_dump(mode="json")).encode()
 
-            def _send(self, code: int, body: bytes, ctype: str) -> None:
-                self.send_response(code)
-                self.send_header("Content-Type", ctype)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                log.debug("http: " + format, *args)
-
-        self.httpd = ThreadingHTTPServer((host, port), Handler)
-        self.httpd.daemon_threads = True
-        self.port = int(self.httpd.server_address[1])
-        self._thread = threading.Thread(target=self.httpd.serve_forever, name="metrics-http", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        super().__init__(make_registry(agent), port, host, {"/healthz": healthz, "/snapshot": snapshot})
