@@ -16,6 +16,7 @@ from __future__ import annotations
 import ctypes
 import logging
 import queue
+import struct
 import threading
 import time
 from collections.abc import Callable
@@ -24,7 +25,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from gpusched.telemetry import GpuProcess, GpuTelemetry, MigDevice, NvLinkTraffic
+from gpusched.telemetry import GpuProcess, GpuTelemetry, MigDevice
 
 log = logging.getLogger("gpusched.agent.nvml")
 
@@ -140,6 +141,7 @@ class NvmlSource:
         self._pending: dict[int, Future[tuple[GpuTelemetry, list[str]]]] = {}
         self._calls: dict[int, _Call] = {}
         self._identity: dict[int, tuple[str, str]] = {}
+        self._field_queries: dict[int, Callable[[Any], FieldValues]] = {}
         self._topology_future: Future[dict[str, dict[str, str]]] | None = None
         self._topology_started = -float("inf")
         self.last_error: str | None = None
@@ -350,13 +352,16 @@ class NvmlSource:
         )
         replay = opt("pcie_replay", nv.nvmlDeviceGetPcieReplayCounter, handle)
         gpu["pcie_replay_count"] = int(replay) if replay is not None else None
-        values = opt("field_values", nv.nvmlDeviceGetFieldValues, handle, _FIELD_QUERY)
+        query = self._field_queries.get(index)
+        if query is None:
+            query = self._field_queries[index] = _field_query(nv, _FIELD_QUERY)
+        values = opt("field_values", query, handle)
         if values is not None:
             gpu.update(self._field_values(values, errors))
         call.name = None
         return GpuTelemetry(**gpu), errors
 
-    def _field_values(self, values: Any, errors: list[str]) -> dict[str, Any]:
+    def _field_values(self, values: FieldValues, errors: list[str]) -> dict[str, Any]:
         """Memory temperature and NVLink data counters from one nvmlDeviceGetFieldValues call.
 
         NVML answers each value with its own return code: a value the GPU or driver does not have
@@ -366,25 +371,22 @@ class NvmlSource:
         nv = self._nvml
         absent = (*_absent_codes(nv), nv.NVML_ERROR_INVALID_ARGUMENT)
         got: dict[tuple[int, int], float] = {}
-        for v in values:
-            code = int(v.nvmlReturn)
-            if code == nv.NVML_SUCCESS:
-                got[(int(v.fieldId), int(v.scopeId))] = _field_value(v)
+        for field_id, scope, _ts, _latency, value_type, code, raw in values:
+            if code == 0:  # NVML_SUCCESS
+                got[(field_id, scope)] = _union(value_type, raw)
             elif code == nv.NVML_ERROR_GPU_IS_LOST:
                 raise GpuReadError("nvmlDeviceGetFieldValues: GPU is lost", lost=True)
             elif code not in absent:
-                errors.append(
-                    f"field {int(v.fieldId)}: nvmlDeviceGetFieldValues: {_describe(nv.NVMLError(code))}"
-                )
+                errors.append(f"field {field_id}: nvmlDeviceGetFieldValues: {_describe(nv.NVMLError(code))}")
         out: dict[str, Any] = {}
         if (_MEMORY_TEMP, 0) in got:
-            out["memory_temperature_c"] = float(got[(_MEMORY_TEMP, 0)])
+            out["memory_temperature_c"] = got[(_MEMORY_TEMP, 0)]
         links = []
         for link in range(NVML_NVLINK_MAX_LINKS):
             tx = got.get((_NVLINK_TX, link))
             rx = got.get((_NVLINK_RX, link))
-            if tx is not None and rx is not None:
-                links.append(NvLinkTraffic(link=link, tx_kib=int(tx), rx_kib=int(rx)))
+            if tx is not None and rx is not None:  # dicts: GpuTelemetry validates them in one go, 4x faster
+                links.append({"link": link, "tx_kib": int(tx), "rx_kib": int(rx)})
         out["nvlink_traffic"] = links
         return out
 
@@ -537,16 +539,57 @@ class NvmlSource:
 _MEMORY_TEMP = 82  # NVML_FI_DEV_MEMORY_TEMP
 _NVLINK_TX = 138  # NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_TX, KiB, scopeId = link
 _NVLINK_RX = 139  # NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_RX
-_FIELD_QUERY: list[Any] = [
+_FIELD_QUERY: list[tuple[int, int]] = [
     (_MEMORY_TEMP, 0),
     *((fid, link) for link in range(NVML_NVLINK_MAX_LINKS) for fid in (_NVLINK_TX, _NVLINK_RX)),
 ]
 
 
-def _field_value(v: Any) -> float:
-    """A c_nvmlFieldValue_t's value by its valueType (nvmlValueType_t)."""
-    member = {0: "dVal", 1: "uiVal", 2: "ulVal", 3: "ullVal", 4: "sllVal", 5: "siVal", 6: "usVal"}
-    return float(getattr(v.value, member.get(int(v.valueType), "ullVal")))
+# nvmlFieldValue_t: fieldId, scopeId, timestamp, latencyUsec, valueType, nvmlReturn, value (8-byte union)
+_FIELD_VALUE = struct.Struct("=IIqqII8s")
+# nvmlValueType_t -> how the union's bytes read (double, uint, ulong, ulonglong, slonglong, sint, ushort)
+_VALUE_FORMATS = {k: struct.Struct(f) for k, f in enumerate(("=d", "=I", "=Q", "=Q", "=q", "=i", "=H"))}
+
+FieldValues = list[tuple[int, int, int, int, int, int, bytes]]
+"""Per requested value: field id, scope id, timestamp, latency, valueType, its own nvmlReturn, raw value."""
+
+
+def _field_query(nv: Any, ids: list[tuple[int, int]]) -> Callable[[Any], FieldValues]:
+    """nvmlDeviceGetFieldValues for a fixed list of (field, scope) ids, built once per GPU.
+
+    pynvml's wrapper builds the nvmlFieldValue_t array in Python on every call (~100 us for the
+    37 values the agent asks for); here the array is built once and reused (each GPU's reads run on
+    that GPU's one worker thread) and the answer is split in one struct.iter_unpack, so a poll
+    costs about what the bare call does.
+    """
+    array = (nv.c_nvmlFieldValue_t * len(ids))()
+    for slot, (field_id, scope) in zip(array, ids):
+        slot.fieldId, slot.scopeId = field_id, scope
+    count = ctypes.c_int32(len(ids))
+    if ctypes.sizeof(nv.c_nvmlFieldValue_t) != _FIELD_VALUE.size:  # a binding with another layout
+
+        def slow(handle: Any) -> FieldValues:
+            return [
+                (v.fieldId, v.scopeId, 0, 0, v.valueType, v.nvmlReturn, bytes(v.value))
+                for v in nv.nvmlDeviceGetFieldValues(handle, ids)
+            ]
+
+        slow.__name__ = "nvmlDeviceGetFieldValues"  # the name field errors and timeouts report
+        return slow
+
+    def nvmlDeviceGetFieldValues(handle: Any) -> FieldValues:  # named like the NVML call, for errors
+        fn = nv._nvmlGetFunctionPointer("nvmlDeviceGetFieldValues")  # cached by pynvml after the first
+        ret = fn(handle, count, ctypes.byref(array))
+        if ret != nv.NVML_SUCCESS:
+            raise nv.NVMLError(ret)
+        return list(_FIELD_VALUE.iter_unpack(bytes(array)))
+
+    return nvmlDeviceGetFieldValues
+
+
+def _union(value_type: int, raw: bytes) -> float:
+    fmt = _VALUE_FORMATS.get(value_type, _VALUE_FORMATS[3])
+    return float(fmt.unpack_from(raw)[0])
 
 
 def _absent_codes(nv: Any) -> tuple[int, ...]:
