@@ -16,11 +16,16 @@ from typing import Protocol
 from gpusched import __version__
 from gpusched.agents.health import HealthConfig, HealthTracker, Transition, evaluate
 from gpusched.agents.nvml import NvmlSource
+from gpusched.agents.podresources import PodRef, PodResourcesError
 from gpusched.agents.tpu import TpuSource
 from gpusched.agents.xid import XidWatcher
 from gpusched.telemetry import GpuTelemetry, NodeTelemetry
 
 log = logging.getLogger(__name__)
+
+
+class PodLister(Protocol):
+    def gpu_pods(self) -> dict[str, PodRef]: ...
 
 
 class Publisher(Protocol):
@@ -36,6 +41,7 @@ class AgentStats:
         self.last_poll_seconds = 0.0
         self.last_poll_time = 0.0
         self.publish_errors: dict[str, int] = {}
+        self.pod_resources_errors = 0
 
 
 class Agent:
@@ -50,6 +56,8 @@ class Agent:
         topology_domain: str | None = None,
         labels: dict[str, str] | None = None,
         watch_xids: bool = True,
+        xid_wait_ms: int = 500,
+        pod_resources: PodLister | None = None,
         clock: Callable[[], datetime] | None = None,
     ) -> None:
         self.node = node
@@ -61,6 +69,11 @@ class Agent:
         self.topology_domain = topology_domain
         self.labels = labels or {}
         self.watch_xids = watch_xids
+        self.xid_wait_ms = xid_wait_ms
+        self.pod_resources = pod_resources
+        self.gpu_pods: dict[str, PodRef] = {}
+        """GPU UUID (or index) -> the container holding it, as of the last poll (--kubernetes-pod-labels)."""
+        self._pod_error: str | None = None
         self.clock = clock or (lambda: datetime.now(timezone.utc))
         self.tracker = HealthTracker()
         self.stats = AgentStats()
@@ -91,13 +104,26 @@ class Agent:
             return
         self.nvml.read_topology(timeout=self.poll_timeout)
         if self.watch_xids:
-            self.xids = XidWatcher(self.nvml)
+            self.xids = XidWatcher(self.nvml, wait_ms=self.xid_wait_ms)
             self.xids.start()
+
+    def settle_xids(self, timeout: float) -> bool:
+        """Wait (at most `timeout` s) until the XID events pending at start are recorded.
+
+        `--once` calls this before its single poll, so it reports the XIDs the daemon would report
+        on its first poll instead of none. False when the watcher did not drain in time (or none runs).
+        """
+        if self.xids is None:
+            return False
+        return self.xids.wait_drained(timeout)
 
     def close(self) -> None:
         if self.xids is not None:
             self.xids.stop()
         self.nvml.close()
+        close = getattr(self.pod_resources, "close", None)
+        if close is not None:
+            close()
 
     # ----------------------------------------------------------------------------------- poll
 
@@ -133,6 +159,8 @@ class Agent:
             for chip in tpus:
                 chip.health, chip.health_reasons = evaluate(chip, self.health)
                 gpus.append(chip)
+        if self.pod_resources is not None:
+            self._read_gpu_pods()
         now = self.clock()
         snapshot = NodeTelemetry(
             node=self.node,
@@ -162,6 +190,22 @@ class Agent:
                 self.stats.publish_errors = errors
                 log.warning("publishing via %s failed: %s", name, exc)
         return snapshot
+
+    def _read_gpu_pods(self) -> None:
+        """Refresh gpu_pods; on failure drop them (a stale pod label is worse than none) and say so once."""
+        assert self.pod_resources is not None
+        try:
+            self.gpu_pods = self.pod_resources.gpu_pods()
+        except PodResourcesError as exc:
+            self.stats.pod_resources_errors += 1
+            self.gpu_pods = {}
+            if str(exc) != self._pod_error:
+                log.warning("pod-resources: %s (GPU metrics carry no pod labels until it answers)", exc)
+            self._pod_error = str(exc)
+            return
+        if self._pod_error is not None:
+            log.info("pod-resources: answering again")
+        self._pod_error = None
 
     def run(self, stop: threading.Event, interval: float) -> None:
         """Poll every `interval` seconds until `stop` is set (by SIGTERM/SIGINT)."""

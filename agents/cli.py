@@ -83,6 +83,17 @@ def agent(
     label: Annotated[
         list[str] | None, typer.Option("--label", help="KEY=VALUE copied into the snapshot.")
     ] = None,
+    kubernetes_pod_labels: Annotated[
+        bool,
+        typer.Option(
+            "--kubernetes-pod-labels",
+            help="Label GPU metrics with pod, namespace, container from the kubelet's pod-resources socket.",
+        ),
+    ] = False,
+    pod_resources_socket: Annotated[
+        Path,
+        typer.Option("--pod-resources-socket", help="The kubelet's pod-resources gRPC socket."),
+    ] = Path("/var/lib/kubelet/pod-resources/kubelet.sock"),
     once: Annotated[bool, typer.Option("--once", help="Poll once, print, exit.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="With --once: print the snapshot as JSON.")] = False,
     log_level: Annotated[str, typer.Option("--log-level", help="debug, info, warning, error.")] = "info",
@@ -114,6 +125,8 @@ def agent(
         raise _fail("--publish file: --output-dir is required")
     if not 0 <= port <= 65535:
         raise _fail(f"--port: expected 0-65535, got {port}")
+    if kubernetes_pod_labels and (once or not port):
+        raise _fail("--kubernetes-pod-labels: labels /metrics, so it needs a --port and no --once")
     if node_name is not None:
         node = _node_name(node_name, "--node-name")
     elif os.environ.get("NODE_NAME"):
@@ -154,6 +167,19 @@ def agent(
             ) from None
         publishers.append(GpuNodePublisher(api_client, node, heartbeat=heartbeat_s))
 
+    pod_resources = None
+    if kubernetes_pod_labels:
+        from gpusched.agents.podresources import PodResourcesClient, PodResourcesError
+
+        try:  # asked once now, so a missing or refusing socket is one line at start, not a warning later
+            pod_resources = PodResourcesClient(pod_resources_socket, timeout=timeout_s)
+            pod_resources.gpu_pods()
+        except PodResourcesError as exc:
+            raise _fail(
+                f"--kubernetes-pod-labels: {exc} (expected the kubelet's pod-resources socket: mount "
+                "/var/lib/kubelet/pod-resources into the agent, or pass --pod-resources-socket)"
+            ) from None
+
     the_agent = Agent(
         node,
         health=rules,
@@ -161,7 +187,8 @@ def agent(
         publishers=publishers,
         topology_domain=topology_domain or os.environ.get("GPUSCHED_TOPOLOGY_DOMAIN"),
         labels=labels,
-        watch_xids=not once,
+        xid_wait_ms=100 if once else 500,  # --once: drain the queued events quickly, then poll
+        pod_resources=pod_resources,
     )
     server = None
     if port and not once:
@@ -177,6 +204,7 @@ def agent(
     the_agent.start()
     try:
         if once:
+            the_agent.settle_xids(timeout_s)  # the XIDs the daemon would report, not none
             snapshot = the_agent.poll_once()
             if as_json:
                 typer.echo(json.dumps(snapshot.model_dump(mode="json"), indent=2))

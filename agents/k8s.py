@@ -46,6 +46,12 @@ _VOLATILE_GPU_FIELDS = {
     "mem_clock_mhz",
     "processes",
     "throttle_reasons",
+    "memory_temperature_c",
+    "energy_mj",
+    "pcie_tx_kbps",
+    "pcie_rx_kbps",
+    "pcie_replay_count",
+    "nvlink_traffic",
 }
 
 
@@ -235,6 +241,6 @@ class FilePublisher:
         self.path.parent.mkdir(parents=True, exist_ok=True)
 
     def publish(self, snapshot: NodeTelemetry, transitions: list[Transition]) -> None:
-        from gpusched.config import write_atomic
+        from gpusched.safeio import write_atomic
 
         write_atomic(self.path, json.dumps(snapshot.model_dump(mode="json"), indent=1) + "\n")

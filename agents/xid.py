@@ -39,6 +39,8 @@ class XidWatcher:
         self.events_total = 0
         self.ready = threading.Event()
         """Set once GPUs are registered (tests wait on it before injecting events)."""
+        self.drained = threading.Event()
+        """Set once a wait after registration timed out: every event NVML had queued was recorded."""
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="nvml-xid", daemon=True)
@@ -48,6 +50,10 @@ class XidWatcher:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)
+
+    def wait_drained(self, timeout: float) -> bool:
+        """Wait until the events NVML had queued at registration are recorded (for `--once`)."""
+        return self.drained.wait(timeout)
 
     def snapshot(self) -> dict[int, list[int]]:
         with self._lock:
@@ -68,6 +74,7 @@ class XidWatcher:
         except Exception as exc:
             log.warning("XID events unavailable: nvmlEventSetCreate: %s", exc)
             self.ready.set()
+            self.drained.set()
             return
         by_address: dict[int, int] = {}
         try:
@@ -86,6 +93,7 @@ class XidWatcher:
             self._loop(nv, event_set, by_address)
         finally:
             self.ready.set()
+            self.drained.set()
             try:
                 nv.nvmlEventSetFree(event_set)
             except Exception as exc:
@@ -97,8 +105,10 @@ class XidWatcher:
                 data = nv.nvmlEventSetWait(event_set, self.wait_ms)
             except nv.NVMLError as exc:
                 if exc.value == nv.NVML_ERROR_TIMEOUT:
+                    self.drained.set()
                     continue
                 log.warning("nvmlEventSetWait: %s", exc)
+                self.drained.set()  # nothing more will come soon: do not hold up a --once poll
                 self._stop.wait(1.0)  # e.g. a GPU lost: keep watching the others
                 continue
             except Exception as exc:

@@ -19,9 +19,15 @@ from typing import Any
 
 import pytest
 
-from gpusched.agents.stub_nvml import CONFIG_ENV, build_stub, preload_stub
-
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(
+    0, str(ROOT / "tests" / "agents")
+)  # the NVML stub is test infrastructure, kept with the tests
+
+from stub_nvml import CONFIG_ENV, build_stub, preload_stub  # noqa: E402
+
+# the agent's one nvmlDeviceGetFieldValues call: memory temperature and 18 links x (TX, RX)
+FIELD_QUERY = [(82, 0), *((fid, link) for link in range(18) for fid in (138, 139))]
 H100 = "profile h100x8\nprocess 2 4242 30000\nprocess 5 4243 10000\n"
 
 
@@ -73,6 +79,11 @@ def bare_nvml_poll(nv: Any, count: int) -> None:
         nv.nvmlDeviceGetComputeRunningProcesses(h)
         nv.nvmlDeviceGetCurrentClocksEventReasons(h)
         nv.nvmlDeviceGetCudaComputeCapability(h)
+        nv.nvmlDeviceGetTotalEnergyConsumption(h)
+        nv.nvmlDeviceGetPcieThroughput(h, 0)
+        nv.nvmlDeviceGetPcieThroughput(h, 1)
+        nv.nvmlDeviceGetPcieReplayCounter(h)
+        nv.nvmlDeviceGetFieldValues(h, FIELD_QUERY)
 
 
 def cpu_per_call(fn: Any, n: int) -> float:
@@ -147,7 +158,7 @@ def test_agent_rss(stub: Path, config: Path, tmp_path: Path, publish: str) -> No
         sys.path.insert(0, str(ROOT))
         from tests.agents.kube_api import KubeAPI
 
-        kube = KubeAPI({("gpusched.io", "v1alpha1", "gpunodes")})
+        kube = KubeAPI()
         kubeconfig = tmp_path / "kubeconfig"
         kubeconfig.write_text(
             "apiVersion: v1\nkind: Config\ncurrent-context: t\n"

@@ -39,6 +39,14 @@ class MigDevice(_Tolerant):
     profile: str | None = None
 
 
+class NvLinkTraffic(_Tolerant):
+    """One active NVLink's data counters (NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_TX/RX), KiB since boot."""
+
+    link: int
+    tx_kib: int
+    rx_kib: int
+
+
 class GpuTelemetry(_Tolerant):
     """One accelerator. A field NVML (or tpu-info) cannot read on this device is None, not an error."""
 
@@ -53,10 +61,21 @@ class GpuTelemetry(_Tolerant):
     utilization_gpu: float | None = None
     utilization_memory: float | None = None
     temperature_c: float | None = None
+    memory_temperature_c: float | None = None
+    """HBM temperature (NVML_FI_DEV_MEMORY_TEMP); None on GPUs without a memory sensor."""
     power_w: float | None = None
     power_limit_w: float | None = None
     sm_clock_mhz: float | None = None
     mem_clock_mhz: float | None = None
+    energy_mj: int | None = None
+    """Energy used since the driver was loaded, in mJ (nvmlDeviceGetTotalEnergyConsumption)."""
+    pcie_tx_kbps: float | None = None
+    pcie_rx_kbps: float | None = None
+    """PCIe throughput in KB/s over NVML's last 20 ms sample (nvmlDeviceGetPcieThroughput)."""
+    pcie_replay_count: int | None = None
+    """PCIe replays (link-level retries) since boot (nvmlDeviceGetPcieReplayCounter)."""
+    nvlink_traffic: list[NvLinkTraffic] = Field(default_factory=list)
+    """Per active NVLink; empty without NVLink or where the driver does not count it."""
     ecc_uncorrected_volatile: int | None = None
     remapped_rows_pending: bool | None = None
     remapped_rows_failure: bool | None = None

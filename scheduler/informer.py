@@ -16,6 +16,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from gpusched.backoff import Backoff
 from gpusched.scheduler.kube import Gone, Kind, Kube, KubeError
 
 log = logging.getLogger(__name__)
@@ -132,7 +133,7 @@ class Informer:
             self.on_change(self.kind.name, "RELIST", {})
 
     def _run(self) -> None:
-        backoff = 0.2
+        backoff = Backoff(0.2, 10.0)
         need_list = True
         while not self.stop_event.is_set():
             try:
@@ -148,7 +149,7 @@ class Informer:
                     stop=self.stop_event,
                 ):
                     self._apply(event)
-                backoff = 0.2
+                backoff.reset()
             except Gone:
                 log.info("watch expired (410): re-listing", extra={"kind": self.kind.name})
                 need_list = True
@@ -157,14 +158,13 @@ class Informer:
                 if self.stop_event.is_set():
                     break
                 log.warning("watch failed; retrying", extra={"kind": self.kind.name, "error": str(exc)})
-                time.sleep(backoff)
-                backoff = min(backoff * 2, 10.0)
+                time.sleep(backoff.next())
                 if isinstance(exc, KubeError) and exc.status in (0, 500, 503):
                     need_list = need_list or exc.status != 0
             except Exception as exc:  # a bug must not silently stop the cache from updating
                 log.exception("informer crashed; re-listing", extra={"kind": self.kind.name})
                 self.last_error = str(exc)
-                time.sleep(backoff)
+                time.sleep(backoff.delay)
                 need_list = True
 
     def _apply(self, event: Obj) -> None:

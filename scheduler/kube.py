@@ -11,7 +11,6 @@ from __future__ import annotations
 import builtins
 import json
 import logging
-import random
 import re
 import threading
 import time
@@ -20,6 +19,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from gpusched.backoff import Backoff
 from gpusched.scheduler.crd import GPUNODE_PLURAL, GROUP, PLURAL, VERSION
 
 log = logging.getLogger(__name__)
@@ -168,7 +168,7 @@ class Kube:
         from kubernetes.client.exceptions import ApiException
         from urllib3.exceptions import HTTPError
 
-        delay = self.base_delay
+        backoff = Backoff(self.base_delay, self.max_delay, jitter=True)
         for attempt in range(1, self.max_attempts + 1):
             try:
                 resp = fn()
@@ -187,8 +187,7 @@ class Kube:
             if not retry or attempt == self.max_attempts:
                 raise err
             log.info("retrying after API error", extra={"verb": verb, "error": str(err), "attempt": attempt})
-            time.sleep(delay * (0.5 + random.random()))
-            delay = min(self.max_delay, delay * 2)
+            time.sleep(backoff.next())
         raise AssertionError("unreachable")
 
     # ------------------------------------------------------------------ list / watch

@@ -1,4 +1,4 @@
-"""/metrics (Prometheus) and /healthz for the operator, on one small HTTP server thread.
+"""/metrics (Prometheus) and /healthz for the operator, on the HTTP server the agent uses too.
 
 Each Operator gets its own CollectorRegistry so that several operators in one test process (or a
 killed-and-restarted one) do not collide on metric names.
@@ -6,19 +6,17 @@ killed-and-restarted one) do not collide on metric names.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
 from prometheus_client import (
-    CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
     Gauge,
     Histogram,
     generate_latest,
 )
+
+from gpusched.metrics_server import MetricsServer
 
 
 class OperatorMetrics:
@@ -74,8 +72,8 @@ class OperatorMetrics:
         return generate_latest(self.registry)
 
 
-class HealthServer:
-    """Serves /metrics and /healthz (200 while `healthy()` says so, else 503)."""
+class HealthServer(MetricsServer):
+    """Serves /metrics and /healthz, /readyz (200 while `healthy()` says so, else 503)."""
 
     def __init__(
         self,
@@ -84,39 +82,13 @@ class HealthServer:
         port: int,
         host: str = "0.0.0.0",
     ) -> None:
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, format: str, *args: Any) -> None:
-                return
-
-            def do_GET(self) -> None:
-                if self.path.startswith("/metrics"):
-                    body, ctype, code = outer.metrics.render(), CONTENT_TYPE_LATEST, 200
-                elif self.path.startswith("/healthz") or self.path.startswith("/readyz"):
-                    ok, why = outer.healthy()
-                    body, ctype, code = (why + "\n").encode(), "text/plain", 200 if ok else 503
-                else:
-                    body, ctype, code = b"not found\n", "text/plain", 404
-                self.send_response(code)
-                self.send_header("Content-Type", ctype)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+        def health() -> tuple[int, str, bytes]:
+            ok, why = healthy()
+            return 200 if ok else 503, "text/plain", (why + "\n").encode()
 
         self.metrics, self.healthy = metrics, healthy
-        self.server = ThreadingHTTPServer((host, port), Handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, name="metrics", daemon=True)
-
-    @property
-    def port(self) -> int:
-        return int(self.server.server_address[1])
+        super().__init__(metrics.registry, port, host, {"/healthz": health, "/readyz": health})
 
     def start(self) -> HealthServer:
-        self.thread.start()
+        super().start()
         return self
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()

@@ -17,6 +17,7 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
+from gpusched.backoff import Backoff
 from gpusched.model import GpuType, Plan
 from gpusched.scheduler.applier import Applier, ApplyResult
 from gpusched.scheduler.crd import Phase
@@ -266,20 +267,19 @@ class Operator:
         log.log(
             logging.DEBUG if quiet else logging.INFO, "connecting to the API server", extra={"server": server}
         )
-        started, delay = time.monotonic(), 0.5
+        started, backoff = time.monotonic(), Backoff(0.5, 30.0)
         while not self.stop_event.is_set():
             why = self.kube.probe()
             if why is None:
                 return True
-            if s.give_up_after is not None and time.monotonic() - started + delay > s.give_up_after:
+            if s.give_up_after is not None and time.monotonic() - started + backoff.delay > s.give_up_after:
                 raise Unreachable(server, why)
             log.log(
                 logging.DEBUG if quiet else logging.WARNING,
                 "API server unreachable; retrying",
-                extra={"server": server, "error": why, "retry_in_s": delay},
+                extra={"server": server, "error": why, "retry_in_s": backoff.delay},
             )
-            self.stop_event.wait(delay)
-            delay = min(delay * 2, 30.0)
+            self.stop_event.wait(backoff.next())
         return False
 
     def start_informers(self, timeout: float | None = None) -> None:

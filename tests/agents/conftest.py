@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from gpusched.agents.stub_nvml import CONFIG_ENV, build_stub, preload_stub
+from .stub_nvml import CONFIG_ENV, build_stub, preload_stub
 
 ROOT = Path(__file__).resolve().parents[2]
 

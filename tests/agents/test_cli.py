@@ -48,6 +48,33 @@ def test_once_json_prints_one_snapshot(tmp_path: Path, stub_lib: Path) -> None:
     assert json.loads(result.stdout) == snap.model_dump(mode="json")
 
 
+def test_once_reports_xids_like_the_daemon(tmp_path: Path, stub_lib: Path) -> None:
+    """An XID NVML has queued for GPU 6 makes `--once` report it unhealthy, naming the XID (#15)."""
+    config = tmp_path / "stub.conf"
+    write_config(config, "profile h100x8\nxid 6 79\nxid 2 13\n")
+    env = agent_env(stub_lib, config)
+    result = subprocess.run(
+        agent_cmd("--once", "--json", "--node-name", "n1"),
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    gpus = NodeTelemetry.model_validate(json.loads(result.stdout)).gpus
+    assert gpus[6].health == "unhealthy" and gpus[6].xid_errors == [79]
+    assert "XID 79 (fatal)" in gpus[6].health_reasons
+    assert gpus[2].xid_errors == [13] and gpus[2].health == "healthy"  # application XID: recorded only
+    assert all(g.health == "healthy" for g in gpus if g.index not in (2, 6))
+    write_config(config, "profile h100x8\nxid 6 79\n")
+    human = subprocess.run(
+        agent_cmd("--once", "--node-name", "n1"), capture_output=True, text=True, env=env, timeout=60
+    )
+    assert human.returncode == 0, human.stderr
+    line = next(x for x in human.stdout.splitlines() if x.strip().startswith("[6]"))
+    assert "unhealthy" in line and "XID 79" in line
+
+
 def test_node_name_option_wins(tmp_path: Path, stub_lib: Path) -> None:
     config = tmp_path / "stub.conf"
     write_config(config, "profile a100x4mig\n")

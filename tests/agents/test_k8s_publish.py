@@ -76,7 +76,10 @@ def test_writes_on_change_and_heartbeat_only(
     agent.poll_once()
     assert len(status_writes(kube)) == 1
     # readings move (utilisation, temperature) but nothing the scheduler acts on: no write
-    stub_config("profile h100x8\nutil 0 99 50\ntemp 1 60\n")
+    stub_config(
+        "profile h100x8\nutil 0 99 50\ntemp 1 60\nmemtemp 2 70\nenergy 3 9999999999\npcie 4 9000 8000\n"
+        "replay 5 3\nnvlink_data 6 123456 654321\n"
+    )
     clock.t += 5
     agent.poll_once()
     clock.t += 5

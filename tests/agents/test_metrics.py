@@ -109,3 +109,27 @@ def test_xid_gauge_and_transition_counter(
     assert xid["0"] == 0
     polls = fams["gpusched_agent_polls"].samples[0].value
     assert polls == 2
+
+
+def test_metrics_is_prometheus_clients_app(served: tuple[Agent, MetricsServer]) -> None:
+    """/metrics is served by prometheus_client's WSGI app: OpenMetrics and gzip when asked for."""
+    import gzip
+
+    agent, server = served
+    agent.poll_once()
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{server.port}/metrics",
+        headers={"Accept": "application/openmetrics-text; version=1.0.0", "Accept-Encoding": "gzip"},
+    )
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        assert resp.headers["Content-Type"].startswith("application/openmetrics-text")
+        assert resp.headers["Content-Encoding"] == "gzip"
+        text = gzip.decompress(resp.read()).decode()
+    assert text.endswith("# EOF\n") and "DCGM_FI_DEV_GPU_TEMP{" in text
+    assert scrape(server, "/nothing-here")[0] == 404
+    assert scrape(server, "/metrics")[1].startswith("# HELP")  # plain text for a plain scraper
+
+
+def test_a_server_never_started_stops_at_once(make_agent: Callable[..., Any]) -> None:
+    server = MetricsServer(make_agent(), 0, host="127.0.0.1")
+    server.stop()  # must not wait for a serve loop that never ran

@@ -13,10 +13,10 @@ import subprocess
 
 import pytest
 
-from gpusched.agents.stub_nvml import CONFIG_ENV
 from gpusched.telemetry import NodeTelemetry
 
 from .conftest import agent_cmd
+from .stub_nvml import CONFIG_ENV
 
 pytestmark = pytest.mark.gpu
 
@@ -47,6 +47,13 @@ def test_agent_once_on_the_real_driver() -> None:
     assert snap.gpus, "the driver is there but no GPU was reported"
     for gpu in snap.gpus:
         assert gpu.uuid.startswith("GPU-") and gpu.memory_total_mib and gpu.health != "unknown", gpu
+        if gpu.compute_capability and float(gpu.compute_capability) >= 7.0:  # NVML: Volta or newer
+            assert gpu.energy_mj is not None and gpu.energy_mj > 0, gpu
+        print(
+            f"GPU {gpu.index}: energy {gpu.energy_mj} mJ, memory {gpu.memory_temperature_c} C, PCIe "
+            f"{gpu.pcie_tx_kbps}/{gpu.pcie_rx_kbps} KB/s, replays {gpu.pcie_replay_count}, "
+            f"NVLinks {len(gpu.nvlink_traffic)}"
+        )
     if held is not None:
         assert snap.gpus[0].memory_used_mib is not None and snap.gpus[0].memory_used_mib >= 2048
     print(result.stdout)

@@ -1,8 +1,8 @@
 """A stub libnvidia-ml.so.1 (C source + builder) so the agent's real NVML code path runs without a GPU.
 
-Test infrastructure: the test suite and benchmarks/bench_agent.py compile stub_nvml.c with gcc and
-make the real nvidia-ml-py load it, either through LD_LIBRARY_PATH (a subprocess) or by loading it
-into this process before pynvml's first nvmlInit (pynvml dlopen()s the soname libnvidia-ml.so.1,
+A test double at the hardware boundary, so it lives with the tests, not in the wheel: the test
+suite and benchmarks/bench_agent.py compile stub_nvml.c with gcc and make the real nvidia-ml-py
+load it, either through LD_LIBRARY_PATH (a subprocess) or by loading it into this process before pynvml's first nvmlInit (pynvml dlopen()s the soname libnvidia-ml.so.1,
 which the dynamic loader resolves to an already loaded library of that soname).
 """
 

@@ -18,8 +18,13 @@
  *   ecc GPU COUNT | remap GPU PENDING FAILURE | temp GPU C | power GPU MILLIWATTS
  *   util GPU GPU% MEM% | memused GPU MIB | clocks_event GPU MASK | process GPU PID MIB
  *   xid GPU CODE                     queue one XID critical-error event (delivered once)
+ *   energy GPU MJ | memtemp GPU C | pcie GPU TX_KBS RX_KBS | replay GPU COUNT
+ *   nvlink_data GPU TX_KIB RX_KIB    data counters of each active NVLink (nvmlDeviceGetFieldValues)
  * FIELD: name uuid pci memory utilization temperature power power_limit clocks ecc remap mig
- *        processes clocks_event compute_capability nvlink topology events
+ *        processes clocks_event compute_capability nvlink topology events index energy
+ *        pcie_throughput pcie_replay field_values memory_temp nvlink_data
+ * memory_temp and nvlink_data are values of nvmlDeviceGetFieldValues: as in NVML, the call succeeds
+ * and the value's own nvmlReturn carries NOT_SUPPORTED (or the injected error code).
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -49,12 +54,14 @@ typedef int nvmlReturn_t;
 enum field {
     F_NAME, F_UUID, F_PCI, F_MEMORY, F_UTIL, F_TEMP, F_POWER, F_POWER_LIMIT, F_CLOCKS, F_ECC,
     F_REMAP, F_MIG, F_PROCESSES, F_CLOCKS_EVENT, F_CC, F_NVLINK, F_TOPOLOGY, F_EVENTS, F_INDEX,
+    F_ENERGY, F_PCIE, F_REPLAY, F_FIELD_VALUES, F_MEMTEMP, F_NVLINK_DATA,
     F_COUNT, F_ALL = 31
 };
 static const char *FIELD_NAMES[F_COUNT] = {
     "name", "uuid", "pci", "memory", "utilization", "temperature", "power", "power_limit", "clocks",
     "ecc", "remap", "mig", "processes", "clocks_event", "compute_capability", "nvlink", "topology",
-    "events", "index"};
+    "events", "index", "energy", "pcie_throughput", "pcie_replay", "field_values", "memory_temp",
+    "nvlink_data"};
 
 typedef struct { int index; int is_mig; int parent; } stub_device;
 
@@ -72,6 +79,27 @@ typedef struct {
 } nvmlPciInfo_t;
 
 typedef struct { unsigned long long total, free, used; } nvmlMemory_t;
+typedef union {
+    double dVal;
+    unsigned int uiVal;
+    unsigned long ulVal;
+    unsigned long long ullVal;
+    long long sllVal;
+    int siVal;
+    unsigned short usVal;
+} nvmlValue_t;
+typedef struct {
+    unsigned int fieldId, scopeId;
+    long long timestamp, latencyUsec;
+    int valueType; /* nvmlValueType_t */
+    nvmlReturn_t nvmlReturn;
+    nvmlValue_t value;
+} nvmlFieldValue_t;
+#define NVML_VALUE_TYPE_UNSIGNED_INT 1
+#define NVML_VALUE_TYPE_UNSIGNED_LONG_LONG 3
+#define NVML_FI_DEV_MEMORY_TEMP 82
+#define NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_TX 138
+#define NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_RX 139
 typedef struct { unsigned int gpu, memory; } nvmlUtilization_t;
 typedef struct {
     void *device;
@@ -101,6 +129,8 @@ typedef struct {
     unsigned int hang_ms;
     int error_field, error_code;
     unsigned long long registered;
+    unsigned long long energy_mj, nvl_tx_kib, nvl_rx_kib;
+    unsigned int mem_temp, pcie_tx_kbs, pcie_rx_kbs, pcie_replay;
 } gpu_t;
 
 static struct {
@@ -183,6 +213,12 @@ static void apply_profile(const char *profile) {
         g->util_gpu = 0;
         g->util_mem = 0;
         g->temp = 30 + i;
+        g->mem_temp = 40 + i;
+        g->energy_mj = 5000000000ULL + 1000000ULL * (unsigned long long)i; /* ~1.4 kWh since boot */
+        g->pcie_tx_kbs = 100 + i;
+        g->pcie_rx_kbs = 200 + i;
+        g->nvl_tx_kib = 0;
+        g->nvl_rx_kib = 0;
         g->clocks_event = 0x1; /* GPU idle */
     }
 }
@@ -237,6 +273,13 @@ static void load_config(const char *path) {
                 g->nproc++;
                 g->mem_used_mib += u;
             }
+        } else if (sscanf(line, "energy %d %llu", &i, &u) == 2) { if (gpu_arg(i)) S.gpu[i].energy_mj = u; }
+        else if (sscanf(line, "memtemp %d %d", &i, &n1) == 2) { if (gpu_arg(i)) S.gpu[i].mem_temp = (unsigned)n1; }
+        else if (sscanf(line, "pcie %d %d %d", &i, &n1, &n2) == 3) {
+            if (gpu_arg(i)) { S.gpu[i].pcie_tx_kbs = (unsigned)n1; S.gpu[i].pcie_rx_kbs = (unsigned)n2; }
+        } else if (sscanf(line, "replay %d %d", &i, &n1) == 2) { if (gpu_arg(i)) S.gpu[i].pcie_replay = (unsigned)n1; }
+        else if (sscanf(line, "nvlink_data %d %d %d", &i, &n1, &n2) == 3) {
+            if (gpu_arg(i)) { S.gpu[i].nvl_tx_kib = (unsigned)n1; S.gpu[i].nvl_rx_kib = (unsigned)n2; }
         } else if (sscanf(line, "xid %d %llu", &i, &u) == 2) {
             if (S.xid_n < MAX_XID) { S.xid_gpu[S.xid_n] = i; S.xid_code[S.xid_n] = u; S.xid_n++; }
         } else fprintf(stderr, "stub_nvml: ignoring config line: %s", line);
@@ -567,6 +610,65 @@ nvmlReturn_t nvmlDeviceGetTopologyCommonAncestor(void *h1, void *h2, int *level)
     else if (g->pcie_switch == g2->pcie_switch) *level = 20; /* MULTIPLE (PXB) */
     else if (g->numa == g2->numa) *level = 40;         /* NODE */
     else *level = 50;                                   /* SYSTEM */
+    LEAVE(NVML_SUCCESS);
+}
+
+nvmlReturn_t nvmlDeviceGetTotalEnergyConsumption(void *h, unsigned long long *mj) {
+    ENTER(h, F_ENERGY);
+    if (dev->is_mig) LEAVE(NVML_ERROR_NOT_SUPPORTED);
+    *mj = g->energy_mj;
+    LEAVE(NVML_SUCCESS);
+}
+
+nvmlReturn_t nvmlDeviceGetPcieThroughput(void *h, int counter, unsigned int *kbs) {
+    ENTER(h, F_PCIE);
+    if (counter == 0) *kbs = g->pcie_tx_kbs;      /* NVML_PCIE_UTIL_TX_BYTES */
+    else if (counter == 1) *kbs = g->pcie_rx_kbs; /* NVML_PCIE_UTIL_RX_BYTES */
+    else LEAVE(NVML_ERROR_INVALID_ARGUMENT);
+    LEAVE(NVML_SUCCESS);
+}
+
+nvmlReturn_t nvmlDeviceGetPcieReplayCounter(void *h, unsigned int *count) {
+    ENTER(h, F_REPLAY);
+    *count = g->pcie_replay;
+    LEAVE(NVML_SUCCESS);
+}
+
+/* One value's own fault: the call still succeeds, as NVML reports per-value errors. mu is held. */
+static nvmlReturn_t value_fault(gpu_t *g, int field) {
+    if (g->unsupported & (1u << field)) return NVML_ERROR_NOT_SUPPORTED;
+    if (g->error_field == field) return g->error_code;
+    return NVML_SUCCESS;
+}
+
+nvmlReturn_t nvmlDeviceGetFieldValues(void *h, int count, nvmlFieldValue_t *values) {
+    ENTER(h, F_FIELD_VALUES);
+    if (count < 0 || (count > 0 && values == NULL)) LEAVE(NVML_ERROR_INVALID_ARGUMENT);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    for (int k = 0; k < count; k++) {
+        nvmlFieldValue_t *v = &values[k];
+        v->timestamp = (long long)ts.tv_sec * 1000000LL + ts.tv_nsec / 1000;
+        v->latencyUsec = 0;
+        memset(&v->value, 0, sizeof v->value);
+        if (v->fieldId == NVML_FI_DEV_MEMORY_TEMP) {
+            v->valueType = NVML_VALUE_TYPE_UNSIGNED_INT;
+            v->nvmlReturn = value_fault(g, F_MEMTEMP);
+            v->value.uiVal = g->mem_temp;
+        } else if (v->fieldId == NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_TX ||
+                   v->fieldId == NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_RX) {
+            v->valueType = NVML_VALUE_TYPE_UNSIGNED_LONG_LONG;
+            if (v->scopeId >= MAX_LINKS) v->nvmlReturn = NVML_ERROR_INVALID_ARGUMENT;
+            else if ((int)v->scopeId >= g->nvlinks || (g->unsupported & (1u << F_NVLINK)))
+                v->nvmlReturn = NVML_ERROR_NOT_SUPPORTED; /* no such link on this GPU */
+            else v->nvmlReturn = value_fault(g, F_NVLINK_DATA);
+            v->value.ullVal = v->fieldId == NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_TX ? g->nvl_tx_kib : g->nvl_rx_kib;
+        } else {
+            v->valueType = NVML_VALUE_TYPE_UNSIGNED_INT;
+            v->nvmlReturn = NVML_ERROR_NOT_SUPPORTED; /* a field this stub does not model */
+        }
+        if (v->nvmlReturn != NVML_SUCCESS) memset(&v->value, 0, sizeof v->value);
+    }
     LEAVE(NVML_SUCCESS);
 }
 
