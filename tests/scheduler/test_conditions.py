@@ -182,9 +182,9 @@ def test_conditions_through_a_job_lifecycle_and_kubectl_wait(harness: Any) -> No
     h = harness
     h.add_node("gpu-a")
     h.submit("cond", 8)
-    h.submit("after", 8)  # waits for "cond": Planned with a planned start in the future
     h.start_operator()
     running = h.wait_phase("cond", "Running", timeout=60)
+    h.submit("after", 8)  # waits for "cond": Planned with a planned start in the future
     conds = by_type(running["status"]["conditions"])
     generation = running["metadata"]["generation"]
     assert running["status"]["observedGeneration"] == generation

@@ -151,7 +151,10 @@ def _worker_objects() -> list[Obj]:
     ]
 
 
-ALL_CASES = ["raw", "chart", "workers"]
+CHART_TEST = pytest.mark.e2e
+"""Tests that render the chart also run in the e2e suite (tests/e2e/run.py), which has helm even
+where the unit pass had none and skipped them."""
+ALL_CASES = ["raw", pytest.param("chart", marks=CHART_TEST), "workers"]
 
 
 def _objects(case: str) -> list[tuple[str, Obj]]:
@@ -194,6 +197,7 @@ def test_validators_reject_a_broken_manifest() -> None:
         validate_with_schemas(broken)
 
 
+@CHART_TEST
 def test_chart_renders_everything_including_the_agent() -> None:
     kinds = sorted(f"{d['kind']}/{d['metadata']['name']}" for d in render_chart())
     for want in (
@@ -214,6 +218,7 @@ def test_chart_renders_everything_including_the_agent() -> None:
     assert not [d for d in off if d["kind"] == "DaemonSet"]
 
 
+@CHART_TEST
 def test_chart_passes_the_gpu_node_selector_to_the_operator() -> None:
     values = yaml.safe_load((CHART / "values.yaml").read_text())
     assert values["operator"]["gpuNodeSelector"] == ""  # default: every node
@@ -268,6 +273,7 @@ def _no_nulls(data: Any) -> Any:
     return data
 
 
+@CHART_TEST
 def test_chart_renders_the_same_objects_as_the_plain_manifests() -> None:
     """deploy/operator and deploy/agent stay the reference; the chart must not drift from them."""
     chart = {(d["kind"], d["metadata"]["name"]): _strip(d) for d in render_chart()}
@@ -297,6 +303,7 @@ def _pod_spec(docs: list[Obj], kind: str) -> Obj:
     return next(d for d in docs if d["kind"] == kind)["spec"]["template"]["spec"]
 
 
+@CHART_TEST
 def test_helm_lint_is_clean_and_the_values_schema_refuses_bad_values() -> None:
     lint = helm("lint", "--strict", str(CHART), check=False)
     assert lint.returncode == 0 and "0 chart(s) failed" in lint.stdout, lint.stdout + lint.stderr
@@ -311,6 +318,7 @@ def test_helm_lint_is_clean_and_the_values_schema_refuses_bad_values() -> None:
         assert result.returncode != 0 and where in result.stderr, (bad, result.stderr)
 
 
+@CHART_TEST
 def test_chart_places_and_sizes_the_operator_and_agent_as_asked() -> None:
     toleration = {"key": "infra", "operator": "Exists", "effect": "NoSchedule"}
     affinity = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
@@ -349,6 +357,7 @@ def _keys(docs: list[Obj]) -> set[tuple[str, str, str]]:
     }
 
 
+@CHART_TEST
 @pytest.mark.parametrize("same_namespace", [False, True])
 def test_two_releases_install_side_by_side_without_a_name_in_common(same_namespace: bool) -> None:
     """A second release (another team's operator) must not take over the first one's cluster-scoped
@@ -377,6 +386,7 @@ def test_two_releases_install_side_by_side_without_a_name_in_common(same_namespa
     assert binding["roleRef"]["name"] == "team-b-gpusched-operator"
 
 
+@CHART_TEST
 def test_chart_notes_say_where_it_went_and_how_to_wait_for_a_job() -> None:
     out = helm("install", "team-b", str(CHART), "-n", "ml", "--dry-run=client").stdout
     notes = out[out.index("NOTES:") :]
