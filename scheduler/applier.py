@@ -27,7 +27,7 @@ from gpusched.scheduler.actions import (
     PatchStatus,
     StartGang,
 )
-from gpusched.scheduler.crd import API_VERSION, KIND, event_name, running_condition
+from gpusched.scheduler.crd import API_VERSION, KIND, conditions_after, event_name
 from gpusched.scheduler.informer import Informer
 from gpusched.scheduler.kube import Kube, KubeError
 from gpusched.scheduler.kubetime import k8s_time
@@ -204,13 +204,11 @@ class Applier:
         the template means re-creating the job."""
         reason = f"the API server rejected the job's {what}: {exc.message}"
         log.warning("object rejected", extra={"job": job.key, "error": str(exc)})
-        patch: Obj = {
-            "phase": "Failed",
-            "reason": reason,
-            "conditions": [running_condition("Failed", reason, k8s_time())],
-        }
+        patch: Obj = {"phase": "Failed", "reason": reason}
         if attempt is not None:
             patch["attempt"] = attempt
+        stored = self.jobs.get(job.namespace, job.name) if self.jobs is not None else None
+        patch["conditions"] = conditions_after(stored, patch, k8s_time())
         with contextlib.suppress(KubeError):
             obj = self.kube.patch_job_status(job.namespace, job.name, patch)
             if "_status" not in obj:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator, model_validator
@@ -50,11 +51,15 @@ LABEL_TOPOLOGY = "gpusched.io/topology-domain"
 LABEL_GFD_PRODUCT = "nvidia.com/gpu.product"
 LABEL_GFD_MEMORY = "nvidia.com/gpu.memory"
 
-Phase = Literal["Pending", "Planned", "Running", "Preempting", "Preempted", "Succeeded", "Failed", "Invalid"]
+Phase = Literal[
+    "Pending", "Planned", "DryRun", "Running", "Preempting", "Preempted", "Succeeded", "Failed", "Invalid"
+]
 TERMINAL: tuple[str, ...] = ("Succeeded", "Failed")
 INVALID = "Invalid"
 """The phase of a GPUJob the operator cannot use (a field of the wrong type or value): never planned,
 and not terminal: once the spec is fixed the job is planned like any other."""
+DRY_RUN = "DryRun"
+"""The phase of a job an operator under --dry-run would start now: planned, and nothing applied."""
 
 
 class _Camel(BaseModel):
@@ -177,10 +182,15 @@ class Progress(_Camel):
 
 
 class Condition(_Camel):
+    """A metav1.Condition, as `kubectl wait --for=condition=<type>` reads it."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True, alias_generator=to_camel)
+
     type: str
     status: Literal["True", "False", "Unknown"]
     reason: str = ""
     message: str = ""
+    observed_generation: int | None = None
     last_transition_time: str | None = None
 
 
@@ -280,12 +290,90 @@ def event_name(job: str, unique: str) -> str:
     return f"{head}.{unique}"
 
 
-def running_condition(phase: str, reason: str | None, when: str) -> dict[str, str]:
-    """The one condition every status write carries: Running True/False with the phase as reason."""
+# ------------------------------------------------------------------------------------- conditions
+#
+# The Kubernetes API conventions' conditions, one per question a user (or `kubectl wait`) asks:
+# is it accepted and planned, is it running, was it stopped to make room, did it complete, did it
+# fail. All are written from the first status write on (status False rather than absent), each
+# with a CamelCase reason, a message, the metadata.generation it was computed for, and a
+# lastTransitionTime that moves only when that condition's status flips.
+
+CONDITION_TYPES: tuple[str, ...] = ("Admitted", "Running", "Preempted", "Complete", "Failed")
+
+_PHASE_REASON = {INVALID: "InvalidSpec"}
+
+
+def _reason(status: Mapping[str, Any]) -> str:
+    phase = status.get("phase") or "Pending"
+    if phase == "Pending" and not status.get("plannedStart") and status.get("reasonCodeSeen"):
+        return "Unschedulable"
+    return _PHASE_REASON.get(phase, phase)
+
+
+def _states(status: Mapping[str, Any], previous: Mapping[str, Mapping[str, Any]]) -> dict[str, bool]:
+    """Which conditions hold in this status (True/False per type)."""
+    phase = status.get("phase") or "Pending"
+    if phase in TERMINAL:
+        # Finishing does not take back an admission; a job that failed before it was ever
+        # admitted (a template the API server refused) stays not admitted.
+        before = previous.get("Admitted")
+        admitted = before.get("status") == "True" if before is not None else phase == "Succeeded"
+    elif phase == "Preempted":
+        admitted = bool(status.get("plannedStart"))  # re-planned, or waiting unscheduled
+    else:
+        admitted = phase in ("Planned", DRY_RUN, "Running", "Preempting")
     return {
-        "type": "Running",
-        "status": "True" if phase in ("Running", "Succeeded") else "False",
-        "reason": phase,
-        "message": reason or "",
-        "lastTransitionTime": when,
+        "Admitted": admitted,
+        "Running": phase == "Running",
+        "Preempted": phase in ("Preempting", "Preempted"),
+        "Complete": phase == "Succeeded",
+        "Failed": phase == "Failed",
     }
+
+
+def job_conditions(
+    status: Mapping[str, Any],
+    generation: int | None,
+    now: str,
+    previous: Sequence[Mapping[str, Any]] | None = None,
+) -> list[dict[str, Any]]:
+    """The conditions of a GPUJob whose status (camelCase, as stored) is `status`.
+
+    `previous` is the stored condition list: a condition whose status did not change keeps its
+    lastTransitionTime. Every condition's reason and message describe the current state (phase
+    and status.reason); Admitted and Running carry the message also when False (why not)."""
+    before = {str(c.get("type")): c for c in previous or [] if isinstance(c, Mapping)}
+    states = _states(status, before)
+    reason = _reason(status)
+    message = str(status.get("reason") or "")
+    out: list[dict[str, Any]] = []
+    for kind in CONDITION_TYPES:
+        value = "True" if states[kind] else "False"
+        old = before.get(kind)
+        since = old.get("lastTransitionTime") if old is not None and old.get("status") == value else None
+        if kind == "Admitted" and status.get("phase") in TERMINAL and old is not None and since:
+            cond_reason, cond_message = str(old.get("reason") or reason), str(old.get("message") or "")
+        else:
+            cond_reason = reason
+            cond_message = message if value == "True" or kind in ("Admitted", "Running") else ""
+        cond: dict[str, Any] = {
+            "type": kind,
+            "status": value,
+            "reason": cond_reason,
+            "message": cond_message[:32768],
+            "lastTransitionTime": since or now,
+        }
+        if generation is not None:
+            cond["observedGeneration"] = generation
+        out.append(cond)
+    return out
+
+
+def conditions_after(
+    job: Mapping[str, Any] | None, patch: Mapping[str, Any], now: str
+) -> list[dict[str, Any]]:
+    """The conditions to write with a status merge patch of `job` (the stored object, None if unknown)."""
+    status = dict((job or {}).get("status") or {})
+    generation = ((job or {}).get("metadata") or {}).get("generation")
+    merged = {**status, **{k: v for k, v in patch.items() if k != "conditions"}}
+    return job_conditions(merged, generation, now, status.get("conditions"))

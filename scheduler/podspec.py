@@ -36,9 +36,39 @@ from gpusched.workload_contract import ENV_CHECKPOINT_DIR, ENV_JOB_NAME, TERMINA
 Obj = dict[str, Any]
 
 DEFAULT_COMMAND = ["python", "-m", "gpusched.workload.launch"]
-"""Starts NPROC_PER_NODE ranks of `python -m gpusched.workload` from NNODES, NODE_RANK, MASTER_ADDR
-and MASTER_PORT, as torchrun's static launch does, but exits with the workers' agreed code: torchrun
-turns a worker's 75 (preempted after a checkpoint) into its own 1."""
+"""Starts PET_NPROC_PER_NODE ranks of `python -m gpusched.workload` from PET_NNODES, PET_NODE_RANK,
+PET_MASTER_ADDR and PET_MASTER_PORT, as torchrun's static launch does, but exits with the workers'
+agreed code: torchrun turns a worker's 75 (preempted after a checkpoint) into its own 1."""
+
+
+def torch_env(job: str, namespace: str, spec: GPUJobSpec, rank: int) -> list[Obj]:
+    """The variables a worker pod gets, as Kubeflow's PyTorchJob (elastic off) sets them, so that an
+    image made for it runs unchanged, `torchrun train.py` with no flags included.
+
+    torchrun reads its flags from PET_<FLAG> (PET_NNODES, PET_NODE_RANK, PET_NPROC_PER_NODE,
+    PET_MASTER_ADDR, PET_MASTER_PORT). MASTER_ADDR/MASTER_PORT, WORLD_SIZE (processes in the job)
+    and RANK (this pod's node rank; torchrun gives each process its own RANK) are PyTorchJob's.
+    NNODES, NODE_RANK and NPROC_PER_NODE are the names earlier gpusched versions set, kept for
+    images that read them."""
+    master = f"{service_name(job)}.{namespace}.svc"  # rank 0 behind the job's headless Service
+    port = str(spec.template.port)
+    pairs = [
+        ("MASTER_ADDR", master),
+        ("MASTER_PORT", port),
+        ("WORLD_SIZE", str(spec.gpus)),
+        ("RANK", str(rank)),
+        ("PET_NNODES", str(spec.workers)),
+        ("PET_NODE_RANK", str(rank)),
+        ("PET_NPROC_PER_NODE", str(spec.per_node)),
+        ("PET_MASTER_ADDR", master),
+        ("PET_MASTER_PORT", port),
+        ("NNODES", str(spec.workers)),
+        ("NODE_RANK", str(rank)),
+        ("NPROC_PER_NODE", str(spec.per_node)),
+        ("PYTHONUNBUFFERED", "1"),
+        (ENV_JOB_NAME, job),
+    ]
+    return [{"name": k, "value": v} for k, v in pairs]
 
 
 def rank_nodes(placement: list[Placement], per_node: int) -> list[str] | None:
@@ -107,22 +137,14 @@ def worker_manifest(
     name, ns = meta["name"], meta.get("namespace", "default")
     tpl = spec.template
     per_node = spec.per_node
-    env: list[Obj] = [
-        # Rank 0 behind the job's headless Service (published before it is ready).
-        {"name": "MASTER_ADDR", "value": f"{service_name(name)}.{ns}.svc"},
-        {"name": "MASTER_PORT", "value": str(tpl.port)},
-        {"name": "WORLD_SIZE", "value": str(spec.gpus)},
-        {"name": "NNODES", "value": str(spec.workers)},
-        {"name": "NODE_RANK", "value": str(rank)},
-        {"name": "NPROC_PER_NODE", "value": str(per_node)},
-        {"name": ENV_JOB_NAME, "value": name},
-    ]
+    env = torch_env(name, ns, spec, rank)
     mounts = list(tpl.volume_mounts)
     volumes = list(tpl.volumes)
     if spec.checkpoint.volume is not None:
         volumes.append({**spec.checkpoint.volume, "name": CHECKPOINT_VOLUME})
         mounts.append({"name": CHECKPOINT_VOLUME, "mountPath": spec.checkpoint.mount_path})
         env.append({"name": ENV_CHECKPOINT_DIR, "value": f"{spec.checkpoint.mount_path}/{name}"})
+    # The template's own variables come last: a name set twice takes its last value in the container.
     env.extend(tpl.env)
     resources: Obj = {k: dict(v) for k, v in tpl.resources.items() if isinstance(v, dict)}
     resources.setdefault("limits", {})[GPU_RESOURCE] = str(per_node)

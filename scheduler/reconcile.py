@@ -25,7 +25,7 @@ from gpusched.scheduler.actions import (
     PatchStatus,
     StartGang,
 )
-from gpusched.scheduler.crd import INVALID, GPUJobStatus, Progress, running_condition
+from gpusched.scheduler.crd import DRY_RUN, INVALID, GPUJobStatus, Progress, conditions_after
 from gpusched.scheduler.kubetime import k8s_time
 from gpusched.scheduler.podspec import rank_nodes, service_manifest, worker_manifest
 from gpusched.scheduler.snapshot import JobView, Snapshot, WorkerPod, done_hours
@@ -78,10 +78,9 @@ def status_patch(job: JobView, now: datetime, **fields: Any) -> Obj | None:
         patch["observedGeneration"] = job.generation
     if not patch:
         return None
-    phase = fields.get("phase", job.status.phase)
-    reason = fields.get("reason", job.status.reason)
-    if "phase" in patch or "reason" in patch:
-        patch["conditions"] = [running_condition(phase, reason, iso(now))]
+    conditions = conditions_after(job.raw, patch, iso(now))
+    if conditions != (job.raw.get("status") or {}).get("conditions"):
+        patch["conditions"] = conditions
     return patch
 
 
@@ -516,7 +515,7 @@ def follow_plan(
                 job,
                 now,
                 opts,
-                phase="Planned",
+                phase=DRY_RUN,
                 reason=why,
                 planned_start=kept or iso(now),
                 gpu_type=jp.gpu_type,
@@ -529,7 +528,7 @@ def follow_plan(
         decisions.started.append(job.key)
 
 
-WAITING = ("Pending", "Planned", "Preempted")
+WAITING = ("Pending", "Planned", DRY_RUN, "Preempted")
 
 
 def _plan_write_due(job: JobView, opts: ReconcileOptions, now: datetime) -> bool:
@@ -640,4 +639,4 @@ _PLAN_FIELDS = {
 
 
 def _plan_only(patch: Obj) -> bool:
-    return set(patch) <= _PLAN_FIELDS and patch.get("phase") in (None, "Pending", "Planned", INVALID)
+    return set(patch) <= _PLAN_FIELDS and patch.get("phase") in (None, "Pending", "Planned", DRY_RUN, INVALID)

@@ -8,9 +8,11 @@ MASTER_PORT), forwards SIGTERM/SIGINT to them, and exits with what they agree on
 
     all 0 -> 0;  any 2 -> 2;  any other failure -> 1;  otherwise (some 75) -> 75.
 
-It reads the variables the operator already sets on every worker pod: NNODES, NODE_RANK,
-NPROC_PER_NODE, MASTER_ADDR, MASTER_PORT (defaults 1, 0, 1, 127.0.0.1, 29500). Only the standard
-library is imported: the launcher itself needs no torch.
+It reads what torchrun reads and the operator sets on every worker pod (as Kubeflow's PyTorchJob
+does): PET_NNODES, PET_NODE_RANK, PET_NPROC_PER_NODE, PET_MASTER_ADDR, PET_MASTER_PORT, each
+falling back to its un-prefixed name (NNODES ..., MASTER_ADDR, MASTER_PORT: what earlier operator
+versions set), then to 1, 0, 1, 127.0.0.1, 29500. Only the standard library is imported: the
+launcher itself needs no torch.
 """
 
 from __future__ import annotations
@@ -40,16 +42,22 @@ def combine(codes: list[int]) -> int:
     return EXIT_PREEMPTED
 
 
+def _name(flag: str) -> str:
+    """torchrun's variable for a flag (PET_<FLAG>) when it is set, else the un-prefixed one."""
+    return f"PET_{flag}" if os.environ.get(f"PET_{flag}") else flag
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     try:
-        nnodes = env_int("NNODES", 1, 1)
-        node_rank = env_int("NODE_RANK", 0, 0)
-        nproc = env_int("NPROC_PER_NODE", 1, 1)
-        port = env_int("MASTER_PORT", 29500, 1)
+        nnodes_var, rank_var = _name("NNODES"), _name("NODE_RANK")
+        nnodes = env_int(nnodes_var, 1, 1)
+        node_rank = env_int(rank_var, 0, 0)
+        nproc = env_int(_name("NPROC_PER_NODE"), 1, 1)
+        port = env_int(_name("MASTER_PORT"), 29500, 1, 65535)
         kill_after = env_int(ENV_KILL_AFTER, 30, 0)
         if node_rank >= nnodes:
-            raise ValueError(f"$NODE_RANK: {node_rank} is not below $NNODES {nnodes}")
+            raise ValueError(f"${rank_var}: {node_rank} is not below ${nnodes_var} {nnodes}")
     except ValueError as exc:
         sys.stderr.write(f"error: {exc}\n")
         return EXIT_USAGE
@@ -60,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
             "WORLD_SIZE": str(world),
             "LOCAL_WORLD_SIZE": str(nproc),
             "GROUP_RANK": str(node_rank),
-            "MASTER_ADDR": os.environ.get("MASTER_ADDR") or "127.0.0.1",
+            "MASTER_ADDR": os.environ.get(_name("MASTER_ADDR")) or "127.0.0.1",
             "MASTER_PORT": str(port),
         }
     )

@@ -2,17 +2,20 @@
 
 Two independent validators: the official client's models (strict pydantic: unknown or mistyped
 fields fail) and kubernetes-validate (the API server's OpenAPI schemas). The chart is rendered with
-`helm template` when helm is installed, else by the small Go-template renderer below, which covers
-exactly the constructs the chart uses (and fails loudly on any other). RBAC is checked against the
-requests the operator actually made in a scenario, so "least privilege" is also "enough privilege".
+`helm template` (helm on the PATH, or the one tests/e2e/run.py builds; without either the chart tests
+skip, saying so). The plain manifests apply in one `kubectl apply -f` on a fresh cluster: their order
+is checked here, and applied for real to a fresh kube-apiserver under tests/e2e/run.py. RBAC is
+checked against the requests the operator actually made in a scenario, so "least privilege" is also
+"enough privilege".
 """
 
 from __future__ import annotations
 
 import copy
-import re
+import os
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -30,108 +33,47 @@ Obj = dict[str, Any]
 
 # --------------------------------------------------------------------------------- chart rendering
 
-_ACTION = re.compile(r"{{(-?)\s*(.*?)\s*(-?)}}", re.S)
+
+def helm_binary() -> str | None:
+    """helm on the PATH, else the one tests/e2e/run.py builds (GPUSCHED_E2E_BIN, or its cache)."""
+    found = shutil.which("helm")
+    if found:
+        return found
+    bins = os.environ.get("GPUSCHED_E2E_BIN")
+    candidates = [Path(bins) / "helm"] if bins else []
+    cache = Path(os.environ.get("GPUSCHED_E2E_CACHE", "~/.cache/gpusched-e2e")).expanduser()
+    candidates += sorted(cache.glob("*/bin/helm"), reverse=True)
+    return next((str(c) for c in candidates if c.is_file()), None)
 
 
-def _lookup(path: str, ctx: Obj) -> Any:
-    cur: Any = ctx
-    for part in path.lstrip(".").split("."):
-        cur = cur.get(part) if isinstance(cur, dict) else None
-    return cur
-
-
-def _to_text(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
-
-
-def _eval(expr: str, ctx: Obj) -> Any:
-    stages = [s.strip() for s in expr.split("|")]
-    value: Any = None
-    for i, stage in enumerate(stages):
-        words = stage.split()
-        fn, args = words[0], words[1:]
-        if i == 0 and fn.startswith("."):
-            value = _lookup(fn, ctx)
-            continue
-        if i == 0:
-            value = _lookup(args.pop(), ctx) if args and args[-1].startswith(".") else None
-        if fn == "quote":
-            value = '"' + _to_text(value).replace('"', '\\"') + '"'
-        elif fn == "toYaml":
-            value = yaml.safe_dump(value, default_flow_style=False, sort_keys=True).rstrip("\n")
-        elif fn in ("nindent", "indent"):
-            pad = " " * int(args[0])
-            text = "\n".join(pad + line if line else line for line in _to_text(value).split("\n"))
-            value = "\n" + text if fn == "nindent" else text
-        else:
-            raise AssertionError(f"the test renderer does not know template function {fn!r}")
-    return value
-
-
-def render_template(text: str, ctx: Obj) -> str:
-    tokens: list[tuple[str, str]] = []
-    pos = 0
-    for m in _ACTION.finditer(text):
-        before = text[pos : m.start()]
-        if m.group(1):
-            before = before.rstrip(" \t\n")
-        tokens.append(("text", before))
-        tokens.append(("action", m.group(2)))
-        pos = m.end()
-        if m.group(3):
-            rest = text[pos:]
-            pos += len(rest) - len(rest.lstrip(" \t\n"))
-    tokens.append(("text", text[pos:]))
-    out: list[str] = []
-    stack: list[bool] = []  # is the current branch emitting?
-    for kind, value in tokens:
-        active = all(stack)
-        if kind == "text":
-            if active:
-                out.append(value)
-        elif value.startswith("if "):
-            stack.append(bool(_eval(value[3:], ctx)) if active else False)
-        elif value == "else":
-            stack[-1] = not stack[-1] and all(stack[:-1])
-        elif value == "end":
-            stack.pop()
-        elif value.startswith("/*"):
-            continue
-        elif active:
-            out.append(_to_text(_eval(value, ctx)))
-    assert not stack, "unbalanced if/end in template"
-    return "".join(out)
-
-
-def render_chart(values: Obj | None = None, namespace: str = "gpusched-system") -> list[Obj]:
-    """Documents of `helm template gpusched deploy/chart -n <namespace>` (plus the chart's CRDs)."""
-    merged = yaml.safe_load((CHART / "values.yaml").read_text())
-    for key, value in (values or {}).items():
-        merged[key] = value
-    helm = shutil.which("helm")
-    if helm is not None and values is None:
-        text = subprocess.run(
-            [helm, "template", "gpusched", str(CHART), "-n", namespace, "--include-crds"],
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout
-        return [d for d in yaml.safe_load_all(text) if d]
-    ctx = {
-        "Values": merged,
-        "Release": {"Name": "gpusched", "Namespace": namespace, "Service": "Helm"},
-        "Chart": yaml.safe_load((CHART / "Chart.yaml").read_text()),
+def helm(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    binary = helm_binary()
+    if binary is None:
+        pytest.skip(
+            "helm is not installed and tests/e2e/run.py has not built it "
+            "(python tests/e2e/run.py --build-only): the chart tests did not run"
+        )
+    home = Path(tempfile.gettempdir()) / "gpusched-test-helm"
+    env = {
+        **os.environ,
+        "HELM_CACHE_HOME": str(home / "cache"),
+        "HELM_CONFIG_HOME": str(home / "config"),
+        "HELM_DATA_HOME": str(home / "data"),
     }
-    docs: list[Obj] = []
-    for path in sorted((CHART / "crds").glob("*.yaml")):
-        docs.extend(d for d in yaml.safe_load_all(path.read_text()) if d)
-    for path in sorted((CHART / "templates").glob("*.yaml")):
-        docs.extend(d for d in yaml.safe_load_all(render_template(path.read_text(), ctx)) if d)
-    return docs
+    return subprocess.run([binary, *args], capture_output=True, text=True, env=env, check=check, timeout=120)
+
+
+def render_chart(
+    values: Obj | None = None, namespace: str = "gpusched-system", release: str = "gpusched"
+) -> list[Obj]:
+    """Documents of `helm template <release> deploy/chart -n <namespace> --include-crds [-f values]`."""
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml") as extra:
+        yaml.safe_dump(values or {}, extra)
+        extra.flush()
+        text = helm(
+            "template", release, str(CHART), "-n", namespace, "--include-crds", "-f", extra.name
+        ).stdout
+    return [d for d in yaml.safe_load_all(text) if d]
 
 
 def raw_manifests() -> list[tuple[str, Obj]]:
@@ -209,7 +151,10 @@ def _worker_objects() -> list[Obj]:
     ]
 
 
-ALL_CASES = ["raw", "chart", "workers"]
+CHART_TEST = pytest.mark.e2e
+"""Tests that render the chart also run in the e2e suite (tests/e2e/run.py), which has helm even
+where the unit pass had none and skipped them."""
+ALL_CASES = ["raw", pytest.param("chart", marks=CHART_TEST), "workers"]
 
 
 def _objects(case: str) -> list[tuple[str, Obj]]:
@@ -252,6 +197,7 @@ def test_validators_reject_a_broken_manifest() -> None:
         validate_with_schemas(broken)
 
 
+@CHART_TEST
 def test_chart_renders_everything_including_the_agent() -> None:
     kinds = sorted(f"{d['kind']}/{d['metadata']['name']}" for d in render_chart())
     for want in (
@@ -272,6 +218,7 @@ def test_chart_renders_everything_including_the_agent() -> None:
     assert not [d for d in off if d["kind"] == "DaemonSet"]
 
 
+@CHART_TEST
 def test_chart_passes_the_gpu_node_selector_to_the_operator() -> None:
     values = yaml.safe_load((CHART / "values.yaml").read_text())
     assert values["operator"]["gpuNodeSelector"] == ""  # default: every node
@@ -296,12 +243,37 @@ def test_chart_crds_are_the_deploy_crds() -> None:
         )
 
 
+HELM_ONLY_LABELS = (
+    "app.kubernetes.io/instance",
+    "app.kubernetes.io/version",
+    "app.kubernetes.io/managed-by",
+    "helm.sh/chart",
+)
+
+
 def _strip(obj: Obj) -> Obj:
+    """The object without the labels only a Helm release has (release name, chart version)."""
     out = copy.deepcopy(obj)
-    out["metadata"].get("labels", {}).pop("app.kubernetes.io/instance", None)
+    spec = out.get("spec") or {}
+    for labels in (
+        out["metadata"].get("labels"),
+        (spec.get("selector") or {}).get("matchLabels") if isinstance(spec.get("selector"), dict) else None,
+        ((spec.get("template") or {}).get("metadata") or {}).get("labels"),
+    ):
+        for key in HELM_ONLY_LABELS:
+            (labels or {}).pop(key, None)
     return out
 
 
+def _no_nulls(data: Any) -> Any:
+    """Helm drops null values (a null in values means "delete this key"): the chart's health.yaml
+    leaves out what deploy/agent spells as null, which the agent reads as the same default (None)."""
+    if isinstance(data, dict):
+        return {k: _no_nulls(v) for k, v in data.items() if v is not None}
+    return data
+
+
+@CHART_TEST
 def test_chart_renders_the_same_objects_as_the_plain_manifests() -> None:
     """deploy/operator and deploy/agent stay the reference; the chart must not drift from them."""
     chart = {(d["kind"], d["metadata"]["name"]): _strip(d) for d in render_chart()}
@@ -318,10 +290,248 @@ def test_chart_renders_the_same_objects_as_the_plain_manifests() -> None:
             ]
         if raw["kind"] == "ConfigMap":
             got["data"] = {k: yaml.safe_load(v) for k, v in got["data"].items()}
-            want["data"] = {k: yaml.safe_load(v) for k, v in want["data"].items()}
+            want["data"] = {k: _no_nulls(yaml.safe_load(v)) for k, v in want["data"].items()}
         assert got == want, (
             f"{where}: the chart renders {key} differently; update deploy/chart/templates to match {where}"
         )
+
+
+# --------------------------------------------------------------------------------- the chart's options
+
+
+def _pod_spec(docs: list[Obj], kind: str) -> Obj:
+    return next(d for d in docs if d["kind"] == kind)["spec"]["template"]["spec"]
+
+
+@CHART_TEST
+def test_helm_lint_is_clean_and_the_values_schema_refuses_bad_values() -> None:
+    lint = helm("lint", "--strict", str(CHART), check=False)
+    assert lint.returncode == 0 and "0 chart(s) failed" in lint.stdout, lint.stdout + lint.stderr
+    for bad, where in (
+        (["--set", "operator.policy=fastest"], "/operator/policy"),
+        (["--set", "operator.replicas=-1"], "/operator/replicas"),
+        (["--set", "operator.replanInterval=soon"], "/operator/replanInterval"),
+        (["--set", "operator.nodeSelecter.pool=infra"], "nodeSelecter"),
+        (["--set", "imagePullSecrets[0].nam=x"], "/imagePullSecrets/0"),
+    ):
+        result = helm("template", "gpusched", str(CHART), *bad, check=False)
+        assert result.returncode != 0 and where in result.stderr, (bad, result.stderr)
+
+
+@CHART_TEST
+def test_chart_places_and_sizes_the_operator_and_agent_as_asked() -> None:
+    toleration = {"key": "infra", "operator": "Exists", "effect": "NoSchedule"}
+    affinity = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+        {"matchExpressions": [{"key": "pool", "operator": "In", "values": ["infra"]}]}]}}}  # fmt: skip
+    values = {
+        "imagePullSecrets": [{"name": "regcred"}],
+        "operator": {
+            "nodeSelector": {"pool": "infra"},
+            "tolerations": [toleration],
+            "affinity": affinity,
+            "priorityClassName": "system-cluster-critical",
+            "resources": {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"cpu": "4", "memory": "4Gi"}},
+        },
+        "agent": {"nodeSelector": {"gpu": "yes"}, "tolerations": [toleration], "resources": {}},
+    }
+    docs = render_chart(values)
+    operator, agent = _pod_spec(docs, "Deployment"), _pod_spec(docs, "DaemonSet")
+    assert operator["nodeSelector"] == {"pool": "infra"} and operator["tolerations"] == [toleration]
+    assert operator["affinity"] == affinity and operator["priorityClassName"] == "system-cluster-critical"
+    assert operator["imagePullSecrets"] == agent["imagePullSecrets"] == [{"name": "regcred"}]
+    assert operator["containers"][0]["resources"] == values["operator"]["resources"]
+    assert agent["nodeSelector"] == {"gpu": "yes"} and agent["tolerations"] == [toleration]
+    assert "nvidia.com/gpu.present" in str(agent["affinity"])  # the default GPU-node affinity stays
+    for doc in docs:
+        validate_with_client_models(doc)
+    plain = render_chart()
+    assert "imagePullSecrets" not in _pod_spec(plain, "Deployment")
+    assert "nodeSelector" not in _pod_spec(plain, "Deployment")
+
+
+def _keys(docs: list[Obj]) -> set[tuple[str, str, str]]:
+    return {
+        (d["kind"], d["metadata"].get("namespace", ""), d["metadata"]["name"])
+        for d in docs
+        if d["kind"] != "CustomResourceDefinition"  # shared by design: one API per cluster
+    }
+
+
+@CHART_TEST
+@pytest.mark.parametrize("same_namespace", [False, True])
+def test_two_releases_install_side_by_side_without_a_name_in_common(same_namespace: bool) -> None:
+    """A second release (another team's operator) must not take over the first one's cluster-scoped
+    objects (Helm refuses to install over another release's objects) nor select its pods."""
+    first = render_chart(namespace="gpusched-system", release="gpusched")
+    second = render_chart(
+        {"operator": {"watchNamespace": "team-b"}, "agent": {"enabled": False}},
+        namespace="gpusched-system" if same_namespace else "team-b-system",
+        release="team-b",
+    )
+    assert _keys(first) and _keys(second)
+    assert not _keys(first) & _keys(second), sorted(_keys(first) & _keys(second))
+    names = {d["metadata"]["name"] for d in second if d["kind"] == "ClusterRole"}
+    assert names == {"team-b-gpusched-operator"}, names
+    # Each Deployment selects only its own pods, and each operator has its own Lease.
+    selectors = [
+        next(d for d in docs if d["kind"] == "Deployment")["spec"]["selector"] for docs in (first, second)
+    ]
+    assert selectors[0] != selectors[1]
+    args = [" ".join(_pod_spec(docs, "Deployment")["containers"][0]["args"]) for docs in (first, second)]
+    assert "--lease-name=gpusched-operator" in args[0] and "--lease-name=team-b-gpusched-operator" in args[1]
+    assert "--namespace=team-b" in args[1]
+    # The operator's ServiceAccount is the one its ClusterRoleBinding names.
+    binding = next(d for d in second if d["kind"] == "ClusterRoleBinding")
+    assert binding["subjects"][0]["name"] == _pod_spec(second, "Deployment")["serviceAccountName"]
+    assert binding["roleRef"]["name"] == "team-b-gpusched-operator"
+
+
+@CHART_TEST
+def test_chart_notes_say_where_it_went_and_how_to_wait_for_a_job() -> None:
+    out = helm("install", "team-b", str(CHART), "-n", "ml", "--dry-run=client").stdout
+    notes = out[out.index("NOTES:") :]
+    assert "team-b-gpusched-operator" in notes and "namespace ml" in notes
+    assert "kubectl wait --for=condition=Complete gpujob/" in notes
+
+
+# --------------------------------------------------------------------------------- install order
+
+BUNDLE = DEPLOY / "gpusched.yaml"
+BUNDLE_PARTS = (
+    "crds/gpujobs.yaml",
+    "agent/gpunode-crd.yaml",
+    "operator/rbac.yaml",
+    "operator/deployment.yaml",
+    "agent/rbac.yaml",
+    "agent/daemonset.yaml",
+)
+BUNDLE_HEADER = """\
+# Everything of deploy/ in one file, in an order a fresh cluster accepts in one go:
+#   kubectl apply -f deploy/gpusched.yaml
+# The Namespace first, then the CRDs, each ServiceAccount and its RBAC, then the ConfigMaps and the
+# workloads that use them. Generated from deploy/crds, deploy/operator and deploy/agent (edit those):
+#   python tests/scheduler/test_deploy.py
+"""
+PREEXISTING_NAMESPACES = {"default", "kube-system", "kube-public", "kube-node-lease"}
+
+
+def bundle_docs() -> list[Obj]:
+    """The parts' documents in BUNDLE_PARTS order, each Namespace once and first."""
+    docs: list[Obj] = []
+    for part in BUNDLE_PARTS:
+        docs.extend(d for d in yaml.safe_load_all((DEPLOY / part).read_text()) if d)
+    namespaces = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Namespace"}
+    return [*namespaces.values(), *(d for d in docs if d["kind"] != "Namespace")]
+
+
+def write_bundle() -> None:
+    body = yaml.safe_dump_all(bundle_docs(), sort_keys=False, default_flow_style=False, width=1000)
+    BUNDLE.write_text(BUNDLE_HEADER + "---\n" + body)
+
+
+def apply_order_problems(docs: list[Obj], existing: set[str] | None = None) -> list[str]:
+    """What a fresh cluster refuses (or leaves broken for a while) when `docs` are applied in order:
+    a namespaced object before its Namespace; a pod-making workload before its ServiceAccount or a
+    ConfigMap it mounts."""
+    made: set[tuple[str, str, str]] = set()
+    namespaces = set(PREEXISTING_NAMESPACES) | set(existing or ())
+    problems: list[str] = []
+    for doc in docs:
+        kind, meta = doc["kind"], doc["metadata"]
+        ns = meta.get("namespace")
+        where = f"{kind}/{meta['name']}"
+        if ns and ns not in namespaces:
+            problems.append(f"{where} comes before its Namespace {ns}")
+        if kind in ("Deployment", "DaemonSet", "StatefulSet", "Job"):
+            pod = doc["spec"]["template"]["spec"]
+            sa = pod.get("serviceAccountName")
+            if sa and ("ServiceAccount", ns or "", sa) not in made:
+                problems.append(f"{where} comes before its ServiceAccount {sa}")
+            for volume in pod.get("volumes") or []:
+                cm = (volume.get("configMap") or {}).get("name")
+                if cm and ("ConfigMap", ns or "", cm) not in made:
+                    problems.append(f"{where} comes before its ConfigMap {cm}")
+        if kind == "Namespace":
+            namespaces.add(meta["name"])
+        made.add((kind, ns or "", meta["name"]))
+    return problems
+
+
+def test_the_bundle_is_the_parts_and_applies_in_one_go() -> None:
+    shipped = [d for d in yaml.safe_load_all(BUNDLE.read_text()) if d]
+    assert shipped == bundle_docs(), "deploy/gpusched.yaml is stale: python tests/scheduler/test_deploy.py"
+    assert apply_order_problems(shipped) == []
+    assert shipped[0]["kind"] == "Namespace" and {d["kind"] for d in shipped[1:3]} == {
+        "CustomResourceDefinition"
+    }
+
+
+def test_the_order_check_catches_rbac_before_its_namespace() -> None:
+    """What the plain manifests did: operator/rbac.yaml (ServiceAccount in gpusched-system) applied
+    before deployment.yaml, which alone created the Namespace."""
+    rbac = [d for d in yaml.safe_load_all((DEPLOY / "operator/rbac.yaml").read_text()) if d]
+    without_ns = [d for d in rbac if d["kind"] != "Namespace"]
+    assert "before its Namespace gpusched-system" in " ".join(apply_order_problems(without_ns))
+    deployment = [d for d in yaml.safe_load_all((DEPLOY / "operator/deployment.yaml").read_text()) if d]
+    assert "before its ServiceAccount" in " ".join(apply_order_problems(deployment))
+
+
+@pytest.mark.parametrize("part", [p for p in BUNDLE_PARTS if "crds" not in p and "crd." not in p])
+def test_every_file_applies_on_its_own_to_a_fresh_cluster(part: str) -> None:
+    """No file needs another's Namespace (each starts with it); a workload's ServiceAccount is
+    another file's (rbac.yaml): the order the docs give is checked below."""
+    docs = [d for d in yaml.safe_load_all((DEPLOY / part).read_text()) if d]
+    problems = [p for p in apply_order_problems(docs) if "before its ServiceAccount" not in p]
+    assert problems == [], problems
+
+
+def documented_applies() -> list[list[str]]:
+    """The files of each `kubectl apply -f ...` line in docs/operator.md's install section, in order."""
+    text = (ROOT / "docs/operator.md").read_text()
+    section = text[text.index("## Install") : text.index("\n## ", text.index("## Install") + 5)]
+    out = []
+    for line in section.splitlines():
+        words = line.split()
+        if words[:2] == ["kubectl", "apply"]:
+            out.append([words[i + 1] for i, w in enumerate(words) if w == "-f"])
+    return out
+
+
+def test_the_documented_install_commands_apply_in_order_on_a_fresh_cluster() -> None:
+    applies = documented_applies()
+    assert ["deploy/gpusched.yaml"] in applies, applies
+    docs: list[Obj] = []
+    for files in applies:
+        if files == ["deploy/gpusched.yaml"]:
+            continue  # the one-file way; the others are the same objects file by file
+        for name in files:
+            docs.extend(d for d in yaml.safe_load_all((ROOT / name).read_text()) if d)
+    assert docs, applies
+    assert apply_order_problems(docs) == []
+
+
+@pytest.mark.e2e
+def test_one_kubectl_apply_installs_everything_on_a_fresh_api_server(tmp_path: Path) -> None:
+    """The bundle, with the real kubectl, on a kube-apiserver that has nothing of ours yet."""
+    bins = os.environ.get("GPUSCHED_E2E_BIN")
+    if not bins:
+        pytest.skip(
+            "GPUSCHED_E2E_BIN is not set: `python tests/e2e/run.py` builds kubectl and a control plane"
+        )
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gpusched_e2e_cp", ROOT / "tests/e2e/e2e_controlplane.py")
+    assert spec is not None and spec.loader is not None
+    cp: Any = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cp)
+    with cp.ControlPlane(Path(bins), controller_manager=False, workdir=tmp_path / "plane") as plane:
+        applied = plane.kubectl("apply", "-f", str(BUNDLE), check=False)
+        assert applied.returncode == 0, applied.stderr
+        for want in ("namespace/gpusched-system", "deployment.apps/gpusched-operator",
+                     "daemonset.apps/gpusched-agent", "customresourcedefinition.apiextensions.k8s.io/gpujobs.gpusched.io"):  # fmt: skip
+            assert want in applied.stdout, applied.stdout
+        again = plane.kubectl("apply", "-f", str(BUNDLE))  # idempotent
+        assert "unchanged" in again.stdout and "created" not in again.stdout, again.stdout
 
 
 def _openapi_to_jsonschema(node: Any) -> Any:
@@ -438,3 +648,8 @@ def test_operator_rbac_is_least_privilege_and_covers_every_request_it_makes(harn
         )
         checked += 1
     assert checked >= 8 and op.rounds > 0
+
+
+if __name__ == "__main__":
+    write_bundle()
+    print(f"wrote {BUNDLE.relative_to(ROOT)}")

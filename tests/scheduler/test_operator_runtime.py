@@ -171,7 +171,7 @@ def test_gpujobs_the_operator_cannot_use_are_invalid_and_the_others_go_on(
         h.wait_for(
             lambda: "dry-run: would start" in (h.job("good").get("status") or {}).get("reason", ""), 30
         )
-        assert h.phase("good") == "Planned"
+        assert h.phase("good") == "DryRun"
     else:
         h.wait_phase("good", "Running", timeout=30)
     rounds = op.rounds
@@ -213,7 +213,7 @@ def test_once_runs_one_round_and_exits_0(tmp_path: Path) -> None:
         assert "Traceback" not in err.decode()
         statuses = {o["metadata"]["name"]: o.get("status") or {} for o in api.objects("gpujobs")}
         assert (
-            statuses["first"]["phase"] == "Planned"
+            statuses["first"]["phase"] == "DryRun"
             and "dry-run: would start now" in statuses["first"]["reason"]
         )
         assert statuses["second"]["phase"] == "Planned" and statuses["second"]["plannedStart"]

@@ -212,7 +212,10 @@ def test_an_unusable_gpujob_is_invalid_with_the_field_named_and_never_planned(sp
     d = reconcile(s, plan_of(start_now("ml/fine", ("a", 8))))
     patch = next(a.patch for a in d.for_job("ml/odd") if isinstance(a, PatchStatus))
     assert patch["phase"] == "Invalid" and field in patch["reason"], patch
-    assert patch["conditions"][0]["reason"] == "Invalid" and field in patch["conditions"][0]["message"]
+    admitted = next(c for c in patch["conditions"] if c["type"] == "Admitted")
+    assert (
+        admitted["status"] == "False" and admitted["reason"] == "InvalidSpec" and field in admitted["message"]
+    )
     events = [a for a in d.for_job("ml/odd") if isinstance(a, Emit)]
     assert [(e.type, e.reason) for e in events] == [("Warning", "InvalidSpec")] and field in events[0].message
     assert "StartGang" in kinds(Decisions(actions=d.for_job("ml/fine")))
@@ -360,6 +363,9 @@ def test_dry_run_writes_only_plans() -> None:
     assert d.actions and all(isinstance(a, PatchStatus) for a in d.actions)
     assert "dry-run: would start now on n" in d.actions[0].patch["reason"]  # type: ignore[union-attr]
     assert "attempt" not in d.actions[0].patch  # type: ignore[union-attr]
+    # A phase that says it: planned to start now, and nothing applied (not "Planned", not left empty).
+    assert d.actions[0].patch["phase"] == "DryRun"  # type: ignore[union-attr]
+    assert d.actions[1].patch["phase"] == "Planned"  # type: ignore[union-attr]
 
 
 # ------------------------------------------------------------------------------------------ lifecycle

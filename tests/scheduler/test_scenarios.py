@@ -348,6 +348,7 @@ def test_dry_run_writes_plans_only(harness: Harness) -> None:
     )
     h.wait_for(lambda: op.rounds >= 3, 15, "three rounds")
     assert h.pods() == []
+    assert h.phase("now") == "DryRun"  # planned to start now, nothing applied
     later = h.job("later")["status"]
     assert later["phase"] == "Planned" and later["plannedStart"] and "planned start" in later["reason"]
 
@@ -449,9 +450,9 @@ def test_an_idle_cluster_with_waiting_jobs_causes_no_writes(harness: Harness, dr
 
     def settled() -> bool:
         phases = Counter((h.job(n).get("status") or {}).get("phase") for n in names)
-        return phases == ({"Planned": 9} if dry_run else {"Planned": 8, "Running": 1})
+        return phases == {"Planned": 8, "DryRun" if dry_run else "Running": 1}
 
-    h.wait_for(settled, 60, "one job running (dry run: planned) and the others planned")
+    h.wait_for(settled, 60, "one job running (dry run: DryRun, would start) and the others planned")
     h.wait_for(lambda: op.rounds >= 4, 30, "a few rounds")  # quick and full rounds have both planned
     before, rounds = _versions(h), op.rounds
     time.sleep(6.0)
