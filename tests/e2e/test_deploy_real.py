@@ -8,7 +8,6 @@ the suite's shared cluster. The harness (tests/scheduler/conftest.py) plays the 
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import time
@@ -17,13 +16,9 @@ from typing import Any
 
 import pytest
 from e2e_controlplane import ROOT, ControlPlane
+from e2e_harness import harness_module
 
 pytestmark = pytest.mark.e2e
-
-_spec = importlib.util.spec_from_file_location("gpusched_e2e_harness", ROOT / "tests/scheduler/conftest.py")
-assert _spec is not None and _spec.loader is not None
-harness_module: Any = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(harness_module)
 
 JOB = """
 apiVersion: gpusched.io/v1alpha1
