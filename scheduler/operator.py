@@ -127,6 +127,9 @@ class Operator:
         self.round_log: deque[tuple[float, float, float, int, int]] = deque(maxlen=10_000)
         """(finished at monotonic, round seconds, solve seconds, pods bound, gangs started) per round."""
         self.health: HealthServer | None = None
+        # The planner's import (numpy, scipy, PuLP: seconds on a busy machine) is paid here, at
+        # start, not by the first round: that round decides the first placement.
+        import gpusched.solver  # noqa: F401
 
     # ------------------------------------------------------------------ events
 
@@ -167,7 +170,7 @@ class Operator:
 
     def run_once(self, now: datetime | None = None, fast: bool = False) -> RoundReport:
         from gpusched.solver import PlanOptions
-        from gpusched.solver import plan as solve
+        from gpusched.solver import plan as solve  # imported once, in __init__
 
         t0 = time.perf_counter()
         snap = self.snapshot(now)
