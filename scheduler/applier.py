@@ -3,13 +3,18 @@
 Idempotent because every object has a deterministic name (a 409 on create means it is already
 there) and deletes tolerate 404. Gang-atomic because StartGang creates every worker before binding
 any, and withdraws all of them if one cannot be created or bound; the job is then re-planned.
-Actions of one job run in order (status first, then objects); different jobs run concurrently.
+Actions of one job run in order (status first, then objects); different jobs run concurrently, the
+jobs that start a gang first (a round's status-only writes for waiting jobs must not hold up the
+bindings). Inside a gang the workers are created concurrently, then bound concurrently: the gang
+costs two round trips, not two per worker, and all-or-nothing holds the same (no bind before every
+create succeeded; any failure withdraws every worker).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 import uuid
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
@@ -59,7 +64,12 @@ class Applier:
     ) -> None:
         self.kube = kube
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="apply")
+        self.fanout = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="apply-gang")
+        """The workers of one gang, created or bound at once (a pool of its own: a job's thread in
+        `pool` waits for these, so sharing one pool could leave no thread to run them)."""
         self.pods, self.jobs = pods, jobs
+        self._lock = threading.Lock()
+        """Guards the round's ApplyResult counters, which every job's thread adds to."""
         self.component = component
 
     # Write-through into the informers' caches, so the next round sees our writes at once.
@@ -84,13 +94,23 @@ class Applier:
         for action in decisions.actions:
             groups[action.job.key].append(action)
         result = ApplyResult()
-        futures = [self.pool.submit(self._apply_job, key, actions, result) for key, actions in groups.items()]
+        # Gangs first (stable otherwise): a start waits for no waiting job's plan write.
+        order = sorted(groups, key=lambda k: not any(isinstance(a, StartGang) for a in groups[k]))
+        futures = [self.pool.submit(self._apply_job, key, groups[key], result) for key in order]
         for f in futures:
             f.result()
         return result
 
     def close(self) -> None:
         self.pool.shutdown(wait=True)
+        self.fanout.shutdown(wait=True)
+
+    def _each(self, fn: Any, items: list[Any]) -> list[Any]:
+        """fn over items, concurrently when there are several; results (or the exception each
+        raised) in item order."""
+        if len(items) <= 1:
+            return [_outcome(fn, item) for item in items]
+        return list(self.fanout.map(lambda item: _outcome(fn, item), items))
 
     # ------------------------------------------------------------------ one job
 
@@ -129,41 +149,34 @@ class Applier:
 
     def _start_gang(self, gang: StartGang, result: ApplyResult) -> bool:
         ns = gang.job.namespace
-        created: list[str] = []
         problem: str | None = None
         rejected: KubeError | None = None
-        try:
-            for manifest, _node in gang.pods:
-                try:
-                    obj = self.kube.create_pod(ns, manifest)
-                except KubeError as exc:
-                    if exc.status in REJECTED:
-                        rejected = exc
-                    raise
-                created.append(manifest["metadata"]["name"])
-                if "_status" not in obj:
-                    self.on_pod(obj)
-            for manifest, node in gang.pods:
-                name = manifest["metadata"]["name"]
-                answer = self.kube.bind_pod(ns, name, node)
-                if answer.get("_status") == 409:
-                    # Bound already (by us, before a restart) is fine; bound elsewhere or deleting is not.
-                    pod = self.kube.read_pod(ns, name)
-                    if (pod.get("spec") or {}).get("nodeName") != node or (pod.get("metadata") or {}).get(
-                        "deletionTimestamp"
-                    ):
-                        problem = f"pod {name} cannot be bound to {node}"
-                        break
-                    self.on_pod(pod)
-                    continue
-                if answer.get("status") not in (None, "Success"):
-                    problem = f"binding {name} to {node}: {answer.get('message') or answer}"
-                    break
-                result.bound_pods += 1
-                self.on_bound(ns, name, node)
-        except KubeError as exc:
-            problem = str(exc)
+        created = self._each(lambda pod: self.kube.create_pod(ns, pod[0]), gang.pods)
+        for obj in created:
+            if isinstance(obj, KubeError):
+                if obj.status in REJECTED and rejected is None:
+                    rejected = obj
+                problem = problem or str(obj)
+            elif isinstance(obj, BaseException):
+                raise obj
+            elif "_status" not in obj:
+                self.on_pod(obj)
+        bound = 0
         if problem is None:
+            for outcome in self._each(
+                lambda pod: self._bind(ns, pod[0]["metadata"]["name"], pod[1]), gang.pods
+            ):
+                if isinstance(outcome, KubeError):
+                    problem = problem or str(outcome)
+                elif isinstance(outcome, BaseException):
+                    raise outcome
+                elif outcome is not None:
+                    problem = problem or outcome
+                else:
+                    bound += 1
+        if problem is None:
+            with self._lock:
+                result.bound_pods += bound
             if gang.then_status:
                 obj = self.kube.patch_job_status(ns, gang.job.name, gang.then_status)
                 if "_status" not in obj:
@@ -196,6 +209,23 @@ class Applier:
                 f"{problem}; all {len(gang.pods)} workers withdrawn, re-planning",
             )
         return False
+
+    def _bind(self, ns: str, name: str, node: str) -> str | None:
+        """Bind one worker; None when it is bound to `node`, else what went wrong."""
+        answer = self.kube.bind_pod(ns, name, node)
+        if answer.get("_status") == 409:
+            # Bound already (by us, before a restart) is fine; bound elsewhere or deleting is not.
+            pod = self.kube.read_pod(ns, name)
+            if (pod.get("spec") or {}).get("nodeName") != node or (pod.get("metadata") or {}).get(
+                "deletionTimestamp"
+            ):
+                return f"pod {name} cannot be bound to {node}"
+            self.on_pod(pod)
+            return None
+        if answer.get("status") not in (None, "Success"):
+            return f"binding {name} to {node}: {answer.get('message') or answer}"
+        self.on_bound(ns, name, node)
+        return None
 
     def _reject(self, job: JobRef, what: str, exc: KubeError, attempt: int | None = None) -> None:
         """The API server refused an object we built from the job: Failed, with its words, once.
@@ -241,3 +271,11 @@ class Applier:
             "count": 1,
         }
         self.kube.create_event(job.namespace, body)
+
+
+def _outcome(fn: Any, item: Any) -> Any:
+    """fn(item), or the exception it raised (returned, so that one failure does not hide the rest)."""
+    try:
+        return fn(item)
+    except Exception as exc:
+        return exc

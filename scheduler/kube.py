@@ -64,17 +64,28 @@ PODS = Kind("pods", "", "v1", "pods", True)
 NODES = Kind("nodes", "", "v1", "nodes", False)
 
 
+POOL_SIZE = 64
+"""Connections kept open to the API server. The client's default is 5 per CPU (10 on a 2-core pod):
+less than the operator's apply threads plus its four long-lived watches, so that most writes of a
+busy round would open a new TLS connection and throw it away ("Connection pool is full")."""
+
+
 def load_api_client(kubeconfig: str | None = None, context: str | None = None) -> Any:
     """In-cluster config when running in a pod without --kubeconfig, else the kubeconfig file."""
     from kubernetes import client, config
 
+    cfg = client.Configuration()
+    loaded = False
     if kubeconfig is None:
         try:
-            config.load_incluster_config()
-            return client.ApiClient()
+            config.load_incluster_config(client_configuration=cfg)
+            loaded = True
         except config.ConfigException:
             pass
-    return config.new_client_from_config(config_file=kubeconfig, context=context)
+    if not loaded:
+        config.load_kube_config(config_file=kubeconfig, context=context, client_configuration=cfg)
+    cfg.connection_pool_maxsize = max(POOL_SIZE, cfg.connection_pool_maxsize or 0)
+    return client.ApiClient(configuration=cfg)
 
 
 def _error_from(exc: Exception) -> KubeError:

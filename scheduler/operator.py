@@ -91,6 +91,22 @@ class RoundReport:
     solve_seconds: float
 
 
+class RoundPhases(typing.NamedTuple):
+    """One round's time by phase, in seconds (wall time: apply waits on the API server)."""
+
+    finished: float
+    plannable: int
+    snapshot_s: float
+    solve_s: float
+    reconcile_s: float
+    apply_s: float
+    round_s: float
+    actions: int
+    bound_pods: int
+    started: int
+    fast: bool
+
+
 class Operator:
     def __init__(
         self, kube: Kube, settings: OperatorSettings, metrics: OperatorMetrics | None = None
@@ -127,7 +143,12 @@ class Operator:
         self.last_report: RoundReport | None = None
         self.round_log: deque[tuple[float, float, float, int, int]] = deque(maxlen=10_000)
         """(finished at monotonic, round seconds, solve seconds, pods bound, gangs started) per round."""
+        self.round_phases: deque[RoundPhases] = deque(maxlen=10_000)
+        """Where each round's time went (benchmarks/bench_operator.py prints them)."""
         self.health: HealthServer | None = None
+        # The planner's import (numpy, scipy, PuLP: seconds on a busy machine) is paid here, at
+        # start, not by the first round: that round decides the first placement.
+        import gpusched.solver  # noqa: F401
 
     # ------------------------------------------------------------------ events
 
@@ -168,10 +189,11 @@ class Operator:
 
     def run_once(self, now: datetime | None = None, fast: bool = False) -> RoundReport:
         from gpusched.solver import PlanOptions
-        from gpusched.solver import plan as solve
+        from gpusched.solver import plan as solve  # imported once, in __init__
 
         t0 = time.perf_counter()
         snap = self.snapshot(now)
+        t1_snap = time.perf_counter()
         for w in snap.warnings:
             log.debug("snapshot warning", extra={"warning": w})
         plannable = [j.planner_job for j in snap.plannable() if j.planner_job is not None]
@@ -197,8 +219,11 @@ class Operator:
         opts = ReconcileOptions(
             dry_run=self.settings.dry_run, backoff_base_s=self.settings.backoff_base_s, full_round=not fast
         )
+        t2 = time.perf_counter()
         decisions = reconcile(snap, plan, opts)
+        t3 = time.perf_counter()
         result = self.applier.apply(decisions)
+        t4 = time.perf_counter()
         for key in decisions.started:
             job = snap.jobs[key]
             if job.created is not None and job.status.first_started_at is None:
@@ -229,6 +254,12 @@ class Operator:
         if result.withdrawn or result.failed_jobs:
             self.trigger()  # re-plan soon: the gang's GPUs or the API may be fine a moment later
         self.round_log.append((time.monotonic(), seconds, solve_s, result.bound_pods, len(decisions.started)))
+        self.round_phases.append(
+            RoundPhases(
+                time.monotonic(), len(plannable), t1_snap - t0, solve_s, t3 - t2, t4 - t3, seconds,
+                len(decisions.actions), result.bound_pods, len(decisions.started), fast,
+            )
+        )  # fmt: skip
         report = RoundReport(snap, plan, result, len(decisions.actions), seconds, solve_s)
         self.last_report = report
         return report

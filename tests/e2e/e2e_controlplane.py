@@ -206,6 +206,23 @@ def write_kubeconfig(path: Path, server: str, ca: Path, user: str, token: str) -
     return path
 
 
+AUDIT_POLICY: dict[str, Any] = {
+    "apiVersion": "audit.k8s.io/v1",
+    "kind": "Policy",
+    # One event per request, when it is answered (a watch: also when its stream starts).
+    "omitStages": ["RequestReceived"],
+    "rules": [
+        # Who asked what of which resource, and the answer's code: the request log the stand-in keeps
+        # per token. Only the suite's identities: kube-controller-manager and the server itself
+        # (system:apiserver) would drown them.
+        {"level": "Metadata", "users": ["gpusched-e2e-admin"]},
+        {"level": "Metadata", "userGroups": ["system:serviceaccounts"]},
+        {"level": "None"},
+    ],
+}
+"""kube-apiserver's audit policy (--audit-policy-file): the harness' and every ServiceAccount's requests."""
+
+
 class ControlPlane:
     """etcd + kube-apiserver (+ kube-controller-manager without the node lifecycle controller).
 
@@ -213,9 +230,20 @@ class ControlPlane:
     for the harness; `operator_kubeconfig()` makes the operator's, bound only to deploy/'s RBAC.
     """
 
-    def __init__(self, bins: Path, controller_manager: bool = True, workdir: Path | None = None) -> None:
+    def __init__(
+        self,
+        bins: Path,
+        controller_manager: bool = True,
+        workdir: Path | None = None,
+        watch_cache: bool = True,
+        audit: bool = True,
+    ) -> None:
         self.bins = bins
         self.controller_manager = controller_manager
+        self.watch_cache = watch_cache
+        """False: kube-apiserver serves every watch straight from etcd (--watch-cache=false), so a
+        compacted etcd revision answers 410 Gone as it would behind an evicted watch cache window."""
+        self.audit = audit
         self.keep = workdir is not None
         self.dir = workdir or Path(tempfile.mkdtemp(prefix="gpusched-e2e-"))
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -224,6 +252,10 @@ class ControlPlane:
         self.kubeconfig = self.dir / "admin.kubeconfig"
         self.ca = self.dir / "pki" / "ca.crt"
         self._admin_token = secrets.token_hex(16)
+        self.etcd_url = ""
+        """etcd's client URL (its v3 JSON gateway serves /v3/kv/range and /v3/kv/compaction there)."""
+        self.audit_log = self.dir / "audit.log"
+        """The real server's request log (JSON lines, one audit.k8s.io/v1 Event per request stage)."""
 
     def __enter__(self) -> ControlPlane:
         try:
@@ -317,6 +349,18 @@ class ControlPlane:
                 return bool(json.loads(response.read()).get("health") == "true")
 
         self._wait("etcd", etcd, etcd_ready, 60)
+        self.etcd_url = f"http://127.0.0.1:{client}"
+        audit_flags = []
+        if self.audit:
+            policy = self.dir / "audit-policy.yaml"
+            policy.write_text(json.dumps(AUDIT_POLICY, indent=1))  # JSON is YAML
+            audit_flags = [
+                f"--audit-policy-file={policy}",
+                f"--audit-log-path={self.audit_log}",
+                "--audit-log-format=json",
+                "--audit-log-mode=blocking",  # written before the response: a test reads it at once
+                "--audit-log-maxsize=0",
+            ]
 
         port = free_port()
         self.server = f"https://127.0.0.1:{port}"
@@ -343,6 +387,8 @@ class ControlPlane:
                 "--allow-privileged=true",
                 "--profiling=false",
                 f"--cert-dir={pki}",
+                f"--watch-cache={'true' if self.watch_cache else 'false'}",
+                *audit_flags,
             ],
         )
         self._wait("kube-apiserver", apiserver, lambda: self._get("/readyz")[0] == 200, 180)
@@ -441,6 +487,7 @@ def env_for_suite(plane: ControlPlane, operator_kubeconfig: Path) -> dict[str, s
         "GPUSCHED_E2E_OPERATOR_KUBECONFIG": str(operator_kubeconfig),
         "GPUSCHED_E2E_OPERATOR_SA": "/".join(OPERATOR_SA),
         "GPUSCHED_E2E_BIN": str(plane.bins),
+        "GPUSCHED_E2E_AUDIT_LOG": str(plane.audit_log) if plane.audit else "",
     }
 
 

@@ -16,11 +16,9 @@ from typing import Any
 
 import pytest
 from e2e_controlplane import ROOT, ControlPlane
-
-from gpusched.testing import harness as harness_module
+from e2e_harness import harness_module
 
 pytestmark = pytest.mark.e2e
-
 
 JOB = """
 apiVersion: gpusched.io/v1alpha1

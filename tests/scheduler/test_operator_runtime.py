@@ -165,6 +165,10 @@ def test_gpujobs_the_operator_cannot_use_are_invalid_and_the_others_go_on(
         assert field in status["reason"], status
         condition = status["conditions"][0]
         assert condition["status"] == "False" and field in condition["message"]
+        # The event follows the status write (same job, in order): on a busy machine, a moment later.
+        h.wait_for(
+            lambda n=name: [e for e in h.events(n) if e["reason"] == "InvalidSpec"], 15, f"{name}'s event"
+        )
         warnings = [e for e in h.events(name) if e["reason"] == "InvalidSpec"]
         assert len(warnings) == 1 and warnings[0]["type"] == "Warning" and field in warnings[0]["message"]
     if dry_run:

@@ -1,0 +1,141 @@
+"""The applier on the stand-in API server: gang-atomic, concurrent inside a gang, gangs first.
+
+What the scenarios cannot pin down (they see only the end state): that a gang's workers are created
+at once and bound only after every create succeeded, that a withdrawn gang's bindings are not
+counted as placed pods, and that a round's gang starts do not queue behind its status-only writes.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from gpusched.scheduler.actions import Decisions, JobRef, PatchStatus, StartGang
+from gpusched.scheduler.applier import Applier
+from gpusched.scheduler.crd import GROUP, PLURAL, VERSION
+from gpusched.scheduler.kube import Kube, load_api_client
+
+NS = "default"
+Obj = dict[str, Any]
+
+
+def _kube(api: Any, tmp_path: Path) -> Kube:
+    return Kube(load_api_client(api.write_kubeconfig(str(tmp_path / "kubeconfig"))), max_attempts=1)
+
+
+def _nodes(kube: Kube, n: int) -> list[str]:
+    names = [f"gpu-{i}" for i in range(n)]
+    for name in names:
+        body = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": name}}
+        kube.request("create node", "POST", "/api/v1/nodes", body)
+    return names
+
+
+def _job(kube: Kube, name: str) -> JobRef:
+    body = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "GPUJob",
+        "metadata": {"name": name, "namespace": NS},
+        "spec": {"gpus": 8, "work": {"duration": "1h"}},
+    }
+    obj = kube.call(
+        "create gpujob",
+        lambda: kube.custom.create_namespaced_custom_object(
+            GROUP, VERSION, NS, PLURAL, body, _preload_content=False
+        ),
+    )
+    return JobRef(f"{NS}/{name}", NS, name, obj["metadata"]["uid"])
+
+
+def _gang(job: JobRef, nodes: list[str], attempt: int = 1) -> StartGang:
+    pods = [
+        (
+            {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {"name": f"{job.name}-a{attempt}-w{rank}", "namespace": NS},
+                "spec": {"containers": [{"name": "worker", "image": "x"}]},
+            },
+            node,
+        )
+        for rank, node in enumerate(nodes)
+    ]
+    return StartGang(job, attempt, pods, then_status={"phase": "Running"})
+
+
+def test_a_gang_is_created_at_once_and_bound_only_after_every_create(fake_api: Any, tmp_path: Path) -> None:
+    kube = _kube(fake_api, tmp_path)
+    nodes = _nodes(kube, 4)
+    job = _job(kube, "wide")
+    lock = threading.Lock()
+    order: list[str] = []
+    in_flight = [0, 0]  # now, most
+
+    def creating(method: str, path: str) -> None:
+        with lock:
+            in_flight[0] += 1
+            in_flight[1] = max(in_flight)
+            order.append("create")
+        time.sleep(0.2)  # long enough for the other creates to arrive if they are sent at once
+        with lock:
+            in_flight[0] -= 1
+
+    fake_api.on("POST", r"/namespaces/default/pods$", creating)
+    fake_api.on("POST", r"/binding$", lambda m, p: order.append("bind"))
+    applier = Applier(kube, workers=4)
+    try:
+        result = applier.apply(Decisions(actions=[_gang(job, nodes)]))
+    finally:
+        applier.close()
+    assert result.bound_pods == 4 and not result.withdrawn, result
+    assert order == ["create"] * 4 + ["bind"] * 4, order
+    assert in_flight[1] > 1, "the workers were created one after another"
+    bound = {p["metadata"]["name"]: p["spec"].get("nodeName") for p in fake_api.objects("pods", NS)}
+    assert bound == {f"wide-a1-w{r}": n for r, n in enumerate(nodes)}
+
+
+def test_a_withdrawn_gang_places_no_pod_and_leaves_none(fake_api: Any, tmp_path: Path) -> None:
+    kube = _kube(fake_api, tmp_path)
+    nodes = _nodes(kube, 3)
+    job = _job(kube, "wide")
+    fake_api.fail("POST", r"/pods/wide-a1-w2/binding$", 422)
+    applier = Applier(kube, workers=2)
+    try:
+        result = applier.apply(Decisions(actions=[_gang(job, nodes)]))
+    finally:
+        applier.close()
+    # Two of three bindings went through, and were withdrawn with the third: nothing was placed.
+    assert result.withdrawn == [job.key] and result.bound_pods == 0, result
+    assert [p["metadata"]["name"] for p in fake_api.objects("pods", NS)] == []
+    status = kube.call(
+        "get",
+        lambda: kube.custom.get_namespaced_custom_object(
+            GROUP, VERSION, NS, PLURAL, "wide", _preload_content=False
+        ),
+    ).get("status", {})
+    assert status.get("attempt") == 1 and status.get("phase") != "Running", status
+
+
+def test_gang_starts_go_before_the_rounds_status_only_writes(fake_api: Any, tmp_path: Path) -> None:
+    kube = _kube(fake_api, tmp_path)
+    nodes = _nodes(kube, 1)
+    waiting = [_job(kube, f"wait-{i}") for i in range(5)]
+    starting = _job(kube, "start")
+    seen: list[str] = []
+    for method in ("POST", "PATCH"):
+        fake_api.on(method, r"/namespaces/default/", lambda m, p: seen.append(f"{m} {p}"))
+    actions: list[Any] = [PatchStatus(j, {"phase": "Planned", "reason": "later"}) for j in waiting]
+    actions.append(_gang(starting, nodes))
+    applier = Applier(kube, workers=1)  # one thread: the order of the requests is the order of the work
+    try:
+        result = applier.apply(Decisions(actions=actions))
+    finally:
+        applier.close()
+    assert result.bound_pods == 1
+    assert seen[:2] == [
+        "POST /api/v1/namespaces/default/pods",
+        "POST /api/v1/namespaces/default/pods/start-a1-w0/binding",
+    ], seen
+    assert len(seen) == 2 + 1 + 5, seen  # then its status, then the waiting jobs' plans
