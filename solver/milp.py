@@ -105,11 +105,13 @@ def solve_milp(
     column_budget: int | None = None,
     relax: bool = False,
     columns: list[tuple[JobInfo, TypeOption, int]] | None = None,
+    hard_limit: float | None = None,
 ) -> MilpResult:
     """Solve the model (or, with relax=True, its LP relaxation: then `fractional` holds z).
 
     `columns` restricts the model to the given starts (then the result is marked thinned: its bound
-    is not one for the full model).
+    is not one for the full model). `hard_limit`: seconds from now after which the solver process
+    is killed and the call answers 'not_solved' (the caller's deadline; backends.solve).
     """
     t0 = time.perf_counter()
     if columns is not None:
@@ -131,8 +133,16 @@ def solve_milp(
         if index.theta is not None and isinstance(policy, FairPolicy):
             x0[index.theta] = min(policy.shares(warm).values(), default=1.0)
     remaining = None if time_limit is None else max(0.5, time_limit - (time.perf_counter() - t0))
+    hard = None if hard_limit is None else hard_limit - (time.perf_counter() - t0)
     result = backends.solve(
-        model, solver=solver, relax=relax, time_limit=remaining, gap=gap, threads=threads, warm=x0
+        model,
+        solver=solver,
+        relax=relax,
+        time_limit=remaining if hard is None else min(remaining or hard, max(0.1, hard)),
+        gap=gap,
+        threads=threads,
+        warm=x0,
+        hard_limit=hard,
     )
     elapsed = time.perf_counter() - t0
     if result.x is None:
@@ -287,7 +297,14 @@ def build_model(
 
 
 def solve_bucket_relaxation(
-    inst: Instance, policy: Policy, bucket: int, *, solver: str, time_limit: float | None, threads: int
+    inst: Instance,
+    policy: Policy,
+    bucket: int,
+    *,
+    solver: str,
+    time_limit: float | None,
+    threads: int,
+    hard_limit: float | None = None,
 ) -> MilpResult:
     """A valid lower bound for models too big to relax slot by slot: the LP over time buckets.
 
@@ -355,7 +372,10 @@ def solve_bucket_relaxation(
         integer=np.zeros(n, dtype=bool),
     )
     remaining = None if time_limit is None else max(0.5, time_limit - (time.perf_counter() - t0))
-    result = backends.solve(model, solver=solver, relax=True, time_limit=remaining, gap=0.0, threads=threads)
+    hard = None if hard_limit is None else hard_limit - (time.perf_counter() - t0)
+    result = backends.solve(
+        model, solver=solver, relax=True, time_limit=remaining, gap=0.0, threads=threads, hard_limit=hard
+    )
     elapsed = time.perf_counter() - t0
     if result.x is None or result.status != "optimal":
         return MilpResult(None, "not_solved", None, None, elapsed, len(meta), True)
