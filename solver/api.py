@@ -109,9 +109,13 @@ def _relax(search: _Search, forbid: frozenset[int], first: bool) -> None:
     columns = _estimated_columns(inst)
     # Column generation degrades gently (an unconverged master still rounds, its Lagrangian bound
     # still holds): it runs whenever a quarter of its measured cost fits its share.
-    if columns >= COLGEN_MIN_COLUMNS and budget.fits("colgen_column", 0.25 * columns, COLGEN_SHARE):
+    if columns >= COLGEN_MIN_COLUMNS and budget.solver_fits("colgen_column", 0.25 * columns, 0, COLGEN_SHARE):
         relaxation = _colgen_relaxation(search, forbid, first, columns)
-    elif columns < COLGEN_MIN_COLUMNS and columns <= COLUMN_BUDGET and budget.fits("lp_column", columns, 0.7):
+    elif (
+        columns < COLGEN_MIN_COLUMNS
+        and columns <= COLUMN_BUDGET
+        and budget.solver_fits("lp_column", columns, columns, 0.7)
+    ):
         relaxation = _whole_relaxation(search, forbid, columns)
     else:
         relaxation = _bucket_relaxation(search, columns, first)
@@ -119,6 +123,10 @@ def _relax(search: _Search, forbid: frozenset[int], first: bool) -> None:
         return
     if first and relaxation.bound is not None:
         search.prove(relaxation.bound, "lp")
+    work = list_work(inst)
+    if not budget.fits("list", work):
+        budget.skip("lp-rounding")
+        return
     rounded, name, _ = lp_guided(
         inst, policy, relaxation.fractional, forbid, exact=relaxation.on_slots, budget=budget
     )
@@ -128,7 +136,7 @@ def _relax(search: _Search, forbid: frozenset[int], first: bool) -> None:
     if relaxation.on_slots and not search.closed():
         _support_milp(search, relaxation.fractional, forbid)
     # Time the MILP cannot use well goes to more alpha-points: each is one list schedule.
-    if budget.left() < MIN_MILP_SECONDS and not search.closed():
+    if budget.left() < MIN_MILP_SECONDS and not search.closed() and budget.fits("list", work):
         rounded, name, _ = lp_guided(
             inst,
             policy,
@@ -167,7 +175,7 @@ def _colgen_relaxation(
     if result.objective is None:
         if first and result.bound is not None:
             search.prove(result.bound, "colgen")
-        if result.lagrangian:
+        if result.lagrangian and budget.fits("list", list_work(inst)):
             # No master solution in time: round the jobs' own choices at the best prices.
             rounded, name, _ = lp_guided(
                 inst, policy, result.lagrangian, forbid, alphas=(0.5,), budget=budget
@@ -201,7 +209,10 @@ def _bucket_relaxation(search: _Search, columns: int, first: bool) -> _Relaxatio
     """A relaxation of the slot model: its optimum is a valid bound, but its starts are bucket
     starts, not a capacity-feasible placement."""
     inst, budget = search.inst, search.budget
-    bucket = next((b for b in (2, 4, 8, 16, 32) if budget.fits("bucket_column", columns / b, 0.4)), None)
+    bucket = next(
+        (b for b in (2, 4, 8, 16, 32) if budget.solver_fits("bucket_column", columns / b, columns // b, 0.4)),
+        None,
+    )
     if bucket is None:
         budget.skip("lp")
         if first:
@@ -390,15 +401,6 @@ def _plan_with_repairs(
     return _Outcome(search, schedule, placements, forbid, search.notes + notes, room, room_forbid)
 
 
-def _final_reserve(budget: Budget, inst: Instance, bound_needed: bool) -> float:
-    """Seconds kept for what runs after the search whatever happens: the node packing, the
-    capacity-free bound when no LP gave one, and the plan's records."""
-    seconds = budget.estimate("pack", len(inst.jobs)) + FINISH_MARGIN * budget.limit
-    if bound_needed:
-        seconds += budget.estimate("bound", _estimated_columns(inst))
-    return seconds
-
-
 def plan(
     cluster: Cluster,
     jobs: list[Job],
@@ -420,7 +422,10 @@ def plan(
     policy = make_policy(options.policy, inst)
     plannable = any(info.plannable for info in inst.jobs)
     small = len(inst.jobs) <= 1000
-    budget.reserve(_final_reserve(budget, inst, bound_needed=small))
+    columns = _estimated_columns(inst)
+    # Kept for the end whatever happens: the node packing, the capacity-free bound (needed when no
+    # LP proves one), the plan's records; at the rates measured as the search goes.
+    budget.reserve(FINISH_MARGIN * budget.limit, pack=len(inst.jobs), bound=columns, finish=len(inst.jobs))
 
     outcome = _plan_with_repairs(inst, policy, options, plannable, frozenset(), budget, progress=progress)
     first_took = budget.elapsed()
@@ -470,14 +475,15 @@ def plan(
     objective = policy.evaluate(schedule)
     # The capacity-free bound rarely beats an LP bound and costs seconds at L: only when cheap or alone.
     lower = float("-inf")
-    columns = _estimated_columns(inst)
     if bound is None or (small and budget.fits("bound", columns, 0.5)):
         with budget.stage("bound", "bound", columns):
             lower = trivial_bound(inst, policy)
     if bound is not None:
         lower = max(lower, min(bound, objective))
     gap = 0.0 if objective <= lower + 1e-9 else (objective - lower) / max(abs(objective), 1e-9)
-    job_plans = [_job_plan(inst, policy, info, schedule, placements) for info in inst.jobs]
+    with budget.stage("finish", "finish", len(inst.jobs)):
+        job_plans = [_job_plan(inst, policy, info, schedule, placements) for info in inst.jobs]
+        utilisation = _utilisation(inst, schedule)
     late = any(jp.deadline_met is False for jp in job_plans)
     # A non-preemptible running job whose GPUs go away cannot run as asked, whatever the search did.
     stopped = any(info.stopped is not None and not info.job.preemptible for info in inst.jobs)
@@ -505,7 +511,7 @@ def plan(
         solve_time_s=budget.elapsed(),
         total_cost=sum(jp.cost for jp in job_plans),
         jobs=job_plans,
-        utilisation=_utilisation(inst, schedule),
+        utilisation=utilisation,
         notes=notes,
     )
 

@@ -27,9 +27,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 REFERENCE_SECONDS: dict[str, float] = {
-    # One list-scheduling step, per job and type option (portfolio, rounding: 0.15 s at M, 2.2 s
-    # at L on the quiet 2-core machine).
-    "list": 1.2e-4,
+    # One list-scheduling step, per job and type option (portfolio, rounding: 0.04 s at M, about
+    # 0.6 s at L on the quiet 2-core machine).
+    "list": 3e-5,
     # Building, writing and relaxing the slot model, per start column (20,000 a second at M).
     "lp_column": 5e-5,
     "bucket_column": 6.7e-5,
@@ -40,8 +40,10 @@ REFERENCE_SECONDS: dict[str, float] = {
     "solver_overhead": 2.5e-5,
     # Node packing of the whole horizon, per job (2.1 s at L).
     "pack": 4e-4,
-    # The capacity-free bound, per start column.
-    "bound": 7e-6,
+    # The capacity-free bound, per start column (as arrays).
+    "bound": 1e-6,
+    # The plan's per-job records and utilisation, per job.
+    "finish": 1e-4,
 }
 """Quiet-machine seconds per unit of work: a prior only, replaced by what this run measures."""
 SOLVER_START = 0.15
@@ -80,8 +82,12 @@ class Budget:
     started: float = field(init=False)
     deadline: float = field(init=False)
     reserved: float = 0.0
-    """Seconds kept at the end for the stages that must run whatever happens (packing, the final
-    bookkeeping): the search stages see `left()` without them."""
+    """Seconds kept at the end for the stages that must run whatever happens (the final
+    bookkeeping): the search stages see `left()` without them, nor the reserved work below."""
+    reserved_work: dict[str, float] = field(default_factory=dict)
+    """Work kept for the end (the node packing, the capacity-free bound), in units of its kind:
+    estimated afresh at every `left()`, so the reserve grows as soon as the machine is measured
+    slower."""
     measured: dict[str, float] = field(default_factory=dict)
     """Seconds per unit of each kind of work, as measured on this run (the latest stage's)."""
     stages: list[StageRecord] = field(default_factory=list)
@@ -102,13 +108,18 @@ class Budget:
 
     def left(self) -> float:
         """Seconds the search stages may still use (the reserve excluded)."""
-        return self.deadline - self.reserved - self.clock()
+        return self.deadline - self.reserve_seconds() - self.clock()
+
+    def reserve_seconds(self) -> float:
+        return self.reserved + sum(self.estimate(k, w) for k, w in self.reserved_work.items())
 
     def total_left(self) -> float:
         return self.deadline - self.clock()
 
-    def reserve(self, seconds: float) -> None:
+    def reserve(self, seconds: float, **work: float) -> None:
+        """Keep `seconds`, and the given work (kind=units) at its measured rate, for the end."""
         self.reserved = max(0.0, seconds)
+        self.reserved_work = dict(work)
 
     # ----------------------------------------------------------------------------- rates and fit
 
@@ -169,6 +180,11 @@ class Budget:
         """The time limit to hand a solver of `columns` columns now: its share of the time left,
         less its measured overhead (never negative: 0 means do not start it)."""
         return max(0.0, share * self.left() - self.solver_overhead(columns))
+
+    def solver_fits(self, kind: str, work: float, columns: int, share: float = 1.0) -> bool:
+        """Whether a solver stage fits `share` of the time left: its work at the measured rate plus
+        its process's overhead (start, reading, writing), which small models are all about."""
+        return self.estimate(kind, work) + self.solver_overhead(columns) <= share * self.left()
 
     def note_solver(self, columns: int, limit: float, seconds: float) -> None:
         """After a solver run given `limit` seconds took `seconds` in all: what it spent beyond

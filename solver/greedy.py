@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
 from gpusched.solver.budget import Budget
 from gpusched.solver.instance import Instance, JobInfo, TypeOption
@@ -19,16 +18,24 @@ from gpusched.solver.schedule import Choice, Schedule
 
 
 def earliest_start(free: np.ndarray, gpus: int, first: int, slots: int) -> int | None:
-    """First start >= first where `gpus` are free for `slots` slots (clipped at the horizon)."""
+    """First start >= first where `gpus` are free for `slots` slots (clipped at the horizon).
+
+    One pass over the slots in plain Python: with 24-96 slots that is several times faster than
+    sliding windows in numpy (whose call overhead was 80 % of a list schedule), and list schedules
+    are what every stage of the planner runs most."""
     n = free.shape[0]
     if first >= n:
         return None
-    window = min(slots, n - first)
-    # Windows that reach past the horizon only need the slots inside it.
-    padded = np.concatenate([free[first:], np.full(window - 1, np.iinfo(np.int64).max)])
-    mins = sliding_window_view(padded, window).min(axis=1)
-    hits = np.flatnonzero(mins >= gpus)
-    return None if hits.size == 0 else first + int(hits[0])
+    run = 0
+    for t, value in enumerate(free[first:].tolist(), start=first):
+        if value >= gpus:
+            run += 1
+            if run >= slots:
+                return t - slots + 1
+        else:
+            run = 0
+    # A run of free slots that reaches the horizon holds a start whose window is clipped there.
+    return n - run if run > 0 else None
 
 
 def place_job(
