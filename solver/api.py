@@ -248,7 +248,7 @@ def _solve_bounded(
     overhead, killed at the deadline; None (and the stage recorded as skipped) when what is left
     would not give it `MIN_SUPPORT_SECONDS`."""
     budget = search.budget
-    limit = budget.solver_limit(n_columns, share)
+    limit = budget.solver_limit(n_columns, share) - budget.estimate("build_column", n_columns)
     if limit < MIN_SUPPORT_SECONDS:
         budget.skip(stage)
         return None
@@ -260,9 +260,12 @@ def _solve_bounded(
             time_limit=budget.solver_seconds(limit),
             threads=search.options.threads,
             hard_limit=budget.solver_seconds(budget.left()),
+            # Building past half the time left leaves the search too little to be worth it.
+            build_limit=budget.solver_seconds(0.5 * share * budget.left()),
             **kwargs,  # type: ignore[arg-type]
         )
-    budget.note_solver(n_columns, limit, budget.stages[-1].seconds)
+    budget.observe("build_column", n_columns, result.build_s)
+    budget.note_solver(n_columns, limit, budget.stages[-1].seconds - result.build_s)
     return result
 
 
@@ -310,10 +313,11 @@ def _improve(search: _Search, forbid: frozenset[int], first: bool) -> None:
     # A model that fits the time left (at the rate this run measured); else the same model with
     # far-future starts on a coarser grid (still feasible plans, no longer a bound), as long as
     # that leaves a useful model.
-    columns = int(min(COLUMN_BUDGET, budget.affordable("lp_column", 0.5 * budget.left())))
+    columns = int(min(COLUMN_BUDGET, budget.affordable("build_column", 0.3 * budget.left())))
+    search_seconds = budget.solver_limit(columns) - budget.estimate("build_column", columns)
     if (
         search.closed()
-        or budget.left() < MIN_MILP_SECONDS
+        or search_seconds < MIN_MILP_SECONDS
         or columns < 0.25 * min(_estimated_columns(inst), COLUMN_BUDGET)
     ):
         if not search.closed():

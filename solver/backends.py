@@ -297,6 +297,8 @@ def _solve_cbc(
     with tempfile.TemporaryDirectory(prefix="gpusched-cbc-") as tmp:
         mps, sol, mst, log = (os.path.join(tmp, name) for name in ("m.mps", "m.sol", "m.mst", "m.log"))
         write_mps(model, mps)
+        if hard_limit is not None and time.perf_counter() - t0 >= hard_limit:
+            return Solution("not_solved", None, None, None, time.perf_counter() - t0)
         if time_limit is not None:  # writing the file counts against the limit; CBC takes the rest
             time_limit -= time.perf_counter() - t0
         args = [cbc_path(), mps]

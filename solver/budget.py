@@ -38,6 +38,8 @@ REFERENCE_SECONDS: dict[str, float] = {
     # What a CBC process spends outside its own clock (reading the model, presolve, writing the
     # solution), per column of the model, on top of SOLVER_START.
     "solver_overhead": 2.5e-5,
+    # Building a start-time model in Python and writing it out, per column (MILP stages).
+    "build_column": 4e-5,
     # Node packing of the whole horizon, per job (2.1 s at L).
     "pack": 4e-4,
     # The capacity-free bound, per start column (as arrays).
