@@ -10,18 +10,21 @@ happens, the best feasible plan found is returned with its lower bound.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from gpusched.model import Cluster, Job, JobPlan, Placement, Plan, Segment, SlotUsage
 from gpusched.solver.bounds import trivial_bound
+from gpusched.solver.budget import Budget
 from gpusched.solver.colgen import solve_colgen
-from gpusched.solver.greedy import lp_guided, portfolio
+from gpusched.solver.greedy import list_work, lp_guided, portfolio
 from gpusched.solver.instance import Instance, JobInfo, TypeOption, build_instance
-from gpusched.solver.milp import MIP_GAP, solve_bucket_relaxation, solve_milp
+from gpusched.solver.milp import MIP_GAP, MilpResult, solve_bucket_relaxation, solve_milp
 from gpusched.solver.options import PlanOptions
 from gpusched.solver.packing import pack
 from gpusched.solver.placement import place_first_slot, preemption_room
 from gpusched.solver.policies import Policy, make_policy
+from gpusched.solver.progress import Progress, ProgressCallback
 from gpusched.solver.schedule import Schedule, is_late, usage
 from gpusched.units import format_hours
 
@@ -29,10 +32,6 @@ DEFAULT_TIME_LIMIT = 60.0
 COLUMN_BUDGET = 120_000
 """Largest slot model (start columns) worth solving: past it, CBC's root LP alone outruns a minute
 and does not look at its time limit while it solves it."""
-COLUMNS_PER_SECOND = 20_000
-"""Measured rate (2-core machine, M size) at which a slot model is built, written and its LP solved:
-a stage is attempted only when the time left leaves room for a model of its size."""
-BUCKET_COLUMNS_PER_SECOND = 15_000
 MAX_REPAIRS = 6
 COLGEN_MIN_COLUMNS = 20_000
 """Below this the whole slot LP is one quick solve; column generation's rounds (a CBC process
@@ -41,6 +40,10 @@ COLGEN_SHARE = 0.6
 """Most of the time left the column generation may take (it usually converges well before)."""
 MIN_MILP_SECONDS = 3.0
 """Below this, CBC rarely gets past its root node with a better plan than the warm start."""
+MIN_SUPPORT_SECONDS = 0.3
+"""Below this (of the solver's own clock), the LP-support MILP is not started."""
+FINISH_MARGIN = 0.02
+"""Share of the time limit kept back for the final bookkeeping (the plan's per-job records)."""
 
 
 @dataclass
@@ -50,7 +53,7 @@ class _Search:
     inst: Instance
     policy: Policy
     options: PlanOptions
-    deadline: float
+    budget: Budget
     schedule: Schedule
     source: str
     value: float
@@ -59,14 +62,25 @@ class _Search:
     notes: list[str] = field(default_factory=list)
     master: list[tuple[int, TypeOption, int]] = field(default_factory=list)
     """Starts the last column-generation master used, to open the next one (after a repair)."""
+    progress: ProgressCallback | None = None
 
     def left(self) -> float:
-        return self.deadline - time.perf_counter()
+        return self.budget.left()
 
     def offer(self, schedule: Schedule, source: str) -> None:
         value = self.policy.evaluate(schedule)
         if value < self.value - 1e-9:
             self.schedule, self.source, self.value = schedule, source, value
+        self.report(source)
+
+    def prove(self, bound: float | None, stage: str) -> None:
+        if bound is not None:
+            self.bound = bound if self.bound is None else max(self.bound, bound)
+            self.report(stage)
+
+    def report(self, stage: str) -> None:
+        if self.progress is not None:
+            self.progress(Progress.of(stage, self.value, self.bound, self.budget.elapsed()))
 
     def closed(self) -> bool:
         return self.bound is not None and self.value <= self.bound + 1e-9 * max(1.0, abs(self.bound))
@@ -89,29 +103,40 @@ def _relax(search: _Search, forbid: frozenset[int], first: bool) -> None:
 
     The slot-by-slot LP: by column generation for big models, whole when it is small and fits the
     time left; else the time-bucket LP with the finest buckets that fit; none when even that
-    would not.
+    would not. Which fits is judged at the rates this run has measured (Budget).
     """
-    inst, policy = search.inst, search.policy
+    inst, policy, budget = search.inst, search.policy, search.budget
     columns = _estimated_columns(inst)
-    if columns >= COLGEN_MIN_COLUMNS:
-        relaxation = _colgen_relaxation(search, forbid, first)
-    elif columns <= COLUMN_BUDGET and columns / COLUMNS_PER_SECOND <= 0.7 * search.left():
-        relaxation = _whole_relaxation(search, forbid)
+    # Column generation degrades gently (an unconverged master still rounds, its Lagrangian bound
+    # still holds): it runs whenever a quarter of its measured cost fits its share.
+    if columns >= COLGEN_MIN_COLUMNS and budget.solver_fits("colgen_column", 0.25 * columns, 0, COLGEN_SHARE):
+        relaxation = _colgen_relaxation(search, forbid, first, columns)
+    elif (
+        columns < COLGEN_MIN_COLUMNS
+        and columns <= COLUMN_BUDGET
+        and budget.solver_fits("lp_column", columns, columns, 0.7)
+    ):
+        relaxation = _whole_relaxation(search, forbid, columns)
     else:
         relaxation = _bucket_relaxation(search, columns, first)
     if relaxation is None:
         return
     if first and relaxation.bound is not None:
-        search.bound = relaxation.bound
-    t0 = time.perf_counter()
-    rounded, name, _ = lp_guided(inst, policy, relaxation.fractional, forbid, exact=relaxation.on_slots)
+        search.prove(relaxation.bound, "lp")
+    work = list_work(inst)
+    if not budget.fits("list", work):
+        budget.skip("lp-rounding")
+        return
+    rounded, name, _ = lp_guided(
+        inst, policy, relaxation.fractional, forbid, exact=relaxation.on_slots, budget=budget
+    )
     search.offer(rounded, name)
     # (Over a bucket LP's support, spread to every start of each bucket, the model is too loose to
     # beat the thinned MILP at L: measured 6.6 % against 3.6 % for cost.)
-    if relaxation.on_slots and not search.closed() and search.left() > 1.0:
+    if relaxation.on_slots and not search.closed():
         _support_milp(search, relaxation.fractional, forbid)
     # Time the MILP cannot use well goes to more alpha-points: each is one list schedule.
-    if search.left() < MIN_MILP_SECONDS and search.left() > 3 * (time.perf_counter() - t0):
+    if budget.left() < MIN_MILP_SECONDS and not search.closed() and budget.fits("list", work):
         rounded, name, _ = lp_guided(
             inst,
             policy,
@@ -119,22 +144,29 @@ def _relax(search: _Search, forbid: frozenset[int], first: bool) -> None:
             forbid,
             exact=relaxation.on_slots,
             alphas=(0.1, 0.35, 0.65, 0.9),
+            budget=budget,
         )
         search.offer(rounded, name)
 
 
-def _colgen_relaxation(search: _Search, forbid: frozenset[int], first: bool) -> _Relaxation | None:
+def _colgen_relaxation(
+    search: _Search, forbid: frozenset[int], first: bool, columns: int
+) -> _Relaxation | None:
     """The slot LP by column generation; what it leaves unconverged still bounds and rounds."""
-    inst, policy, options = search.inst, search.policy, search.options
-    result = solve_colgen(
-        inst,
-        policy,
-        solver=options.solver,
-        time_limit=COLGEN_SHARE * search.left(),  # the rest is the MILP stages'
-        threads=options.threads,
-        forbid_now=forbid,
-        seeds=[(j, c.option, c.start) for j, c in search.schedule.items()] + search.master,
-    )
+    inst, policy, options, budget = search.inst, search.policy, search.options, search.budget
+    share = COLGEN_SHARE * budget.left()  # the rest is the MILP stages'
+    with budget.stage("colgen"):
+        result = solve_colgen(
+            inst,
+            policy,
+            solver=options.solver,
+            time_limit=budget.solver_seconds(share),
+            threads=options.threads,
+            forbid_now=forbid,
+            seeds=[(j, c.option, c.start) for j, c in search.schedule.items()] + search.master,
+        )
+    if result.converged:  # a run cut by its limit says how long the limit was, not the rate
+        budget.observe("colgen_column", columns, budget.stages[-1].seconds)
     if not result.converged and first:
         search.notes.append(
             f"the slot LP did not converge in its share of the time limit ({result.rounds} rounds of column "
@@ -142,27 +174,32 @@ def _colgen_relaxation(search: _Search, forbid: frozenset[int], first: bool) -> 
         )
     if result.objective is None:
         if first and result.bound is not None:
-            search.bound = result.bound
-        if result.lagrangian:
+            search.prove(result.bound, "colgen")
+        if result.lagrangian and budget.fits("list", list_work(inst)):
             # No master solution in time: round the jobs' own choices at the best prices.
-            rounded, name, _ = lp_guided(inst, policy, result.lagrangian, forbid, alphas=(0.5,))
+            rounded, name, _ = lp_guided(
+                inst, policy, result.lagrangian, forbid, alphas=(0.5,), budget=budget
+            )
             search.offer(rounded, f"lagrangian-{name}")
         return None
     search.master = [(j, opt, s) for j, opt, s, _ in result.fractional]
     return _Relaxation(result.fractional, result.bound, on_slots=True)
 
 
-def _whole_relaxation(search: _Search, forbid: frozenset[int]) -> _Relaxation | None:
-    relaxed = solve_milp(
-        search.inst,
-        search.policy,
-        solver=search.options.solver,
-        time_limit=search.left(),
-        threads=search.options.threads,
-        forbid_now=forbid,
-        column_budget=COLUMN_BUDGET,
-        relax=True,
-    )
+def _whole_relaxation(search: _Search, forbid: frozenset[int], columns: int) -> _Relaxation | None:
+    budget = search.budget
+    with budget.stage("lp", "lp_column", columns):
+        relaxed = solve_milp(
+            search.inst,
+            search.policy,
+            solver=search.options.solver,
+            time_limit=budget.solver_seconds(budget.left()),
+            threads=search.options.threads,
+            forbid_now=forbid,
+            column_budget=COLUMN_BUDGET,
+            relax=True,
+            hard_limit=budget.solver_seconds(budget.left()),
+        )
     if relaxed.objective is None:
         return None
     return _Relaxation(relaxed.fractional, None if relaxed.thinned else relaxed.bound, on_slots=True)
@@ -171,26 +208,29 @@ def _whole_relaxation(search: _Search, forbid: frozenset[int]) -> _Relaxation | 
 def _bucket_relaxation(search: _Search, columns: int, first: bool) -> _Relaxation | None:
     """A relaxation of the slot model: its optimum is a valid bound, but its starts are bucket
     starts, not a capacity-feasible placement."""
-    inst = search.inst
+    inst, budget = search.inst, search.budget
     bucket = next(
-        (b for b in (2, 4, 8, 16, 32) if columns / b / BUCKET_COLUMNS_PER_SECOND <= 0.4 * search.left()),
+        (b for b in (2, 4, 8, 16, 32) if budget.solver_fits("bucket_column", columns / b, columns // b, 0.4)),
         None,
     )
     if bucket is None:
+        budget.skip("lp")
         if first:
             search.notes.append(
-                f"the {columns}-column model does not fit the time limit: the best heuristic plan is "
+                f"the {columns}-column model does not fit the time left: the best heuristic plan is "
                 "returned with a capacity-free bound (raise --time-limit for an optimised plan)"
             )
         return None
-    relaxed = solve_bucket_relaxation(
-        inst,
-        search.policy,
-        bucket,
-        solver=search.options.solver,
-        time_limit=search.left(),
-        threads=search.options.threads,
-    )
+    with budget.stage("bucket-lp", "bucket_column", columns / bucket):
+        relaxed = solve_bucket_relaxation(
+            inst,
+            search.policy,
+            bucket,
+            solver=search.options.solver,
+            time_limit=budget.solver_seconds(budget.left()),
+            threads=search.options.threads,
+            hard_limit=budget.solver_seconds(budget.left()),
+        )
     if first:
         search.notes.append(
             f"lower bound from the LP over {format_hours(bucket * inst.slot)} buckets (the slot model is too "
@@ -199,6 +239,34 @@ def _bucket_relaxation(search: _Search, columns: int, first: bool) -> _Relaxatio
     if relaxed.objective is None:
         return None
     return _Relaxation(relaxed.fractional, relaxed.objective, on_slots=False)
+
+
+def _solve_bounded(
+    search: _Search, stage: str, n_columns: int, share: float, **kwargs: object
+) -> MilpResult | None:
+    """solve_milp with its time limit from the time actually left less the solver's measured
+    overhead, killed at the deadline; None (and the stage recorded as skipped) when what is left
+    would not give it `MIN_SUPPORT_SECONDS`."""
+    budget = search.budget
+    limit = budget.solver_limit(n_columns, share) - budget.estimate("build_column", n_columns)
+    if limit < MIN_SUPPORT_SECONDS:
+        budget.skip(stage)
+        return None
+    with budget.stage(stage):
+        result = solve_milp(
+            search.inst,
+            search.policy,
+            solver=search.options.solver,
+            time_limit=budget.solver_seconds(limit),
+            threads=search.options.threads,
+            hard_limit=budget.solver_seconds(budget.left()),
+            # Building past half the time left leaves the search too little to be worth it.
+            build_limit=budget.solver_seconds(0.5 * share * budget.left()),
+            **kwargs,  # type: ignore[arg-type]
+        )
+    budget.observe("build_column", n_columns, result.build_s)
+    budget.note_solver(n_columns, limit, budget.stages[-1].seconds - result.build_s)
+    return result
 
 
 def _support_milp(
@@ -221,23 +289,12 @@ def _support_milp(
         return j, next(i for i, o in enumerate(inst.all_options(inst.jobs[j])) if o is opt), s
 
     columns = [(inst.jobs[j], opt, s) for j, opt, s in sorted(unique.values(), key=position)]
-    # Half the time when the thinned MILP comes next, else all of it but a margin: CBC overruns
-    # its limit by about its root LP.
-    if _thinned_milp_follows(search):
-        share = min(search.left() - 0.5, 0.5 * search.left() + 1)
-    else:
-        share = 0.85 * search.left() - 0.5
-    result = solve_milp(
-        inst,
-        search.policy,
-        solver=search.options.solver,
-        time_limit=share,
-        threads=search.options.threads,
-        warm=search.schedule,
-        forbid_now=forbid,
-        columns=columns,
+    # Half the time when the thinned MILP comes next and half would leave it enough, else all of it.
+    share = 0.5 if _thinned_milp_follows(search) and search.left() >= 2.5 * MIN_MILP_SECONDS else 1.0
+    result = _solve_bounded(
+        search, "support-milp", len(columns), share, warm=search.schedule, forbid_now=forbid, columns=columns
     )
-    if result.schedule is not None:
+    if result is not None and result.schedule is not None:
         search.offer(result.schedule, f"lp-support-milp-{search.options.solver}")
 
 
@@ -250,33 +307,31 @@ def _thinned_milp_follows(search: _Search) -> bool:
 
 def _improve(search: _Search, forbid: frozenset[int], first: bool) -> None:
     """MILP stage, warm-started from the incumbent, for whatever time is left."""
-    inst, policy, options = search.inst, search.policy, search.options
+    inst, budget = search.inst, search.budget
     if not _thinned_milp_follows(search):
         return
-    # A model that fits the time left; else the same model with far-future starts on a coarser
-    # grid (still feasible plans, no longer a bound), as long as that leaves a useful model.
-    budget = min(COLUMN_BUDGET, int(0.5 * (search.left() - 0.5) * COLUMNS_PER_SECOND))
+    # A model that fits the time left (at the rate this run measured); else the same model with
+    # far-future starts on a coarser grid (still feasible plans, no longer a bound), as long as
+    # that leaves a useful model.
+    columns = int(min(COLUMN_BUDGET, budget.affordable("build_column", 0.3 * budget.left())))
+    search_seconds = budget.solver_limit(columns) - budget.estimate("build_column", columns)
     if (
         search.closed()
-        or search.left() < MIN_MILP_SECONDS
-        or budget < 0.25 * min(_estimated_columns(inst), COLUMN_BUDGET)
+        or search_seconds < MIN_MILP_SECONDS
+        or columns < 0.25 * min(_estimated_columns(inst), COLUMN_BUDGET)
     ):
+        if not search.closed():
+            budget.skip("milp")
         return
-    # CBC reads, presolves and writes its answer around its own clock: keep time for that.
-    result = solve_milp(
-        inst,
-        policy,
-        solver=options.solver,
-        time_limit=search.left() - 0.5 - budget / 40_000,
-        threads=options.threads,
-        warm=search.schedule,
-        forbid_now=forbid,
-        column_budget=budget,
+    result = _solve_bounded(
+        search, "milp", columns, 1.0, warm=search.schedule, forbid_now=forbid, column_budget=columns
     )
+    if result is None:
+        return
     if result.schedule is not None:
-        search.offer(result.schedule, f"milp-{options.solver}")
-    if first and not result.thinned and result.bound is not None:
-        search.bound = max(search.bound if search.bound is not None else result.bound, result.bound)
+        search.offer(result.schedule, f"milp-{search.options.solver}")
+    if first and not result.thinned:
+        search.prove(result.bound, "milp")
 
 
 @dataclass
@@ -299,23 +354,32 @@ def _plan_with_repairs(
     options: PlanOptions,
     plannable: bool,
     forbid: frozenset[int],
-    deadline: float,
+    budget: Budget,
     previous: _Search | None = None,
+    progress: ProgressCallback | None = None,
 ) -> _Outcome:
     """Search, place the first slot, and re-plan with the jobs that could not be placed barred from
-    starting now, until every job that starts now has nodes."""
+    starting now, until every job that starts now has nodes.
+
+    A re-plan runs FIFO and the list order that won before (not the whole portfolio: at L that is
+    seconds per order), and only when the time left holds another attempt as long as the last."""
     notes: list[str] = []
     room: tuple[frozenset[int], int] | None = None
     room_forbid: frozenset[int] = frozenset()
     search: _Search | None = None
     failed: list[int] = []
+    orders: tuple[str, ...] | None = None
     for attempt in range(MAX_REPAIRS + 1):
         first = attempt == 0 and previous is None
-        attempt_started = time.perf_counter()
-        schedule, source, _ = portfolio(inst, policy, forbid)
-        search = _Search(inst, policy, options, deadline, schedule, source, policy.evaluate(schedule))
+        attempt_started = budget.now()
+        schedule, source, _ = portfolio(inst, policy, forbid, budget=budget, names=orders)
+        orders = (source,)
+        search = _Search(
+            inst, policy, options, budget, schedule, source, policy.evaluate(schedule), progress=progress
+        )
         if previous is not None:
             search.bound, search.notes, search.master = previous.bound, list(previous.notes), previous.master
+        search.report("greedy")
         if plannable:
             _relax(search, forbid, first=first)
             _improve(search, forbid, first=first)
@@ -329,8 +393,9 @@ def _plan_with_repairs(
             room_forbid = forbid
         names = ", ".join(inst.jobs[j].job.name for j in failed)
         forbid = forbid | frozenset(failed)
-        if deadline - time.perf_counter() < 2 * (time.perf_counter() - attempt_started):
+        if budget.left() < 2 * (budget.now() - attempt_started):
             # No time for another search: the packing (plan()) delays what does not fit now.
+            budget.skip("repair")
             notes.append(f"no node placement for {names} now (fragmentation or max_nodes): delayed")
             break
         notes.append(
@@ -340,48 +405,89 @@ def _plan_with_repairs(
     return _Outcome(search, schedule, placements, forbid, search.notes + notes, room, room_forbid)
 
 
-def plan(cluster: Cluster, jobs: list[Job], options: PlanOptions | None = None) -> Plan:
+def plan(
+    cluster: Cluster,
+    jobs: list[Job],
+    options: PlanOptions | None = None,
+    *,
+    progress: ProgressCallback | None = None,
+    clock: Callable[[], float] | None = None,
+) -> Plan:
+    """The best plan found within the time limit, with its proven lower bound.
+
+    `progress` is called at each stage with the incumbent, the bound and the gap so far (the CLI
+    shows them live). `clock` replaces the monotonic clock the time limit is kept on (tests model a
+    slower machine with budget.ScaledClock)."""
     options = options or PlanOptions()
-    started = time.perf_counter()
     time_limit = options.time_limit if options.time_limit is not None else DEFAULT_TIME_LIMIT
-    inst = build_instance(cluster, jobs, options)
+    budget = Budget(time_limit, clock or time.perf_counter)
+    with budget.stage("build"):
+        inst = build_instance(cluster, jobs, options)
     policy = make_policy(options.policy, inst)
     plannable = any(info.plannable for info in inst.jobs)
+    small = len(inst.jobs) <= 1000
+    columns = _estimated_columns(inst)
+    # Kept for the end whatever happens: the node packing, the capacity-free bound (needed when no
+    # LP proves one), the plan's records; at the rates measured as the search goes.
+    budget.reserve(FINISH_MARGIN * budget.limit, pack=len(inst.jobs), bound=columns, finish=len(inst.jobs))
 
-    deadline = started + time_limit
-    outcome = _plan_with_repairs(inst, policy, options, plannable, frozenset(), deadline)
-    first_took = time.perf_counter() - started
-    if outcome.room is not None and deadline - time.perf_counter() > max(0.5, 0.2 * first_took):
-        # A gang that fits the type but not the nodes now: also try stopping the lower-priority
-        # jobs in its way, and keep whichever plan is better.
-        victims, for_job = outcome.room
-        preempting = _plan_with_repairs(
-            inst, policy, options, plannable, outcome.room_forbid | victims, deadline, outcome.search
-        )
-        if policy.evaluate(preempting.schedule) < policy.evaluate(outcome.schedule) - 1e-9:
-            names = ", ".join(sorted(inst.jobs[v].job.name for v in victims))
-            preempting.notes.insert(
-                0, f"preempted {names} to make room on whole nodes for {inst.jobs[for_job].job.name} now"
+    outcome = _plan_with_repairs(inst, policy, options, plannable, frozenset(), budget, progress=progress)
+    first_took = budget.elapsed()
+    work = list_work(inst)
+    if outcome.room is not None:
+        if budget.left() > max(2 * budget.estimate("list", work), 0.2 * first_took):
+            # A gang that fits the type but not the nodes now: also try stopping the lower-priority
+            # jobs in its way, and keep whichever plan is better.
+            victims, for_job = outcome.room
+            preempting = _plan_with_repairs(
+                inst,
+                policy,
+                options,
+                plannable,
+                outcome.room_forbid | victims,
+                budget,
+                outcome.search,
+                progress,
             )
-            outcome = preempting
+            if policy.evaluate(preempting.schedule) < policy.evaluate(outcome.schedule) - 1e-9:
+                names = ", ".join(sorted(inst.jobs[v].job.name for v in victims))
+                preempting.notes.insert(
+                    0, f"preempted {names} to make room on whole nodes for {inst.jobs[for_job].job.name} now"
+                )
+                outcome = preempting
+        else:
+            budget.skip("preempting-replan")
     search, source = outcome.search, outcome.search.source
     notes = outcome.notes
+    budget.reserve(0.0)  # what was kept back is the packing's now
     # Every job gets nodes for its whole run; what does not fit where planned is delayed.
-    packed = pack(inst, outcome.schedule, outcome.forbid)
+    with budget.stage("pack", "pack", len(inst.jobs)):
+        packed = pack(inst, outcome.schedule, outcome.forbid)
     schedule, placements = packed.schedule, packed.placements
     if packed.delayed or packed.dropped:
         moved = ", ".join(inst.jobs[j].job.name for j in packed.delayed + packed.dropped)
         notes.append(f"no nodes hold {moved} for the whole run where the type-level plan put them: delayed")
     notes.extend(_stopped_notes(inst))
+    if budget.skipped:
+        notes.append(
+            "time limit: stages shortened or skipped to hold it ("
+            + ", ".join(dict.fromkeys(budget.skipped))
+            + f"; this machine ran {budget.slowdown():.1f}x the reference time)"
+        )
 
     bound = search.bound
     objective = policy.evaluate(schedule)
     # The capacity-free bound rarely beats an LP bound and costs seconds at L: only when cheap or alone.
-    lower = trivial_bound(inst, policy) if bound is None or len(inst.jobs) <= 1000 else float("-inf")
+    lower = float("-inf")
+    if bound is None or (small and budget.fits("bound", columns, 0.5)):
+        with budget.stage("bound", "bound", columns):
+            lower = trivial_bound(inst, policy)
     if bound is not None:
         lower = max(lower, min(bound, objective))
     gap = 0.0 if objective <= lower + 1e-9 else (objective - lower) / max(abs(objective), 1e-9)
-    job_plans = [_job_plan(inst, policy, info, schedule, placements) for info in inst.jobs]
+    with budget.stage("finish", "finish", len(inst.jobs)):
+        job_plans = [_job_plan(inst, policy, info, schedule, placements) for info in inst.jobs]
+        utilisation = _utilisation(inst, schedule)
     late = any(jp.deadline_met is False for jp in job_plans)
     # A non-preemptible running job whose GPUs go away cannot run as asked, whatever the search did.
     stopped = any(info.stopped is not None and not info.job.preemptible for info in inst.jobs)
@@ -394,6 +500,8 @@ def plan(cluster: Cluster, jobs: list[Job], options: PlanOptions | None = None) 
         )
     if late:
         notes.append("some deadlines cannot be met: see the jobs with deadline_met = false")
+    if progress is not None:
+        progress(Progress.of("done", objective, lower if lower > float("-inf") else None, budget.elapsed()))
     return Plan(
         policy=options.policy,
         solver=f"{options.solver} ({source})",
@@ -404,10 +512,10 @@ def plan(cluster: Cluster, jobs: list[Job], options: PlanOptions | None = None) 
         objective=objective,
         lower_bound=lower,
         gap=gap,
-        solve_time_s=time.perf_counter() - started,
+        solve_time_s=budget.elapsed(),
         total_cost=sum(jp.cost for jp in job_plans),
         jobs=job_plans,
-        utilisation=_utilisation(inst, schedule),
+        utilisation=utilisation,
         notes=notes,
     )
 

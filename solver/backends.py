@@ -64,10 +64,14 @@ def solve(
     gap: float,
     threads: int,
     warm: np.ndarray | None = None,
+    hard_limit: float | None = None,
 ) -> Solution:
+    """`time_limit` is the solver's own; `hard_limit` (seconds from now) is the caller's deadline:
+    a CBC process still running then is killed and the call returns 'not_solved' (default: the
+    time limit plus KILL_GRACE)."""
     if solver == "highs":
         return _solve_highs(model, relax, time_limit, gap, threads, warm)
-    return _solve_cbc(model, relax, time_limit, gap, threads, warm)
+    return _solve_cbc(model, relax, time_limit, gap, threads, warm, hard_limit)
 
 
 # ------------------------------------------------------------------------------------------------ HiGHS
@@ -259,13 +263,18 @@ KILL_GRACE = 1.0
 outside its clock, and on a loaded machine they stretch) before it is killed as unanswered."""
 
 
-def _run_bounded(args: list[str], log: str, time_limit: float | None) -> int:
+def _run_bounded(args: list[str], log: str, time_limit: float | None, hard_limit: float | None = None) -> int:
     """Run CBC with its output to `log`; kill it when it outlives its limit by KILL_GRACE (its own
-    clock does not count reading the model or its root LP on every version): -9 then."""
+    clock does not count reading the model or its root LP on every version), or at `hard_limit`
+    seconds when the caller gives one: -9 then."""
+    if hard_limit is not None:
+        timeout: float | None = max(0.05, hard_limit)
+    else:
+        timeout = None if time_limit is None else max(0.5, time_limit) + KILL_GRACE
     with open(log, "w") as out:
         proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         try:
-            return proc.wait(timeout=None if time_limit is None else max(0.5, time_limit) + KILL_GRACE)
+            return proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
@@ -282,11 +291,14 @@ def _solve_cbc(
     gap: float,
     threads: int,
     warm: np.ndarray | None,
+    hard_limit: float | None = None,
 ) -> Solution:
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="gpusched-cbc-") as tmp:
         mps, sol, mst, log = (os.path.join(tmp, name) for name in ("m.mps", "m.sol", "m.mst", "m.log"))
         write_mps(model, mps)
+        if hard_limit is not None and time.perf_counter() - t0 >= hard_limit:
+            return Solution("not_solved", None, None, None, time.perf_counter() - t0)
         if time_limit is not None:  # writing the file counts against the limit; CBC takes the rest
             time_limit -= time.perf_counter() - t0
         args = [cbc_path(), mps]
@@ -300,7 +312,8 @@ def _solve_cbc(
         if not relax:
             args += ["-ratioGap", repr(gap), "-allowableGap", repr(CBC_ALLOWABLE_GAP)]
         args += ["-solve" if not relax else "-initialSolve", "-printingOptions", "all", "-solution", sol]
-        returncode = _run_bounded(args, log, time_limit)
+        hard = None if hard_limit is None else hard_limit - (time.perf_counter() - t0)
+        returncode = _run_bounded(args, log, time_limit, hard)
         seconds = time.perf_counter() - t0
         if returncode != 0 or not os.path.exists(sol):
             return Solution("not_solved", None, None, None, seconds)
@@ -411,10 +424,11 @@ class LpSession:
                 A.data.astype(np.float64),
             )
 
-    def solve(self, time_limit: float | None) -> LpSolution:
+    def solve(self, time_limit: float | None, hard_limit: float | None = None) -> LpSolution:
+        """One round; a CBC process still running `hard_limit` seconds from now is killed."""
         if self._highs is not None:
             return self._solve_highs(time_limit)
-        return self._solve_cbc(time_limit)
+        return self._solve_cbc(time_limit, hard_limit)
 
     def _solve_highs(self, time_limit: float | None) -> LpSolution:
         import highspy
@@ -431,7 +445,7 @@ class LpSession:
         value = float(h.getInfo().objective_function_value)
         return LpSolution("optimal", np.asarray(sol.col_value), value, np.asarray(sol.row_dual), seconds)
 
-    def _solve_cbc(self, time_limit: float | None) -> LpSolution:
+    def _solve_cbc(self, time_limit: float | None, hard_limit: float | None = None) -> LpSolution:
         t0 = time.perf_counter()
         m = self.model
         mps, sol, log = (os.path.join(self._tmp.name, n) for n in ("m.mps", "m.sol", "m.log"))
@@ -446,7 +460,10 @@ class LpSession:
         args += ["-basisIn", self._basis, "-primalSimplex"] if self._basis is not None else ["-dualSimplex"]
         args += ["-basisOut", basis_out, "-printingOptions", "all", "-solution", sol]
         returncode = _run_bounded(
-            args, log, None if time_limit is None else time_limit - (time.perf_counter() - t0)
+            args,
+            log,
+            None if time_limit is None else time_limit - (time.perf_counter() - t0),
+            None if hard_limit is None else hard_limit - (time.perf_counter() - t0),
         )
         seconds = time.perf_counter() - t0
         if returncode != 0 or not os.path.exists(sol):

@@ -285,13 +285,18 @@ def solve_colgen(
     x: np.ndarray | None = None
     converged = False
     rounds = 0
+    last_round = 0.0
     session = backends.LpSession(model, solver=solver, threads=threads)
     try:
         while True:
             left = deadline - time.perf_counter()
-            if left <= 0.2 or (max_rounds is not None and rounds >= max_rounds):
+            # A round is not started when the last one (the master only grows) would not fit:
+            # the master solved so far is the answer, as it would be if the round were killed.
+            if left <= 0.2 or left < last_round or (max_rounds is not None and rounds >= max_rounds):
                 break
-            sol = session.solve(left)
+            round_started = time.perf_counter()
+            sol = session.solve(left, hard_limit=left)
+            last_round = time.perf_counter() - round_started
             rounds += 1
             if sol.status != "optimal" or sol.row_dual is None or sol.x is None or sol.objective is None:
                 break

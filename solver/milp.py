@@ -43,6 +43,9 @@ class MilpResult:
     thinned: bool
     fractional: list[tuple[int, TypeOption, int, float]] = field(default_factory=list)
     """LP relaxation only: (job index, option, start, value) for every z > 0."""
+    build_s: float = 0.0
+    """Seconds spent building the model before the solver got it (the planner's budget measures
+    its rate per column from this)."""
 
 
 def start_grid(first: int, n_slots: int, dense: int) -> list[int]:
@@ -58,12 +61,27 @@ def start_grid(first: int, n_slots: int, dense: int) -> list[int]:
     return starts
 
 
+class OutOfTime(Exception):
+    """Building the model took longer than the caller allowed (solve_milp's build_limit)."""
+
+
+def _check(abort_at: float | None) -> None:
+    if abort_at is not None and time.perf_counter() > abort_at:
+        raise OutOfTime
+
+
 def build_columns(
-    inst: Instance, column_budget: int | None, forbid_now: frozenset[int], must_have: Schedule
+    inst: Instance,
+    column_budget: int | None,
+    forbid_now: frozenset[int],
+    must_have: Schedule,
+    abort_at: float | None = None,
 ) -> tuple[list[tuple[JobInfo, TypeOption, int]], bool]:
     def columns_for(dense: int | None) -> list[tuple[JobInfo, TypeOption, int]]:
         cols: list[tuple[JobInfo, TypeOption, int]] = []
         for info in inst.jobs:
+            if info.index % 256 == 0:
+                _check(abort_at)
             for opt in inst.all_options(info):
                 rng = inst.start_range(info, opt)
                 starts = (
@@ -80,16 +98,17 @@ def build_columns(
                     cols.append((info, opt, s))
         return cols
 
-    cols = columns_for(None)
-    if column_budget is None or len(cols) <= column_budget:
-        return cols, False
+    full = sum(len(inst.start_range(info, opt)) for info in inst.jobs for opt in inst.all_options(info))
+    if column_budget is None or full <= column_budget:
+        return columns_for(None), False
+    # Thinned: never materialise the full model first (800,000 tuples at L took most of the
+    # MILP stage's time limit before the solver started).
     dense = max(1, inst.n_slots // 2)
-    while dense > 1:
-        cols = columns_for(dense)
-        if len(cols) <= column_budget:
-            break
+    cols = columns_for(dense)
+    while dense > 1 and len(cols) > column_budget:
         dense //= 2
-    return columns_for(dense) if dense == 1 else cols, True
+        cols = columns_for(dense)
+    return cols, True
 
 
 def solve_milp(
@@ -105,18 +124,33 @@ def solve_milp(
     column_budget: int | None = None,
     relax: bool = False,
     columns: list[tuple[JobInfo, TypeOption, int]] | None = None,
+    hard_limit: float | None = None,
+    build_limit: float | None = None,
 ) -> MilpResult:
     """Solve the model (or, with relax=True, its LP relaxation: then `fractional` holds z).
 
     `columns` restricts the model to the given starts (then the result is marked thinned: its bound
-    is not one for the full model).
+    is not one for the full model). `hard_limit`: seconds from now after which the solver process
+    is killed and the call answers 'not_solved' (the caller's deadline; backends.solve). A model
+    not built within `build_limit` seconds is abandoned ('not_solved' too): its search would have
+    no time left.
     """
     t0 = time.perf_counter()
-    if columns is not None:
-        cols, thinned = columns, True
-    else:
-        cols, thinned = build_columns(inst, column_budget, forbid_now, warm or {})
-    model, index = build_model(inst, policy, cols, relax)
+    limits = [x for x in (build_limit, hard_limit) if x is not None]
+    abort_at = t0 + min(limits) if limits else None
+    try:
+        if columns is not None:
+            cols, thinned = columns, True
+        else:
+            cols, thinned = build_columns(inst, column_budget, forbid_now, warm or {}, abort_at)
+        model, index = build_model(inst, policy, cols, relax, abort_at)
+    except OutOfTime:
+        build_s = time.perf_counter() - t0
+        return MilpResult(None, "not_solved", None, None, build_s, 0, True, build_s=build_s)
+    build_s = time.perf_counter() - t0
+    if hard_limit is not None and build_s >= hard_limit:
+        # The caller's deadline passed while building: no solver run that would be killed anyway.
+        return MilpResult(None, "not_solved", None, None, build_s, len(cols), thinned, build_s=build_s)
     x0 = None
     if warm and not relax:
         x0 = np.zeros(model.c.shape[0])
@@ -131,12 +165,20 @@ def solve_milp(
         if index.theta is not None and isinstance(policy, FairPolicy):
             x0[index.theta] = min(policy.shares(warm).values(), default=1.0)
     remaining = None if time_limit is None else max(0.5, time_limit - (time.perf_counter() - t0))
+    hard = None if hard_limit is None else hard_limit - (time.perf_counter() - t0)
     result = backends.solve(
-        model, solver=solver, relax=relax, time_limit=remaining, gap=gap, threads=threads, warm=x0
+        model,
+        solver=solver,
+        relax=relax,
+        time_limit=remaining if hard is None else min(remaining or hard, max(0.1, hard)),
+        gap=gap,
+        threads=threads,
+        warm=x0,
+        hard_limit=hard,
     )
     elapsed = time.perf_counter() - t0
     if result.x is None:
-        return MilpResult(None, result.status, None, None, elapsed, len(cols), thinned)
+        return MilpResult(None, result.status, None, None, elapsed, len(cols), thinned, build_s=build_s)
     x = result.x
     if relax:
         fractional = [
@@ -151,12 +193,15 @@ def solve_milp(
             len(cols),
             thinned,
             fractional=fractional,
+            build_s=build_s,
         )
     schedule: Schedule = {}
     for c in np.flatnonzero(x[: len(cols)] > 0.5).tolist():
         info, opt, s = cols[c]
         schedule[info.index] = Choice(opt, s)
-    return MilpResult(schedule, result.status, result.objective, result.bound, elapsed, len(cols), thinned)
+    return MilpResult(
+        schedule, result.status, result.objective, result.bound, elapsed, len(cols), thinned, build_s=build_s
+    )
 
 
 class ColumnIndex(dict[tuple[int, int, int], int]):
@@ -170,7 +215,11 @@ class ColumnIndex(dict[tuple[int, int, int], int]):
 
 
 def build_model(
-    inst: Instance, policy: Policy, cols: list[tuple[JobInfo, TypeOption, int]], relax: bool
+    inst: Instance,
+    policy: Policy,
+    cols: list[tuple[JobInfo, TypeOption, int]],
+    relax: bool,
+    abort_at: float | None = None,
 ) -> tuple[backends.LinearModel, ColumnIndex]:
     """The start-time model as sparse arrays.
 
@@ -191,6 +240,8 @@ def build_model(
     cost = np.empty(len(cols))
     index = ColumnIndex()
     for c, (info, opt, s) in enumerate(cols):
+        if c % 4096 == 0:
+            _check(abort_at)
         index[(info.index, id(opt), s)] = c
         cost[c] = policy.coefficient(info, opt, s)
         end = min(s + opt.slots, n_slots)
@@ -287,7 +338,14 @@ def build_model(
 
 
 def solve_bucket_relaxation(
-    inst: Instance, policy: Policy, bucket: int, *, solver: str, time_limit: float | None, threads: int
+    inst: Instance,
+    policy: Policy,
+    bucket: int,
+    *,
+    solver: str,
+    time_limit: float | None,
+    threads: int,
+    hard_limit: float | None = None,
 ) -> MilpResult:
     """A valid lower bound for models too big to relax slot by slot: the LP over time buckets.
 
@@ -355,7 +413,10 @@ def solve_bucket_relaxation(
         integer=np.zeros(n, dtype=bool),
     )
     remaining = None if time_limit is None else max(0.5, time_limit - (time.perf_counter() - t0))
-    result = backends.solve(model, solver=solver, relax=True, time_limit=remaining, gap=0.0, threads=threads)
+    hard = None if hard_limit is None else hard_limit - (time.perf_counter() - t0)
+    result = backends.solve(
+        model, solver=solver, relax=True, time_limit=remaining, gap=0.0, threads=threads, hard_limit=hard
+    )
     elapsed = time.perf_counter() - t0
     if result.x is None or result.status != "optimal":
         return MilpResult(None, "not_solved", None, None, elapsed, len(meta), True)

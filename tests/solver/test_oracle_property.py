@@ -46,6 +46,7 @@ def _cases() -> list[tuple[str, int, str, str]]:
 # Seeds beyond 0 that the campaign found failing, kept in the default run so each class is covered.
 EXTRA = [("cordoned", 2, "jct"), ("tight_deadlines", 1, "jct"), ("big_gangs", 8, "jct")]
 
+
 def _params() -> list[object]:
     params = []
     for case in _cases():
