@@ -20,6 +20,7 @@ import typer
 
 from gpusched.cli_util import (
     EXIT_INPUT,
+    EXIT_PLAN_INCOMPLETE,
     OneLineErrors,
     check_plan_size,
     duration_option,
@@ -27,6 +28,7 @@ from gpusched.cli_util import (
     finite_option,
     print_error,
     report_console,
+    require_plotly,
     widen_piped_help,
 )
 from gpusched.config import InputError
@@ -84,14 +86,21 @@ def plan(
         str | None, typer.Option(help="ISO time of plan start when jobs.yaml has no epoch (default: now).")
     ] = None,
     output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="Write the plan to .json or .yaml.")
+        Path | None,
+        typer.Option("--output", "-o", help="Write the plan to .json or .yaml; '-' writes JSON to stdout."),
     ] = None,
-    chart: Annotated[Path | None, typer.Option(help="Write a Gantt chart: .png or .html.")] = None,
+    chart: Annotated[
+        Path | None, typer.Option(help="Write a chart: .html (zoomable, offline) or .png (static).")
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the one-line result.")] = False,
 ) -> None:
-    """Plan a queue of jobs on a cluster and explain the plan."""
+    """Plan a queue of jobs on a cluster and explain the plan.
+
+    Exit codes: 0 every job runs as asked; 3 the plan is returned (printed and written) but some jobs
+    cannot run as asked (not planned, or late for their deadline); 2 bad input, option or output path.
+    """
     from gpusched.config import check_inputs, load_inputs, model_text
-    from gpusched.report import chart_data, print_plan
+    from gpusched.report import chart_data, incomplete, print_plan
     from gpusched.safeio import check_output_file, write_all_atomic
     from gpusched.solver import PlanOptions
     from gpusched.solver import plan as solve
@@ -108,11 +117,14 @@ def plan(
             raise fail(
                 f"--now: not a time (got {shown(now)}; expected an ISO datetime such as 2026-11-23T09:00:00Z)"
             )
+    to_stdout = output is not None and str(output) == "-"
     try:
-        if output is not None:
+        if output is not None and not to_stdout:
             check_output_file(output, "--output", (".json", ".yaml", ".yml"))
         if chart is not None:
             check_output_file(chart, "--chart", (".png", ".html"))
+            if chart.suffix.lower() == ".html":
+                require_plotly("--chart")
         if output is not None and chart is not None and output.resolve() == chart.resolve():
             raise InputError(f"--chart: {shown(str(chart))} is also the --output file (expected two paths)")
         cluster_model, jobset = load_inputs(cluster, jobs, start, check=False)
@@ -132,19 +144,25 @@ def plan(
         epoch=jobset.epoch,
     )
     result = solve(cluster_model, jobset.jobs, options)
-    console = report_console()
+    # With -o -, stdout carries the plan document only; the report goes to stderr.
+    console = report_console(stderr=to_stdout)
     print_plan(result, console, quiet=quiet)
     files: list[tuple[Path, str | bytes]] = []
-    if output is not None:
+    if output is not None and not to_stdout:
         files.append((output, model_text(result, output)))
     if chart is not None:
-        files.append((chart, chart_data(result, chart)))
+        files.append((chart, chart_data(result, chart, jobset.jobs)))
     try:
         write_all_atomic(files)
     except OSError as exc:
         raise fail(
             f"{exc.filename or 'output'}: cannot write: {exc.strerror or exc} (no output was written)"
         ) from None
+    if to_stdout:
+        sys.stdout.write(model_text(result, Path("plan.json")))
+        sys.stdout.flush()
+    if incomplete(result):
+        raise typer.Exit(EXIT_PLAN_INCOMPLETE)
 
 
 MAX_TIME_LIMIT_S = 7 * 24 * 3600.0
@@ -179,6 +197,26 @@ def schema(
     }
     model = models[kind.value]
     typer.echo(json.dumps(model.model_json_schema(), indent=2))
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from gpusched import __version__
+
+        typer.echo(f"gpusched {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _main_options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", "-V", help="Print the version and exit.", callback=_print_version, is_eager=True
+        ),
+    ] = False,
+) -> None:
+    """GPU/TPU scheduler and capacity planner: plan, run the operator and agents, simulate what-ifs."""
 
 
 @app.command()

@@ -21,6 +21,8 @@ from gpusched.safeio import shown
 from gpusched.units import parse_duration_hours
 
 EXIT_INPUT = 2
+EXIT_PLAN_INCOMPLETE = 3
+"""`gpusched plan`: the plan is returned and written, but some jobs cannot run as asked."""
 _err = Console(stderr=True)
 
 
@@ -28,14 +30,16 @@ PIPED_WIDTH = 160
 """Table width when stdout is a file or pipe: rich's default of 80 wraps plan tables mid-word."""
 
 
-def report_console(min_width: int = PIPED_WIDTH) -> Console:
+def report_console(min_width: int = PIPED_WIDTH, *, stderr: bool = False) -> Console:
     """The console a command prints its report on: the terminal's width, else COLUMNS, else wide.
 
     Piped output (a file, `less`, CI logs) gets at least `min_width` columns instead of rich's 80.
+    `stderr=True` when stdout carries a document (`-o -`).
     """
-    if sys.stdout.isatty() or "COLUMNS" in os.environ:
-        return Console()
-    return Console(width=max(PIPED_WIDTH, min_width))
+    stream = sys.stderr if stderr else sys.stdout
+    if stream.isatty() or "COLUMNS" in os.environ:
+        return Console(stderr=stderr)
+    return Console(width=max(PIPED_WIDTH, min_width), stderr=stderr)
 
 
 def widen_piped_help() -> None:
@@ -95,6 +99,14 @@ def finite_option(
         bound = ">=" if allow_min else ">"
         raise fail(f"{option}: {value:g} is out of range (expected {bound} {minimum:g} and <= {maximum:g})")
     return value
+
+
+def require_plotly(option: str) -> None:
+    """HTML charts need plotly (the `charts` extra): say so before any work, as an input error."""
+    import importlib.util
+
+    if importlib.util.find_spec("plotly") is None:
+        raise fail(f"{option}: an .html chart needs plotly (pip install 'gpusched[charts]'; or use .png)")
 
 
 MAX_PLAN_SLOTS = 3000
@@ -178,6 +190,34 @@ def usage_error_line(exc: Any, args: Sequence[str] = ()) -> str:
     return f"{command}: {message.rstrip('.')} ({help_hint})"
 
 
+def escape_help_markup(group: Any) -> None:
+    """Help texts are text, not rich markup: '[default: all]' in a help string is shown, not eaten.
+
+    typer renders help through rich markup, which drops any '[word...]' it takes for a tag; the
+    '[default: x]' typer adds itself is appended after this, so only the authors' text is escaped.
+    """
+    if getattr(group, "rich_markup_mode", None) != "rich":
+        return
+    from rich.markup import escape
+
+    seen: set[int] = set()
+    stack = [group]
+    while stack:
+        command = stack.pop()
+        if id(command) in seen:
+            continue
+        seen.add(id(command))
+        for attr in ("help", "short_help", "epilog"):
+            text = getattr(command, attr, None)
+            if isinstance(text, str) and "[" in text:
+                setattr(command, attr, escape(text))
+        for param in getattr(command, "params", ()):
+            text = getattr(param, "help", None)
+            if isinstance(text, str) and "[" in text:
+                param.help = escape(text)
+        stack.extend(getattr(command, "commands", {}).values())
+
+
 class OneLineErrors(TyperGroup):
     """The command group: the parser's usage errors become one 'error:' line and exit 2.
 
@@ -196,6 +236,7 @@ class OneLineErrors(TyperGroup):
     ) -> Any:
         from typer._click import exceptions as cx
 
+        escape_help_markup(self)
         given = list(sys.argv[1:] if args is None else args)
         try:
             result = super().main(

@@ -13,7 +13,17 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED = ROOT / "examples" / "seed"
-SEED_PLAN = ["plan", "-c", str(SEED / "cluster.yaml"), "-j", str(SEED / "jobs.yaml"), "--horizon", "3h", "--slot", "1h"]
+SEED_PLAN = [
+    "plan",
+    "-c",
+    str(SEED / "cluster.yaml"),
+    "-j",
+    str(SEED / "jobs.yaml"),
+    "--horizon",
+    "3h",
+    "--slot",
+    "1h",
+]
 """The seed example: its three one-hour periods as three slots."""
 
 
@@ -36,7 +46,7 @@ def test_plan_seed_prints_summary_and_writes_files(tmp_path: Path) -> None:
     yaml_out = tmp_path / "plan.yaml"
     assert gpusched(*args, "-q", "-o", str(yaml_out), "--chart", str(html)).returncode == 0
     assert yaml.safe_load(yaml_out.read_text())["policy"] == "cost"
-    assert "<html>" in html.read_text()
+    assert "<html" in html.read_text() and "plotly" in html.read_text()
 
 
 def test_piped_summary_is_not_wrapped_at_80_columns() -> None:
@@ -183,7 +193,7 @@ def test_plan_from_agent_telemetry_directory(tmp_path: Path) -> None:
     result = gpusched(
         "plan", "-c", str(cluster), "-j", str(jobs), "--telemetry", str(snapshots), "-o", str(out)
     )
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 3, result.stderr  # too-big cannot run: the plan is written, exit 3
     plan = json.loads(out.read_text())
     by_name = {jp["job"]: jp for jp in plan["jobs"]}
     assert by_name["fits"]["placement"] == [{"node": "gpu-node-1", "gpus": 7}]

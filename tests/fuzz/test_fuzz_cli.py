@@ -282,6 +282,9 @@ def write(directory: Path, name: str, data: bytes) -> Path:
 
 # ------------------------------------------------------------------------------------ plan
 
+PLAN_OK = (0, 3)
+"""`gpusched plan` exits 3 when the plan it returns (and writes) has jobs that cannot run as asked."""
+
 PLAN_OPTIONS = {
     "--horizon": ["8h", "4h", "nan", "inf", "1e30", "0", "-1h", "100000h", "3h", "1h30m", "Z" * 500],
     "--slot": ["1h", "30m", "nan", "0", "-15m", "1s", "1e-9", "2h"],
@@ -306,7 +309,7 @@ def test_plan_with_mutated_files(data: st.DataObject) -> None:
         out, chart = d / "plan.json", d / "chart.html"
         args = ["plan", "-c", str(cluster), "-j", str(jobs), "--horizon", "4h", "--slot", "1h",
                 "--time-limit", "0.5", "-q", "-o", str(out), "--chart", str(chart)]  # fmt: skip
-        check(runner.invoke(app, args), outputs=(out, chart))
+        check(runner.invoke(app, args), ok=PLAN_OK, outputs=(out, chart))
 
 
 @given(data=st.data())
@@ -333,7 +336,7 @@ def test_plan_with_hostile_options(data: st.DataObject) -> None:
         )
         args += ["-o", str(out), "--chart", str(chart)]
         result = runner.invoke(app, args)
-        check(result, outputs=tuple(p for p in (out, chart) if p != d))
+        check(result, ok=PLAN_OK, outputs=tuple(p for p in (out, chart) if p != d))
 
 
 def test_plan_telemetry_dir_that_is_empty_is_named() -> None:
@@ -364,7 +367,7 @@ def test_plan_with_mutated_agent_snapshots(data: st.DataObject) -> None:
         write(snaps, "h100-0.json", data.draw(document_bytes(source), label="snapshot"))
         args = ["plan", "-c", str(EXAMPLES / "demo" / "cluster.yaml"), "-j", str(EXAMPLES / "seed" / "jobs.yaml"),
                 "--telemetry", str(snaps), "-q", "--time-limit", "0.5", "--horizon", "3h", "--slot", "1h"]  # fmt: skip
-        check(runner.invoke(app, args))
+        check(runner.invoke(app, args), ok=PLAN_OK)
 
 
 # -------------------------------------------------------------------------------- simulate
