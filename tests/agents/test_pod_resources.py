@@ -115,10 +115,13 @@ def test_without_the_flag_no_pod_labels(make_agent: MakeAgent) -> None:
     assert "pod" not in samples(agent, "DCGM_FI_DEV_GPU_TEMP")["0"]
 
 
-def test_missing_socket_is_one_line(sock_dir: Path) -> None:
+def test_missing_socket_or_a_plain_file_is_one_line(sock_dir: Path) -> None:
     client = PodResourcesClient(sock_dir / "nothing.sock", timeout=1)
-    with pytest.raises(PodResourcesError, match="no such socket"):
+    with pytest.raises(PodResourcesError, match=r"nothing\.sock: no such socket$"):
         client.gpu_pods()
+    (sock_dir / "file.sock").write_text("")
+    with pytest.raises(PodResourcesError, match=r"file\.sock: not a unix socket$"):
+        PodResourcesClient(sock_dir / "file.sock", timeout=1).gpu_pods()
 
 
 def free_port() -> int:
