@@ -20,6 +20,7 @@ from gpusched.cli_util import duration_option, fail, finite_option, report_conso
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from gpusched.model import GpuType
     from gpusched.simulations.sizing import Sizing
 
 MAX_PLAN_WINDOW = 10_000
@@ -152,7 +153,6 @@ def simulate(
     gavel_round: Annotated[str, typer.Option(help="Gavel round length (simulated time).")] = "6m",
 ) -> None:
     """Replay a job trace on a cluster and report JCT, queueing, utilisation, fragmentation and cost."""
-    import itertools
     import sys
 
     from rich.console import Console
@@ -169,30 +169,17 @@ def simulate(
 
     from gpusched.simulations import inputs, runner
     from gpusched.simulations.engine import SimConfig
-    from gpusched.simulations.policies import policy_names
     from gpusched.simulations.runner import PolicyOptions, Replay
     from gpusched.simulations.traces import FORMATS
 
     if fmt is not None and fmt not in FORMATS:
         raise fail(f"--format: unknown format {shown(fmt)} (expected one of {', '.join(FORMATS)})")
-    names = [p.strip() for p in (compare.split(",") if compare else [policy]) if p.strip()]
-    option = "--compare" if compare else "--policy"
-    if not names:
-        raise fail(f"{option}: no policy named")
-    known = policy_names()
-    for name in names:
-        if name.lower() not in known and name.lower() != "tiresias":
-            raise fail(f"{option}: unknown policy {shown(name)} (known: {', '.join(known)})")
+    names = policy_list(policy, compare)
     replan_h = hours(replan, "--replan")
     round_h = hours(gavel_round, "--gavel-round")
     starvation_h = hours(las_starvation, "--las-starvation")
     assert replan_h is not None and round_h is not None
-    thresholds = number_list(las_thresholds, "--las-thresholds", "GPU-hours such as 1,16")
-    if not thresholds or thresholds[0] <= 0 or any(b <= a for a, b in itertools.pairwise(thresholds)):
-        raise fail(
-            f"--las-thresholds: {shown(las_thresholds)} is not positive and increasing "
-            "(expected GPU-hours such as 1,16)"
-        )
+    thresholds = las_threshold_list(las_thresholds)
     finite_option(plan_time_limit, "--plan-time-limit", maximum=3600.0)
     if plan_window > MAX_PLAN_WINDOW:
         raise fail(f"--plan-window: {plan_window} is out of range (expected 1 to {MAX_PLAN_WINDOW})")
@@ -264,6 +251,36 @@ def simulate(
         Console().print(f"wrote {out}/summary.json, summary.csv, jobs.csv, *.png, report.html")
 
 
+def policy_list(policy: str, compare: str | None) -> list[str]:
+    """--compare's policies, else --policy; each checked against what make_policy accepts."""
+    from gpusched.safeio import shown
+    from gpusched.simulations.policies import policy_names
+
+    names = [p.strip() for p in (compare.split(",") if compare else [policy]) if p.strip()]
+    option = "--compare" if compare else "--policy"
+    if not names:
+        raise fail(f"{option}: no policy named")
+    known = policy_names()
+    for name in names:
+        if name.lower() not in known and name.lower() != "tiresias":
+            raise fail(f"{option}: unknown policy {shown(name)} (known: {', '.join(known)})")
+    return names
+
+
+def las_threshold_list(text: str) -> list[float]:
+    """--las-thresholds: positive, increasing GPU-hours."""
+    import itertools
+
+    from gpusched.safeio import shown
+
+    thresholds = number_list(text, "--las-thresholds", "GPU-hours such as 1,16")
+    if not thresholds or thresholds[0] <= 0 or any(b <= a for a, b in itertools.pairwise(thresholds)):
+        raise fail(
+            f"--las-thresholds: {shown(text)} is not positive and increasing (expected GPU-hours such as 1,16)"
+        )
+    return thresholds
+
+
 def _print_table(summaries: list[dict[str, object]]) -> None:
     from rich.table import Table
 
@@ -302,6 +319,56 @@ def check_what_if(text: str, type_names: list[str]) -> None:
             raise InputError(f"--what-if: {shown(text)}: demand change must leave some demand")
         return
     raise InputError(f"--what-if: {shown(text)} (expected '+16 H100', 'lose node NAME' or 'demand +30%')")
+
+
+def candidate_types(gpu_types: str | None, cluster: Path | None, prices: str | None) -> list[GpuType]:
+    """capacity's candidate GPU types: --gpu-types NAME:PRICE:SPEED,... or --cluster's, --prices applied.
+    InputError names the option at fault."""
+    from gpusched.config import InputError, load_cluster, validate
+    from gpusched.model import GpuType
+    from gpusched.safeio import shown
+
+    if gpu_types:
+        types = []
+        for part in gpu_types.split(","):
+            bits = part.strip().split(":")
+            if len(bits) != 3:
+                raise InputError(
+                    f"--gpu-types: {shown(part.strip())} is not NAME:PRICE:SPEED (e.g. A100:2.5:1.4)"
+                )
+            spec = "NAME:PRICE:SPEED such as A100:2.5:1.4"
+            price = number_list(bits[1], "--gpu-types", spec)
+            speed = number_list(bits[2], "--gpu-types", spec)
+            types.append(
+                validate(
+                    GpuType,
+                    {"name": bits[0], "memory_gib": 80, "price_per_hour": price[0] if price else None,
+                     "speed": speed[0] if speed else None},
+                    f"--gpu-types: {shown(part.strip())}",
+                )
+            )
+    elif cluster is not None:
+        types = list(load_cluster(cluster).gpu_types)
+    else:
+        raise InputError("--gpu-types or --cluster: name the candidate GPU types and their prices")
+    if prices:
+        known = {t.name: t for t in types}
+        for part in prices.split(","):
+            name, _, value = part.partition("=")
+            if name.strip() not in known:
+                raise InputError(
+                    f"--prices: unknown GPU type {shown(name.strip())} (known: {', '.join(known)})"
+                )
+            amount = number_list(value, "--prices", "NAME=PRICE such as H100=3.5")
+            if len(amount) != 1:
+                raise InputError(f"--prices: {shown(part.strip())} is not NAME=PRICE (e.g. H100=3.5)")
+            known[name.strip()] = validate(
+                GpuType,
+                {**known[name.strip()].model_dump(), "price_per_hour": amount[0]},
+                f"--prices: {shown(part.strip())}",
+            )
+        types = list(known.values())
+    return types
 
 
 def capacity(
@@ -374,8 +441,7 @@ def capacity(
     from rich.console import Console
     from rich.progress import Progress
 
-    from gpusched.config import InputError, load_cluster, validate
-    from gpusched.model import GpuType
+    from gpusched.config import InputError
     from gpusched.safeio import check_output_dir, shown, write_all_atomic
     from gpusched.simulations import capacity as cap
     from gpusched.simulations import sizing
@@ -396,46 +462,7 @@ def capacity(
     try:
         if out is not None:
             check_output_dir(out, "--out")
-        if gpu_types:
-            types = []
-            for part in gpu_types.split(","):
-                bits = part.strip().split(":")
-                if len(bits) != 3:
-                    raise InputError(
-                        f"--gpu-types: {shown(part.strip())} is not NAME:PRICE:SPEED (e.g. A100:2.5:1.4)"
-                    )
-                spec = "NAME:PRICE:SPEED such as A100:2.5:1.4"
-                price = number_list(bits[1], "--gpu-types", spec)
-                speed = number_list(bits[2], "--gpu-types", spec)
-                types.append(
-                    validate(
-                        GpuType,
-                        {"name": bits[0], "memory_gib": 80, "price_per_hour": price[0] if price else None,
-                         "speed": speed[0] if speed else None},
-                        f"--gpu-types: {shown(part.strip())}",
-                    )
-                )
-        elif cluster is not None:
-            types = list(load_cluster(cluster).gpu_types)
-        else:
-            raise InputError("--gpu-types or --cluster: name the candidate GPU types and their prices")
-        if prices:
-            known = {t.name: t for t in types}
-            for part in prices.split(","):
-                name, _, value = part.partition("=")
-                if name.strip() not in known:
-                    raise InputError(
-                        f"--prices: unknown GPU type {shown(name.strip())} (known: {', '.join(known)})"
-                    )
-                amount = number_list(value, "--prices", "NAME=PRICE such as H100=3.5")
-                if len(amount) != 1:
-                    raise InputError(f"--prices: {shown(part.strip())} is not NAME=PRICE (e.g. H100=3.5)")
-                known[name.strip()] = validate(
-                    GpuType,
-                    {**known[name.strip()].model_dump(), "price_per_hour": amount[0]},
-                    f"--prices: {shown(part.strip())}",
-                )
-            types = list(known.values())
+        types = candidate_types(gpu_types, cluster, prices)
         sweep = number_list(utilisations, "--utilisations", "numbers in (0, 1] such as 0.6,0.8")
         if not sweep or any(not 0 < u <= 1 for u in sweep):
             raise InputError(f"--utilisations: {shown(utilisations)} is out of range (expected numbers in (0, 1])")
