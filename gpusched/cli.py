@@ -143,7 +143,10 @@ def plan(
         time_limit=time_limit,
         epoch=jobset.epoch,
     )
-    result = solve(cluster_model, jobset.jobs, options)
+    from gpusched.plan_progress import plan_progress
+
+    with plan_progress(quiet, time_limit) as progress:  # live on stderr, only on a terminal
+        result = solve(cluster_model, jobset.jobs, options, progress=progress)
     # With -o -, stdout carries the plan document only; the report goes to stderr.
     console = report_console(stderr=to_stdout)
     print_plan(result, console, quiet=quiet)

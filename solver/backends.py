@@ -12,7 +12,9 @@ import math
 import os
 import re
 import subprocess
+import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -145,10 +147,36 @@ def _new_highs(threads: int) -> Any:
     import highspy
 
     highspy.Highs.resetGlobalScheduler(True)
-    h = highspy.Highs()
+    h = _quiet_highs(highspy)
     h.setOptionValue("output_flag", False)
     h.setOptionValue("threads", threads)
     return h
+
+
+_HIGHS_BANNER_SHOWN = False
+_HIGHS_BANNER_LOCK = threading.Lock()
+
+
+def _quiet_highs(highspy: Any) -> Any:
+    """A Highs, without the banner its first construction in a process prints on stdout (C level,
+    before any option can be set): stdout is the plan's (`gpusched plan -q` prints one line, a
+    JSON plan goes there). File descriptor 1 points at /dev/null for that one construction."""
+    global _HIGHS_BANNER_SHOWN
+    with _HIGHS_BANNER_LOCK:
+        if _HIGHS_BANNER_SHOWN:
+            return highspy.Highs()
+        sys.stdout.flush()
+        saved = os.dup(1)
+        try:
+            with open(os.devnull, "w") as null:
+                os.dup2(null.fileno(), 1)
+                try:
+                    return highspy.Highs()
+                finally:
+                    os.dup2(saved, 1)
+                    _HIGHS_BANNER_SHOWN = True
+        finally:
+            os.close(saved)
 
 
 def _highs_lp(model: LinearModel) -> Any:
