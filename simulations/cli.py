@@ -295,6 +295,8 @@ MAX_WHAT_IF_GPUS = 100_000
 
 def check_what_if(text: str, type_names: list[str]) -> None:
     """A --what-if is checked before the sizing runs: a typo should not cost minutes of simulation."""
+    import re
+
     from gpusched.config import InputError
     from gpusched.safeio import shown
     from gpusched.simulations import capacity as cap
@@ -307,7 +309,13 @@ def check_what_if(text: str, type_names: list[str]) -> None:
                 f"--what-if: {shown(text)}: unknown GPU type {shown(m.group(2))} (known: {', '.join(type_names)})"
             )
         return
-    if cap.WHAT_IF_LOSE.match(text):
+    if m := cap.WHAT_IF_LOSE.match(text):
+        kind = re.match(r"^(.+)-[ro]\d+$", m.group(1))
+        if kind is None or kind.group(1) not in {t.lower() for t in type_names}:
+            raise InputError(
+                f"--what-if: {shown(text)}: candidate nodes are named <type>-r<i> (reserved) or <type>-o<i> "
+                f"(on-demand), e.g. 'lose node {type_names[0].lower() if type_names else 'h100'}-r0'"
+            )
         return
     if m := cap.WHAT_IF_DEMAND.match(text):
         if 1 + float(m.group(1).replace(" ", "")) / 100 <= 0:
@@ -576,7 +584,12 @@ def capacity(
             try:
                 w_cluster, w_jobs = cap.apply_what_if(text, base_cluster, jobs, node_gpus)
             except ValueError as exc:
-                raise fail(f"--what-if: {exc}") from None
+                # Known only now (the recommendation names the nodes): say so, keep the report and files.
+                from rich.markup import escape
+
+                whatifs.append({"what_if": text, "not_applied": str(exc)})
+                console.print(f"what if {escape(text)}: not applied: {escape(str(exc))}", highlight=False)
+                continue
             extra = sum(n.gpu_count for n in w_cluster.nodes) - sum(n.gpu_count for n in base_cluster.nodes)
             m = evaluate(best, w_cluster, w_jobs)  # type: ignore[arg-type]
             added = {t: 0.0 for t in type_map}
