@@ -300,6 +300,8 @@ MAX_WHAT_IF_GPUS = 100_000
 
 def check_what_if(text: str, type_names: list[str]) -> None:
     """A --what-if is checked before the sizing runs: a typo should not cost minutes of simulation."""
+    import re
+
     from gpusched.config import InputError
     from gpusched.safeio import shown
     from gpusched.simulations import capacity as cap
@@ -312,7 +314,13 @@ def check_what_if(text: str, type_names: list[str]) -> None:
                 f"--what-if: {shown(text)}: unknown GPU type {shown(m.group(2))} (known: {', '.join(type_names)})"
             )
         return
-    if cap.WHAT_IF_LOSE.match(text):
+    if m := cap.WHAT_IF_LOSE.match(text):
+        kind = re.match(r"^(.+)-[ro]\d+$", m.group(1))
+        if kind is None or kind.group(1) not in {t.lower() for t in type_names}:
+            raise InputError(
+                f"--what-if: {shown(text)}: candidate nodes are named <type>-r<i> (reserved) or <type>-o<i> "
+                f"(on-demand), e.g. 'lose node {type_names[0].lower() if type_names else 'h100'}-r0'"
+            )
         return
     if m := cap.WHAT_IF_DEMAND.match(text):
         if 1 + float(m.group(1).replace(" ", "")) / 100 <= 0:
@@ -342,8 +350,12 @@ def candidate_types(gpu_types: str | None, cluster: Path | None, prices: str | N
             types.append(
                 validate(
                     GpuType,
-                    {"name": bits[0], "memory_gib": 80, "price_per_hour": price[0] if price else None,
-                     "speed": speed[0] if speed else None},
+                    {
+                        "name": bits[0],
+                        "memory_gib": 80,
+                        "price_per_hour": price[0] if price else None,
+                        "speed": speed[0] if speed else None,
+                    },
                     f"--gpu-types: {shown(part.strip())}",
                 )
             )
@@ -465,7 +477,9 @@ def capacity(
         types = candidate_types(gpu_types, cluster, prices)
         sweep = number_list(utilisations, "--utilisations", "numbers in (0, 1] such as 0.6,0.8")
         if not sweep or any(not 0 < u <= 1 for u in sweep):
-            raise InputError(f"--utilisations: {shown(utilisations)} is out of range (expected numbers in (0, 1])")
+            raise InputError(
+                f"--utilisations: {shown(utilisations)} is out of range (expected numbers in (0, 1])"
+            )
         for text in what_if or []:
             check_what_if(text, [t.name for t in types])
         from gpusched.simulations.inputs import detect_format
@@ -493,7 +507,9 @@ def capacity(
         try:
             result = sizing.run(
                 request,
-                lambda stage, done, total: progress.update(task, description=stage, completed=done, total=total),
+                lambda stage, done, total: progress.update(
+                    task, description=stage, completed=done, total=total
+                ),
             )
         except sizing.SizingError as exc:
             where = {"workload": f"--workload: {workload}", "budget": "--budget", "what_ifs": "--what-if"}
@@ -547,6 +563,13 @@ def _print_sizing(result: Sizing, console: Console) -> None:
         f"{metric} {best.metrics['value']:.3f} h, monthly bill ${best.metrics['bill']:,.0f}"
     )
     for m in result.what_ifs:
+        if "not_applied" in m:
+            from rich.markup import escape
+
+            console.print(
+                f"what if {escape(m['what_if'])}: not applied: {escape(m['not_applied'])}", highlight=False
+            )
+            continue
         console.print(
             f"what if {m['what_if']}: {metric} {m['value']:.3f} h "
             f"({'meets' if m['meets'] else 'misses'} the SLO), monthly bill ${m['bill']:,.0f}"

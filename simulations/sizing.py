@@ -203,7 +203,8 @@ def _what_if(
     try:
         changed, changed_jobs = cap.apply_what_if(text, base, jobs, per_node)
     except ValueError as exc:
-        raise SizingError("what_ifs", str(exc)) from None
+        # Known only now (the recommendation names the nodes): say so, keep the report and its files.
+        return {"what_if": text, "not_applied": str(exc)}
     metrics = evaluate(best, changed, changed_jobs)
     prices = {t.name: t.price_per_hour for t in types}
     added = {name: 0.0 for name in prices}
