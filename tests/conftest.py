@@ -10,32 +10,32 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
+from typing import TYPE_CHECKING
 
 import pytest
 
-from gpusched.testing.apiserver import FakeKubeAPI
-from gpusched.testing.harness import (
-    CLUSTER_NODES,
-    E2E_KUBECONFIG,
-    E2E_LABEL,
-    E2E_OPERATOR_KUBECONFIG,
-    E2E_OPERATOR_SA,
-    NODE_LEASE_NAMESPACE,
-    ROOT,
-    Harness,
-    ensure_namespace,
-    install_crds,
-    node_body,
-    register_node,
-    stand_in_harness,
-    sweep_stale_runs,
-    wait_for,
-)
+if TYPE_CHECKING:  # imported in the fixtures: the solver and simulator tests need no Kubernetes client
+    from gpusched.testing.apiserver import FakeKubeAPI
+    from gpusched.testing.harness import Harness
 
 
 @pytest.fixture
 def e2e() -> SimpleNamespace:
     """The harness module's helpers, for tests that drive the bench step by step."""
+    from gpusched.testing.harness import (
+        CLUSTER_NODES,
+        E2E_LABEL,
+        NODE_LEASE_NAMESPACE,
+        ROOT,
+        ensure_namespace,
+        install_crds,
+        node_body,
+        register_node,
+        stand_in_harness,
+        sweep_stale_runs,
+        wait_for,
+    )
+
     return SimpleNamespace(
         stand_in_harness=stand_in_harness,
         install_crds=install_crds,
@@ -53,6 +53,8 @@ def e2e() -> SimpleNamespace:
 
 @pytest.fixture
 def fake_api() -> Iterator[FakeKubeAPI]:
+    from gpusched.testing.apiserver import FakeKubeAPI
+
     with FakeKubeAPI() as api:
         yield api
 
@@ -60,6 +62,14 @@ def fake_api() -> Iterator[FakeKubeAPI]:
 @pytest.fixture
 def harness(tmp_path: Path) -> Iterator[Harness]:
     """The bench on a real cluster when GPUSCHED_E2E_KUBECONFIG names one, else on the stand-in."""
+    from gpusched.testing.harness import (
+        E2E_KUBECONFIG,
+        E2E_OPERATOR_KUBECONFIG,
+        E2E_OPERATOR_SA,
+        Harness,
+        stand_in_harness,
+    )
+
     if E2E_KUBECONFIG:
         h = Harness.open(
             E2E_KUBECONFIG,
