@@ -13,9 +13,11 @@ from typing import Any
 import pytest
 
 from gpusched.model import GpuType
+from gpusched.scheduler.crd import GPUJobSpec
 from gpusched.scheduler.kube import Kube, load_api_client
 from gpusched.scheduler.kubetime import parse_time
 from gpusched.scheduler.leader import LeaderElector
+from gpusched.scheduler.podspec import torch_env
 from gpusched.scheduler.reconcile import reconcile
 from gpusched.scheduler.snapshot import SnapshotConfig, build_snapshot
 from gpusched.testing.apiserver import FakeKubeAPI
@@ -37,7 +39,10 @@ def test_a_template_the_api_server_refuses_fails_the_job_once_with_its_words(har
     job = h.wait_phase("bad-env", "Failed", timeout=30)
     reason = job["status"]["reason"]
     assert "the API server rejected the job's worker pod" in reason
-    assert "spec.containers[0].env[8].name" in reason and "a valid environment variable name" in reason
+    # The template's env comes after the operator's own variables (and the checkpoint directory).
+    position = len(torch_env("bad-env", h.namespace, GPUJobSpec.model_validate(job["spec"]), 0)) + 1
+    assert f"spec.containers[0].env[{position}].name" in reason, reason
+    assert "a valid environment variable name" in reason
     h.wait_phase("good", "Running", timeout=30)
     rounds = op.rounds
     h.wait_for(lambda: op.rounds >= rounds + 3, 30, "three more rounds")
