@@ -485,7 +485,11 @@ class LpSession:
             args += ["-timeMode", "elapsed", "-sec", f"{max(0.5, left - 0.2):.2f}"]
         # From scratch dual simplex is CLP's fastest; from the last basis (still primal feasible
         # after new columns) primal simplex is.
-        args += ["-basisIn", self._basis, "-primalSimplex"] if self._basis is not None else ["-dualSimplex"]
+        args += (
+            ["-presolve", "off", "-basisIn", self._basis, "-primalSimplex"]
+            if self._basis is not None
+            else ["-dualSimplex"]
+        )
         args += ["-basisOut", basis_out, "-printingOptions", "all", "-solution", sol]
         returncode = _run_bounded(
             args,

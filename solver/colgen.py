@@ -22,6 +22,7 @@ model's, which the rounding and the support MILP use exactly as at M.
 from __future__ import annotations
 
 import time
+from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -31,6 +32,8 @@ from gpusched.solver import backends
 from gpusched.solver.instance import Instance, JobInfo, TypeOption
 from gpusched.solver.policies import FairPolicy, MakespanPolicy, Policy
 
+WARMUP_COLUMN_STEPS = 8
+"""The warm-up's last steps whose chosen starts join the opening master."""
 STABILITY = 0.5
 """Wentges smoothing: price at this mix of the best-bound duals and the master's last ones.
 
@@ -506,7 +509,8 @@ def _subgradient(
     best_y, best = y, -np.inf
     theta = 1.0
     stall = 0
-    for r in range(rounds):
+    recent: deque[np.ndarray] = deque(maxlen=WARMUP_COLUMN_STEPS)
+    for _ in range(rounds):
         if time.perf_counter() > stop_at:
             break
         reduced, _, bound = pricing.price(y, zero_aux)
@@ -517,8 +521,10 @@ def _subgradient(
             if stall >= 3:
                 theta, stall = theta / 2, 0
         chosen = pricing.own_choices(reduced)
-        if r >= min(rounds // 2, 10):  # the first steps' prices are far off: their columns are not
-            in_master[chosen] = True
+        # Only the last steps' columns open the master: the first steps' prices are far off, and
+        # every column more slows each master solve (at L, all steps' columns made a 65,000-column
+        # master whose first CBC solve did not end in 30 s on a loaded machine).
+        recent.append(chosen)
         used = np.zeros((n_types, n_slots + 1))
         np.add.at(used, (pool.type[chosen], pool.start[chosen]), pool.gpus[chosen])
         np.add.at(used, (pool.type[chosen], pool.end[chosen]), -pool.gpus[chosen])
@@ -531,4 +537,6 @@ def _subgradient(
         target = best + 0.05 * max(1.0, abs(best))  # Polyak's step towards a bound 5 % above the best
         step = theta * (target - bound) / norm
         y = np.minimum(0.0, y + step * g)
+    for chosen in recent:
+        in_master[chosen] = True
     return best_y
