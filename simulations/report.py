@@ -28,7 +28,8 @@ SUMMARY_FIELDS = [
     ("utilisation", "GPU utilisation"), ("avg_fragmented_gpus", "fragmented GPUs (avg)"),
     ("deadline_attainment", "deadline attainment"), ("preemptions", "preemptions"),
     ("failures", "GPU failures"), ("maintenance_stops", "maintenance stops"), ("lost_gpu_hours", "lost GPU-hours"),
-    ("total_cost", "total cost ($)"), ("completed", "completed"), ("unfinished", "unfinished"),
+    ("total_cost", "total cost ($)"), ("jobs", "jobs in trace"), ("completed", "completed"),
+    ("rejected", "rejected (never fit)"), ("unfinished", "unfinished"),
     ("events_per_s", "events/s"), ("wall_s", "wall (s)"),
 ]
 
