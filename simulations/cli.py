@@ -578,7 +578,7 @@ def capacity(
             "on_demand": best.on_demand,
             **best.metrics,
         }
-        whatifs = []
+        whatifs: list[dict[str, object]] = []
         base_cluster = cap.to_cluster(best, types, node_gpus)
         for text in what_if or []:
             try:
@@ -615,8 +615,9 @@ def capacity(
             (float(c.metrics["bill"]), float(c.metrics["value"]), c.label, bool(c.metrics["meets"]))  # type: ignore[arg-type]
             for c in candidates
         ]
+        recommended = None if best is None else (float(best.metrics["bill"]), float(best.metrics["value"]))  # type: ignore[arg-type]
         files: list[tuple[Path, str | bytes]] = [
-            (out / "frontier.png", cap.frontier_png(points, objective)),
+            (out / "frontier.png", cap.frontier_png(points, objective, recommended, budget)),
             (out / "capacity.json", json.dumps(report, indent=2, default=str) + "\n"),
         ]
         try:
