@@ -335,26 +335,9 @@ def apply_what_if(text: str, cluster: Cluster, jobs: list[TraceJob], per_node: i
     raise ValueError(f"expected '+16 H100', 'lose node NAME' or 'demand +30%' (got {text!r})")
 
 
-def frontier_png(points: list[tuple[float, float, str, bool]], slo: Slo) -> bytes:
-    """Cost-versus-delay scatter: (monthly bill, SLO metric, label, meets)."""
-    import io
+def frontier_png(points: list[tuple[float, float, str, bool]], slo: Slo,
+                 recommended: tuple[float, float] | None = None, budget: float | None = None) -> bytes:
+    """Cost-versus-delay picture of (monthly bill, SLO metric, label, meets): simulations/frontier_chart.py."""
+    from gpusched.simulations.frontier_chart import frontier_png as draw
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for cost, value, label, meets in points:
-        ax.scatter([cost], [value], color="tab:green" if meets else "tab:red")
-        ax.annotate(label, (cost, value), fontsize="x-small", xytext=(3, 3), textcoords="offset points")
-    ax.axhline(slo.limit_h, linestyle="--", color="grey", label=f"SLO {slo.text}")
-    ax.set_xlabel("monthly bill ($)")
-    ax.set_ylabel(f"{slo.metric} (h)")
-    ax.set_title("Cost versus delay of the candidate clusters")
-    ax.legend(fontsize="small")
-    ax.grid(True, alpha=0.3)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return buf.getvalue()
+    return draw(points, slo.text, slo.limit_h, slo.metric, recommended, budget)

@@ -517,8 +517,13 @@ def capacity(
             raise fail(f"{where.get(exc.field, exc.field)}: {exc}{hint}") from None
     _print_sizing(result, console)
     if out is not None:
+        best = result.best
+        recommended = None if best is None else (float(best.metrics["bill"]), float(best.metrics["value"]))  # type: ignore[arg-type]
         files: list[tuple[Path, str | bytes]] = [
-            (out / "frontier.png", cap.frontier_png(result.frontier_points(), objective)),
+            (
+                out / "frontier.png",
+                cap.frontier_png(result.frontier_points(), objective, recommended, budget),
+            ),
             (out / "capacity.json", json.dumps(result.report(), indent=2, default=str) + "\n"),
         ]
         try:

@@ -23,13 +23,35 @@ Placement policies:
 from __future__ import annotations
 
 import random
+import sys
 from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from gpusched.simulations.traces import OpenbNode, OpenbPod
 
 FULL = 1000
 POLICIES = ("best-fit", "first-fit", "random", "gpusched", "fgd")
+PROGRESS_EVERY = 200
+"""Pods placed between progress-bar updates (an update per pod would cost more than FGD's scoring)."""
+
+
+@contextmanager
+def progress_bar(label: str, total: int, enabled: bool | None = None) -> Iterator[Callable[[int], None]]:
+    """A rich progress bar on stderr, or a no-op when disabled (default: only on a terminal)."""
+    if enabled is None:
+        enabled = sys.stderr.isatty()
+    if not enabled:
+        yield lambda done: None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=Console(stderr=True), transient=False) as bar:
+        task = bar.add_task(label, total=total)
+        yield lambda done: bar.update(task, completed=done)
 
 
 @dataclass(slots=True)
@@ -189,11 +211,13 @@ def task_classes(tasks: list[Task], top: int = 40) -> list[tuple[float, Task]]:
 
 def replay(nodes: list[OpenbNode], pods: list[OpenbPod], policy: str, ratio: float = 1.3, seed: int = 42,
            checkpoints: tuple[float, ...] = (0.5, 0.8, 0.9, 1.0, 1.1, 1.2, 1.3), order: str = "trace",
-           ) -> dict[str, object]:
+           progress: bool | None = None) -> dict[str, object]:
     """Allocation rate at each arrived-demand checkpoint (fractions of GPU capacity).
 
     order "trace": the trace's pods in creation order, then sampled pods up to `ratio`;
     order "sampled": every arrival sampled with replacement from the trace (seeded).
+    progress: a progress bar on stderr (None: only when stderr is a terminal). FGD's scoring makes a
+    replay take minutes; the bar says which policy is running and how far it has got.
     """
     base = tasks_from_pods(pods)
     packer = Packer(nodes, policy, task_classes(base), seed)
@@ -213,12 +237,16 @@ def replay(nodes: list[OpenbNode], pods: list[OpenbPod], policy: str, ratio: flo
     rates: dict[str, float] = {}
     pending = list(checkpoints)
     failed = 0
-    for t in tasks:
-        demand += t.demand
-        if not packer.place(t):
-            failed += 1
-        while pending and demand >= pending[0] * packer.capacity:
-            rates[f"{pending.pop(0):.0%}"] = packer.allocated / packer.capacity
+    with progress_bar(f"fgd replay: {policy}", len(tasks), progress) as advance:
+        for i, t in enumerate(tasks):
+            demand += t.demand
+            if not packer.place(t):
+                failed += 1
+            while pending and demand >= pending[0] * packer.capacity:
+                rates[f"{pending.pop(0):.0%}"] = packer.allocated / packer.capacity
+            if i % PROGRESS_EVERY == 0:
+                advance(i)
+        advance(len(tasks))
     while pending:
         rates[f"{pending.pop(0):.0%}"] = packer.allocated / packer.capacity
     return {"policy": policy, "order": order, "tasks": len(tasks), "failed": failed,

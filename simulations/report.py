@@ -28,7 +28,8 @@ SUMMARY_FIELDS = [
     ("utilisation", "GPU utilisation"), ("avg_fragmented_gpus", "fragmented GPUs (avg)"),
     ("deadline_attainment", "deadline attainment"), ("preemptions", "preemptions"),
     ("failures", "GPU failures"), ("maintenance_stops", "maintenance stops"), ("lost_gpu_hours", "lost GPU-hours"),
-    ("total_cost", "total cost ($)"), ("completed", "completed"), ("unfinished", "unfinished"),
+    ("total_cost", "total cost ($)"), ("jobs", "jobs in trace"), ("completed", "completed"),
+    ("rejected", "rejected (never fit)"), ("unfinished", "unfinished"),
     ("events_per_s", "events/s"), ("wall_s", "wall (s)"),
 ]
 
@@ -69,6 +70,7 @@ def plots(results: list[SimResult]) -> dict[str, bytes]:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     out: dict[str, bytes] = {}
     fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(9, 6), sharex=True)
@@ -80,6 +82,10 @@ def plots(results: list[SimResult]) -> dict[str, bytes]:
         ax2.step(*_downsample(t, queue), where="post", label=r.policy, linewidth=0.9)
     ax1.set_ylabel("GPU utilisation")
     ax1.set_ylim(0, 1.05)
+    # Waiting jobs are whole numbers from 0 up: an empty queue is a flat line at 0, not -0.04..0.04.
+    top = max((s.pending for r in results for s in r.samples), default=0)
+    ax2.set_ylim(0, max(1, top) * 1.05)
+    ax2.yaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
     ax2.set_ylabel("jobs waiting")
     ax2.set_xlabel("simulated time (h)")
     ax1.legend(loc="upper right", fontsize="small")
@@ -128,30 +134,91 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def html_report(summaries: list[dict[str, Any]], images: dict[str, bytes], meta: dict[str, Any]) -> str:
+def html_report(
+    summaries: list[dict[str, Any]],
+    images: dict[str, bytes],
+    meta: dict[str, Any],
+    results: list[SimResult] | None = None,
+) -> str:
+    """One page: the per-policy table (rejected jobs included), then zoomable plotly charts of the
+    JCT CDFs, the queue and the utilisation over time (JavaScript inlined: works offline). Without
+    plotly, or without `results`, the PNGs are embedded instead."""
     head = "".join(f"<th>{html.escape(s['policy'])}</th>" for s in summaries)
     rows = "".join(
         f"<tr><td>{html.escape(label)}</td>" + "".join(f"<td>{_fmt(s.get(key))}</td>" for s in summaries) + "</tr>"
         for key, label in SUMMARY_FIELDS
     )
     meta_rows = "".join(f"<li><b>{html.escape(k)}</b>: {html.escape(str(v))}</li>" for k, v in meta.items())
-    imgs = "".join(
-        f'<figure><img alt="{html.escape(name)}" src="data:image/png;base64,{base64.b64encode(data).decode()}">'
-        f"<figcaption>{html.escape(name)}</figcaption></figure>"
-        for name, data in images.items()
+    charts = _plotly_charts(results) if results else None
+    if charts is None:
+        charts = "".join(
+            f'<figure><img alt="{html.escape(name)}" src="data:image/png;base64,{base64.b64encode(data).decode()}">'
+            f"<figcaption>{html.escape(name)}</figcaption></figure>"
+            for name, data in images.items()
+        )
+    rejected = [s for s in summaries if s.get("rejected")]
+    warn = "".join(
+        f"<p class=warn>{html.escape(str(s['policy']))}: {s['rejected']} of {s.get('jobs', '?')} jobs were rejected "
+        "(no allowed GPU type can ever hold them); JCT and queueing are over completed jobs only.</p>"
+        for s in rejected
     )
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>gpusched simulation report</title>
-<style>body{{font-family:sans-serif;margin:2em;max-width:1100px}}table{{border-collapse:collapse}}
+<style>body{{font-family:sans-serif;margin:2em;max-width:1200px}}table{{border-collapse:collapse}}
 td,th{{border:1px solid #ccc;padding:4px 10px;text-align:right}}td:first-child{{text-align:left}}
-img{{max-width:100%}}</style></head><body>
+img{{max-width:100%}}.warn{{color:#a15c00}}li{{overflow-wrap:anywhere}}</style></head><body>
 <h1>gpusched simulation report</h1><ul>{meta_rows}</ul>
-<h2>Summary</h2><table><tr><th>metric</th>{head}</tr>{rows}</table>
+<h2>Per policy</h2><table><tr><th>metric</th>{head}</tr>{rows}</table>{warn}
 <p>Times in hours. JCT = finish - submit; queueing delay = first start - submit; utilisation = busy
 GPU-hours / healthy GPU-hours between the first submit and the last completion; fragmented GPUs =
 time-average of free GPUs that no waiting job could use while some job waited.</p>
-<h2>Plots</h2>{imgs}</body></html>
+<h2>Charts</h2><p>Drag to zoom, double-click to reset; click a policy in a legend to hide it.</p>{charts}</body></html>
 """
+
+
+def _plotly_charts(results: list[SimResult]) -> str | None:
+    try:
+        import plotly.io as pio
+    except ImportError:
+        return None
+    cdf: list[dict[str, Any]] = []
+    queue: list[dict[str, Any]] = []
+    util: list[dict[str, Any]] = []
+    top = 0
+    for r in results:
+        jct = sorted(j.finish - j.spec.release for j in r.jobs if j.finish is not None)
+        if jct:
+            ys = [(i + 1) / len(jct) for i in range(len(jct))]
+            xs, ys = _downsample(jct, ys)
+            cdf.append({"type": "scatter", "mode": "lines", "line": {"shape": "hv"}, "name": r.policy,
+                        "x": xs, "y": ys})
+        t = [smp.time for smp in r.samples]
+        waiting = [smp.pending for smp in r.samples]
+        top = max([top, *waiting])
+        qx, qy = _downsample(t, [float(w) for w in waiting])
+        queue.append({"type": "scatter", "mode": "lines", "line": {"shape": "hv"}, "name": r.policy, "x": qx, "y": qy})
+        ux, uy = _downsample(t, [smp.busy / smp.healthy if smp.healthy else 0.0 for smp in r.samples])
+        util.append({"type": "scatter", "mode": "lines", "line": {"shape": "hv"}, "name": r.policy, "x": ux, "y": uy})
+    time_axis = {"title": {"text": "simulated time (h)"}, "rangemode": "tozero"}
+    figures = [
+        ("jct-cdf", {"data": cdf, "layout": {
+            "title": {"text": "Job completion time: CDF per policy (left and high is better)"},
+            "xaxis": {"title": {"text": "JCT (h, log scale)"}, "type": "log"},
+            "yaxis": {"title": {"text": "fraction of completed jobs"}, "range": [0, 1.02]}, "height": 420}}),
+        ("queue", {"data": queue, "layout": {
+            "title": {"text": "Jobs waiting over time"}, "xaxis": time_axis,
+            "yaxis": {"title": {"text": "jobs waiting"}, "range": [0, max(1, top) * 1.05], "rangemode": "tozero",
+                      "tickformat": "d", "dtick": None if top > 5 else 1}, "height": 380}}),
+        ("utilisation", {"data": util, "layout": {
+            "title": {"text": "GPU utilisation over time"}, "xaxis": time_axis,
+            "yaxis": {"title": {"text": "busy / healthy GPUs"}, "range": [0, 1.05], "tickformat": ".0%"},
+            "height": 380}}),
+    ]  # fmt: skip
+    return "".join(
+        pio.to_html(figure, include_plotlyjs=(i == 0), full_html=False, div_id=f"chart-{name}",
+                    config={"displaylogo": False, "responsive": True})
+        for i, (name, figure) in enumerate(figures)
+    )  # fmt: skip
 
 
 def write_outputs(results: list[SimResult], outdir: Path, meta: dict[str, Any]) -> list[dict[str, Any]]:
@@ -173,7 +240,7 @@ def write_outputs(results: list[SimResult], outdir: Path, meta: dict[str, Any]) 
         (outdir / "jobs.csv", _csv_text(rows)),
         (outdir / "timeseries.csv", _csv_text(timeseries_rows(results))),
         *((outdir / name, data) for name, data in images.items()),
-        (outdir / "report.html", html_report(summaries, images, meta)),
+        (outdir / "report.html", html_report(summaries, images, meta, results)),
     ]
     outdir.mkdir(parents=True, exist_ok=True)
     write_all_atomic(files)

@@ -18,6 +18,7 @@ import bisect
 from typing import Any
 
 from gpusched.simulations.policies.base import SchedPolicy
+from gpusched.simulations.state import FULL
 from gpusched.simulations.workload import SimJob
 
 DEFAULT_THRESHOLDS = (1.0, 16.0)
@@ -99,33 +100,50 @@ class Las(SchedPolicy):
             queue.pop(pos)
 
     def schedule(self, now: float) -> None:
+        """Admit jobs in priority order (queue, then arrival) against each type's capacity; running
+        jobs not admitted are preempted, waiting jobs admitted are started.
+
+        Capacity is counted in thousandths of a GPU (openb's shared GPUs hold gpu_milli < 1000), and a
+        waiting job takes a type with idle capacity before one where it would displace a lower-queue
+        job: on openb, jobs that may use any type used to take the 2 A10 GPUs (first in type order)
+        and preempt the demoted jobs there while thousands of other GPUs stood idle (docs/simulator.md,
+        "LAS on openb").
+        """
         sim = self.s
-        free = dict(sim.state.healthy)
+        free = {t: n * FULL for t, n in sim.state.healthy.items()}
+        held = dict.fromkeys(free, 0)
+        for job in sim.running.values():
+            assert job.gpu_type is not None
+            held[job.gpu_type] += self._demand(job)
+        idle = {t: max(0, free[t] - held[t]) for t in free}
         free_total = sum(free.values())
         keep: list[SimJob] = []
-        want: list[SimJob] = []
+        want: list[tuple[SimJob, str]] = []
         seen_running = 0
         waiting_seen = 0
         n_running = len(sim.running)
         for queue in self.queues:
             for _, idx in queue:
                 job = sim.jobs[idx]
+                need = self._demand(job)
                 if job.state == "running":
                     seen_running += 1
                     t = job.gpu_type
                     assert t is not None
-                    if free[t] >= job.spec.gpus:
-                        free[t] -= job.spec.gpus
-                        free_total -= job.spec.gpus
+                    if free[t] >= need:
+                        free[t] -= need
+                        free_total -= need
                         keep.append(job)
                 elif waiting_seen < self.scan_limit and free_total > 0:
                     waiting_seen += 1
-                    for t in sim.allowed_types(job):
-                        if free[t] >= job.spec.gpus:
-                            free[t] -= job.spec.gpus
-                            free_total -= job.spec.gpus
-                            want.append(job)
-                            break
+                    allowed = [t for t in sim.allowed_types(job) if free[t] >= need]
+                    quiet = [t for t in allowed if idle[t] >= need]
+                    if allowed:
+                        t = (quiet or allowed)[0]
+                        free[t] -= need
+                        free_total -= need
+                        idle[t] = max(0, idle[t] - need)
+                        want.append((job, t))
                 elif seen_running == n_running:
                     break
                 if seen_running == n_running and (waiting_seen >= self.scan_limit or free_total <= 0):
@@ -137,8 +155,12 @@ class Las(SchedPolicy):
         for job in list(sim.running.values()):
             if job.idx not in kept and job.spec.preemptible:
                 sim.preempt(job)
-        for job in want:
-            sim.try_start(job)
+        for job, t in want:
+            sim.try_start(job, [t, *(u for u in sim.allowed_types(job) if u != t)])
+
+    @staticmethod
+    def _demand(job: SimJob) -> int:
+        return job.spec.gpus * job.spec.gpu_milli
 
     def stats(self) -> dict[str, Any]:
         out: dict[str, Any] = {"demotions": self.demotions}

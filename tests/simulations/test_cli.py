@@ -33,7 +33,7 @@ def test_compare_writes_every_output(tmp_path: Path) -> None:
     for png in ("utilisation_queue.png", "jct_cdf.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     html = (out / "report.html").read_text()
-    assert html.count("data:image/png;base64,") == 2
+    assert html.count('class="plotly-graph-div"') == 3  # JCT CDF, queue, utilisation (plotly, inlined)
     assert "src=\"http" not in html and "<link" not in html  # self-contained
 
 
