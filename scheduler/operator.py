@@ -17,6 +17,7 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
+from gpusched import defaults
 from gpusched.model import GpuType, Plan
 from gpusched.scheduler.applier import Applier, ApplyResult
 from gpusched.scheduler.crd import Phase
@@ -26,7 +27,6 @@ from gpusched.scheduler.leader import LeaderElector
 from gpusched.scheduler.metrics import HealthServer, OperatorMetrics
 from gpusched.scheduler.reconcile import ReconcileOptions, plan_input, reconcile
 from gpusched.scheduler.snapshot import Snapshot, SnapshotConfig, build_snapshot
-from gpusched.solver import defaults
 from gpusched.units import parse_datetime
 
 log = logging.getLogger("gpusched.operator")

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from gpusched.model import Placement, Plan
+from gpusched.defaults import WINDOW
+from gpusched.model import Placement, Plan, reference_work
 from gpusched.scheduler.actions import (
     Action,
     CreateService,
@@ -29,7 +30,6 @@ from gpusched.scheduler.crd import INVALID, GPUJobStatus, Progress, running_cond
 from gpusched.scheduler.kubetime import k8s_time
 from gpusched.scheduler.podspec import rank_nodes, service_manifest, worker_manifest
 from gpusched.scheduler.snapshot import JobView, Snapshot, WorkerPod, done_hours
-from gpusched.solver.defaults import WINDOW
 from gpusched.solver.frontend import Keep, Preempt, Running, Selection, Wait, Waiting, interpret, select
 from gpusched.units import hours_between, parse_datetime
 
@@ -139,12 +139,9 @@ def _progress_from_pods(job: JobView, pods: list[WorkerPod], snap: Snapshot) -> 
 def _total_work(job: JobView, snap: Snapshot) -> float:
     assert job.spec is not None
     work = job.spec.work
-    if work.gpu_hours is not None:
-        return work.gpu_hours / job.spec.gpus
-    assert work.duration is not None
-    types = snap.cluster.type_map()
-    ref_type = types.get(work.reference_type or "")
-    return work.duration * (ref_type.speed if ref_type is not None else 1.0)
+    return reference_work(
+        job.spec.gpus, work.duration, work.gpu_hours, work.reference_type, snap.cluster.type_map()
+    )
 
 
 def _delete_all(job: JobView, grace: int, why: str) -> DeletePods:

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
-from gpusched.model import CapacityChange, Cluster, GpuType, Job, Node, RunningState
+from gpusched.model import CapacityChange, Cluster, GpuType, Job, Node, RunningState, reference_work
 from gpusched.scheduler.crd import (
     ANN_GPUS,
     ANN_JOB,
@@ -685,11 +685,7 @@ def _planner_job(job: JobView, snap: Snapshot) -> None:
         "checkpoint_interval": spec.checkpoint.interval,
         "max_nodes": spec.workers,
     }
-    if spec.work.gpu_hours is not None:
-        total = spec.work.gpu_hours / spec.gpus
-    else:
-        assert spec.work.duration is not None
-        total = spec.work.duration * (types[ref].speed if ref is not None else 1.0)
+    total = reference_work(spec.gpus, spec.work.duration, spec.work.gpu_hours, ref, types)
     done = done_hours(job, snap)
     if job.state in ("starting", "running") and job.nodes and sum(job.nodes.values()) == spec.gpus:
         base["duration"] = total

@@ -29,8 +29,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, TypeVar
 
+from gpusched.defaults import FILL_LIMIT, MIN_RUN_H, SCAN_LIMIT, WINDOW
 from gpusched.model import Cluster, GpuType, Job, JobPlan, Placement, Plan
-from gpusched.solver.defaults import FILL_LIMIT, MIN_RUN_H, SCAN_LIMIT, WINDOW
 from gpusched.solver.placement import FreeView, Gang, place_gang
 from gpusched.solver.preemption import Beneficiary, protected, reason
 
@@ -192,7 +192,12 @@ def select(
             return w.job.name not in core_names and _take(cluster, scratch, w, types)
 
         fill = fill_window(
-            queued, core, lambda w: facts_of(w, types), fits, fill_limit, free_left=lambda: sum(scratch.values())
+            queued,
+            core,
+            lambda w: facts_of(w, types),
+            fits,
+            fill_limit,
+            free_left=lambda: sum(scratch.values()),
         )
     shown = [*core, *fill]
     top = max((w.job.priority for w in shown), default=0.0)

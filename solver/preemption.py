@@ -24,8 +24,8 @@ from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from gpusched.defaults import MIN_RUN_H
 from gpusched.model import Placement
-from gpusched.solver.defaults import MIN_RUN_H
 from gpusched.solver.instance import Instance
 from gpusched.solver.schedule import Schedule
 

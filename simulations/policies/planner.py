@@ -38,11 +38,11 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
+from gpusched import defaults
 from gpusched.model import CapacityChange, Cluster, Job, Node, RunningState
 from gpusched.simulations.policies.base import SchedPolicy
 from gpusched.simulations.state import FULL
 from gpusched.simulations.workload import SimJob
-from gpusched.solver import defaults
 from gpusched.solver.frontend import (
     Keep,
     Preempt,

@@ -11,13 +11,13 @@ from typing import Any
 
 import pytest
 
+from gpusched.defaults import HORIZON_H, MIN_RUN_H, SLOT_H
 from gpusched.model import GpuType, JobPlan, Placement, Plan
 from gpusched.scheduler.actions import CreateService, Decisions, DeletePods, Emit, PatchStatus, StartGang
 from gpusched.scheduler.reconcile import PLAN_REFRESH_S, ReconcileOptions, plan_input, reconcile
 from gpusched.scheduler.snapshot import SnapshotConfig, build_snapshot, parse_label_selector, selector_matches
 from gpusched.scheduler.testserver import merge_patch
 from gpusched.solver import PlanOptions, plan
-from gpusched.solver.defaults import HORIZON_H, MIN_RUN_H, SLOT_H
 from gpusched.workload_contract import WorkloadStatus
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc)

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
+from gpusched.defaults import MIN_RUN_H
 from gpusched.model import POLICIES, Cluster
 from gpusched.simulations import SimConfig, TraceJob, simulate_trace
 from gpusched.simulations.engine import Simulator
 from gpusched.simulations.metrics import summarise
 from gpusched.simulations.policies import make_policy, policy_names
 from gpusched.simulations.policies.planner import PlannerPolicy
-from gpusched.solver.defaults import MIN_RUN_H
 
 from .conftest import one_node
 

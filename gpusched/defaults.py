@@ -1,6 +1,7 @@
-"""Every planning default, defined once: the planner, the operator, the simulator and the CLIs read
-them from here, so a what-if replayed in the simulator plans with the very settings the operator
-runs with (and a change to one is a change to all).
+"""Every planning default, defined once: the planner, the operator, the simulator, the checker and
+the CLIs read them from here, so a what-if replayed in the simulator plans with the very settings
+the operator runs with (and a change to one is a change to all). It sits in the domain layer, under
+solver, scheduler and simulations, so that every one of them may import it.
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ that fit (they start at once and cost the model little), so a burst of submissio
 cluster is placed in one round."""
 
 __all__ = [
-    "FILL_LIMIT", "HORIZON_H",
+    "FILL_LIMIT",
+    "HORIZON_H",
     "MIGRATION_PENALTY_H",
     "MIN_RUN_H",
     "POLICIES",
