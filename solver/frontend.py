@@ -32,7 +32,7 @@ from typing import Any, NamedTuple, TypeVar
 from gpusched.defaults import FILL_LIMIT, MIN_RUN_H, SCAN_LIMIT, WINDOW
 from gpusched.model import Cluster, GpuType, Job, JobPlan, Placement, Plan
 from gpusched.solver.placement import FreeView, Gang, place_gang
-from gpusched.solver.preemption import Beneficiary, protected, reason
+from gpusched.solver.preemption import Beneficiary, protected, reason, restart_cost
 
 T = TypeVar("T")
 
@@ -133,6 +133,9 @@ class Running:
     movable: bool
     """May be stopped: preemptible, or a gang that never ran (nothing to checkpoint)."""
     per_node: int = 1
+    checkpoints_on_stop: bool = True
+    """Writes a checkpoint when stopped (the workload does on SIGTERM): else a stop also costs
+    the work since its last periodic checkpoint (preemption.restart_cost)."""
 
 
 @dataclass
@@ -210,6 +213,10 @@ def select(
             pinned.append(job.name)
         elif not job.preemptible and r.movable and not protected(r.ran_h, job.priority, top, min_run_h):
             job = job.model_copy(update={"preemptible": True})  # a gang that never ran may be withdrawn
+        if job.preemptible:
+            cost = restart_cost(job.restart_overhead, r.ran_h, job.checkpoint_interval, r.checkpoints_on_stop)
+            if cost != job.restart_overhead:
+                job = job.model_copy(update={"restart_overhead": cost})
         jobs.append(job)
     jobs += [w.job for w in shown]
     return Selection(jobs, shown, list(running), pinned, len(queued) - len(shown))

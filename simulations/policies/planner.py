@@ -55,7 +55,7 @@ from gpusched.solver.frontend import (
     fill_window,
     interpret,
 )
-from gpusched.solver.preemption import Blocked, Holder, candidates, displaces, protected
+from gpusched.solver.preemption import Blocked, Holder, candidates, displaces, protected, restart_cost
 
 log = logging.getLogger("gpusched.simulate")
 
@@ -68,8 +68,9 @@ def _facts(j: SimJob) -> QueueFacts:
 
 class _FreeGpus:
     """Per type, how many nodes have k wholly free GPUs: a scratch copy of the engine's buckets on
-    which gangs are placed as the engine would (best fit on one node, bigger gangs span the
-    emptiest nodes), to tell which queued jobs fit now without touching the real state."""
+    which gangs are placed by the placement module's rule as the engine applies it (best fit on one
+    node, bigger gangs span the emptiest nodes), to tell which queued jobs fit now without touching
+    the real state: the front-end's `fits` for the fill part of the window, in O(GPUs per node)."""
 
     def __init__(self, sim: Any) -> None:
         state = sim.state
@@ -425,7 +426,9 @@ class PlannerPolicy(SchedPolicy):
                 team=spec.team,
                 deadline=deadline,
                 preemptible=spec.preemptible,
-                restart_overhead=self._overhead(sj),
+                restart_overhead=self._overhead(sj) if running is None else restart_cost(
+                    self._overhead(sj), now - sj.run_start, spec.checkpoint_interval,
+                    sim.config.checkpoint_on_preempt),
                 checkpoint_interval=spec.checkpoint_interval,
                 max_nodes=1 if self._one_node(sj) else None,
                 running=running,
