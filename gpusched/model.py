@@ -229,13 +229,7 @@ class Job(Strict):
 
     def total_work(self, types: dict[str, GpuType]) -> float:
         """Work in reference hours (wall-clock hours on a speed-1.0 GPU)."""
-        if self.gpu_hours is not None:
-            return self.gpu_hours / self.gpus
-        assert self.duration is not None
-        if self.reference_type is None:
-            return self.duration
-        ref = types[self.reference_type]
-        return self.duration * self.speed_on(ref)
+        return reference_work(self.gpus, self.duration, self.gpu_hours, self.reference_type, types, self.speeds)
 
     def remaining_work(self, types: dict[str, GpuType]) -> float:
         done = self.running.done if self.running else 0.0
@@ -245,6 +239,29 @@ class Job(Strict):
         if self.gpu_types is not None and gpu_type.name not in self.gpu_types:
             return False
         return gpu_type.memory_gib >= self.min_gpu_memory_gib
+
+
+def reference_work(
+    gpus: int,
+    duration: float | None,
+    gpu_hours: float | None,
+    reference_type: str | None,
+    types: dict[str, GpuType],
+    speeds: dict[str, float] | None = None,
+) -> float:
+    """The one work formula: a job's work in reference hours (wall-clock hours on a speed-1.0 GPU).
+
+    `gpu_hours` are GPU-hours at speed 1.0, spread over the gang; a `duration` is hours on
+    `reference_type` (on a speed-1.0 GPU when none is named, or when the type is unknown), at the
+    job's own speed there when `speeds` names one, else the type's. The planner (Job.total_work),
+    the operator's snapshot and its progress accounting all read work through this."""
+    if gpu_hours is not None:
+        return gpu_hours / gpus
+    assert duration is not None
+    ref = types.get(reference_type) if reference_type is not None else None
+    if ref is None:
+        return duration
+    return duration * (speeds or {}).get(ref.name, ref.speed)
 
 
 class JobSet(Strict):

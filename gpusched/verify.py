@@ -22,6 +22,7 @@ import numpy as np
 from scipy.optimize import Bounds, LinearConstraint, milp
 from scipy.sparse import coo_matrix
 
+from gpusched.defaults import MIGRATION_PENALTY_H
 from gpusched.model import Cluster, GpuType, Job, JobPlan, Node, Plan
 
 TOL = 1e-6
@@ -30,7 +31,7 @@ OPTIMAL_GAP = 5e-5
 """The summary prints the gap in percent with two decimals: 'optimal' must print as 0.00 %."""
 TIE = 1e-3
 """Weight of each policy's tie-breaking term (see the specification)."""
-DEFAULT_MIGRATION_PENALTY = 0.25
+DEFAULT_MIGRATION_PENALTY = MIGRATION_PENALTY_H
 """PlanOptions.migration_penalty's default: wall hours added to a running job's first restart."""
 
 
@@ -688,7 +689,7 @@ class Objective:
 
 
 def meetable(
-    cluster: Cluster, job: Job, horizon: float, slot: float, migration_penalty: float = 0.25
+    cluster: Cluster, job: Job, horizon: float, slot: float, migration_penalty: float = MIGRATION_PENALTY_H
 ) -> bool:
     """Could the job meet its deadline with the cluster to itself (capacity over time, no other job)?"""
     if job.deadline is None:

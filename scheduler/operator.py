@@ -17,6 +17,7 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
+from gpusched import defaults
 from gpusched.backoff import Backoff
 from gpusched.model import GpuType, Plan
 from gpusched.scheduler.applier import Applier, ApplyResult
@@ -25,7 +26,7 @@ from gpusched.scheduler.informer import Informer
 from gpusched.scheduler.kube import GPUJOBS, GPUNODES, NODES, PODS, Kube
 from gpusched.scheduler.leader import LeaderElector
 from gpusched.scheduler.metrics import HealthServer, OperatorMetrics
-from gpusched.scheduler.reconcile import ReconcileOptions, reconcile
+from gpusched.scheduler.reconcile import ReconcileOptions, plan_input, reconcile
 from gpusched.scheduler.snapshot import Snapshot, SnapshotConfig, build_snapshot
 from gpusched.units import parse_datetime
 
@@ -45,9 +46,9 @@ class OperatorSettings:
     replan_interval: float = 30.0
     debounce: float = 0.5
     max_debounce: float = 3.0
-    policy: str = "jct"
-    horizon: float = 24.0
-    slot: float = 0.25
+    policy: str = defaults.POLICY
+    horizon: float = defaults.HORIZON_H
+    slot: float = defaults.SLOT_H
     time_limit: float = 10.0
     """Planner seconds for the periodic round, which may optimise."""
     fast_time_limit: float = 2.0
@@ -196,7 +197,8 @@ class Operator:
         t1_snap = time.perf_counter()
         for w in snap.warnings:
             log.debug("snapshot warning", extra={"warning": w})
-        plannable = [j.planner_job for j in snap.plannable() if j.planner_job is not None]
+        # The front-end's window and hysteresis, the very selection the simulator makes.
+        plannable = plan_input(snap, self.settings.policy).jobs
         plan: Plan | None = None
         solve_s = 0.0
         if plannable and snap.cluster.nodes:

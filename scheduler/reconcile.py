@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from gpusched.model import Placement, Plan
+from gpusched.defaults import WINDOW
+from gpusched.model import Placement, Plan, reference_work
 from gpusched.scheduler.actions import (
     Action,
     CreateService,
@@ -29,7 +30,8 @@ from gpusched.scheduler.crd import DRY_RUN, INVALID, GPUJobStatus, Progress, con
 from gpusched.scheduler.kubetime import k8s_time
 from gpusched.scheduler.podspec import rank_nodes, service_manifest, worker_manifest
 from gpusched.scheduler.snapshot import JobView, Snapshot, WorkerPod, done_hours
-from gpusched.units import parse_datetime
+from gpusched.solver.frontend import Keep, Preempt, Running, Selection, Wait, Waiting, interpret, select
+from gpusched.units import hours_between, parse_datetime
 
 Obj = dict[str, Any]
 
@@ -136,12 +138,9 @@ def _progress_from_pods(job: JobView, pods: list[WorkerPod], snap: Snapshot) -> 
 def _total_work(job: JobView, snap: Snapshot) -> float:
     assert job.spec is not None
     work = job.spec.work
-    if work.gpu_hours is not None:
-        return work.gpu_hours / job.spec.gpus
-    assert work.duration is not None
-    types = snap.cluster.type_map()
-    ref_type = types.get(work.reference_type or "")
-    return work.duration * (ref_type.speed if ref_type is not None else 1.0)
+    return reference_work(
+        job.spec.gpus, work.duration, work.gpu_hours, work.reference_type, snap.cluster.type_map()
+    )
 
 
 def _delete_all(job: JobView, grace: int, why: str) -> DeletePods:
@@ -364,27 +363,37 @@ def _human_start(snap: Snapshot, hours: float) -> str:
     return iso(snap.now + timedelta(hours=hours))
 
 
-def _align(snap: Snapshot, job: JobView, gpu_type: str | None, used: Counter[str]) -> list[Placement] | None:
-    """Whole-worker placement on free GPUs of one type (best fit), when the planner's split is not."""
-    assert job.spec is not None
-    per = job.spec.per_node
-    need = job.spec.workers
-    candidates = []
-    for node in snap.cluster.nodes:
-        if gpu_type is not None and node.gpu_type != gpu_type:
-            continue
-        free = node.healthy_gpus - used[node.name]
-        if free >= per:
-            candidates.append((free // per, node.name))
-    candidates.sort(key=lambda c: (-min(c[0], need), c[0], c[1]))
-    out: list[Placement] = []
-    for slots, name in candidates:
-        take = min(slots, need)
-        out.append(Placement(node=name, gpus=take * per))
-        need -= take
-        if need == 0:
-            return out
-    return None
+def planning_input(snap: Snapshot) -> tuple[list[Waiting], list[Running]]:
+    """The snapshot's plannable jobs as the planning front-end takes them: queued ones in
+    submission order, and the gangs that hold GPUs (with how long they have run, for hysteresis)."""
+    queued: list[Waiting] = []
+    running: list[Running] = []
+    for i, job in enumerate(snap.plannable()):
+        pj = job.planner_job
+        assert pj is not None and job.spec is not None
+        if job.state in ("starting", "running"):
+            if pj.running is None:
+                continue  # a gang whose nodes are not all known yet: neither started nor stopped now
+            started = parse_datetime(job.status.started_at)
+            ran = hours_between(started, snap.now) if job.state == "running" and started else 0.0
+            running.append(
+                Running(
+                    pj,
+                    max(0.0, ran),
+                    movable=job.spec.preemptible or job.state == "starting",
+                    per_node=job.spec.per_node,
+                )
+            )
+        else:
+            queued.append(Waiting(pj, arrival=(i,), per_node=job.spec.per_node))
+    return queued, running
+
+
+def plan_input(snap: Snapshot, policy: str, window: int = WINDOW) -> Selection:
+    """What the operator hands plan() this round: the front-end's window over the queue (the very
+    selection the simulator makes), with every gang that holds GPUs."""
+    queued, running = planning_input(snap)
+    return select(snap.cluster, queued, running, policy, window)
 
 
 def follow_plan(
@@ -397,30 +406,25 @@ def follow_plan(
     for job in snap.jobs.values():
         if job.state in ("starting", "running") and job.key not in busy:
             used.update(job.nodes)
-    first_slot = plan.slot / 2
-    # Gangs that hold GPUs first, then the queue in submission order (snap.jobs is in queue order).
-    order = sorted(snap.plannable(), key=lambda j: j.state not in ("starting", "running"))
-    for job in order:
-        if job.key in busy:
-            continue
-        jp = by_name.get(job.key)
+    queued, running = planning_input(snap)
+    queued = [w for w in queued if w.job.name not in busy]
+    running = [r for r in running if r.job.name not in busy]
+    free = {n.name: max(0, snap.free_gpus(n.name) - used[n.name]) for n in snap.cluster.nodes}
+    # A preempted gang's GPUs stay taken until its pods are gone: nothing may start there before
+    # it checkpoints (frees_at_once=False).
+    for d in interpret(plan, snap.cluster, queued, running, free, frees_at_once=False):
+        job = snap.jobs[d.job]
         assert job.spec is not None
-        if jp is None:
+        jp = by_name[d.job]
+        if isinstance(d, Preempt):
+            if opts.dry_run:
+                _patch(out, job, now, reason=f"dry-run: would be {d.reason}")
+                continue
+            if _preempt(out, job, snap, d.reason, "Preempting"):
+                decisions.preempted.append(job.key)
             continue
-        if job.state in ("starting", "running"):
-            current = {p.node: p.gpus for p in jp.placement}
-            moved = bool(jp.placement) and current != job.nodes
-            if (jp.preempted or moved or jp.status == "unscheduled") and (
-                job.spec.preemptible or job.state == "starting"
-            ):
-                why = "preempted by the plan for higher-priority work" if not moved else "moved by the plan"
-                if opts.dry_run:
-                    _patch(out, job, now, reason=f"dry-run: would be {why}")
-                    continue
-                if _preempt(out, job, snap, why, "Preempting"):
-                    decisions.preempted.append(job.key)
-                # Its GPUs stay in `used` until its pods are gone: nothing may start there before it checkpoints.
-            elif job.state == "starting" and not opts.dry_run:
+        if isinstance(d, Keep):
+            if job.state == "starting" and not opts.dry_run:
                 _start(
                     out,
                     job,
@@ -431,77 +435,17 @@ def follow_plan(
                     resume=True,
                 )
             continue
-        # Queued: unscheduled, later, or now.
         waiting_phase = (
             "Preempted"
             if job.status.phase in ("Preempted", "Preempting")
             else ("Pending" if jp.status == "unscheduled" else "Planned")
         )
-        start = jp.start if jp.start is not None else 0.0
-        what = f"{job.spec.gpus} x {jp.gpu_type}"
-        waits = jp.status == "unscheduled" or start >= first_slot or not jp.placement
-        if waits and not _plan_write_due(job, opts, now):
-            continue  # planned recently: a waiting job's plan is not rewritten every round
-        if jp.status == "unscheduled":
-            why = jp.reason or "not scheduled within the horizon"
-            code = jp.reason_code or "unscheduled"
-            seen = job.status.reason_code_seen
-            _plan_patch(
-                out,
-                job,
-                now,
-                opts,
-                phase=waiting_phase,
-                reason=why,
-                planned_start=None,
-                planned_end=None,
-                reason_code_seen=code,
-            )
-            if seen != code:
-                out.append(Emit(ref(job), "Warning", "Unschedulable", why))
+        if isinstance(d, Wait):
+            _follow_wait(out, job, snap, opts, d, waiting_phase)
             continue
-        if waits:
-            when = _human_start(snap, start)
-            end = _human_start(snap, jp.end) if jp.end is not None else None
-            had = job.status.planned_start
-            before = parse_datetime(had)
-            if (
-                before is not None
-                and abs((before - (now + timedelta(hours=start))).total_seconds()) < REPLAN_JITTER_S
-            ):
-                # The same plan seen a little later: do not rewrite the job for a few minutes' drift.
-                when, end = had or when, job.status.planned_end
-            _plan_patch(
-                out,
-                job,
-                now,
-                opts,
-                phase=waiting_phase,
-                reason=f"waiting for {what}; planned start {when}",
-                planned_start=when,
-                planned_end=end,
-                gpu_type=jp.gpu_type,
-            )
-            if had is None:
-                out.append(Emit(ref(job), "Normal", "Planned", f"planned to start {when} on {what}"))
-            continue
-        placement = list(jp.placement)
-        if rank_nodes(placement, job.spec.per_node) is None or any(
-            used[p.node] + p.gpus > snap.free_gpus(p.node) for p in placement
-        ):
-            aligned = _align(snap, job, jp.gpu_type, used)
-            if aligned is None:
-                _patch(
-                    out,
-                    job,
-                    now,
-                    phase=waiting_phase,
-                    reason=f"waiting for {what} in whole workers of {job.spec.per_node} GPUs per node",
-                )
-                continue
-            placement = aligned
+        what = f"{job.spec.gpus} x {d.gpu_type}"
         if opts.dry_run:
-            nodes = sorted({p.node for p in placement})
+            nodes = sorted({p.node for p in d.placement})
             why = f"dry-run: would start now on {', '.join(nodes)} ({what})"
             if job.status.reason == why and not _plan_write_due(job, opts, now):
                 continue
@@ -518,14 +462,87 @@ def follow_plan(
                 phase=DRY_RUN,
                 reason=why,
                 planned_start=kept or iso(now),
-                gpu_type=jp.gpu_type,
+                gpu_type=d.gpu_type,
             )
             continue
-        for p in placement:
-            used[p.node] += p.gpus
         attempt = max(job.attempt, job.status.last_failed_attempt) + 1
-        _start(out, job, snap, placement, attempt, jp.gpu_type, resume=False)
+        _start(out, job, snap, list(d.placement), attempt, d.gpu_type, resume=False)
         decisions.started.append(job.key)
+    _outside_window(out, snap, by_name, busy, opts)
+
+
+def _follow_wait(
+    out: list[Action], job: JobView, snap: Snapshot, opts: ReconcileOptions, d: Wait, waiting_phase: str
+) -> None:
+    """A queued job that does not start this round: unscheduled, planned later, or planned now but
+    with no whole workers' room left (told so at once: that is no plan rewrite)."""
+    assert job.spec is not None
+    now = snap.now
+    if d.no_room:
+        _patch(out, job, now, phase=waiting_phase, reason=d.reason)
+        return
+    if not _plan_write_due(job, opts, now):
+        return  # planned recently: a waiting job's plan is not rewritten every round
+    if not d.scheduled:
+        code = d.code or "unscheduled"
+        seen = job.status.reason_code_seen
+        _plan_patch(
+            out,
+            job,
+            now,
+            opts,
+            phase=waiting_phase,
+            reason=d.reason,
+            planned_start=None,
+            planned_end=None,
+            reason_code_seen=code,
+        )
+        if seen != code:
+            out.append(Emit(ref(job), "Warning", "Unschedulable", d.reason))
+        return
+    start = d.start or 0.0
+    what = f"{job.spec.gpus} x {d.gpu_type}"
+    when = _human_start(snap, start)
+    end = _human_start(snap, d.end) if d.end is not None else None
+    had = job.status.planned_start
+    before = parse_datetime(had)
+    if (
+        before is not None
+        and abs((before - (now + timedelta(hours=start))).total_seconds()) < REPLAN_JITTER_S
+    ):
+        # The same plan seen a little later: do not rewrite the job for a few minutes' drift.
+        when, end = had or when, job.status.planned_end
+    _plan_patch(
+        out,
+        job,
+        now,
+        opts,
+        phase=waiting_phase,
+        reason=f"waiting for {what}; planned start {when}",
+        planned_start=when,
+        planned_end=end,
+        gpu_type=d.gpu_type,
+    )
+    if had is None:
+        out.append(Emit(ref(job), "Normal", "Planned", f"planned to start {when} on {what}"))
+
+
+def _outside_window(
+    out: list[Action], snap: Snapshot, by_name: dict[str, Any], busy: set[str], opts: ReconcileOptions
+) -> None:
+    """Queued jobs this round's window left out: a job never told anything learns why it waits."""
+    shown = sum(1 for j in snap.plannable() if j.state == "queued" and j.key in by_name)
+    for job in snap.plannable():
+        if job.state != "queued" or job.key in busy or job.key in by_name:
+            continue
+        if "phase" not in (job.raw.get("status") or {}):
+            _patch(
+                out,
+                job,
+                snap.now,
+                phase="Pending",
+                reason=f"queued: outside this round's planning window ({shown} queued jobs planned first)",
+            )
 
 
 WAITING = ("Pending", "Planned", DRY_RUN, "Preempted")

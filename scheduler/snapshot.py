@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
-from gpusched.model import Cluster, GpuType, Job, Node, RunningState
+from gpusched.model import CapacityChange, Cluster, GpuType, Job, Node, RunningState, reference_work
 from gpusched.scheduler.crd import (
     ANN_GPUS,
     ANN_JOB,
@@ -128,6 +128,10 @@ class NodeView:
     unhealthy: int = 0
     unknown: int = 0
     held_other: int = 0
+    """GPUs held by pods gpusched does not manage: free again at a time nobody knows."""
+    held_draining: int = 0
+    """GPUs held by gangs being stopped (pods terminating, or stopped for a failing GPU): free
+    again once their pods are gone, within a grace period."""
     held_managed: int = 0
     cordoned: bool = False
     topology_domain: str | None = None
@@ -146,9 +150,14 @@ class Snapshot:
     _free: dict[str, int] | None = None
 
     def free_gpus(self, node: str) -> int:
-        """GPUs on a node the planner may hand out (healthy, not held by pods outside the plan)."""
+        """GPUs on a node the planner may hand out now (healthy, not held by pods outside the plan;
+        the plan's gangs are not subtracted)."""
         if self._free is None:
-            self._free = {n.name: n.healthy_gpus for n in self.cluster.nodes}
+            held: dict[str, int] = {}
+            for w in self.cluster.maintenance:
+                if w.node is not None and w.start <= 0 < w.end:
+                    held[w.node] = held.get(w.node, 0) + (w.gpus or 0)
+            self._free = {n.name: max(0, n.healthy_gpus - held.get(n.name, 0)) for n in self.cluster.nodes}
         return self._free.get(node, 0)
 
     def plannable(self) -> list[JobView]:
@@ -362,6 +371,9 @@ def selector_matches(terms: list[SelectorTerm], labels: dict[str, str]) -> bool:
 
 # ---------------------------------------------------------------------------------------------- build
 
+DRAINING_H = 5 / 60
+"""How long the planner counts GPUs of a gang being stopped as taken (its checkpoint's grace)."""
+
 _NEVER = datetime.max.replace(tzinfo=timezone.utc)
 
 
@@ -498,7 +510,7 @@ def build_snapshot(
             if planned_gang and p.attempt == job.attempt:
                 node_views[where].held_managed += p.gpus
             elif p.node:
-                node_views[where].held_other += p.gpus
+                node_views[where].held_draining += p.gpus
 
     # Evict running gangs from nodes whose healthy GPUs no longer cover what is running there. We
     # cannot tell from the API server which pod holds the failing device, so every gang on that node
@@ -518,14 +530,30 @@ def build_snapshot(
             for n, held in job.nodes.items():
                 if n in node_views:
                     node_views[n].held_managed -= held
-                    node_views[n].held_other += held
+                    node_views[n].held_draining += held
 
     cluster_nodes: list[Node] = []
+    taken: list[CapacityChange] = []
     for nv in node_views.values():
         if nv.gpu_type is None:
             continue
-        blocked = nv.unhealthy + nv.unknown + nv.held_other
-        blocked = max(0, min(blocked, nv.allocatable - nv.held_managed))
+        # Unhealthy or unknown GPUs, and GPUs pods gpusched does not manage hold (for as long as
+        # nobody knows), are closed to the plan. GPUs a gang being stopped holds come free within
+        # its grace period: the planner sees them as taken for a while (a window), so no gang is
+        # told it is "larger than any pool" because a draining gang still holds the pool.
+        room = max(0, nv.allocatable - nv.held_managed)
+        blocked = max(0, min(nv.unhealthy + nv.unknown + nv.held_other, room))
+        draining = min(nv.held_draining, room - blocked)
+        if draining > 0:
+            taken.append(
+                CapacityChange(
+                    start=0.0,
+                    end=DRAINING_H,
+                    node=nv.name,
+                    gpus=draining,
+                    reason="held by a gang being stopped",
+                )
+            )
         cluster_nodes.append(
             Node(
                 name=nv.name,
@@ -537,7 +565,7 @@ def build_snapshot(
                 cordoned=nv.cordoned,  # the planner keeps the gangs already there, adds none
             )
         )
-    cluster = Cluster(gpu_types=list(config.gpu_types), nodes=cluster_nodes)
+    cluster = Cluster(gpu_types=list(config.gpu_types), nodes=cluster_nodes, maintenance=taken)
     snap = Snapshot(now=now, config=config, jobs=jobs, nodes=node_views, cluster=cluster, warnings=warnings)
     for job in jobs.values():
         _planner_job(job, snap)
@@ -657,11 +685,7 @@ def _planner_job(job: JobView, snap: Snapshot) -> None:
         "checkpoint_interval": spec.checkpoint.interval,
         "max_nodes": spec.workers,
     }
-    if spec.work.gpu_hours is not None:
-        total = spec.work.gpu_hours / spec.gpus
-    else:
-        assert spec.work.duration is not None
-        total = spec.work.duration * (types[ref].speed if ref is not None else 1.0)
+    total = reference_work(spec.gpus, spec.work.duration, spec.work.gpu_hours, ref, types)
     done = done_hours(job, snap)
     if job.state in ("starting", "running") and job.nodes and sum(job.nodes.values()) == spec.gpus:
         base["duration"] = total

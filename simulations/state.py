@@ -70,7 +70,10 @@ class ClusterState:
         """Where a gang of `gpus` (each `milli` of a GPU) fits on `gpu_type` now, or None.
 
         Best fit: the fullest node that still holds the whole gang, so big holes stay big; gangs
-        larger than a node take the emptiest nodes first, to span as few nodes as possible.
+        larger than a node take the emptiest nodes first, to span as few nodes as possible. This is
+        the placement module's rule (gpusched.solver.placement.place_gang: fewest nodes, then least
+        left over), indexed by free-GPU buckets for the engine's hot path; a property test holds the
+        two to the same ranks.
         """
         if milli < FULL:
             return self._find_shared(milli, gpu_type)

@@ -22,8 +22,9 @@ from gpusched.solver.instance import Instance, JobInfo, TypeOption, build_instan
 from gpusched.solver.milp import MIP_GAP, MilpResult, solve_bucket_relaxation, solve_milp
 from gpusched.solver.options import PlanOptions
 from gpusched.solver.packing import pack
-from gpusched.solver.placement import place_first_slot, preemption_room
+from gpusched.solver.placement import place_first_slot
 from gpusched.solver.policies import Policy, make_policy
+from gpusched.solver.preemption import preemption_room
 from gpusched.solver.progress import Progress, ProgressCallback
 from gpusched.solver.schedule import Schedule, is_late, usage
 from gpusched.units import format_hours

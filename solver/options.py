@@ -6,6 +6,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from gpusched.defaults import HORIZON_H, MIGRATION_PENALTY_H, SLOT_H
 from gpusched.model import Policy, SolverName
 
 
@@ -13,9 +14,9 @@ class PlanOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     policy: Policy = "cost"
-    horizon: float = Field(default=48.0, gt=0)
+    horizon: float = Field(default=HORIZON_H, gt=0)
     """Planning horizon in hours."""
-    slot: float = Field(default=0.25, gt=0)
+    slot: float = Field(default=SLOT_H, gt=0)
     """Slot length in hours (15 minutes by default)."""
     solver: SolverName = "cbc"
     time_limit: float | None = Field(default=None, gt=0)
@@ -23,5 +24,5 @@ class PlanOptions(BaseModel):
     epoch: datetime | None = None
     threads: int = Field(default=1, ge=1)
     seed: int = 0
-    migration_penalty: float = Field(default=0.25, ge=0)
+    migration_penalty: float = Field(default=MIGRATION_PENALTY_H, ge=0)
     """Hours of the job's GPUs charged for moving a running job (on top of restart_overhead)."""

@@ -10,42 +10,140 @@ from __future__ import annotations
 
 import itertools
 from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 
+from gpusched.model import GpuType, Placement
 from gpusched.model import Node as NodeSpec
-from gpusched.model import Placement
 from gpusched.solver.instance import Instance, JobInfo
 from gpusched.solver.schedule import Schedule
 
+FreeView = Mapping[str, int]
+"""The one free-GPU view every caller places on: node name -> GPUs free for new work now."""
+Pick = list[tuple[str, int]]
+"""A placement: (node, GPUs) pairs."""
+
+
+@dataclass(frozen=True)
+class Gang:
+    """What a gang asks of the nodes: its size, the type the plan chose, how it splits."""
+
+    gpus: int
+    gpu_type: str | None = None
+    """The type the plan gave it (None: any type the filters let through)."""
+    per_node: int = 1
+    """GPUs per worker: a node takes whole workers only."""
+    max_nodes: int | None = None
+    min_memory_gib: float = 0.0
+
+
+# ------------------------------------------------------------------- filters (kube-scheduler style)
+# Each says whether one node may hold any of the gang now; `feasible` applies them all.
+
+
+def type_matches(node: NodeSpec, gang: Gang, types: Mapping[str, GpuType]) -> bool:
+    return gang.gpu_type is None or node.gpu_type == gang.gpu_type
+
+
+def memory_fits(node: NodeSpec, gang: Gang, types: Mapping[str, GpuType]) -> bool:
+    t = types.get(node.gpu_type)
+    return t is None or t.memory_gib >= gang.min_memory_gib
+
+
+def open_to_new_work(node: NodeSpec, gang: Gang, types: Mapping[str, GpuType]) -> bool:
+    """Not cordoned, and some GPU healthy (a node's unhealthy GPUs are never handed out)."""
+    return node.healthy_gpus > 0
+
+
+FILTERS = (type_matches, memory_fits, open_to_new_work)
+
+
+def feasible(
+    nodes: Iterable[NodeSpec], gang: Gang, types: Mapping[str, GpuType], free: FreeView
+) -> list[NodeSpec]:
+    """Nodes that pass every filter and hold at least one whole worker of the gang now.
+
+    Free GPUs (`free`) already leave out GPUs that are unhealthy, held, or about to go into
+    maintenance before the gang would end (see `free_through`)."""
+    return [
+        n for n in nodes if free.get(n.name, 0) >= gang.per_node and all(f(n, gang, types) for f in FILTERS)
+    ]
+
+
+# ---------------------------------------------------------------------------------------- scores
+# Lower is better; `rank` orders whole picks by them, in this order.
+
+
+def nodes_used(pick: Pick, free: FreeView) -> int:
+    """Topology: a gang on fewer nodes talks over NVLink, not the network."""
+    return len(pick)
+
+
+def fragmentation(pick: Pick, free: FreeView) -> int:
+    """GPUs left over on the nodes it touches: best fit keeps whole nodes whole for the next
+    big gang instead of nibbling them into 1-2 GPU holes."""
+    return sum(free[n] - g for n, g in pick)
+
+
+SCORES = (nodes_used, fragmentation)
+
+
+def rank(pick: Pick, free: FreeView) -> tuple[int, ...]:
+    return tuple(score(pick, free) for score in SCORES)
+
+
+# ------------------------------------------------------------------------------------- choosing
+
 
 def _pick(
-    free: dict[str, int], candidates: list[str], gpus: int, max_nodes: int | None
-) -> list[tuple[str, int]] | None:
-    """Fewest nodes for `gpus` GPUs among candidates; among equals, the tightest fit."""
-    usable = [n for n in candidates if free[n] > 0]
-    fitting = [n for n in usable if free[n] >= gpus]
+    free: FreeView, candidates: list[str], gpus: int, max_nodes: int | None, per_node: int = 1
+) -> Pick | None:
+    """Fewest nodes for `gpus` GPUs among candidates, in whole workers; among equals, the tightest fit."""
+    room = {n: free[n] // per_node * per_node for n in candidates}
+    usable = [n for n in candidates if room[n] > 0]
+    fitting = [n for n in usable if room[n] >= gpus]
     if fitting:  # one node: the one it fills best
         best = min(fitting, key=lambda n: (free[n] - gpus, n))
         return [(best, gpus)]
     if max_nodes == 1:
         return None
     # Several nodes: largest first so the gang spans few nodes, then best-fit for the remainder.
-    ordered = sorted(usable, key=lambda n: (-free[n], n))
+    ordered = sorted(usable, key=lambda n: (-room[n], n))
     chosen: list[tuple[str, int]] = []
     left = gpus
     pool = list(ordered)
     while left > 0 and pool:
-        tail_fit = [n for n in pool if free[n] >= left]
+        tail_fit = [n for n in pool if room[n] >= left]
         if tail_fit:
             node = min(tail_fit, key=lambda n: (free[n] - left, n))
             chosen.append((node, left))
             left = 0
             break
         node = pool.pop(0)
-        chosen.append((node, free[node]))
-        left -= free[node]
+        chosen.append((node, room[node]))
+        left -= room[node]
     if left > 0 or (max_nodes is not None and len(chosen) > max_nodes):
         return None
     return chosen
+
+
+def place_gang(
+    nodes: Iterable[NodeSpec], free: FreeView, gang: Gang, types: Mapping[str, GpuType] | None = None
+) -> Pick | None:
+    """The one placement routine: filter the nodes, then the best-ranked pick inside one topology
+    domain, else across domains; None when nothing holds the gang now."""
+    ok = feasible(nodes, gang, types or {}, free)
+    domains: dict[str | None, list[str]] = defaultdict(list)
+    for n in ok:
+        domains[n.topology_domain].append(n.name)
+    best: Pick | None = None
+    for names in domains.values():
+        pick = _pick(free, names, gang.gpus, gang.max_nodes, gang.per_node)
+        if pick is not None and (best is None or rank(pick, free) < rank(best, free)):
+            best = pick
+    if best is None and len(domains) > 1:  # no single domain holds it: span domains
+        best = _pick(free, [n.name for n in ok], gang.gpus, gang.max_nodes, gang.per_node)
+    return best
 
 
 def place_first_slot(inst: Instance, schedule: Schedule) -> tuple[dict[int, list[Placement]], list[int]]:
@@ -112,84 +210,5 @@ def _free_through(
 
 
 def place_on(free: dict[str, int], nodes: list[NodeSpec], info: JobInfo) -> list[tuple[str, int]] | None:
-    """The best pick inside one topology domain, else across domains; None when nothing holds it."""
-    domains: dict[str | None, list[str]] = defaultdict(list)
-    for n in nodes:
-        domains[n.topology_domain].append(n.name)
-    best: list[tuple[str, int]] | None = None
-    for names in domains.values():
-        pick = _pick(free, names, info.gpus, info.job.max_nodes)
-        if pick is not None and (best is None or _rank(pick, free) < _rank(best, free)):
-            best = pick
-    if best is None:  # no single domain holds it: span domains
-        best = _pick(free, [n.name for n in nodes], info.gpus, info.job.max_nodes)
-    return best
-
-
-def _rank(pick: list[tuple[str, int]], free: dict[str, int]) -> tuple[int, int]:
-    # Fewer nodes first, then less left over on the nodes it touches (less fragmentation).
-    return (len(pick), sum(free[n] - g for n, g in pick))
-
-
-def preemption_room(
-    inst: Instance, schedule: Schedule, placements: dict[int, list[Placement]], failed: list[int]
-) -> tuple[frozenset[int], int] | None:
-    """Running jobs whose stop would give a gang that could not be placed now its nodes.
-
-    The planning model counts GPUs per type, so a gang can fit the type yet find no node with room:
-    small jobs scattered over the nodes (fragmentation), with a gang that must stay on few nodes.
-    Like Kueue's and KAI's preemption, only preemptible running jobs of strictly lower priority are
-    candidates, on the nodes of the type the plan gives the gang; the fewest-priority-weighted GPUs
-    are stopped. Returns (victims, the gang) for the first gang, by priority, that such a stop
-    places, or None. The caller re-plans with the victims barred from running now and keeps the
-    better of the two plans: this only proposes.
-    """
-    free = {name: caps[0] for name, caps in inst.node_capacity.items()}
-    holders: dict[str, list[int]] = defaultdict(list)
-    for j, where in placements.items():
-        for p in where:
-            free[p.node] -= p.gpus
-            holders[p.node].append(j)
-    for j in sorted(failed, key=lambda f: (-inst.jobs[f].weight, f)):
-        info = inst.jobs[j]
-        choice = schedule[j]
-        most = info.job.max_nodes or len(inst.nodes_by_type[choice.option.type_index])
-
-        candidates = {
-            n.name: sorted(
-                (
-                    v
-                    for v in holders[n.name]
-                    if schedule[v].option is inst.jobs[v].continue_option
-                    and not inst.jobs[v].fixed
-                    and inst.jobs[v].weight < info.weight
-                ),
-                key=lambda v: (inst.jobs[v].weight * inst.jobs[v].gpus, v),
-            )
-            for n in inst.nodes_by_type[choice.option.type_index]
-        }
-        # Nodes with the most room once their candidates stop; fewer victims among equals.
-        nodes = sorted(
-            candidates,
-            key=lambda n: (
-                -(free[n] + sum(_held(placements, v, n) for v in candidates[n])),
-                len(candidates[n]),
-                n,
-            ),
-        )[:most]
-        victims: set[int] = set()
-        room = 0
-        for node in nodes:
-            room += free[node]
-            for v in candidates[node]:
-                if room >= info.gpus:
-                    break
-                victims.add(v)
-                room += _held(placements, v, node)
-        if room >= info.gpus and victims:
-            return frozenset(victims), j
-    return None
-
-
-def _held(placements: dict[int, list[Placement]], job: int, node: str) -> int:
-    return sum(p.gpus for p in placements.get(job, []) if p.node == node)
+    """The planner's use of `place_gang`: nodes of the type the plan chose, the job's max_nodes."""
+    return place_gang(nodes, free, Gang(gpus=info.gpus, max_nodes=info.job.max_nodes))

@@ -12,7 +12,7 @@ What the planner is shown (`_snapshot`), chosen so the model stays small on 82k-
 - **Queued jobs**: a core window of `window` jobs -- half the earliest arrivals (nobody starves),
   half the jobs the objective wants first (jct: least remaining work per unit of priority; deadline:
   earliest deadline; makespan: most remaining GPU-hours; cost and fair: earliest arrivals only) --
-  plus up to `window` later jobs that fit in the GPUs the core leaves free (scanning at most
+  plus the later jobs (up to `fill`, FILL_LIMIT) that fit in the GPUs the core leaves free (scanning at most
   SCAN_LIMIT queued jobs in arrival order), so free GPUs are never left idle because the job that
   fits sits past the window.
 - **Running jobs**: the core is placed node by node (best fit, as the engine does) on the free GPUs.
@@ -32,44 +32,45 @@ What the planner is shown (`_snapshot`), chosen so the model stays small on 82k-
 
 from __future__ import annotations
 
-import heapq
 import logging
 import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
+from gpusched import defaults
 from gpusched.model import CapacityChange, Cluster, Job, Node, RunningState
 from gpusched.simulations.policies.base import SchedPolicy
 from gpusched.simulations.state import FULL
 from gpusched.simulations.workload import SimJob
+from gpusched.solver.frontend import (
+    Keep,
+    Preempt,
+    QueueFacts,
+    Running,
+    Start,
+    Wait,
+    Waiting,
+    core_window,
+    fill_window,
+    interpret,
+)
+from gpusched.solver.preemption import Blocked, Holder, candidates, displaces, protected, restart_cost
 
 log = logging.getLogger(__name__)
 
 STALL_LIMIT = 20
-SCAN_LIMIT = 2000
-"""Queued jobs looked at, in arrival order, for the fill part of the window."""
-MIGRATION_PENALTY = 0.25
-"""PlanOptions' default migration penalty (hours), used to pre-select migration candidates."""
-
-UrgencyKey = Callable[[SimJob], tuple[float, ...]]
-URGENCY: dict[str, UrgencyKey] = {
-    "jct": lambda j: (j.remaining / j.spec.priority, j.spec.release, j.idx),
-    "deadline": lambda j: (j.spec.deadline if j.spec.deadline is not None else math.inf, j.remaining,
-                           j.spec.release, j.idx),
-    "makespan": lambda j: (-j.remaining * j.spec.gpus, j.spec.release, j.idx),
-}
-"""Per objective, the order in which the second half of the core window is filled."""
 
 
-def _arrival(j: SimJob) -> tuple[float, int]:
-    return (j.spec.release, j.idx)
+def _facts(j: SimJob) -> QueueFacts:
+    return QueueFacts((j.spec.release, j.idx), j.remaining, j.spec.priority, j.spec.deadline, j.spec.gpus)
 
 
 class _FreeGpus:
     """Per type, how many nodes have k wholly free GPUs: a scratch copy of the engine's buckets on
-    which gangs are placed as the engine would (best fit on one node, bigger gangs span the
-    emptiest nodes), to tell which queued jobs fit now without touching the real state."""
+    which gangs are placed by the placement module's rule as the engine applies it (best fit on one
+    node, bigger gangs span the emptiest nodes), to tell which queued jobs fit now without touching
+    the real state: the front-end's `fits` for the fill part of the window, in O(GPUs per node)."""
 
     def __init__(self, sim: Any) -> None:
         state = sim.state
@@ -138,18 +139,20 @@ def estimate_plan_calls(releases: list[float], replan_minutes: float = 5.0) -> i
 class PlannerPolicy(SchedPolicy):
     def __init__(
         self,
-        objective: str = "jct",
+        objective: str = defaults.POLICY,
         replan_minutes: float = 5.0,
-        window: int = 64,
-        horizon: float = 24.0,
-        slot: float = 0.25,
+        window: int = defaults.WINDOW,
+        horizon: float = defaults.HORIZON_H,
+        slot: float = defaults.SLOT_H,
         time_limit: float = 5.0,
+        fill: int = defaults.FILL_LIMIT,
     ) -> None:
         super().__init__()
         self.objective = objective
         self.name = f"gpusched:{objective}"
         self.interval = replan_minutes / 60.0
         self.window = window
+        self.fill = fill
         self.horizon = horizon
         self.slot = slot
         self.time_limit = time_limit
@@ -170,6 +173,8 @@ class PlannerPolicy(SchedPolicy):
         """State signature right after the last plan (see _signature)."""
         self._due = math.inf
         """When the last plan asked to be woken (its next planned start, or the next periodic look)."""
+        self._protection_ends = math.inf
+        """When the first running job a blocked one could displace stops being protected."""
         self._declined: dict[int, int] = {}
         """Running jobs passed to the planner that it kept in place: job -> finish_token; not
         proposed for migration again until the job stops or restarts."""
@@ -224,35 +229,22 @@ class PlannerPolicy(SchedPolicy):
     # ------------------------------------------------------------------------------ what to show
 
     def _core(self) -> list[SimJob]:
-        """`window` queued jobs: half by arrival, half by the objective's urgency (module docstring)."""
-        pending = self.s.pending
-        n = self.window
-        if len(pending) <= n:
-            return sorted(pending.values(), key=_arrival)
-        urgency = URGENCY.get(self.objective)
-        early_n = n if urgency is None else (n + 1) // 2
-        core = heapq.nsmallest(early_n, pending.values(), key=_arrival)
-        if urgency is not None and n > early_n:
-            chosen = {j.idx for j in core}
-            core += heapq.nsmallest(n - early_n, (j for j in pending.values() if j.idx not in chosen), key=urgency)
-            core.sort(key=_arrival)
-        return core
+        """`window` queued jobs: the front-end's core window (module docstring)."""
+        return core_window(self.s.pending.values(), _facts, self.window, self.objective)
 
     def _fill(self, core: list[SimJob], free: _FreeGpus) -> list[SimJob]:
         """Up to `window` queued jobs past the core that fit in the GPUs it leaves free."""
         sim = self.s
-        if len(sim.pending) <= len(core) or sum(free.total.values()) == 0:
+        if len(sim.pending) <= len(core):
             return []
-        chosen = {j.idx for j in core}
-        out: list[SimJob] = []
-        for j in heapq.nsmallest(SCAN_LIMIT + len(core), sim.pending.values(), key=_arrival):
-            if j.idx in chosen:
-                continue
-            if free.place(j, sim.allowed_types(j)):
-                out.append(j)
-                if len(out) >= self.window or sum(free.total.values()) == 0:
-                    break
-        return out
+        return fill_window(
+            sim.pending.values(),
+            core,
+            _facts,
+            lambda j: free.place(j, sim.allowed_types(j)),
+            self.fill,
+            free_left=lambda: sum(free.total.values()),
+        )
 
     def _upcoming_windows(self, now: float) -> list[CapacityChange]:
         """The cluster's maintenance windows that start within the horizon, in plan time.
@@ -276,43 +268,35 @@ class PlannerPolicy(SchedPolicy):
     def _overhead(self, sj: SimJob) -> float:
         return sj.spec.restart_overhead or self.s.config.default_restart_overhead
 
+    def _protected(self, r: SimJob, top_priority: float) -> bool:
+        """Preemption's hysteresis: a job (re)started less than MIN_RUN_H ago keeps its GPUs."""
+        return protected(self.s.now - r.run_start, r.spec.priority, top_priority)
+
     def _preemption_candidates(self, blocked: list[SimJob]) -> list[SimJob]:
-        """Preemptible running jobs a blocked job could displace, on the nodes with the most
-        reclaimable GPUs (module docstring)."""
+        """Preemptible running jobs a blocked job could displace (the preemption module's rule),
+        on the nodes with the most reclaimable GPUs (module docstring)."""
         sim = self.s
         state = sim.state
-        shortest: dict[str, float] = {}
-        top_priority: dict[str, float] = {}
-        for b in blocked:
-            for t in sim.allowed_types(b):
-                wall = b.remaining / sim.speed(b, t)
-                shortest[t] = min(shortest.get(t, math.inf), wall)
-                top_priority[t] = max(top_priority.get(t, 0.0), b.spec.priority)
-        by_node: dict[int, list[SimJob]] = {}
+        wants = [
+            Blocked(b.spec.priority, {t: b.remaining / sim.speed(b, t) for t in sim.allowed_types(b)}, b.spec.gpus)
+            for b in blocked
+        ]
+        top = max(b.spec.priority for b in blocked)
+        holders = []
         for r in sim.running.values():
-            on = r.gpu_type
-            if (not r.spec.preemptible or r.spec.gpu_milli < FULL or on not in shortest
-                    or not (r.spec.priority < top_priority[on] or self._remaining_wall(r) > shortest[on])):
+            if not r.spec.preemptible or r.spec.gpu_milli < FULL or r.gpu_type is None:
                 continue
-            for node in {node for node, _, _ in r.placement}:
-                by_node.setdefault(node, []).append(r)
-        if not by_node:
-            return []
-
-        def reclaim(node: int) -> int:
-            return state.whole_free[node] + sum(1 for r in by_node[node] for n, _, _ in r.placement if n == node)
-
-        goal = 2 * sum(b.spec.gpus for b in blocked)
-        chosen: dict[int, SimJob] = {}
-        got = 0
-        for node in sorted(by_node, key=lambda n: (-reclaim(n), n)):
-            if got >= goal or len(chosen) >= self.window:
-                break
-            for r in by_node[node]:
-                if r.idx not in chosen and len(chosen) < self.window:
-                    chosen[r.idx] = r
-            got += reclaim(node)
-        return list(chosen.values())
+            nodes: dict[int, int] = {}
+            for node, _, _ in r.placement:
+                nodes[node] = nodes.get(node, 0) + 1
+            movable = not self._protected(r, top)
+            if not movable and displaces(Holder(r.idx, r.gpu_type, r.spec.priority, self._remaining_wall(r), {}, True), wants):
+                # Protected now, a candidate once it has run its minimum: plan again then.
+                ends = r.run_start + defaults.MIN_RUN_H
+                self._protection_ends = min(self._protection_ends, ends)
+            holders.append(Holder(r.idx, r.gpu_type, r.spec.priority, self._remaining_wall(r), nodes, movable))
+        free = dict(enumerate(state.whole_free))
+        return [sim.running[h.key] for h in candidates(wants, holders, free, self.window)]  # type: ignore[index]
 
     def _migration_candidates(self, free: _FreeGpus, limit: int) -> list[SimJob]:
         """Running jobs that would finish more than a slot sooner on a faster type with free GPUs,
@@ -323,7 +307,7 @@ class PlannerPolicy(SchedPolicy):
         out: list[SimJob] = []
         for r in sim.running.values():
             if (not r.spec.preemptible or r.spec.gpu_milli < FULL
-                    or self._declined.get(r.idx) == r.finish_token):
+                    or self._declined.get(r.idx) == r.finish_token or self._protected(r, 0.0)):
                 continue
             here = self._remaining_wall(r)
             left = r.spec.work - sim.progress_now(r)
@@ -331,7 +315,7 @@ class PlannerPolicy(SchedPolicy):
                 speed = sim.speed(r, t)
                 if speed <= r.run_speed:
                     break  # allowed_types is fastest first
-                there = left / speed + self._overhead(r) + MIGRATION_PENALTY
+                there = left / speed + self._overhead(r) + defaults.MIGRATION_PENALTY_H
                 if here - there > self.slot and free.fits(r.spec.gpus, t):
                     out.append(r)
                     break
@@ -442,7 +426,9 @@ class PlannerPolicy(SchedPolicy):
                 team=spec.team,
                 deadline=deadline,
                 preemptible=spec.preemptible,
-                restart_overhead=self._overhead(sj),
+                restart_overhead=self._overhead(sj) if running is None else restart_cost(
+                    self._overhead(sj), now - sj.run_start, spec.checkpoint_interval,
+                    sim.config.checkpoint_on_preempt),
                 checkpoint_interval=spec.checkpoint_interval,
                 max_nodes=1 if self._one_node(sj) else None,
                 running=running,
@@ -453,6 +439,7 @@ class PlannerPolicy(SchedPolicy):
         from gpusched.solver import PlanOptions, plan
 
         sim = self.s
+        self._protection_ends = math.inf
         cluster, jobs, by_name = self._snapshot(now)
         started = time.perf_counter()
         try:
@@ -472,33 +459,38 @@ class PlannerPolicy(SchedPolicy):
         finally:
             self.plan_seconds += time.perf_counter() - started
             self.plans += 1
+        # The front-end reads the plan, exactly as for the operator; this only applies it.
+        queued = [Waiting(job, (by_name[job.name].spec.release, by_name[job.name].idx))
+                  for job in jobs if job.running is None]
+        running = [Running(job, now - by_name[job.name].run_start, movable=True)
+                   for job in jobs if job.running is not None]
+        free = {name: sim.state.whole_free[i] for i, name in enumerate(sim.state.node_name)}
         next_start: float | None = None
-        for jp in result.jobs:
-            sj = by_name.get(jp.job)
-            if sj is None:
-                continue
-            if sj.state == "running" and (jp.preempted or jp.migrated) and sj.spec.preemptible:
-                sim.preempt(sj)
-            elif sj.state == "running":
-                self._declined[sj.idx] = sj.finish_token
-        for jp in result.jobs:
-            sj = by_name.get(jp.job)
-            if sj is None or sj.state != "pending" or jp.start is None or jp.gpu_type is None:
-                continue
-            if jp.start < self.slot - 1e-9 and jp.placement:
-                if sj.spec.gpu_milli < 1000:
+        for d in interpret(result, sim.cluster, queued, running, free, frees_at_once=True):
+            sj = by_name[d.job]
+            if isinstance(d, Preempt):
+                if sj.state == "running" and sj.spec.preemptible:
+                    sim.preempt(sj)
+            elif isinstance(d, Keep):
+                if sj.state == "running":
+                    self._declined[sj.idx] = sj.finish_token
+            elif isinstance(d, Wait):
+                if d.scheduled and not d.no_room and d.start is not None:
+                    next_start = d.start if next_start is None else min(next_start, d.start)
+            elif isinstance(d, Start) and sj.state == "pending":
+                if sj.spec.gpu_milli < FULL:
                     # The planner counts whole GPUs; a shared-GPU job is packed by the engine instead.
-                    sim.try_start(sj, [jp.gpu_type])
+                    sim.try_start(sj, [d.gpu_type])
                     continue
-                shares = sim.state.find_on_nodes({p.node: p.gpus for p in jp.placement})
-                if len(jp.placement) > 1 and self._one_node(sj, jp.gpu_type):
-                    shares = None  # the engine keeps a gang that fits on a node on one node
+                shares = sim.state.find_on_nodes({p.node: p.gpus for p in d.placement})
                 if shares is not None:
-                    sim.start(sj, shares, jp.gpu_type)
-                elif sim.try_start(sj, [jp.gpu_type]):
+                    sim.start(sj, shares, d.gpu_type)
+                    self.placement_fallbacks += int(not d.as_planned)
+                elif sim.try_start(sj, [d.gpu_type]):
                     self.placement_fallbacks += 1
-            elif jp.start >= self.slot - 1e-9:
-                next_start = jp.start if next_start is None else min(next_start, jp.start)
+        if self._protection_ends < math.inf and sim.pending:
+            after = max(self._protection_ends - now, 0.0)
+            next_start = after if next_start is None else min(next_start, after)
         return next_start
 
     def _fallback(self) -> None:

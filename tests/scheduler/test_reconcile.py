@@ -11,10 +11,12 @@ from typing import Any
 
 import pytest
 
+from gpusched.defaults import HORIZON_H, MIN_RUN_H, SLOT_H
 from gpusched.model import GpuType, JobPlan, Placement, Plan
 from gpusched.scheduler.actions import CreateService, Decisions, DeletePods, Emit, PatchStatus, StartGang
-from gpusched.scheduler.reconcile import PLAN_REFRESH_S, ReconcileOptions, reconcile
+from gpusched.scheduler.reconcile import PLAN_REFRESH_S, ReconcileOptions, plan_input, reconcile
 from gpusched.scheduler.snapshot import SnapshotConfig, build_snapshot, parse_label_selector, selector_matches
+from gpusched.solver import PlanOptions, plan
 from gpusched.testing.apiserver import merge_patch
 from gpusched.workload_contract import WorkloadStatus
 
@@ -168,7 +170,7 @@ def test_capacity_subtracts_foreign_pods_unhealthy_gpus_and_stale_agents() -> No
         ],
         [gpunode("b", unhealthy=(1, 5)), gpunode("c", age=timedelta(minutes=10))],
     )
-    free = {n.name: n.healthy_gpus for n in s.cluster.nodes}
+    free = {n.name: s.free_gpus(n.name) for n in s.cluster.nodes}
     assert free == {"a": 5, "b": 6, "c": 0, "d": 0}
     assert {n.name: n.gpu_type for n in s.cluster.nodes}["c"] == "H100-80GB"  # from GPU feature discovery
     assert any("mystery" in w for w in s.warnings)
@@ -695,3 +697,88 @@ def test_the_queue_is_in_submission_order_whatever_the_list_order() -> None:
     # Both fit the plan's first slot on paper, but only one fits the node: the earlier one starts.
     d = reconcile(s, plan_of(start_now("ml/aaa", ("a", 8)), start_now("ml/zzz", ("a", 8))))
     assert d.started == ["ml/zzz"]
+
+
+# ------------------------------------------------------------------ preemption pays for itself (#13)
+# Preemption must pay for itself and every reason must be true, on plain objects with the real
+# planner, through the operator's own planning input. Before the fix: under the default jct policy
+# a 16-GPU gang that had just started was preempted when a same-priority 4-GPU job arrived, told
+# "preempted by the plan for higher-priority work"; while it drained, the queued 16-GPU gangs were
+# told they were "larger than any allowed pool (at most 0)".
+
+
+def round_(jobs: list[Obj], pods: list[Obj], nodes: list[Obj]) -> tuple[Decisions, Plan]:
+    s = snap(jobs, pods, nodes)
+    chosen = plan_input(s, "jct")
+    result = plan(
+        s.cluster,
+        chosen.jobs,
+        PlanOptions(policy="jct", horizon=HORIZON_H, slot=SLOT_H, time_limit=10, epoch=s.now),
+    )
+    return reconcile(s, result), result
+
+
+def reasons(d: Decisions) -> dict[str, str]:
+    return {
+        a.job.name: a.patch["reason"] for a in d.actions if isinstance(a, PatchStatus) and "reason" in a.patch
+    }
+
+
+def started_big(ran: timedelta) -> tuple[list[Obj], list[Obj], list[Obj]]:
+    """A 16-GPU preemptible gang running on both 8-GPU nodes for `ran` (4 h of work left)."""
+    nodes = [node("n1"), node("n2")]
+    big = gpujob("big", 16, preemptible=True, work={"duration": "8h"})
+    pods: list[Obj] = []
+    d, _ = round_([big], pods, nodes)
+    apply_locally(d, [big], pods)
+    assert big["status"]["phase"] == "Running"
+    big["status"]["startedAt"] = (NOW - ran).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return [big], pods, nodes
+
+
+def test_a_just_started_gang_is_not_preempted_for_same_priority_work() -> None:
+    jobs, pods, nodes = started_big(timedelta(minutes=1))
+    jobs.append(gpujob("small", 4, preemptible=True, work={"duration": "30m"}))
+    d, result = round_(jobs, pods, nodes)
+    assert not [a for a in d.actions if isinstance(a, DeletePods)], reasons(d)
+    assert "big" not in reasons(d)
+    # The small job is told the truth: it waits for the big gang's GPUs, planned after it ends.
+    why = reasons(d)["small"]
+    assert why.startswith("waiting for 4 x H100-80GB; planned start ")
+    jp = result.job("ml/small")
+    big_end = result.job("ml/big").end
+    assert jp.start is not None and big_end is not None and jp.start >= big_end - SLOT_H
+
+
+def test_higher_priority_work_preempts_at_once_and_says_so() -> None:
+    jobs, pods, nodes = started_big(timedelta(minutes=1))
+    jobs.append(gpujob("urgent", 16, preemptible=True, priority=10, work={"duration": "30m"}))
+    d, _ = round_(jobs, pods, nodes)
+    why = reasons(d)["big"]
+    assert why == "preempted for higher-priority ml/urgent"
+    assert any(isinstance(a, DeletePods) and a.job.name == "big" for a in d.actions)
+
+
+def test_after_its_minimum_run_a_stop_for_equal_priority_never_claims_higher_priority() -> None:
+    jobs, pods, nodes = started_big(timedelta(hours=MIN_RUN_H + 0.5))
+    jobs.append(gpujob("small", 16, preemptible=True, work={"duration": "15m"}))
+    d, result = round_(jobs, pods, nodes)
+    why = reasons(d).get("big")
+    if why is not None:  # the objective may find the stop worth it; the reason must then be true
+        assert "higher-priority" not in why
+        assert "ml/small" in why and result.job("ml/small").start == 0.0
+
+
+def test_gangs_waiting_while_one_drains_are_not_told_they_are_larger_than_the_pool() -> None:
+    jobs, pods, nodes = started_big(timedelta(hours=2))
+    jobs[0]["status"]["phase"] = "Preempting"
+    for p in pods:
+        p["metadata"]["deletionTimestamp"] = NOW.strftime("%Y-%m-%dT%H:%M:%SZ")
+    jobs.append(gpujob("next", 16, preemptible=True))
+    d, result = round_(jobs, pods, nodes)
+    why = reasons(d)["next"]
+    assert "larger than any allowed pool" not in why, why
+    jp = result.job("ml/next")
+    # Its GPUs are being freed: planned for the next slot, and told so.
+    assert jp.status == "scheduled" and jp.start == SLOT_H, jp
+    assert why.startswith("waiting for 16 x H100-80GB; planned start ")

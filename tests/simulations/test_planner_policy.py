@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from gpusched.defaults import MIN_RUN_H
 from gpusched.model import POLICIES, Cluster
 from gpusched.simulations import SimConfig, TraceJob, simulate_trace
 from gpusched.simulations.engine import Simulator
@@ -157,23 +158,37 @@ def two_nodes(gpus: int = 8) -> Cluster:
 
 
 def test_fragmented_free_gpus_make_running_jobs_preemptible() -> None:
-    # Two 8-GPU nodes each run a 6-GPU, 10 h job from 0; c (4 GPUs, 0.5 h) arrives at 0.1. 4 GPUs are
-    # free in all, but 2 + 2 on two nodes, and c must fit on one: it is blocked, so the running jobs
-    # (more remaining work than c) are passed as preemption candidates. The planner stops one, c runs
-    # 0.1-0.6 on its node, and the stopped job resumes at 0.6 with 9.9 h left: finishes 10.5, the
-    # other 10.0. (Counting free GPUs per type, c looked uncontended: the running jobs were occupied
-    # capacity and the planner could only split c over the two 2-GPU holes, which the engine forbids.)
+    # Two 8-GPU nodes each run a 6-GPU, 10 h job from 0; c (4 GPUs, 0.5 h) arrives at 0.6 (after the
+    # running jobs' minimum run, MIN_RUN_H = 0.5 h). 4 GPUs are free in all, but 2 + 2 on two nodes,
+    # and c must fit on one: it is blocked, so the running jobs (more remaining work than c) are
+    # passed as preemption candidates. The planner stops one, c runs 0.6-1.1 on its node, and the
+    # stopped job resumes at 1.1 with 9.4 h left: finishes 10.5, the other 10.0. (Counting free GPUs
+    # per type, c looked uncontended: the running jobs were occupied capacity and the planner could
+    # only split c over the two 2-GPU holes, which the engine forbids.)
     jobs = [TraceJob(name="a", gpus=6, work=10.0), TraceJob(name="b", gpus=6, work=10.0),
-            TraceJob(name="c", gpus=4, work=0.5, release=0.1)]
+            TraceJob(name="c", gpus=4, work=0.5, release=0.6)]
     result = Simulator(two_nodes(), jobs, PlannerPolicy(time_limit=2.0)).run()
     s = summarise(result)
     assert s["completed"] == 3 and s["plan_errors"] == 0 and s["placement_fallbacks"] == 0
     c = next(j for j in result.jobs if j.name == "c")
-    assert (c.first_start, c.finish) == pytest.approx((0.1, 0.6))
+    assert (c.first_start, c.finish) == pytest.approx((0.6, 1.1))
     assert s["preemptions"] == 1 and s["contended_plans"] >= 1 and s["preemption_candidates"] >= 1
     assert sorted(j.finish for j in result.jobs if j.name != "c") == pytest.approx([10.0, 10.5])  # type: ignore[type-var]
     for j in result.jobs:  # checkpointed preemption, no overhead: GPU-hours = gang x work
         assert j.gpu_hours == pytest.approx(j.spec.gpus * j.spec.work)
+
+
+def test_a_job_is_not_preempted_before_its_minimum_run_for_equal_priority_work() -> None:
+    # As above, but c arrives at 0.1, when a and b have run 6 minutes: preemption's hysteresis keeps
+    # them (a stop moments after a start never pays for itself, and is how plans churn); the planner
+    # is woken when the protection ends and c starts then (0.5), not at 10 h when a job ends.
+    jobs = [TraceJob(name="a", gpus=6, work=10.0, preemptible=True),
+            TraceJob(name="b", gpus=6, work=10.0, preemptible=True),
+            TraceJob(name="c", gpus=4, work=0.5, release=0.1)]
+    result = Simulator(two_nodes(), jobs, PlannerPolicy(time_limit=2.0)).run()
+    c = next(j for j in result.jobs if j.name == "c")
+    assert c.first_start == pytest.approx(MIN_RUN_H)
+    assert summarise(result)["preemptions"] == 1
 
 
 def test_running_job_shorter_than_the_waiting_one_is_not_a_candidate() -> None:
