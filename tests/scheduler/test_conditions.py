@@ -222,6 +222,30 @@ def test_conditions_through_a_job_lifecycle_and_kubectl_wait(harness: Any) -> No
         print("kubectl wait not run: GPUSCHED_E2E_BIN has no kubectl (tests/e2e/run.py builds it)")
 
 
+def test_a_preempted_job_says_so_until_it_runs_again(harness: Any) -> None:
+    """Preempted=True from Preempting through Preempted (one transition), Running=False meanwhile;
+    back to Preempted=False, Running=True when it resumes."""
+    h = harness
+    h.add_node("gpu-a")
+    h.submit("low", 8, preemptible=True)
+    h.start_operator()
+    first = by_type(h.wait_phase("low", "Running", timeout=60)["status"]["conditions"])
+    h.submit("high", 8, priority=50)
+    h.wait_phase("high", "Running", timeout=60)
+    stopped = h.job("low")["status"]
+    assert stopped["phase"] in ("Preempting", "Preempted"), stopped
+    conds = by_type(stopped["conditions"])
+    assert conds["Preempted"]["status"] == "True" and conds["Running"]["status"] == "False"
+    assert conds["Complete"]["status"] == conds["Failed"]["status"] == "False"
+    since = conds["Preempted"]["lastTransitionTime"]
+    h.wait_for(lambda: h.phase("low") == "Preempted", 60, "low to be Preempted")
+    assert by_type(h.job("low")["status"]["conditions"])["Preempted"]["lastTransitionTime"] == since
+    h.finish("high")
+    again = by_type(h.wait_phase("low", "Running", timeout=60)["status"]["conditions"])
+    assert again["Preempted"]["status"] == "False" and again["Running"]["status"] == "True"
+    assert again["Failed"]["lastTransitionTime"] == first["Failed"]["lastTransitionTime"]
+
+
 @pytest.mark.parametrize("phase", ["Pending", "Planned", "DryRun", "Running", "Preempting", "Preempted"])
 def test_no_condition_claims_an_ending_before_the_end(phase: str) -> None:
     conds = by_type(job_conditions({"phase": phase}, 1, T0))
