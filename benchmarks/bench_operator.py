@@ -2,6 +2,7 @@
 
 Run: pytest benchmarks/bench_operator.py -p no:kmock -s      (or: python benchmarks/bench_operator.py)
      GPUSCHED_BENCH_NODES / GPUSCHED_BENCH_JOBS shrink it for a quick look.
+     GPUSCHED_BENCH_PROFILE=DIR profiles the operator's loop with pyinstrument (DIR/<server>.txt).
      GPUSCHED_BENCH_SERVERS=stand-in,real picks the servers (default: both when the real control plane
      is built: `python tests/e2e/run.py --build-only`; the real one is etcd + kube-apiserver from
      tests/e2e/e2e_controlplane.py, with the operator as a cluster admin: speed, not RBAC, is measured).
@@ -325,6 +326,33 @@ def run(nodes: int = NODES, jobs: int = JOBS, kind: str = "stand-in") -> dict[st
         server.close()
 
 
+def kind_of(server: Any) -> str:
+    return "real" if isinstance(server, RealServer) else "stand-in"
+
+
+def _profiled(run: Any, kind: str) -> Any:
+    """The operator's loop, under pyinstrument when GPUSCHED_BENCH_PROFILE names a directory (the
+    profile of the loop's thread, which waits for the applier's threads, goes to <dir>/<kind>.txt)."""
+    out = os.environ.get("GPUSCHED_BENCH_PROFILE")
+    if not out:
+        return run
+
+    def profiled() -> None:
+        from pyinstrument import Profiler  # pip install pyinstrument: only for this
+
+        profiler = Profiler(interval=0.005)
+        profiler.start()
+        try:
+            run()
+        finally:
+            profiler.stop()
+            os.makedirs(out, exist_ok=True)
+            with open(os.path.join(out, f"{kind}.txt"), "w", encoding="utf-8") as fh:
+                fh.write(profiler.output_text(unicode=False, color=False))
+
+    return profiled
+
+
 def _measure(
     server: ServerProcess, kubeconfig: str, client: Kube, nodes: int, jobs: int, baseline: float
 ) -> dict[str, float]:
@@ -344,7 +372,7 @@ def _measure(
         watch_timeout=300,
     )
     op = Operator(Kube(load_api_client(kubeconfig)), settings)
-    thread = threading.Thread(target=op.run, daemon=True)
+    thread = threading.Thread(target=_profiled(op.run, kind_of(server)), daemon=True)
     thread.start()
     while not all(inf.synced.is_set() for inf in op.informers) or op.rounds < 1:
         time.sleep(0.05)

@@ -170,10 +170,10 @@ class Applier:
                     problem = problem or str(outcome)
                 elif isinstance(outcome, BaseException):
                     raise outcome
-                elif outcome is not None:
+                elif isinstance(outcome, str):
                     problem = problem or outcome
-                else:
-                    bound += 1
+                elif outcome:
+                    bound += 1  # bound now (not: bound already, by us before a restart)
         if problem is None:
             with self._lock:
                 result.bound_pods += bound
@@ -210,8 +210,9 @@ class Applier:
             )
         return False
 
-    def _bind(self, ns: str, name: str, node: str) -> str | None:
-        """Bind one worker; None when it is bound to `node`, else what went wrong."""
+    def _bind(self, ns: str, name: str, node: str) -> bool | str:
+        """Bind one worker: True when bound now, False when it was bound to `node` already, else
+        what went wrong."""
         answer = self.kube.bind_pod(ns, name, node)
         if answer.get("_status") == 409:
             # Bound already (by us, before a restart) is fine; bound elsewhere or deleting is not.
@@ -221,11 +222,11 @@ class Applier:
             ):
                 return f"pod {name} cannot be bound to {node}"
             self.on_pod(pod)
-            return None
+            return False
         if answer.get("status") not in (None, "Success"):
             return f"binding {name} to {node}: {answer.get('message') or answer}"
         self.on_bound(ns, name, node)
-        return None
+        return True
 
     def _reject(self, job: JobRef, what: str, exc: KubeError, attempt: int | None = None) -> None:
         """The API server refused an object we built from the job: Failed, with its words, once.

@@ -139,3 +139,23 @@ def test_gang_starts_go_before_the_rounds_status_only_writes(fake_api: Any, tmp_
         "POST /api/v1/namespaces/default/pods/start-a1-w0/binding",
     ], seen
     assert len(seen) == 2 + 1 + 5, seen  # then its status, then the waiting jobs' plans
+
+
+def test_a_worker_bound_before_a_restart_is_kept_and_not_counted_again(fake_api: Any, tmp_path: Path) -> None:
+    """A successor finishing a dead operator's gang: the worker that was bound already answers 409 to
+    its binding and stays; only the binding made now counts as a placed pod."""
+    kube = _kube(fake_api, tmp_path)
+    nodes = _nodes(kube, 2)
+    job = _job(kube, "wide")
+    gang = _gang(job, nodes)
+    first, node = gang.pods[0]
+    kube.create_pod(NS, first)
+    kube.bind_pod(NS, first["metadata"]["name"], node)
+    applier = Applier(kube, workers=2)
+    try:
+        result = applier.apply(Decisions(actions=[gang]))
+    finally:
+        applier.close()
+    assert result.bound_pods == 1 and not result.withdrawn, result
+    bound = {p["metadata"]["name"]: p["spec"].get("nodeName") for p in fake_api.objects("pods", NS)}
+    assert bound == {"wide-a1-w0": nodes[0], "wide-a1-w1": nodes[1]}
