@@ -50,8 +50,12 @@ class ServerProcess:
     """The API server stand-in in its own process, so that it does not share the operator's GIL."""
 
     def __init__(self) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-m", "gpusched.scheduler.testserver"],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "gpusched.scheduler.testserver"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         assert self.proc.stdout is not None
         self.url = self.proc.stdout.readline().strip()
 
@@ -61,9 +65,14 @@ class ServerProcess:
             return data
 
     def kubeconfig(self, path: str) -> str:
-        doc = {"apiVersion": "v1", "kind": "Config", "clusters": [{"name": "b", "cluster": {"server": self.url}}],
-               "users": [{"name": "b", "user": {"token": "t"}}],
-               "contexts": [{"name": "b", "context": {"cluster": "b", "user": "b"}}], "current-context": "b"}
+        doc = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "b", "cluster": {"server": self.url}}],
+            "users": [{"name": "b", "user": {"token": "t"}}],
+            "contexts": [{"name": "b", "context": {"cluster": "b", "user": "b"}}],
+            "current-context": "b",
+        }
         with open(path, "w", encoding="utf-8") as fh:
             yaml.safe_dump(doc, fh)
         return path
@@ -89,19 +98,42 @@ class RealServer:
 
         self.plane = ControlPlane(build(), controller_manager=False).start()
         root = os.path.join(E2E, "..", "..", "deploy")
-        self.plane.kubectl("apply", "-f", os.path.join(root, "crds", "gpujobs.yaml"),
-                           "-f", os.path.join(root, "agent", "gpunode-crd.yaml"))
-        self.plane.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/gpujobs.gpusched.io",
-                           "crd/gpunodes.gpusched.io")
+        self.plane.kubectl(
+            "apply",
+            "-f",
+            os.path.join(root, "crds", "gpujobs.yaml"),
+            "-f",
+            os.path.join(root, "agent", "gpunode-crd.yaml"),
+        )
+        self.plane.kubectl(
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            "crd/gpujobs.gpusched.io",
+            "crd/gpunodes.gpusched.io",
+        )
         self.binds: list[float] = []
         kube = Kube(load_api_client(str(self.plane.kubeconfig)))
         for ns in ("bench", "baseline"):  # a real server wants the namespaces and their ServiceAccount
-            kube.request("create ns", "POST", "/api/v1/namespaces",
-                         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}, ok=(409,))
-            kube.request("create sa", "POST", f"/api/v1/namespaces/{ns}/serviceaccounts",
-                         {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default"}}, ok=(409,))
-        self.watcher = subprocess.Popen([sys.executable, __file__, "--watch-binds", str(self.plane.kubeconfig)],
-                                        stdout=subprocess.PIPE, text=True)
+            kube.request(
+                "create ns",
+                "POST",
+                "/api/v1/namespaces",
+                {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}},
+                ok=(409,),
+            )
+            kube.request(
+                "create sa",
+                "POST",
+                f"/api/v1/namespaces/{ns}/serviceaccounts",
+                {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default"}},
+                ok=(409,),
+            )
+        self.watcher = subprocess.Popen(
+            [sys.executable, __file__, "--watch-binds", str(self.plane.kubeconfig)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         threading.Thread(target=self._read, daemon=True).start()
 
     def _read(self) -> None:
@@ -111,8 +143,11 @@ class RealServer:
 
     def stats(self) -> Obj:
         _status, body = self.plane._get("/metrics")
-        total = sum(float(line.rsplit(" ", 1)[1]) for line in body.decode().splitlines()
-                    if line.startswith("apiserver_request_total{") and 'verb="WATCH"' not in line)
+        total = sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in body.decode().splitlines()
+            if line.startswith("apiserver_request_total{") and 'verb="WATCH"' not in line
+        )
         return {"binds": list(self.binds), "requests": {"total": total}}
 
     def kubeconfig(self, path: str) -> str:
@@ -132,15 +167,25 @@ def watch_binds(kubeconfig: str) -> None:
     seen: set[str] = set()
     version = ""
     while True:
-        stream = watch.Watch().stream(core.list_namespaced_pod, "bench", resource_version=version,
-                                      timeout_seconds=300, allow_watch_bookmarks=True)
+        stream = watch.Watch().stream(
+            core.list_namespaced_pod,
+            "bench",
+            resource_version=version,
+            timeout_seconds=300,
+            allow_watch_bookmarks=True,
+        )
         for event in stream:
             pod = event["object"]
             if isinstance(pod, dict):  # an ERROR event (410 Gone): list again from now
                 version = ""
                 break
             version = pod.metadata.resource_version
-            if event["type"] != "BOOKMARK" and pod.spec and pod.spec.node_name and pod.metadata.name not in seen:
+            if (
+                event["type"] != "BOOKMARK"
+                and pod.spec
+                and pod.spec.node_name
+                and pod.metadata.name not in seen
+            ):
                 seen.add(pod.metadata.name)
                 print(time.time(), flush=True)
 
@@ -148,22 +193,44 @@ def watch_binds(kubeconfig: str) -> None:
 def populate_nodes(kube: Kube, n: int) -> None:
     def one(i: int) -> None:
         name = f"gpu-{i:04d}"
-        body = {"apiVersion": "v1", "kind": "Node",
-                "metadata": {"name": name, "labels": {"gpusched.io/gpu-type": "H100-80GB"}},
-                "status": {"allocatable": {"nvidia.com/gpu": "8"}}}
+        body = {
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {"name": name, "labels": {"gpusched.io/gpu-type": "H100-80GB"}},
+            "status": {"allocatable": {"nvidia.com/gpu": "8"}},
+        }
         kube.call("create node", lambda: kube.core.create_node(body, _preload_content=False))
         # A real server keeps no status from the create and taints a new node not-ready (admission):
         # report the GPUs and Ready, and lift the taint, as a kubelet and the node controller would.
         now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        ready = {"type": "Ready", "status": "True", "reason": "KubeletReady", "lastHeartbeatTime": now,
-                 "lastTransitionTime": now}
-        status = {"status": {"allocatable": {"nvidia.com/gpu": "8", "cpu": "64", "memory": "512Gi", "pods": "110"},
-                             "capacity": {"nvidia.com/gpu": "8", "cpu": "64", "memory": "512Gi", "pods": "110"},
-                             "conditions": [ready]}}
-        kube.request("node status", "PATCH", f"/api/v1/nodes/{name}/status", status,
-                     content_type="application/merge-patch+json")
-        kube.request("node taints", "PATCH", f"/api/v1/nodes/{name}", {"spec": {"taints": None}},
-                     content_type="application/merge-patch+json")
+        ready = {
+            "type": "Ready",
+            "status": "True",
+            "reason": "KubeletReady",
+            "lastHeartbeatTime": now,
+            "lastTransitionTime": now,
+        }
+        status = {
+            "status": {
+                "allocatable": {"nvidia.com/gpu": "8", "cpu": "64", "memory": "512Gi", "pods": "110"},
+                "capacity": {"nvidia.com/gpu": "8", "cpu": "64", "memory": "512Gi", "pods": "110"},
+                "conditions": [ready],
+            }
+        }
+        kube.request(
+            "node status",
+            "PATCH",
+            f"/api/v1/nodes/{name}/status",
+            status,
+            content_type="application/merge-patch+json",
+        )
+        kube.request(
+            "node taints",
+            "PATCH",
+            f"/api/v1/nodes/{name}",
+            {"spec": {"taints": None}},
+            content_type="application/merge-patch+json",
+        )
 
     _parallel(one, range(n))
 
@@ -174,14 +241,27 @@ def submit_jobs(kube: Kube, n: int, seed: int = 0) -> int:
     bodies = []
     for i in range(n):
         gpus = rng.choice([1, 2, 4, 4, 8, 8, 16])
-        bodies.append({"apiVersion": "gpusched.io/v1alpha1", "kind": "GPUJob",
-                       "metadata": {"name": f"job-{i:05d}", "namespace": "bench"},
-                       "spec": {"gpus": gpus, "gpusPerNode": min(gpus, 8), "priority": rng.choice([1, 2, 5]),
-                                "work": {"duration": rng.choice(["1h", "2h", "4h", "8h"])}}})
+        bodies.append(
+            {
+                "apiVersion": "gpusched.io/v1alpha1",
+                "kind": "GPUJob",
+                "metadata": {"name": f"job-{i:05d}", "namespace": "bench"},
+                "spec": {
+                    "gpus": gpus,
+                    "gpusPerNode": min(gpus, 8),
+                    "priority": rng.choice([1, 2, 5]),
+                    "work": {"duration": rng.choice(["1h", "2h", "4h", "8h"])},
+                },
+            }
+        )
 
     def one(body: Obj) -> None:
-        kube.call("create gpujob", lambda: kube.custom.create_namespaced_custom_object(
-            GROUP, VERSION, "bench", PLURAL, body, _preload_content=False))
+        kube.call(
+            "create gpujob",
+            lambda: kube.custom.create_namespaced_custom_object(
+                GROUP, VERSION, "bench", PLURAL, body, _preload_content=False
+            ),
+        )
 
     _parallel(one, bodies)
     return sum(b["spec"]["gpus"] for b in bodies)
@@ -189,10 +269,18 @@ def submit_jobs(kube: Kube, n: int, seed: int = 0) -> int:
 
 def bare_client_baseline(kube: Kube, pods: int) -> float:
     """Pods per second for create + bind with the bare client, WORKERS threads."""
+
     def one(i: int) -> None:
         name = f"baseline-{i}"
-        kube.create_pod("baseline", {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
-                                     "spec": {"schedulerName": "gpusched", "containers": [{"name": "c", "image": "x"}]}})
+        kube.create_pod(
+            "baseline",
+            {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {"name": name},
+                "spec": {"schedulerName": "gpusched", "containers": [{"name": "c", "image": "x"}]},
+            },
+        )
         kube.bind_pod("baseline", name, f"gpu-{i % NODES:04d}")
 
     start = time.perf_counter()
@@ -237,12 +325,23 @@ def run(nodes: int = NODES, jobs: int = JOBS, kind: str = "stand-in") -> dict[st
         server.close()
 
 
-def _measure(server: ServerProcess, kubeconfig: str, client: Kube, nodes: int, jobs: int,
-             baseline: float) -> dict[str, float]:
+def _measure(
+    server: ServerProcess, kubeconfig: str, client: Kube, nodes: int, jobs: int, baseline: float
+) -> dict[str, float]:
     settings = OperatorSettings(
-        gpu_types=TYPES, namespace="bench", replan_interval=10.0, debounce=0.5, max_debounce=2.0, policy="jct",
-        horizon=24.0, slot=0.25, time_limit=10.0, leader_election=True, lease_namespace="bench",
-        apply_workers=WORKERS, watch_timeout=300,
+        gpu_types=TYPES,
+        namespace="bench",
+        replan_interval=10.0,
+        debounce=0.5,
+        max_debounce=2.0,
+        policy="jct",
+        horizon=24.0,
+        slot=0.25,
+        time_limit=10.0,
+        leader_election=True,
+        lease_namespace="bench",
+        apply_workers=WORKERS,
+        watch_timeout=300,
     )
     op = Operator(Kube(load_api_client(kubeconfig)), settings)
     thread = threading.Thread(target=op.run, daemon=True)
@@ -254,8 +353,9 @@ def _measure(server: ServerProcess, kubeconfig: str, client: Kube, nodes: int, j
     cpu0 = _cpu()
     t0_wall, t0 = time.time(), time.monotonic()
     # Submitted from another process, so that this process' CPU time is the operator's alone.
-    submitter = subprocess.Popen([sys.executable, __file__, "--submit", kubeconfig, str(jobs)],
-                                 stdout=subprocess.PIPE, text=True)
+    submitter = subprocess.Popen(
+        [sys.executable, __file__, "--submit", kubeconfig, str(jobs)], stdout=subprocess.PIPE, text=True
+    )
     quiet_since = None
     while True:  # done when rounds after the last binding start no gang for a while
         time.sleep(0.5)
@@ -279,7 +379,8 @@ def _measure(server: ServerProcess, kubeconfig: str, client: Kube, nodes: int, j
     harness_requests = jobs  # the submissions are not the operator's
     requests = sum(after["requests"].values()) - sum(before["requests"].values()) - harness_requests
     requests -= sum(v for k, v in after["requests"].items() if k.startswith("GET /_stats")) - sum(
-        v for k, v in before["requests"].items() if k.startswith("GET /_stats"))
+        v for k, v in before["requests"].items() if k.startswith("GET /_stats")
+    )
     binds = after["binds"][binds_before:]
     pods, _ = client.list(PODS, "bench", f"{LABEL_MANAGED}={MANAGED_VALUE}")
     bound = [p for p in pods if p["spec"].get("nodeName")]
@@ -288,8 +389,12 @@ def _measure(server: ServerProcess, kubeconfig: str, client: Kube, nodes: int, j
     working = [r for r in log if r[3] > 0]
     operator_time = sum(r[1] for r in log)
     figures = {
-        "nodes": nodes, "jobs": jobs, "gpus_asked": asked, "gpus_total": nodes * 8,
-        "pods_bound": len(bound), "gpus_bound": gpus_bound,
+        "nodes": nodes,
+        "jobs": jobs,
+        "gpus_asked": asked,
+        "gpus_total": nodes * 8,
+        "pods_bound": len(bound),
+        "gpus_bound": gpus_bound,
         "first_placement_s": binds[0] - t0_wall,
         "all_bound_s": binds[-1] - t0_wall,
         "rounds": len(log),
