@@ -43,7 +43,9 @@ def philly() -> tuple[list[Any], float]:
     return jobs, time.perf_counter() - started
 
 
-def _report(name: str, summary: dict[str, Any], wall: float, target: float, load_s: float, note: str = "") -> None:
+def _report(
+    name: str, summary: dict[str, Any], wall: float, target: float, load_s: float, note: str = ""
+) -> None:
     print(
         f"\n{name}: {summary['jobs']} jobs, {summary['events']} events in {wall:.1f} s "
         f"({summary['events'] / wall:,.0f} events/s); {wall / target:.2f} x the {target:.0f} s target; "
@@ -64,8 +66,9 @@ def test_full_philly_baseline(benchmark: Any, philly: tuple[list[Any], float], p
     result = results[-1]
     summary = summarise(result)
     assert summary["completed"] == FULL_JOBS
-    benchmark.extra_info.update(events=result.events, events_per_s=result.events / result.wall_s,
-                                target_ratio=result.wall_s / 60.0)
+    benchmark.extra_info.update(
+        events=result.events, events_per_s=result.events / result.wall_s, target_ratio=result.wall_s / 60.0
+    )
     _report(f"philly/{policy}", summary, result.wall_s, 60.0, load_s)
 
 
@@ -89,18 +92,34 @@ def test_planner_on_philly_prefix(benchmark: Any, philly: tuple[list[Any], float
     calls_full = estimate_plan_calls([j.release for j in jobs])
     calls_here = max(1, int(summary.get("plans", 0)))
     per_call = float(summary.get("plan_seconds", 0.0)) / calls_here
-    by_calls = calls_full * per_call + (result.wall_s - float(summary.get("plan_seconds", 0.0))) * FULL_JOBS / n
-    benchmark.extra_info.update(plans=summary.get("plans"), plan_seconds=summary.get("plan_seconds"),
-                                contended_plans=summary.get("contended_plans"),
-                                extrapolated_full_s=extrapolated, estimated_full_s_by_calls=by_calls)
+    by_calls = (
+        calls_full * per_call + (result.wall_s - float(summary.get("plan_seconds", 0.0))) * FULL_JOBS / n
+    )
+    benchmark.extra_info.update(
+        plans=summary.get("plans"),
+        plan_seconds=summary.get("plan_seconds"),
+        contended_plans=summary.get("contended_plans"),
+        extrapolated_full_s=extrapolated,
+        estimated_full_s_by_calls=by_calls,
+    )
     _report(
-        f"philly[:{n}]/gpusched", summary, result.wall_s, 900.0 * len(subset) / FULL_JOBS, load_s,
-        note=(f"\n  {calls_here} planner calls ({estimate_plan_calls([j.release for j in subset])} predicted, "
-              f"{summary.get('contended_plans', 0)} contended, {summary.get('preemption_candidates', 0)} "
-              f"preemption candidates passed, {summary.get('preemptions', 0)} preemptions), "
-              f"{summary.get('plan_seconds', 0):.1f} s in plan() ({per_call * 1000:.0f} ms/call).\n"
-              + (f"  Full trace MEASURED: {result.wall_s / 60:.1f} min (target 15 min).\n" if n >= FULL_JOBS else "")
-              + f"  Extrapolated to all {FULL_JOBS} jobs (NOT measured; target 15 min): linear in jobs "
-              f"{extrapolated / 60:.1f} min; by predicted planner calls ({calls_full}) x ms/call "
-              f"{by_calls / 60:.1f} min."),
+        f"philly[:{n}]/gpusched",
+        summary,
+        result.wall_s,
+        900.0 * len(subset) / FULL_JOBS,
+        load_s,
+        note=(
+            f"\n  {calls_here} planner calls ({estimate_plan_calls([j.release for j in subset])} predicted, "
+            f"{summary.get('contended_plans', 0)} contended, {summary.get('preemption_candidates', 0)} "
+            f"preemption candidates passed, {summary.get('preemptions', 0)} preemptions), "
+            f"{summary.get('plan_seconds', 0):.1f} s in plan() ({per_call * 1000:.0f} ms/call).\n"
+            + (
+                f"  Full trace MEASURED: {result.wall_s / 60:.1f} min (target 15 min).\n"
+                if n >= FULL_JOBS
+                else ""
+            )
+            + f"  Extrapolated to all {FULL_JOBS} jobs (NOT measured; target 15 min): linear in jobs "
+            f"{extrapolated / 60:.1f} min; by predicted planner calls ({calls_full}) x ms/call "
+            f"{by_calls / 60:.1f} min."
+        ),
     )

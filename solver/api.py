@@ -113,8 +113,9 @@ def _relax(search: _Search, forbid: frozenset[int], first: bool) -> None:
     inst, policy, budget = search.inst, search.policy, search.budget
     columns = _estimated_columns(inst)
     # Column generation degrades gently (an unconverged master still rounds, its Lagrangian bound
-    # still holds): it runs whenever a quarter of its measured cost fits its share.
-    if columns >= COLGEN_MIN_COLUMNS and budget.solver_fits("colgen_column", 0.25 * columns, 0, COLGEN_SHARE):
+    # still holds): it runs whenever its pool of starts can be built and priced a few times in a
+    # part of its share.
+    if columns >= COLGEN_MIN_COLUMNS and budget.fits("pool_column", columns, 0.3 * COLGEN_SHARE):
         relaxation = _colgen_relaxation(search, forbid, first, columns)
     elif (
         columns < COLGEN_MIN_COLUMNS
