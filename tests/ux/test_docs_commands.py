@@ -9,6 +9,7 @@ listed in NOT_RUN with the reason, and each entry must still match a documented 
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import shlex
@@ -128,6 +129,6 @@ def test_documented_command_runs_on_a_plain_clone(doc: str, command: str, clone:
     )
     assert "Traceback" not in result.stderr
     tokens = shlex.split(command)
-    for option, value in zip(tokens, tokens[1:]):
+    for option, value in itertools.pairwise(tokens):
         if option in ("-o", "--out", "--output") and value.endswith("/"):
             assert any((clone / value).iterdir()), f"{doc}: `{command}` wrote nothing to {value}"
