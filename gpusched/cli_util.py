@@ -204,9 +204,10 @@ def escape_help_markup(group: Any) -> None:
     stack = [group]
     while stack:
         command = stack.pop()
-        if id(command) in seen:
+        if id(command) in seen or getattr(command, "_help_escaped", False):
             continue
         seen.add(id(command))
+        command._help_escaped = True  # a second main() in one process must not escape twice
         for attr in ("help", "short_help", "epilog"):
             text = getattr(command, attr, None)
             if isinstance(text, str) and "[" in text:

@@ -100,7 +100,7 @@ def _layout(plan: Plan, title: str, rows: int, ytitle: str) -> dict[str, Any]:
         "xaxis": {
             "type": "date",
             "title": {"text": f"time ({(plan.epoch.tzname() if plan.epoch else None) or 'from plan start'})"},
-            "range": [_iso(_moment(plan, 0)), _iso(_moment(plan, _busy_until(plan)))],
+            "range": [_iso(_moment(plan, 0)), _iso(_moment(plan, busy_until(plan)))],
             "rangeslider": {
                 "visible": True,
                 "thickness": 0.04,
@@ -118,7 +118,7 @@ def _last_end(plan: Plan) -> float:
     return max((seg.end for jp in plan.jobs for seg in jp.segments), default=0.0)
 
 
-def _busy_until(plan: Plan) -> float:
+def busy_until(plan: Plan) -> float:
     """The first view ends a little after the last planned run, not at an empty horizon's end."""
     last = _last_end(plan)
     if last <= 0:

@@ -93,7 +93,7 @@ def explanation(plan: Plan) -> list[str]:
     meaning = OBJECTIVE_MEANING.get(plan.policy, "the policy's score")
     lines = [
         f"objective: what policy {plan.policy} minimises ({meaning}), including penalties for jobs "
-        "planned late or not at all; it is not money",
+        "planned late or not at all: a score, not the bill",
         "cost: the bill of the plan, GPUs x hours x price per GPU-hour of every planned run",
         "lower bound / gap: no plan can score below the bound; gap is how far this one may be from the best",
     ]
@@ -256,7 +256,9 @@ def gantt_png(plan: Plan) -> bytes:
     ax.set_yticks(range(len(rows)))
     ax.set_yticklabels([f"{jp.job} ({jp.gpus})" for jp in rows], fontsize=7)
     ax.invert_yaxis()
-    ax.set_xlim(x(0), x(plan.horizon))
+    from gpusched.plan_chart import busy_until
+
+    ax.set_xlim(x(0), x(busy_until(plan) if rows else plan.horizon))
     if epoch is not None:
         locator = mdates.AutoDateLocator()
         ax.xaxis.set_major_locator(locator)

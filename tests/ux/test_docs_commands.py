@@ -9,6 +9,7 @@ listed in NOT_RUN with the reason, and each entry must still match a documented 
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import shlex
@@ -127,7 +128,7 @@ def test_documented_command_runs_on_a_plain_clone(doc: str, command: str, clone:
         f"{doc}: `{command}` exited {result.returncode}\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
     )
     assert "Traceback" not in result.stderr
-    for token in shlex.split(command):
-        if token.endswith("/") and token.startswith(("out", "cap")):
-            written = sorted(p.name for p in (clone / token).iterdir())
-            assert written, f"{doc}: `{command}` wrote nothing to {token}"
+    tokens = shlex.split(command)
+    for option, value in itertools.pairwise(tokens):
+        if option in ("-o", "--out", "--output") and value.endswith("/"):
+            assert any((clone / value).iterdir()), f"{doc}: `{command}` wrote nothing to {value}"

@@ -45,7 +45,7 @@ def test_a_complete_plan_exits_0() -> None:
 
 def test_report_explains_objective_and_cost_and_which_search_found_the_plan() -> None:
     text = " ".join(gpusched(*SEED).stdout.split())
-    assert "objective: what policy cost minimises" in text and "it is not money" in text
+    assert "objective: what policy cost minimises" in text and "a score, not the bill" in text
     assert "cost: the bill of the plan" in text
     summary = text.splitlines()[-1] if "\n" in text else text[text.rindex("optimal:") :]
     assert "best plan found by the" in summary and "(fifo)" not in summary
