@@ -70,6 +70,12 @@ def feasible(
     ]
 
 
+def passing(nodes: Iterable[NodeSpec], gang: Gang, types: Mapping[str, GpuType]) -> list[NodeSpec]:
+    """The nodes every filter lets through, whatever is free: a caller that places many gangs of one
+    kind (the front-end's window fill) filters once and passes `filtered=True` to place_gang."""
+    return [n for n in nodes if all(f(n, gang, types) for f in FILTERS)]
+
+
 # ---------------------------------------------------------------------------------------- scores
 # Lower is better; `rank` orders whole picks by them, in this order.
 
@@ -99,14 +105,18 @@ def _pick(
     free: FreeView, candidates: list[str], gpus: int, max_nodes: int | None, per_node: int = 1
 ) -> Pick | None:
     """Fewest nodes for `gpus` GPUs among candidates, in whole workers; among equals, the tightest fit."""
-    room = {n: free[n] // per_node * per_node for n in candidates}
-    usable = [n for n in candidates if room[n] > 0]
-    fitting = [n for n in usable if room[n] >= gpus]
-    if fitting:  # one node: the one it fills best
-        best = min(fitting, key=lambda n: (free[n] - gpus, n))
-        return [(best, gpus)]
+    room: Mapping[str, int] = (
+        free if per_node == 1 else {n: free[n] // per_node * per_node for n in candidates}
+    )
+    best: tuple[int, str] | None = None
+    for n in candidates:  # one node: the one it fills best (one pass: this runs per queued job)
+        if room[n] >= gpus and (best is None or (free[n] - gpus, n) < best):
+            best = (free[n] - gpus, n)
+    if best is not None:
+        return [(best[1], gpus)]
     if max_nodes == 1:
         return None
+    usable = [n for n in candidates if room[n] > 0]
     # Several nodes: largest first so the gang spans few nodes, then best-fit for the remainder.
     ordered = sorted(usable, key=lambda n: (-room[n], n))
     chosen: list[tuple[str, int]] = []
@@ -128,11 +138,19 @@ def _pick(
 
 
 def place_gang(
-    nodes: Iterable[NodeSpec], free: FreeView, gang: Gang, types: Mapping[str, GpuType] | None = None
+    nodes: Iterable[NodeSpec],
+    free: FreeView,
+    gang: Gang,
+    types: Mapping[str, GpuType] | None = None,
+    filtered: bool = False,
 ) -> Pick | None:
     """The one placement routine: filter the nodes, then the best-ranked pick inside one topology
-    domain, else across domains; None when nothing holds the gang now."""
-    ok = feasible(nodes, gang, types or {}, free)
+    domain, else across domains; None when nothing holds the gang now. filtered: `nodes` already
+    passed the filters (see `passing`); only the free-GPU check is left."""
+    if filtered:
+        ok = [n for n in nodes if free.get(n.name, 0) >= gang.per_node]
+    else:
+        ok = feasible(nodes, gang, types or {}, free)
     domains: dict[str | None, list[str]] = defaultdict(list)
     for n in ok:
         domains[n.topology_domain].append(n.name)
