@@ -8,7 +8,7 @@ Models are strict about unknown fields so a typo in a YAML file is an error, not
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
     BaseModel,
@@ -331,7 +331,8 @@ class _Output(BaseModel):
 
 
 Policy = Literal["cost", "jct", "makespan", "deadline", "fair"]
-POLICIES: tuple[str, ...] = ("cost", "jct", "makespan", "deadline", "fair")
+POLICIES: tuple[str, ...] = get_args(Policy)
+"""The policy names, from the one Literal (CLIs should build their choices from this)."""
 SolverName = Literal["cbc", "highs"]
 
 UnscheduledReason = Literal["capacity", "type", "memory", "deadline", "gang", "horizon", "time_limit"]

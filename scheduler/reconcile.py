@@ -415,7 +415,6 @@ def follow_plan(
     for d in interpret(plan, snap.cluster, queued, running, free, frees_at_once=False):
         job = snap.jobs[d.job]
         assert job.spec is not None
-        jp = by_name[d.job]
         if isinstance(d, Preempt):
             if opts.dry_run:
                 _patch(out, job, now, reason=f"dry-run: would be {d.reason}")
@@ -438,7 +437,7 @@ def follow_plan(
         waiting_phase = (
             "Preempted"
             if job.status.phase in ("Preempted", "Preempting")
-            else ("Pending" if jp.status == "unscheduled" else "Planned")
+            else ("Pending" if isinstance(d, Wait) and not d.scheduled else "Planned")
         )
         if isinstance(d, Wait):
             _follow_wait(out, job, snap, opts, d, waiting_phase)

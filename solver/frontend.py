@@ -30,8 +30,8 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple, TypeVar
 
 from gpusched.defaults import FILL_LIMIT, MIN_RUN_H, SCAN_LIMIT, WINDOW
-from gpusched.model import Cluster, GpuType, Job, JobPlan, Placement, Plan
-from gpusched.solver.placement import FreeView, Gang, place_gang
+from gpusched.model import Cluster, GpuType, Job, JobPlan, Node, Placement, Plan
+from gpusched.solver.placement import FreeView, Gang, passing, place_gang
 from gpusched.solver.preemption import Beneficiary, protected, reason, restart_cost
 
 T = TypeVar("T")
@@ -187,20 +187,17 @@ def select(
     fill: list[Waiting] = []
     if len(queued) > len(core):
         scratch = free_view(cluster, running)
+        left = [sum(scratch.values())]
         core_names = {w.job.name for w in core}
+        static: dict[tuple[str, float], list[Node]] = {}
         for w in core:
-            _take(cluster, scratch, w, types)
+            _take(cluster, scratch, w, types, static, left)
 
         def fits(w: Waiting) -> bool:
-            return w.job.name not in core_names and _take(cluster, scratch, w, types)
+            return w.job.name not in core_names and _take(cluster, scratch, w, types, static, left)
 
         fill = fill_window(
-            queued,
-            core,
-            lambda w: facts_of(w, types),
-            fits,
-            fill_limit,
-            free_left=lambda: sum(scratch.values()),
+            queued, core, lambda w: facts_of(w, types), fits, fill_limit, free_left=lambda: left[0]
         )
     shown = [*core, *fill]
     top = max((w.job.priority for w in shown), default=0.0)
@@ -222,16 +219,34 @@ def select(
     return Selection(jobs, shown, list(running), pinned, len(queued) - len(shown))
 
 
-def _take(cluster: Cluster, free: dict[str, int], w: Waiting, types: Mapping[str, GpuType]) -> bool:
-    """Place a queued job on a scratch free view, as the start would (any type it allows)."""
+def _take(
+    cluster: Cluster,
+    free: dict[str, int],
+    w: Waiting,
+    types: Mapping[str, GpuType],
+    static: dict[tuple[str, float], list[Node]],
+    left: list[int],
+) -> bool:
+    """Place a queued job on a scratch free view, as the start would (any type it allows). static
+    caches the nodes each (type, memory) passes the filters on; left[0] counts the free GPUs."""
     for t in types.values():
         if not w.job.allows(t):
             continue
-        gang = Gang(gpus=w.job.gpus, gpu_type=t.name, per_node=w.per_node, max_nodes=w.job.max_nodes)
-        pick = place_gang(cluster.nodes, free, gang)
+        gang = Gang(
+            gpus=w.job.gpus,
+            gpu_type=t.name,
+            per_node=w.per_node,
+            max_nodes=w.job.max_nodes,
+            min_memory_gib=w.job.min_gpu_memory_gib,
+        )
+        key = (t.name, w.job.min_gpu_memory_gib)
+        if key not in static:
+            static[key] = passing(cluster.nodes, gang, types)
+        pick = place_gang(static[key], free, gang, filtered=True)
         if pick is not None:
             for node, g in pick:
                 free[node] -= g
+            left[0] -= w.job.gpus
             return True
     return False
 

@@ -60,6 +60,12 @@ def pack(inst: Instance, schedule: Schedule, forbid_now: frozenset[int] = frozen
         out.schedule[j] = choice
         out.placements[j] = [Placement(node=n, gpus=g) for n, g in info.job.running.nodes.items()]
 
+    # Nodes whose capacity drops inside the horizon (maintenance): for the maintenance-distance score.
+    drops = {
+        name: [t for t in range(1, inst.n_slots) if caps[t] < caps[t - 1]]
+        for name, caps in inst.node_capacity.items()
+        if min(caps) != max(caps)
+    }
     rest = [j for j in schedule if j not in out.schedule]
     rest.sort(key=lambda j: (schedule[j].start, inst.jobs[j].job.max_nodes or 1 << 30, -inst.jobs[j].gpus, j))
     for j in rest:
@@ -79,7 +85,7 @@ def pack(inst: Instance, schedule: Schedule, forbid_now: frozenset[int] = frozen
             if int(window.sum()) < info.gpus:
                 continue
             room = {n.name: int(w) for n, w in zip(nodes, window.tolist())}
-            pick = place_on(room, nodes, info)
+            pick = place_on(room, nodes, info, _until(drops, s) if drops else None)
             if pick is not None:
                 found = (s, end, pick)
                 break
@@ -94,4 +100,14 @@ def pack(inst: Instance, schedule: Schedule, forbid_now: frozenset[int] = frozen
             out.delayed.append(j)
         out.schedule[j] = Choice(opt, s)
         out.placements[j] = [Placement(node=n, gpus=g) for n, g in pick]
+    return out
+
+
+def _until(drops: dict[str, list[int]], start: int) -> dict[str, float]:
+    """Slots from `start` until each node's capacity next drops (nodes with no drop ahead: absent)."""
+    out: dict[str, float] = {}
+    for name, slots in drops.items():
+        nxt = next((t for t in slots if t > start), None)
+        if nxt is not None:
+            out[name] = float(nxt - start)
     return out

@@ -9,6 +9,7 @@ nibbled into 1-2 GPU holes.
 from __future__ import annotations
 
 import itertools
+import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -70,6 +71,12 @@ def feasible(
     ]
 
 
+def passing(nodes: Iterable[NodeSpec], gang: Gang, types: Mapping[str, GpuType]) -> list[NodeSpec]:
+    """The nodes every filter lets through, whatever is free: a caller that places many gangs of one
+    kind (the front-end's window fill) filters once and passes `filtered=True` to place_gang."""
+    return [n for n in nodes if all(f(n, gang, types) for f in FILTERS)]
+
+
 # ---------------------------------------------------------------------------------------- scores
 # Lower is better; `rank` orders whole picks by them, in this order.
 
@@ -86,27 +93,47 @@ def fragmentation(pick: Pick, free: FreeView) -> int:
 
 
 SCORES = (nodes_used, fragmentation)
+"""Scores over the free view; `rank` adds the maintenance distance, which needs the windows."""
 
 
-def rank(pick: Pick, free: FreeView) -> tuple[int, ...]:
-    return tuple(score(pick, free) for score in SCORES)
+def maintenance_distance(pick: Pick, until: Mapping[str, float] | None) -> float:
+    """Distance to maintenance: a gang on nodes whose GPUs go out of service later (or never)
+    leaves the nodes about to be drained to short work. Lower is better (minus the nearest)."""
+    if not until:
+        return 0.0
+    return -min(until.get(n, math.inf) for n, _ in pick)
+
+
+def rank(pick: Pick, free: FreeView, until: Mapping[str, float] | None = None) -> tuple[float, ...]:
+    return (*(score(pick, free) for score in SCORES), maintenance_distance(pick, until))
 
 
 # ------------------------------------------------------------------------------------- choosing
 
 
 def _pick(
-    free: FreeView, candidates: list[str], gpus: int, max_nodes: int | None, per_node: int = 1
+    free: FreeView,
+    candidates: list[str],
+    gpus: int,
+    max_nodes: int | None,
+    per_node: int = 1,
+    until: Mapping[str, float] | None = None,
 ) -> Pick | None:
     """Fewest nodes for `gpus` GPUs among candidates, in whole workers; among equals, the tightest fit."""
-    room = {n: free[n] // per_node * per_node for n in candidates}
-    usable = [n for n in candidates if room[n] > 0]
-    fitting = [n for n in usable if room[n] >= gpus]
-    if fitting:  # one node: the one it fills best
-        best = min(fitting, key=lambda n: (free[n] - gpus, n))
-        return [(best, gpus)]
+    room: Mapping[str, int] = (
+        free if per_node == 1 else {n: free[n] // per_node * per_node for n in candidates}
+    )
+    best: tuple[int, float, str] | None = None
+    for n in candidates:  # one node: the one it fills best (one pass: this runs per queued job)
+        if room[n] >= gpus:
+            key = (free[n] - gpus, -until.get(n, math.inf) if until else 0.0, n)
+            if best is None or key < best:
+                best = key
+    if best is not None:
+        return [(best[2], gpus)]
     if max_nodes == 1:
         return None
+    usable = [n for n in candidates if room[n] > 0]
     # Several nodes: largest first so the gang spans few nodes, then best-fit for the remainder.
     ordered = sorted(usable, key=lambda n: (-room[n], n))
     chosen: list[tuple[str, int]] = []
@@ -128,21 +155,31 @@ def _pick(
 
 
 def place_gang(
-    nodes: Iterable[NodeSpec], free: FreeView, gang: Gang, types: Mapping[str, GpuType] | None = None
+    nodes: Iterable[NodeSpec],
+    free: FreeView,
+    gang: Gang,
+    types: Mapping[str, GpuType] | None = None,
+    filtered: bool = False,
+    until: Mapping[str, float] | None = None,
 ) -> Pick | None:
     """The one placement routine: filter the nodes, then the best-ranked pick inside one topology
-    domain, else across domains; None when nothing holds the gang now."""
-    ok = feasible(nodes, gang, types or {}, free)
+    domain, else across domains; None when nothing holds the gang now. filtered: `nodes` already
+    passed the filters (see `passing`); only the free-GPU check is left. until: per node, when its
+    GPUs next go out of service (absent: not in sight), for the maintenance-distance score."""
+    if filtered:
+        ok = [n for n in nodes if free.get(n.name, 0) >= gang.per_node]
+    else:
+        ok = feasible(nodes, gang, types or {}, free)
     domains: dict[str | None, list[str]] = defaultdict(list)
     for n in ok:
         domains[n.topology_domain].append(n.name)
     best: Pick | None = None
     for names in domains.values():
-        pick = _pick(free, names, gang.gpus, gang.max_nodes, gang.per_node)
-        if pick is not None and (best is None or rank(pick, free) < rank(best, free)):
+        pick = _pick(free, names, gang.gpus, gang.max_nodes, gang.per_node, until)
+        if pick is not None and (best is None or rank(pick, free, until) < rank(best, free, until)):
             best = pick
     if best is None and len(domains) > 1:  # no single domain holds it: span domains
-        best = _pick(free, [n.name for n in ok], gang.gpus, gang.max_nodes, gang.per_node)
+        best = _pick(free, [n.name for n in ok], gang.gpus, gang.max_nodes, gang.per_node, until)
     return best
 
 
@@ -163,6 +200,7 @@ def place_first_slot(inst: Instance, schedule: Schedule) -> tuple[dict[int, list
         else:
             starting.append(info)
     lowest = _lowest_ahead(inst)
+    until = _until(lowest)
     # Most constrained first: gangs limited in how many nodes they may span, then the biggest.
     for info in sorted(starting, key=lambda i: (i.job.max_nodes or 1 << 30, -i.gpus, i.index)):
         choice = schedule[info.index]
@@ -171,7 +209,7 @@ def place_first_slot(inst: Instance, schedule: Schedule) -> tuple[dict[int, list
         # stop the job part-way): a gang that finds none is re-planned to start later.
         if lowest:
             end = max(1, min(choice.end(), inst.n_slots))
-            best = place_on(_free_through(free, nodes, lowest, end), nodes, info)
+            best = place_on(_free_through(free, nodes, lowest, end), nodes, info, until)
         else:
             best = place_on(free, nodes, info)
         if best is None:
@@ -209,6 +247,18 @@ def _free_through(
     return out
 
 
-def place_on(free: dict[str, int], nodes: list[NodeSpec], info: JobInfo) -> list[tuple[str, int]] | None:
+def place_on(
+    free: dict[str, int], nodes: list[NodeSpec], info: JobInfo, until: Mapping[str, float] | None = None
+) -> list[tuple[str, int]] | None:
     """The planner's use of `place_gang`: nodes of the type the plan chose, the job's max_nodes."""
-    return place_gang(nodes, free, Gang(gpus=info.gpus, max_nodes=info.job.max_nodes))
+    return place_gang(nodes, free, Gang(gpus=info.gpus, max_nodes=info.job.max_nodes), until=until)
+
+
+def _until(lowest: dict[str, list[int]]) -> dict[str, float]:
+    """Per node whose capacity drops in the horizon: the first slot it has less than now."""
+    out: dict[str, float] = {}
+    for name, ahead in lowest.items():
+        drop = next((t for t, cap in enumerate(ahead) if cap < ahead[0]), None)
+        if drop is not None:
+            out[name] = float(drop)
+    return out

@@ -54,3 +54,22 @@ def test_reasons_say_what_the_stop_is_for() -> None:
     assert "higher-priority" not in reason(1.0, None, low, "jct")
     assert reason(1.0, None, low, "jct").startswith("preempted so that ml/small start now")
     assert reason(1.0, ["n2"], [], "jct") == "moved by the plan to n2"
+
+
+def test_placement_keeps_gangs_off_nodes_that_go_into_maintenance_soon() -> None:
+    # Two equal nodes; "a" (first by name, so it used to win the tie) goes into maintenance at 3 h,
+    # after the 1-hour job would end: both are feasible, the maintenance-distance score picks "b".
+    from gpusched.model import Cluster, Job
+    from gpusched.solver import PlanOptions, plan
+
+    cluster = Cluster.model_validate(
+        {
+            "gpu_types": [{"name": "G", "memory_gib": 80}],
+            "nodes": [{"name": n, "gpu_type": "G", "gpu_count": 8} for n in ("a", "b")],
+            "maintenance": [{"node": "a", "start": 3.0, "end": 5.0}],
+        }
+    )
+    result = plan(
+        cluster, [Job(name="j", gpus=4, duration=1.0)], PlanOptions(horizon=8, slot=1, time_limit=10)
+    )
+    assert [p.node for p in result.job("j").placement] == ["b"]
