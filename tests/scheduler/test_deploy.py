@@ -653,3 +653,34 @@ def test_operator_rbac_is_least_privilege_and_covers_every_request_it_makes(harn
 if __name__ == "__main__":
     write_bundle()
     print(f"wrote {BUNDLE.relative_to(ROOT)}")
+
+
+@CHART_TEST
+def test_chart_agent_pod_labels_mount_the_kubelet_socket_the_agent_is_told_to_read() -> None:
+    """agent.podLabels.enabled: the args the agent parses name a socket inside the mounted hostPath,
+    and only then does the agent run as root (the kubelet's socket is root's); off by default."""
+    import typer
+
+    from gpusched.cli import app
+
+    def agent(values: dict[str, Any] | None) -> dict[str, Any]:
+        return next(d for d in render_chart(values) if d["kind"] == "DaemonSet")["spec"]["template"]["spec"]
+
+    off = agent(None)
+    assert off["securityContext"]["runAsNonRoot"] is True
+    assert "--kubernetes-pod-labels" not in off["containers"][0]["args"]
+    assert not [v for v in off["volumes"] if "hostPath" in v]
+
+    on = agent({"agent": {"podLabels": {"enabled": True, "socketDir": "/var/lib/kubelet/pod-resources"}}})
+    container = on["containers"][0]
+    command = typer.main.get_command(app).commands["agent"]  # type: ignore[attr-defined]
+    ctx = command.make_context("agent", list(container["args"]))
+    assert ctx.params["kubernetes_pod_labels"] is True
+    socket = Path(ctx.params["pod_resources_socket"])
+    mounts = {m["name"]: m for m in container["volumeMounts"]}
+    host = {v["name"]: v["hostPath"]["path"] for v in on["volumes"] if "hostPath" in v}
+    assert host == {"pod-resources": "/var/lib/kubelet/pod-resources"}
+    assert mounts["pod-resources"]["readOnly"] is True
+    assert socket.parent == Path(mounts["pod-resources"]["mountPath"])
+    assert on["securityContext"]["runAsUser"] == 0
+    assert container["securityContext"]["capabilities"]["drop"] == ["ALL"]
