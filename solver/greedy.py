@@ -187,7 +187,8 @@ def lp_guided(
         order = sorted(
             inst.jobs,
             key=lambda i: (
-                i.job.running is None and not i.fixed,
+                not i.fixed,  # jobs that must keep running first: their GPUs are not up for grabs
+                i.job.running is None,
                 int(key.get(i.index, inst.n_slots + 1)),
                 *policy.order_key(i),
             ),
@@ -197,9 +198,7 @@ def lp_guided(
     def policy_order() -> tuple[list[JobInfo], dict[int, TypeOption]]:
         # Around the LP's integral starts, the rest in the policy's own order (EDF under deadlines):
         # where the alpha-point order leaves a deadline job behind its capacity, this one does not.
-        return sorted(
-            inst.jobs, key=lambda i: (i.job.running is None and not i.fixed, *policy.order_key(i))
-        ), {}
+        return sorted(inst.jobs, key=lambda i: (not i.fixed, i.job.running is None, *policy.order_key(i))), {}
 
     candidates: list[tuple[str, Callable[[], tuple[list[JobInfo], dict[int, TypeOption]]], Schedule]] = []
     if integral:
