@@ -7,6 +7,7 @@ includes FIFO itself, so the best of it is at most FIFO's objective).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable
 
 import numpy as np
@@ -202,9 +203,9 @@ def lp_guided(
 
     candidates: list[tuple[str, Callable[[], tuple[list[JobInfo], dict[int, TypeOption]]], Schedule]] = []
     if integral:
-        candidates += [(f"lp-fix-alpha-{a}", lambda a=a: alpha_order(a), integral) for a in alphas]
+        candidates += [(f"lp-fix-alpha-{a}", functools.partial(alpha_order, a), integral) for a in alphas]
         candidates.append(("lp-fix-policy-order", policy_order, integral))
-    candidates += [(f"lp-alpha-{a}", lambda a=a: alpha_order(a), {}) for a in alphas]
+    candidates += [(f"lp-alpha-{a}", functools.partial(alpha_order, a), {}) for a in alphas]
     work = list_work(inst)
     results: dict[str, float] = {}
     best: tuple[float, Schedule, str] | None = None
