@@ -436,7 +436,8 @@ def plan(
     columns = _estimated_columns(inst)
     # Kept for the end whatever happens: the node packing, the capacity-free bound (needed when no
     # LP proves one), the plan's records; at the rates measured as the search goes.
-    budget.reserve(FINISH_MARGIN * budget.limit, pack=len(inst.jobs), bound=columns, finish=len(inst.jobs))
+    pack_work = len(inst.jobs) * max(1, len(cluster.nodes))
+    budget.reserve(FINISH_MARGIN * budget.limit, pack=pack_work, bound=columns, finish=len(inst.jobs))
 
     outcome = _plan_with_repairs(inst, policy, options, plannable, frozenset(), budget, progress=progress)
     first_took = budget.elapsed()
@@ -468,7 +469,7 @@ def plan(
     notes = outcome.notes
     budget.reserve(0.0)  # what was kept back is the packing's now
     # Every job gets nodes for its whole run; what does not fit where planned is delayed.
-    with budget.stage("pack", "pack", len(inst.jobs)):
+    with budget.stage("pack", "pack", pack_work):
         packed = pack(inst, outcome.schedule, outcome.forbid)
     schedule, placements = packed.schedule, packed.placements
     if packed.delayed or packed.dropped:

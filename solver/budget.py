@@ -42,8 +42,8 @@ REFERENCE_SECONDS: dict[str, float] = {
     "solver_overhead": 2.5e-5,
     # Building a start-time model in Python and writing it out, per column (MILP stages).
     "build_column": 4e-5,
-    # Node packing of the whole horizon, per job (2.1 s at L).
-    "pack": 4e-4,
+    # Node packing of the whole horizon, per job and node (0.05 s at M, 2.1 s at L).
+    "pack": 1.2e-6,
     # The capacity-free bound, per start column (as arrays).
     "bound": 1e-6,
     # The plan's per-job records and utilisation, per job.
@@ -53,6 +53,10 @@ REFERENCE_SECONDS: dict[str, float] = {
 SOLVER_START = 0.15
 """Seconds to start a solver process and read back its answer, whatever the model's size."""
 MIN_SLOWDOWN, MAX_SLOWDOWN = 0.25, 100.0
+MIN_TIMED_SECONDS = 0.02
+CALIBRATING = frozenset({"list", "pack", "bound", "finish", "build_column", "pool_column"})
+"""Kinds of work done in this process, whose rate says how fast the machine is; a solver stage's
+rate on a small model is mostly its process's start, not the machine's speed."""
 RESERVE_MARGIN = 1.3
 """The reserved work runs last and cannot be cut short: it is kept with this margin, since the
 load can rise between the stage that measured the rate and the end (at L under a busy neighbour
@@ -100,6 +104,8 @@ class Budget:
     """Seconds per unit of each kind of work, as measured on this run (the latest stage's)."""
     stages: list[StageRecord] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    timed: set[str] = field(default_factory=set)
+    """Kinds whose latest measurement was long enough to say how fast the machine is."""
     """Stages not run (or cut short) because the time left could not hold them."""
 
     def __post_init__(self) -> None:
@@ -134,8 +140,10 @@ class Budget:
 
     def slowdown(self) -> float:
         """How much slower than the quiet reference this run's measured work went (the latest
-        measurement of each kind; the slowest of them), 1 before anything was measured."""
-        ratios = [self.measured[k] / REFERENCE_SECONDS[k] for k in self.measured if k in REFERENCE_SECONDS]
+        measurement of each kind; the slowest of them), 1 before anything was measured. Stages
+        shorter than MIN_TIMED_SECONDS do not count: their time is fixed overhead and clock
+        noise, not a rate (a 4-job list schedule read as a machine 100 times slower)."""
+        ratios = [self.measured[k] / REFERENCE_SECONDS[k] for k in self.timed if k in CALIBRATING]
         if not ratios:
             return 1.0
         return min(MAX_SLOWDOWN, max(MIN_SLOWDOWN, max(ratios)))
@@ -159,6 +167,10 @@ class Budget:
     def observe(self, kind: str, work: float, seconds: float) -> None:
         if work > 0 and seconds > 0:
             self.measured[kind] = seconds / work
+            if seconds >= MIN_TIMED_SECONDS:
+                self.timed.add(kind)
+            else:
+                self.timed.discard(kind)
 
     @contextmanager
     def stage(self, name: str, kind: str | None = None, work: float = 0.0) -> Iterator[None]:

@@ -7,6 +7,7 @@ includes FIFO itself, so the best of it is at most FIFO's objective).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable
 
 import numpy as np
@@ -187,7 +188,8 @@ def lp_guided(
         order = sorted(
             inst.jobs,
             key=lambda i: (
-                i.job.running is None and not i.fixed,
+                not i.fixed,  # jobs that must keep running first: their GPUs are not up for grabs
+                i.job.running is None,
                 int(key.get(i.index, inst.n_slots + 1)),
                 *policy.order_key(i),
             ),
@@ -197,15 +199,13 @@ def lp_guided(
     def policy_order() -> tuple[list[JobInfo], dict[int, TypeOption]]:
         # Around the LP's integral starts, the rest in the policy's own order (EDF under deadlines):
         # where the alpha-point order leaves a deadline job behind its capacity, this one does not.
-        return sorted(
-            inst.jobs, key=lambda i: (i.job.running is None and not i.fixed, *policy.order_key(i))
-        ), {}
+        return sorted(inst.jobs, key=lambda i: (not i.fixed, i.job.running is None, *policy.order_key(i))), {}
 
     candidates: list[tuple[str, Callable[[], tuple[list[JobInfo], dict[int, TypeOption]]], Schedule]] = []
     if integral:
-        candidates += [(f"lp-fix-alpha-{a}", lambda a=a: alpha_order(a), integral) for a in alphas]
+        candidates += [(f"lp-fix-alpha-{a}", functools.partial(alpha_order, a), integral) for a in alphas]
         candidates.append(("lp-fix-policy-order", policy_order, integral))
-    candidates += [(f"lp-alpha-{a}", lambda a=a: alpha_order(a), {}) for a in alphas]
+    candidates += [(f"lp-alpha-{a}", functools.partial(alpha_order, a), {}) for a in alphas]
     work = list_work(inst)
     results: dict[str, float] = {}
     best: tuple[float, Schedule, str] | None = None
