@@ -19,7 +19,7 @@ from wsgiref.simple_server import WSGIRequestHandler, make_server
 from prometheus_client import CollectorRegistry, make_wsgi_app
 from prometheus_client.exposition import ThreadingWSGIServer
 
-log = logging.getLogger("gpusched.metrics_server")
+log = logging.getLogger(__name__)
 
 Route = Callable[[], tuple[int, str, bytes]]
 """A status route: () -> (HTTP status, content type, body), called per request."""

@@ -51,10 +51,17 @@ def test_jobs_on_no_candidate_type_are_a_workload_error() -> None:
     assert caught.value.field == "workload"
 
 
-def test_a_what_if_on_a_missing_node_names_the_what_ifs() -> None:
+def test_a_what_if_on_a_node_the_recommendation_lacks_is_reported_not_applied() -> None:
+    """The recommendation names its nodes only after the sizing: a node it lacks is reported as not
+    applied beside the applied what-ifs, and the sizing (its report and files) is kept."""
     request = sizing.SizingRequest(
-        jobs=_jobs(12), types=TYPES, slo=cap.parse_slo("p95_queue<=2h"), what_ifs=["lose node nope-0"]
+        jobs=_jobs(12),
+        types=TYPES,
+        slo=cap.parse_slo("p95_queue<=2h"),
+        what_ifs=["lose node nope-0", "demand +10%"],
     )
-    with pytest.raises(sizing.SizingError, match="nope-0") as caught:
-        sizing.run(request)
-    assert caught.value.field == "what_ifs"
+    result = sizing.run(request)
+    assert result.best is not None
+    missing, applied = result.what_ifs
+    assert missing["what_if"] == "lose node nope-0" and "nope-0" in missing["not_applied"]
+    assert "not_applied" not in applied and applied["value"] >= 0
