@@ -47,6 +47,9 @@ MIN_MILP_SECONDS = 3.0
 """Below this, CBC rarely gets past its root node with a better plan than the warm start."""
 MIN_SUPPORT_SECONDS = 0.3
 """Below this (of the solver's own clock), the LP-support MILP is not started."""
+SMALL_JOBS = 1000
+"""Up to this many jobs the capacity-free bound is always computed (it is cheap and sometimes
+beats the LP's); past it, only when no stage proved a bound."""
 FINISH_MARGIN = 0.02
 """Share of the time limit kept back for the final bookkeeping (the plan's per-job records)."""
 
@@ -81,6 +84,10 @@ class _Search:
     def prove(self, bound: float | None, stage: str) -> None:
         if bound is not None:
             self.bound = bound if self.bound is None else max(self.bound, bound)
+            if len(self.inst.jobs) > SMALL_JOBS:
+                # The capacity-free bound is only computed without a proven one past this size:
+                # the time kept for it goes back to the search (at L, 5 s of a loaded minute).
+                self.budget.reserved_work.pop("bound", None)
             self.report(stage)
 
     def report(self, stage: str) -> None:
@@ -188,6 +195,10 @@ def _colgen_relaxation(
                 inst, policy, result.lagrangian, forbid, alphas=(0.5,), budget=budget
             )
             search.offer(rounded, f"lagrangian-{name}")
+            # Those choices and the incumbent's starts also make a small MILP (the incumbent keeps
+            # it feasible): what the LP-support MILP does with a master's solution.
+            if not search.closed():
+                _support_milp(search, result.lagrangian, forbid)
         return None
     search.master = [(j, opt, s) for j, opt, s, _ in result.fractional]
     return _Relaxation(result.fractional, result.bound, on_slots=True)
@@ -432,7 +443,7 @@ def plan(
         inst = build_instance(cluster, jobs, options)
     policy = make_policy(options.policy, inst)
     plannable = any(info.plannable for info in inst.jobs)
-    small = len(inst.jobs) <= 1000
+    small = len(inst.jobs) <= SMALL_JOBS
     columns = _estimated_columns(inst)
     # Kept for the end whatever happens: the node packing, the capacity-free bound (needed when no
     # LP proves one), the plan's records; at the rates measured as the search goes.
