@@ -21,7 +21,7 @@ import numpy as np
 
 from gpusched.model import Placement
 from gpusched.solver.instance import Instance
-from gpusched.solver.placement import place_on
+from gpusched.solver.placement import place_now, place_on
 from gpusched.solver.schedule import Choice, Schedule
 
 
@@ -85,7 +85,8 @@ def pack(inst: Instance, schedule: Schedule, forbid_now: frozenset[int] = frozen
             if int(window.sum()) < info.gpus:
                 continue
             room = {n.name: int(w) for n, w in zip(nodes, window.tolist())}
-            pick = place_on(room, nodes, info, _until(drops, s) if drops else None)
+            until = _until(drops, s) if drops else None
+            pick = (place_now if s == 0 else place_on)(room, nodes, info, until)
             if pick is not None:
                 found = (s, end, pick)
                 break

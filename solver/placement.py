@@ -209,9 +209,9 @@ def place_first_slot(inst: Instance, schedule: Schedule) -> tuple[dict[int, list
         # stop the job part-way): a gang that finds none is re-planned to start later.
         if lowest:
             end = max(1, min(choice.end(), inst.n_slots))
-            best = place_on(_free_through(free, nodes, lowest, end), nodes, info, until)
+            best = place_now(_free_through(free, nodes, lowest, end), nodes, info, until)
         else:
-            best = place_on(free, nodes, info)
+            best = place_now(free, nodes, info)
         if best is None:
             failed.append(info.index)
             continue
@@ -252,6 +252,42 @@ def place_on(
 ) -> list[tuple[str, int]] | None:
     """The planner's use of `place_gang`: nodes of the type the plan chose, the job's max_nodes."""
     return place_gang(nodes, free, Gang(gpus=info.gpus, max_nodes=info.job.max_nodes), until=until)
+
+
+def place_now(
+    free: dict[str, int], nodes: list[NodeSpec], info: JobInfo, until: Mapping[str, float] | None = None
+) -> list[tuple[str, int]] | None:
+    """`place_on` for a start in slot 0: a running job that starts now (it does not go on in place)
+    gets other GPUs than exactly the ones it holds (see `_elsewhere`)."""
+    pick = place_on(free, nodes, info, until)
+    if pick is not None and _same_nodes(pick, info):
+        pick = _elsewhere(free, nodes, info, until)
+    return pick
+
+
+def _same_nodes(pick: list[tuple[str, int]], info: JobInfo) -> bool:
+    """A running job restarted now (it may not go on in place) on exactly the GPUs it holds."""
+    running = info.job.running
+    return running is not None and dict(pick) == dict(running.nodes)
+
+
+def _elsewhere(
+    room: dict[str, int], nodes: list[NodeSpec], info: JobInfo, until: Mapping[str, float] | None
+) -> list[tuple[str, int]] | None:
+    """A placement now for a running job that may not go on in place, other than the one it holds.
+
+    Restarting it on exactly its own GPUs is no plan form of the specification (rule 8: a running
+    job stopped now either waits, `preempted`, or runs now on other nodes, `migrated`); were those
+    GPUs really free for it, it would be going on in place, which the keep-in-place rule decided
+    against. So one of its nodes is left out at a time; when no other placement exists the job
+    waits a slot (the caller delays it, and the gap shows the cost)."""
+    running = info.job.running
+    assert running is not None
+    for name in sorted(running.nodes):
+        pick = place_on({n: (0 if n == name else g) for n, g in room.items()}, nodes, info, until)
+        if pick is not None and not _same_nodes(pick, info):
+            return pick
+    return None
 
 
 def _until(lowest: dict[str, list[int]]) -> dict[str, float]:
