@@ -18,6 +18,7 @@ from typing import Annotated
 
 import typer
 
+from gpusched import defaults
 from gpusched.cli_util import (
     EXIT_INPUT,
     EXIT_PLAN_INCOMPLETE,
@@ -33,7 +34,7 @@ from gpusched.cli_util import (
 )
 from gpusched.config import InputError
 from gpusched.safeio import shown
-from gpusched.units import parse_datetime
+from gpusched.units import format_hours, parse_datetime
 
 app = typer.Typer(
     name="gpusched",
@@ -67,8 +68,10 @@ def plan(
     policy: Annotated[
         PolicyChoice, typer.Option(help="Objective: cost, jct, makespan, deadline or fair.")
     ] = (PolicyChoice.cost),
-    horizon: Annotated[str, typer.Option(help="Planning horizon, e.g. 48h.")] = "48h",
-    slot: Annotated[str, typer.Option(help="Slot length, e.g. 15m.")] = "15m",
+    horizon: Annotated[str, typer.Option(help="Planning horizon, e.g. 48h.")] = format_hours(
+        defaults.HORIZON_H
+    ),
+    slot: Annotated[str, typer.Option(help="Slot length, e.g. 15m.")] = format_hours(defaults.SLOT_H),
     solver: Annotated[
         SolverChoice, typer.Option(help="MILP backend: cbc (bundled) or highs.")
     ] = SolverChoice.cbc,

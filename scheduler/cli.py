@@ -11,9 +11,11 @@ from typing import Annotated, Any
 
 import typer
 
+from gpusched import defaults
 from gpusched.cli_util import check_plan_size, duration_option, finite_option
 from gpusched.cli_util import fail as _fail
 from gpusched.safeio import shown
+from gpusched.units import format_hours
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
@@ -86,9 +88,11 @@ def operator(
     replan_interval: Annotated[
         str, typer.Option("--replan-interval", help="Re-plan at least this often.")
     ] = "30s",
-    policy: Annotated[_Policy, typer.Option(help="Planner objective (jct weighs priority).")] = _Policy.jct,
-    horizon: Annotated[str, typer.Option(help="Planning horizon.")] = "24h",
-    slot: Annotated[str, typer.Option(help="Planning slot length.")] = "15m",
+    policy: Annotated[_Policy, typer.Option(help="Planner objective (jct weighs priority).")] = _Policy(
+        defaults.POLICY
+    ),
+    horizon: Annotated[str, typer.Option(help="Planning horizon.")] = format_hours(defaults.HORIZON_H),
+    slot: Annotated[str, typer.Option(help="Planning slot length.")] = format_hours(defaults.SLOT_H),
     time_limit: Annotated[float, typer.Option("--time-limit", help="Planner seconds per round.")] = 10.0,
     stale_after: Annotated[
         str, typer.Option("--stale-after", help="A GPUNode heartbeat older than this makes its GPUs unknown.")

@@ -198,3 +198,25 @@ def test_plan_from_agent_telemetry_directory(tmp_path: Path) -> None:
     by_name = {jp["job"]: jp for jp in plan["jobs"]}
     assert by_name["fits"]["placement"] == [{"node": "gpu-node-1", "gpus": 7}]
     assert by_name["too-big"]["status"] == "unscheduled"  # one GPU is unhealthy: 7 schedulable
+
+
+def test_cli_choices_and_defaults_are_the_shared_ones() -> None:
+    """One list of policies (model.POLICIES) and one horizon/slot/policy default (gpusched.defaults)
+    for `plan` and the operator: a CLI cannot drift from what the simulator and the operator use."""
+    import typer
+
+    from gpusched import defaults
+    from gpusched.cli import PolicyChoice, app
+    from gpusched.model import POLICIES
+    from gpusched.scheduler.cli import _Policy
+    from gpusched.units import parse_duration_hours
+
+    assert [p.value for p in PolicyChoice] == list(POLICIES)
+    assert [p.value for p in _Policy] == list(POLICIES)
+    group = typer.main.get_command(app)
+    for name in ("plan", "operator"):
+        params = {p.name: p.default for p in group.commands[name].params}  # type: ignore[attr-defined]
+        assert parse_duration_hours(params["horizon"]) == defaults.HORIZON_H
+        assert parse_duration_hours(params["slot"]) == defaults.SLOT_H
+    operator = {p.name: p.default for p in group.commands["operator"].params}  # type: ignore[attr-defined]
+    assert operator["policy"] == defaults.POLICY
