@@ -383,6 +383,10 @@ class SlotUsage(_Output):
 class Plan(_Output):
     policy: Policy
     solver: str
+    """The MILP backend: cbc or highs."""
+    found_by: str = ""
+    """Which search produced the returned schedule (a list order such as `fifo`, `milp`, ...): not
+    a policy. A greedy order can be the optimum, which the MILP's bound then proves."""
     status: str
     """'optimal', 'feasible' (time limit or heuristic), or 'infeasible' (some constraints relaxed)."""
     epoch: datetime | None = None

@@ -59,13 +59,14 @@ def _zone(plan: Plan) -> str:
 
 
 def backend_and_source(plan: Plan) -> tuple[str, str]:
-    """'cbc (fifo)' -> ('cbc', 'the fifo list-order heuristic'): which search found the plan.
+    """(backend, which search found the plan in words), e.g. ('cbc', 'the fifo list-order heuristic').
 
-    The name in parentheses is the heuristic or solve that produced the returned schedule, not the
-    policy: a greedy order can be the optimum, which the MILP's bound then proves.
+    `found_by` names the heuristic or solve that produced the returned schedule, not the policy: a
+    greedy order can be the optimum, which the MILP's bound then proves. (Plans written before
+    `found_by` existed carried it in parentheses after the backend: 'cbc (fifo)'.)
     """
     backend, _, rest = plan.solver.partition(" (")
-    source = rest.rstrip(")")
+    source = plan.found_by or rest.rstrip(")")
     if not source:
         return backend, ""
     if source.startswith("lp-support-milp"):

@@ -523,7 +523,8 @@ def plan(
         progress(Progress.of("done", objective, lower if lower > float("-inf") else None, budget.elapsed()))
     return Plan(
         policy=options.policy,
-        solver=f"{options.solver} ({source})",
+        solver=options.solver,
+        found_by=source,
         status=status,
         epoch=options.epoch,
         horizon=inst.n_slots * inst.slot,

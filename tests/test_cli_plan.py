@@ -42,6 +42,8 @@ def test_plan_seed_prints_summary_and_writes_files(tmp_path: Path) -> None:
     data = json.loads(out.read_text())
     assert [u["used"]["GPU"] for u in data["utilisation"]] == [2, 3, 1]
     assert {"objective", "lower_bound", "gap", "solve_time_s", "status", "total_cost"} <= set(data)
+    # The backend and the search that found the plan are two fields: "(fifo)" is no policy.
+    assert data["solver"] == "cbc" and data["found_by"] and "(" not in data["solver"]
     assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     yaml_out = tmp_path / "plan.yaml"
     assert gpusched(*args, "-q", "-o", str(yaml_out), "--chart", str(html)).returncode == 0

@@ -125,7 +125,9 @@ def test_utilisation_spans_merge_equal_and_idle_slots() -> None:
 
 
 def test_the_source_in_parentheses_is_named_as_a_search_not_a_policy() -> None:
-    assert backend_and_source(_plan(solver="cbc (fifo)")) == ("cbc", "the fifo list-order heuristic")
+    fifo = ("cbc", "the fifo list-order heuristic")
+    assert backend_and_source(_plan(solver="cbc", found_by="fifo")) == fifo
+    assert backend_and_source(_plan(solver="cbc (fifo)")) == fifo  # a plan file written before found_by
     assert backend_and_source(_plan(solver="highs (milp-highs)")) == ("highs", "the MILP")
     assert backend_and_source(_plan(solver="cbc")) == ("cbc", "")
 
