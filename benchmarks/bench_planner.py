@@ -88,7 +88,7 @@ def test_planner(benchmark, size: str, policy: str, solver: str) -> None:
         f"\n[{size} {policy} {solver}] jobs={spec['jobs']} gpus={spec['gpus']} types={spec['types']} "
         f"slots={spec['slots']} limit={limit:g}s ({_load()}) "
         f"time={result.solve_time_s:.2f}s cpu={cpu:.2f}s objective={result.objective:.6g} lower_bound={result.lower_bound:.6g} "
-        f"gap={result.gap:.3%} status={result.status} via {result.solver} | FIFO objective={fifo:.6g} "
+        f"gap={result.gap:.3%} status={result.status} via {result.solver} ({result.found_by}) | FIFO objective={fifo:.6g} "
         f"({fifo_s * 1000:.1f} ms) planner/FIFO={result.objective / fifo if fifo else float('nan'):.3f} "
         f"peak RSS={resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB"
     )

@@ -91,7 +91,7 @@ def test_on_a_much_slower_machine_the_stages_that_cannot_fit_are_skipped_and_the
     assert check_plan(cluster, jobs, result) == []  # type: ignore[arg-type]
     skipped = [n for n in result.notes if n.startswith("time limit: stages shortened or skipped")]
     assert skipped and ("lp" in skipped[0] or "milp" in skipped[0])
-    assert "milp" not in result.solver and "lp-" not in result.solver
+    assert result.found_by and "milp" not in result.found_by and "lp-" not in result.found_by
     assert result.lower_bound <= result.objective + 1e-9
 
 
