@@ -114,7 +114,9 @@ def clone(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.mark.slow
 @pytest.mark.parametrize(("doc", "command"), COMMANDS, ids=[f"{d}:{c[:60]}" for d, c in COMMANDS])
-def test_documented_command_runs_on_a_plain_clone(doc: str, command: str, clone: Path) -> None:
+def test_documented_command_runs_on_a_plain_clone(
+    doc: str, command: str, clone: Path, tmp_path: Path
+) -> None:
     reason = _skip_reason(command)
     if reason is not None:
         print(f"SKIP: {command}: {reason}")
@@ -124,8 +126,10 @@ def test_documented_command_runs_on_a_plain_clone(doc: str, command: str, clone:
     env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "PYTHONPATH")}
     env["PATH"] = f"{clone.parent / 'bin'}{os.pathsep}{env.get('PATH', '')}"
     env["PYTHONPATH"] = str(clone)
+    # A documented scratch path (/tmp/ckpt) is written under this test's own directory, not the machine's /tmp.
+    runnable = re.sub(r"(?<=[ =])/tmp/", f"{tmp_path}/", command)
     result = subprocess.run(
-        ["bash", "-c", f"set -o pipefail; {command}"],
+        ["bash", "-c", f"set -o pipefail; {runnable}"],
         cwd=clone, capture_output=True, text=True, timeout=900, env=env,
     )  # fmt: skip
     if command.startswith(NEEDS_TRACES):
