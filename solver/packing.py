@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from gpusched.model import Placement
+from gpusched.solver.freegpus import FreeGpus
 from gpusched.solver.instance import Instance
 from gpusched.solver.placement import place_now, place_on
 from gpusched.solver.schedule import Choice, Schedule
@@ -86,7 +87,7 @@ def pack(inst: Instance, schedule: Schedule, forbid_now: frozenset[int] = frozen
                 continue
             room = {n.name: int(w) for n, w in zip(nodes, window.tolist())}
             until = _until(drops, s) if drops else None
-            pick = (place_now if s == 0 else place_on)(room, nodes, info, until)
+            pick = (place_now if s == 0 else place_on)(FreeGpus(nodes, room), info, until)
             if pick is not None:
                 found = (s, end, pick)
                 break
