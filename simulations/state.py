@@ -22,6 +22,7 @@ class ClusterState(FreeGpus):
 
     def __init__(self, cluster: Cluster, spread_small_jobs: bool = False) -> None:
         super().__init__(cluster.nodes, types=cluster.type_map())
+        self.build()  # the engine, outages and Helios read the index and the GPUs directly
         self.cluster = cluster
         self.types = cluster.type_map()
         self.spread_small_jobs = spread_small_jobs

@@ -47,42 +47,85 @@ class FreeGpus:
             self.max_node[n.gpu_type] = max(self.max_node.get(n.gpu_type, 0), n.gpu_count)
         self.of_type: dict[str, list[int]] = {t: [] for t in self.max_node}
         self.domains: dict[str, set[str | None]] = {t: set() for t in self.max_node}
-        self.buckets: dict[str, list[dict[int, None]]] = {
-            t: [{} for _ in range(top + 1)] for t, top in self.max_node.items()
-        }
+        for i, (t, domain) in enumerate(zip(self.node_type, self.node_domain, strict=True)):
+            self.of_type[t].append(i)
+            self.domains[t].add(domain)
+        self._usable = [0 if n.cordoned else n.gpu_count - n.unhealthy_gpus for n in self.nodes]
+        """Per node, GPUs open to new work when the view was built (healthy, not cordoned)."""
+        self._open(free)
+
+    def with_free(self, free: Mapping[str, int] | Sequence[int]) -> FreeGpus:
+        """A view of the same nodes with other GPUs free: per name, or a list in node order (the
+        solver's packing builds one per job and slot; the node layout is shared, not rebuilt)."""
+        out = object.__new__(FreeGpus)
+        out.nodes, out.node_name, out.node_type = self.nodes, self.node_name, self.node_type
+        out.node_size, out.node_domain, out.index = self.node_size, self.node_domain, self.index
+        out.max_node, out.of_type, out.domains, out._usable = (
+            self.max_node,
+            self.of_type,
+            self.domains,
+            self._usable,
+        )
+        out._open(free)
+        return out
+
+    def _open(self, free: Mapping[str, int] | Sequence[int] | None) -> None:
+        """The free side: every open GPU free (None), or as many per node as `free` says."""
+        usable = self._usable
+        if free is None:
+            rooms = usable[:]
+        else:
+            given = [free.get(name, 0) for name in self.node_name] if isinstance(free, Mapping) else free
+            rooms = [r if r > 0 else 0 for r in map(min, given, usable)]
+        self.whole_free: list[int] = rooms
+        """Per node, wholly free open GPUs."""
+        self.buckets: dict[str, list[dict[int, None]]] = {}
         """Per type, per count k of wholly free GPUs: the nodes with exactly k (insertion-ordered)."""
-        self.free_total: dict[str, int] = dict.fromkeys(self.max_node, 0)
+        self.free_total: dict[str, int] = {}
         """Per type, wholly free GPUs."""
-        self.healthy: dict[str, int] = dict.fromkeys(self.max_node, 0)
+        self.healthy: dict[str, int] = {}
         """Per type, GPUs open to new work (free or not)."""
-        self.partial_nodes: dict[str, dict[int, None]] = {t: {} for t in self.max_node}
+        self.partial_nodes: dict[str, dict[int, None]] = {}
         """Per type, nodes with an open GPU partly shared (0 < milli < FULL free)."""
         self.milli: list[list[int]] = []
+        """Per node, per GPU: thousandths free."""
         self.ok: list[list[bool]] = []
-        self.whole_free: list[int] = []
-        for i, n in enumerate(self.nodes):
-            t = n.gpu_type
-            usable = n.healthy_gpus
-            room = usable if free is None else max(0, min(free.get(n.name, 0), usable))
+        """Per node, per GPU: open to new work."""
+        self.built = False
+        """Whether the index and the per-GPU state above exist yet (see `build`)."""
+
+    def build(self) -> None:
+        """Build the bucket index and the per-GPU state, on first need: the scanning placements
+        read only `whole_free`, so a view the solver builds per job and slot to count GPUs per node
+        (packing) never pays for them; the engine's view builds them at once."""
+        if self.built:
+            return
+        self.built = True
+        self.buckets = {t: [{} for _ in range(top + 1)] for t, top in self.max_node.items()}
+        self.free_total = dict.fromkeys(self.max_node, 0)
+        self.healthy = dict.fromkeys(self.max_node, 0)
+        self.partial_nodes = {t: {} for t in self.max_node}
+        buckets, free_total, healthy = self.buckets, self.free_total, self.healthy
+        rooms = zip(self.node_type, self.node_size, self._usable, self.whole_free, strict=True)
+        for i, (t, size, usable, room) in enumerate(rooms):
+            buckets[t][room][i] = None
+            free_total[t] += room
+            healthy[t] += usable
             # Out-of-service GPUs count as free-but-closed (milli FULL, ok False), so a repair
             # reopens them; GPUs held by others count as open and taken (milli 0).
-            self.ok.append([True] * usable + [False] * (n.gpu_count - usable))
-            self.milli.append([FULL] * room + [0] * (usable - room) + [FULL] * (n.gpu_count - usable))
-            self.whole_free.append(room)
-            self.of_type[t].append(i)
-            self.domains[t].add(n.topology_domain)
-            self.buckets[t][room][i] = None
-            self.free_total[t] += room
-            self.healthy[t] += usable
+            self.ok.append([True] * usable + [False] * (size - usable))
+            self.milli.append([FULL] * room + [0] * (usable - room) + [FULL] * (size - usable))
 
     # ------------------------------------------------------------------------------------ queries
 
     @property
     def total_healthy(self) -> int:
+        self.build()
         return sum(self.healthy.values())
 
     @property
     def total_free(self) -> int:
+        self.build()
         return sum(self.free_total.values())
 
     def free_map(self) -> dict[str, int]:
@@ -94,6 +137,7 @@ class FreeGpus:
         out: list[Share] = []
         if count <= 0:
             return out
+        self.build()
         milli, ok = self.milli[node], self.ok[node]
         for g in range(len(milli)):
             if ok[g] and milli[g] == FULL:
@@ -126,12 +170,15 @@ class FreeGpus:
         out.milli = [m[:] for m in self.milli]
         out.ok = [o[:] for o in self.ok]
         out.whole_free = self.whole_free[:]
+        out._usable, out.built = self._usable, self.built
         return out
 
     # ------------------------------------------------------------------------------------ changes
 
     def take(self, shares: Iterable[Share]) -> None:
         """Hand out GPU shares (a placement starting)."""
+        if not self.built:
+            self.build()
         for node, g, m in shares:
             milli, ok = self.milli[node], self.ok[node]
             was_full = milli[g] == FULL and ok[g]
@@ -144,6 +191,8 @@ class FreeGpus:
 
     def give(self, shares: Iterable[Share]) -> None:
         """Take back GPU shares (a placement ending)."""
+        if not self.built:
+            self.build()
         for node, g, m in shares:
             milli, ok = self.milli[node], self.ok[node]
             milli[g] += m
@@ -159,12 +208,14 @@ class FreeGpus:
 
     def unhold(self, node: int, count: int) -> None:
         """Free `count` open GPUs of `node` that are wholly taken (a gang there stopped)."""
+        self.build()
         milli, ok = self.milli[node], self.ok[node]
         back = [(node, g, FULL) for g in range(len(milli)) if ok[g] and milli[g] == 0][:count]
         self.give(back)
 
     def close(self, node: int, g: int) -> bool:
         """Close one GPU to new work (failure, maintenance); False if it already was."""
+        self.build()
         ok = self.ok[node]
         if not ok[g]:
             return False
@@ -178,6 +229,7 @@ class FreeGpus:
 
     def reopen(self, node: int, g: int) -> None:
         """Open one GPU again (repaired, maintenance over)."""
+        self.build()
         ok = self.ok[node]
         if ok[g]:
             return

@@ -29,12 +29,15 @@ import math
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from gpusched.model import GpuType, Placement
 from gpusched.model import Node as NodeSpec
 from gpusched.solver.freegpus import FULL, FreeGpus, Share
-from gpusched.solver.instance import Instance, JobInfo
-from gpusched.solver.schedule import Schedule
+
+if TYPE_CHECKING:  # annotations only: the simulator's engine imports this without the MILP stack
+    from gpusched.solver.instance import Instance, JobInfo
+    from gpusched.solver.schedule import Schedule
 
 Pick = list[tuple[str, int]]
 """A placement by name: (node, GPUs) pairs."""
@@ -59,9 +62,11 @@ class Gang:
 
 
 # ------------------------------------------------------------------- filters (kube-scheduler style)
-# Type filters say whether a GPU type may hold the gang at all; node filters whether one node may
-# hold part of it now. `feasible` applies them all. Health and cordon are the view's own rule (a GPU
-# out of service is never free); maintenance within the run is `free_through`'s view.
+# Type filters say whether a GPU type may hold the gang at all. Node filters say whether one node
+# may hold part of it now; over the free-GPU view each is a threshold on the node's wholly free GPUs
+# (health, cordon and held GPUs are the view's own rule: a GPU out of service is never free), so
+# they run as one comparison per node, and as a bucket range in the indexed path. Maintenance
+# within the run is `free_through`'s view; max_nodes is the pick's limit. `feasible` applies them.
 
 
 def type_matches(gpu_type: str, gang: Gang, types: Types) -> bool:
@@ -76,17 +81,18 @@ def memory_fits(gpu_type: str, gang: Gang, types: Types) -> bool:
 TYPE_FILTERS = (type_matches, memory_fits)
 
 
-def open_to_new_work(view: FreeGpus, node: int, gang: Gang) -> bool:
-    """Some GPU free for new work (not cordoned, healthy, not held, not in maintenance)."""
-    return view.whole_free[node] > 0
+def open_to_new_work(gang: Gang) -> int:
+    """Some GPU free for new work (healthy, not cordoned, not held, not in maintenance)."""
+    return 1
 
 
-def whole_workers(view: FreeGpus, node: int, gang: Gang) -> bool:
+def whole_workers(gang: Gang) -> int:
     """Room for at least one whole worker of the gang."""
-    return view.whole_free[node] >= gang.per_node
+    return gang.per_node
 
 
 NODE_FILTERS = (open_to_new_work, whole_workers)
+"""Each: the fewest wholly free GPUs a node needs to pass."""
 
 
 def gpu_types(view: FreeGpus, gang: Gang, types: Types) -> list[str]:
@@ -100,12 +106,9 @@ def gpu_types(view: FreeGpus, gang: Gang, types: Types) -> list[str]:
 
 def feasible(view: FreeGpus, gang: Gang, types: Types) -> list[int]:
     """Nodes that pass every filter: of an allowed type, with a whole worker's room now."""
-    return [
-        n
-        for t in gpu_types(view, gang, types)
-        for n in view.of_type[t]
-        if all(f(view, n, gang) for f in NODE_FILTERS)
-    ]
+    need = max(f(gang) for f in NODE_FILTERS)
+    free = view.whole_free
+    return [n for t in gpu_types(view, gang, types) for n in view.of_type[t] if free[n] >= need]
 
 
 # ---------------------------------------------------------------------------------------- scores
@@ -152,6 +155,14 @@ def place(
     types = types or {}
     if gang.milli < FULL:
         return _shared(view, gang, types, until)
+    spots = _spots(view, gang, types, until)
+    if spots is None:
+        return None
+    return [s for n, g in spots for s in view.whole_gpus(n, g)]
+
+
+def _spots(view: FreeGpus, gang: Gang, types: Types, until: Mapping[str, float] | None) -> Spots | None:
+    """Whole-GPU steps 1-3: by the buckets where they decide alone, else by scanning."""
     t = gang.gpu_type
     if (
         gang.per_node == 1
@@ -160,30 +171,25 @@ def place(
         and len(view.domains.get(t, ())) <= 1
         and all(f(t, gang, types) for f in TYPE_FILTERS)
     ):
-        spots = _bucket_fit(view, t, gang.gpus, gang.max_nodes)
-    else:
-        spots = _scan_fit(view, gang, types, until)
-    if spots is None:
-        return None
-    return [s for n, g in spots for s in view.whole_gpus(n, g)]
+        return _bucket_fit(view, t, gang.gpus, gang.max_nodes)
+    return _scan_fit(view, gang, types, until)
 
 
 def place_gang(
     view: FreeGpus, gang: Gang, types: Types | None = None, until: Mapping[str, float] | None = None
 ) -> Pick | None:
-    """`place` by node name: (node, GPUs) pairs, for callers that count GPUs per node."""
-    shares = place(view, gang, types, until)
-    if shares is None:
-        return None
-    out: dict[str, int] = {}
-    for n, _, _ in shares:
-        name = view.node_name[n]
-        out[name] = out.get(name, 0) + 1
-    return list(out.items())
+    """`place` by node name: (node, GPUs) pairs, for callers that count GPUs per node (it names
+    no GPUs, so the view's per-GPU state is never built for it)."""
+    if gang.milli < FULL:
+        shares = _shared(view, gang, types or {}, until)
+        return None if shares is None else [(view.node_name[shares[0][0]], 1)]
+    spots = _spots(view, gang, types or {}, until)
+    return None if spots is None else [(view.node_name[n], g) for n, g in spots]
 
 
 def _bucket_fit(view: FreeGpus, gpu_type: str, gpus: int, max_nodes: int | None) -> Spots | None:
     """Step 2 on one domain, one GPU per worker, read from the view's buckets."""
+    view.build()
     if view.free_total.get(gpu_type, 0) < gpus:
         return None
     buckets = view.buckets[gpu_type]
@@ -276,6 +282,7 @@ def _shared(
         raise ValueError(
             f"a gang sharing GPUs ({gang.milli} thousandths each) must ask for 1 GPU, not {gang.gpus}"
         )
+    view.build()
     best: tuple[int, int, int] | None = None
     for t in gpu_types(view, gang, types):
         for node in view.partial_nodes[t]:
@@ -309,17 +316,21 @@ def place_first_slot(inst: Instance, schedule: Schedule) -> tuple[dict[int, list
             starting.append(info)
     lowest = _lowest_ahead(inst)
     until = _until(lowest)
+    layouts: dict[int, FreeGpus] = {}
     # Most constrained first: gangs limited in how many nodes they may span, then the biggest.
     for info in sorted(starting, key=lambda i: (i.job.max_nodes or 1 << 30, -i.gpus, i.index)):
         choice = schedule[info.index]
-        nodes = [n for n in inst.nodes_by_type[choice.option.type_index] if free[n.name] > 0]
+        k = choice.option.type_index
+        if k not in layouts:
+            layouts[k] = FreeGpus(inst.nodes_by_type[k])
         # Only nodes that keep their GPUs for the whole run (a maintenance window on a node would
         # stop the job part-way): a gang that finds none is re-planned to start later.
         if lowest:
             end = max(1, min(choice.end(), inst.n_slots))
-            best = place_now(FreeGpus(nodes, free_through(free, nodes, lowest, end)), info, until)
+            nodes = inst.nodes_by_type[k]
+            best = place_now(layouts[k].with_free(free_through(free, nodes, lowest, end)), info, until)
         else:
-            best = place_now(FreeGpus(nodes, free), info)
+            best = place_now(layouts[k].with_free(free), info)
         if best is None:
             failed.append(info.index)
             continue

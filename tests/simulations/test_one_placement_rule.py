@@ -59,9 +59,7 @@ def worlds(draw: st.DrawFn) -> World:
         open_.append([g < usable for g in range(size)])
         levels = [FULL, 0, 250, 500, 750] if shared else [FULL, 0]
         free.append([draw(st.sampled_from(levels)) if g < usable else FULL for g in range(size)])
-    until = {
-        node.name: float(draw(st.integers(1, 4))) for node in nodes if draw(st.integers(0, 2)) == 0
-    }
+    until = {node.name: float(draw(st.integers(1, 4))) for node in nodes if draw(st.integers(0, 2)) == 0}
     return World(nodes, open_, free, until)
 
 
@@ -75,7 +73,10 @@ def gangs() -> st.SearchStrategy[Gang]:
         min_memory_gib=st.sampled_from([0.0, 0.0, 60.0]),
     )
     shared = st.builds(
-        Gang, gpus=st.just(1), gpu_type=st.sampled_from([None, "A", "B"]), milli=st.sampled_from([200, 500, 800])
+        Gang,
+        gpus=st.just(1),
+        gpu_type=st.sampled_from([None, "A", "B"]),
+        milli=st.sampled_from([200, 500, 800]),
     )
     return st.one_of(whole, shared)
 
@@ -186,7 +187,11 @@ def test_the_placement_module_places_as_the_written_rule(
     world: World, gang: Gang, engine: bool, maintenance: bool, failures: list[tuple[int, int]]
 ) -> None:
     closed = sorted(
-        {(i, g) for i, g in failures if i < len(world.nodes) and g < world.nodes[i].gpu_count and world.open_[i][g]}
+        {
+            (i, g)
+            for i, g in failures
+            if i < len(world.nodes) and g < world.nodes[i].gpu_count and world.open_[i][g]
+        }
     )
     view = build_view(world, engine, closed)
     if not maintenance:
