@@ -111,7 +111,10 @@ class Applier:
         return result
 
     def _run(
-        self, work: list[tuple[str, list[Action]]], result: ApplyResult, later: list[tuple[str, list[Action]]] | None
+        self,
+        work: list[tuple[str, list[Action]]],
+        result: ApplyResult,
+        later: list[tuple[str, list[Action]]] | None,
     ) -> None:
         futures = [self.pool.submit(self._apply_job, key, actions, result, later) for key, actions in work]
         for f in futures:
