@@ -2,12 +2,20 @@
 
 Idempotent because every object has a deterministic name (a 409 on create means it is already
 there) and deletes tolerate 404. Gang-atomic because StartGang creates every worker before binding
-any, and withdraws all of them if one cannot be created or bound; the job is then re-planned.
-Actions of one job run in order (status first, then objects); different jobs run concurrently, the
-jobs that start a gang first (a round's status-only writes for waiting jobs must not hold up the
-bindings). Inside a gang the workers are created concurrently, then bound concurrently: the gang
-costs two round trips, not two per worker, and all-or-nothing holds the same (no bind before every
-create succeeded; any failure withdraws every worker).
+any, and withdraws all of them if one cannot be created or bound; the job is then re-planned. A
+gang of one worker is created with `spec.nodeName` set: one request instead of create + bind, and
+just as atomic (the operator is the scheduler; the API server takes the node from the create as it
+would from a binding).
+
+A round runs in two phases. First the jobs that start a gang, up to `workers` at once, each up to
+its last worker placed; then, once every gang of the round is placed, the bookkeeping: the started
+gangs' status writes and Started events, and every other job's actions (plans of waiting jobs,
+deletions, events). Placements wait for no write that only records them, and a crash between the
+phases leaves bound gangs whose status lags, which the next round reads from the pods (as after a
+crash inside a gang's start). Actions of one job keep their order. Inside a gang the workers are
+created concurrently, then bound concurrently: the gang costs two round trips, not two per worker,
+and all-or-nothing holds the same (no bind before every create succeeded; any failure withdraws
+every worker).
 """
 
 from __future__ import annotations
@@ -94,12 +102,23 @@ class Applier:
         for action in decisions.actions:
             groups[action.job.key].append(action)
         result = ApplyResult()
-        # Gangs first (stable otherwise): a start waits for no waiting job's plan write.
-        order = sorted(groups, key=lambda k: not any(isinstance(a, StartGang) for a in groups[k]))
-        futures = [self.pool.submit(self._apply_job, key, groups[key], result) for key in order]
+        starts = [k for k in groups if any(isinstance(a, StartGang) for a in groups[k])]
+        later: list[tuple[str, list[Action]]] = []
+        """What the placed gangs still have to do (status, event, any later action), filled by phase 1."""
+        self._run([(key, groups[key]) for key in starts], result, later)
+        chosen = set(starts)
+        self._run(later + [(k, a) for k, a in groups.items() if k not in chosen], result, None)
+        return result
+
+    def _run(
+        self,
+        work: list[tuple[str, list[Action]]],
+        result: ApplyResult,
+        later: list[tuple[str, list[Action]]] | None,
+    ) -> None:
+        futures = [self.pool.submit(self._apply_job, key, actions, result, later) for key, actions in work]
         for f in futures:
             f.result()
-        return result
 
     def close(self) -> None:
         self.pool.shutdown(wait=True)
@@ -114,8 +133,16 @@ class Applier:
 
     # ------------------------------------------------------------------ one job
 
-    def _apply_job(self, key: str, actions: list[Action], result: ApplyResult) -> None:
-        for action in actions:
+    def _apply_job(
+        self,
+        key: str,
+        actions: list[Action],
+        result: ApplyResult,
+        later: list[tuple[str, list[Action]]] | None = None,
+    ) -> None:
+        """One job's actions in order. With `later` (phase 1), a placed gang's follow-ups and the job's
+        remaining actions are handed to phase 2 instead of run here."""
+        for i, action in enumerate(actions):
             try:
                 if isinstance(action, PatchStatus):
                     obj = self.kube.patch_job_status(action.job.namespace, action.job.name, action.patch)
@@ -132,6 +159,13 @@ class Applier:
                 elif isinstance(action, StartGang):
                     if not self._start_gang(action, result):
                         return
+                    rest = _follow_ups(action) + actions[i + 1 :]
+                    if later is not None:
+                        with self._lock:
+                            later.append((key, rest))
+                        return
+                    self._apply_job(key, rest, result)
+                    return
                 elif isinstance(action, DeletePods):
                     for name in action.names:
                         self.kube.delete_pod(action.job.namespace, name, action.grace_seconds)
@@ -148,21 +182,35 @@ class Applier:
                 return
 
     def _start_gang(self, gang: StartGang, result: ApplyResult) -> bool:
+        """Place every worker (all or nothing); True when the gang is placed. Its status and event
+        are the caller's (`_follow_ups`)."""
         ns = gang.job.namespace
         problem: str | None = None
         rejected: KubeError | None = None
-        created = self._each(lambda pod: self.kube.create_pod(ns, pod[0]), gang.pods)
-        for obj in created:
-            if isinstance(obj, KubeError):
-                if obj.status in REJECTED and rejected is None:
-                    rejected = obj
-                problem = problem or str(obj)
-            elif isinstance(obj, BaseException):
-                raise obj
-            elif "_status" not in obj:
-                self.on_pod(obj)
         bound = 0
-        if problem is None:
+        if len(gang.pods) == 1:
+            outcome = _outcome(lambda pod: self._create_bound(ns, *pod), gang.pods[0])
+            if isinstance(outcome, KubeError):
+                rejected = outcome if outcome.status in REJECTED else None
+                problem = str(outcome)
+            elif isinstance(outcome, BaseException):
+                raise outcome
+            elif isinstance(outcome, str):
+                problem = outcome
+            elif outcome:
+                bound = 1
+        else:
+            created = self._each(lambda pod: self.kube.create_pod(ns, pod[0]), gang.pods)
+            for obj in created:
+                if isinstance(obj, KubeError):
+                    if obj.status in REJECTED and rejected is None:
+                        rejected = obj
+                    problem = problem or str(obj)
+                elif isinstance(obj, BaseException):
+                    raise obj
+                elif "_status" not in obj:
+                    self.on_pod(obj)
+        if problem is None and len(gang.pods) > 1:
             for outcome in self._each(
                 lambda pod: self._bind(ns, pod[0]["metadata"]["name"], pod[1]), gang.pods
             ):
@@ -177,12 +225,6 @@ class Applier:
         if problem is None:
             with self._lock:
                 result.bound_pods += bound
-            if gang.then_status:
-                obj = self.kube.patch_job_status(ns, gang.job.name, gang.then_status)
-                if "_status" not in obj:
-                    self.on_job(obj)
-            if gang.then_event:
-                self.emit(gang.job, "Normal", *gang.then_event)
             return True
         # All or nothing: a gang with a worker that cannot be placed must not start partially.
         log.warning("gang withdrawn", extra={"job": gang.job.key, "error": problem})
@@ -209,6 +251,17 @@ class Applier:
                 f"{problem}; all {len(gang.pods)} workers withdrawn, re-planning",
             )
         return False
+
+    def _create_bound(self, ns: str, manifest: Obj, node: str) -> bool | str:
+        """Create a lone worker already on its node (spec.nodeName): True when placed now, False
+        when it existed on `node` already, else what went wrong. An existing pod (409: created
+        before a restart) is checked, or bound, as `_bind` does."""
+        body = {**manifest, "spec": {**manifest.get("spec", {}), "nodeName": node}}
+        obj = self.kube.create_pod(ns, body)
+        if obj.get("_status") == 409:
+            return self._bind(ns, manifest["metadata"]["name"], node)
+        self.on_pod(obj)
+        return True
 
     def _bind(self, ns: str, name: str, node: str) -> bool | str:
         """Bind one worker: True when bound now, False when it was bound to `node` already, else
@@ -272,6 +325,16 @@ class Applier:
             "count": 1,
         }
         self.kube.create_event(job.namespace, body)
+
+
+def _follow_ups(gang: StartGang) -> list[Action]:
+    """What a placed gang records: its status (phase Running, placement, attempt), then its event."""
+    out: list[Action] = []
+    if gang.then_status:
+        out.append(PatchStatus(gang.job, gang.then_status))
+    if gang.then_event:
+        out.append(Emit(gang.job, "Normal", *gang.then_event))
+    return out
 
 
 def _outcome(fn: Any, item: Any) -> Any:

@@ -385,7 +385,11 @@ class Operator:
                 with self._lock:
                     self._first_event = None
                 self._wake.clear()
-                fast = not due_period
+                # Fresh changes (new jobs) get a quick round even when the period is due too: the
+                # optimiser's time limit would hold back their placement; the full round follows at
+                # once, unless changes keep coming (then at least every second period).
+                starved = now - last_full >= 2 * s.replan_interval
+                fast = not due_period or (first is not None and not starved)
                 try:
                     report = self.run_once(fast=fast)
                 except Exception:
@@ -398,6 +402,8 @@ class Operator:
                 last = time.monotonic()
                 if not fast:
                     last_full = last
+                elif due_period:
+                    last -= s.replan_interval  # the full round this quick one stood in for is still due
                 elif report is not None and _someone_waits(report) and s.fast_time_limit < s.time_limit:
                     # The quick plan left work waiting: let the optimiser (which may preempt) look at
                     # it soon rather than at the next period (at most every third of the period).

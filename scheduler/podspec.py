@@ -1,4 +1,5 @@
-"""The objects a started job owns: its headless Service and one worker pod per gpus_per_node GPUs.
+"""The objects a started job owns: one worker pod per gpus_per_node GPUs and, for a gang of several
+workers, the headless Service through which they find rank 0.
 
 Names are deterministic (pod <job>-a<attempt>-w<rank>, Service <job>; crd.py shortens what a real
 API server would refuse), so creating them twice is a 409, never a duplicate; every object carries
@@ -50,7 +51,9 @@ def torch_env(job: str, namespace: str, spec: GPUJobSpec, rank: int) -> list[Obj
     and RANK (this pod's node rank; torchrun gives each process its own RANK) are PyTorchJob's.
     NNODES, NODE_RANK and NPROC_PER_NODE are the names earlier gpusched versions set, kept for
     images that read them."""
-    master = f"{service_name(job)}.{namespace}.svc"  # rank 0 behind the job's headless Service
+    # Rank 0 behind the job's headless Service; a job of one worker is its own rank 0 and gets no
+    # Service (one request less per start: see needs_service).
+    master = f"{service_name(job)}.{namespace}.svc" if needs_service(spec) else LOOPBACK
     port = str(spec.template.port)
     pairs = [
         ("MASTER_ADDR", master),
@@ -69,6 +72,16 @@ def torch_env(job: str, namespace: str, spec: GPUJobSpec, rank: int) -> list[Obj
         (ENV_JOB_NAME, job),
     ]
     return [{"name": k, "value": v} for k, v in pairs]
+
+
+LOOPBACK = "127.0.0.1"
+"""MASTER_ADDR of a job with one worker: its ranks meet inside the pod (torchrun's own default)."""
+
+
+def needs_service(spec: GPUJobSpec) -> bool:
+    """Only a gang of several worker pods needs the headless Service: its ranks find rank 0 through
+    the Service's DNS name. A lone worker's ranks meet on the loopback address."""
+    return spec.workers > 1
 
 
 def rank_nodes(placement: list[Placement], per_node: int) -> list[str] | None:
@@ -173,7 +186,8 @@ def worker_manifest(
         "terminationGracePeriodSeconds": spec.checkpoint.grace_period_seconds,
         "containers": [container],
     }
-    pod_spec["subdomain"] = service_name(name)
+    if needs_service(spec):
+        pod_spec["subdomain"] = service_name(name)
     if volumes:
         pod_spec["volumes"] = volumes
     if tpl.service_account_name:

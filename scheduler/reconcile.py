@@ -28,7 +28,7 @@ from gpusched.scheduler.actions import (
 )
 from gpusched.scheduler.crd import DRY_RUN, INVALID, GPUJobStatus, Progress, conditions_after
 from gpusched.scheduler.kubetime import k8s_time
-from gpusched.scheduler.podspec import rank_nodes, service_manifest, worker_manifest
+from gpusched.scheduler.podspec import needs_service, rank_nodes, service_manifest, worker_manifest
 from gpusched.scheduler.snapshot import JobView, Snapshot, WorkerPod, done_hours
 from gpusched.solver.frontend import Keep, Preempt, Running, Selection, Wait, Waiting, interpret, select
 from gpusched.units import hours_between, parse_datetime
@@ -610,7 +610,8 @@ def _start(
         first_started_at=job.status.first_started_at or started,
     )
     existing = {p.rank for p in job.current_pods() if p.node} if resume else set()
-    out.append(CreateService(ref(job), service_manifest(job.raw, job.spec.template.port)))
+    if needs_service(job.spec):  # a lone worker needs no Service (podspec.needs_service)
+        out.append(CreateService(ref(job), service_manifest(job.raw, job.spec.template.port)))
     pods = [
         (worker_manifest(job.raw, job.spec, attempt, rank, node, placement), node)
         for rank, node in enumerate(ranks)

@@ -569,7 +569,8 @@ class FakeKubeAPI:
         self._port = 0
         self.latency_s = 0.0
         self.bind_times: list[float] = []
-        """Wall-clock time of every successful binding (benchmarks read it through /_stats)."""
+        """Wall-clock time of every successful binding, or pod created with spec.nodeName
+        (benchmarks read it through /_stats)."""
         self.requests_by_token: dict[str, Counter[str]] = {}
         """The `requests` counts per bearer token: which client (see write_kubeconfig) asked what."""
         self._controllers: threading.Thread | None = None
@@ -1026,6 +1027,8 @@ class FakeKubeAPI:
             m["resourceVersion"] = str(self.store.bump())
             self.store.objects[key] = obj
             self.store.record(_res_key(res), "ADDED", obj)
+            if res.kind == "Pod" and obj["spec"].get("nodeName"):
+                self.bind_times.append(time.time())  # created bound: placed as by a binding
             if res.kind == "CustomResourceDefinition":
                 self._schedule_establish(name)
             return copy.deepcopy(obj)

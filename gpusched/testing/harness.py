@@ -922,16 +922,20 @@ class Harness:
             for p in self.pods()
             if (p.get("spec") or {}).get("nodeName") not in (None, *self.nodes)
         ]
-        if self.fake is not None:  # every binding ever made, including pods deleted since
+        if self.fake is not None:  # every placement ever made, including pods deleted since
             for method, path, _ctype, body in list(self.fake.log):
-                if (
-                    method == "POST"
-                    and path.endswith("/binding")
-                    and f"/namespaces/{self.namespace}/" in path
-                ):
+                if method != "POST" or f"/namespaces/{self.namespace}/" not in path:
+                    continue
+                if path.endswith("/binding"):
                     target = ((body or {}).get("target") or {}).get("name")
-                    if target not in self.nodes:
-                        found.append(f"{path} -> {target}")
+                elif path.endswith("/pods") and isinstance(body, dict):  # created on its node
+                    target = (body.get("spec") or {}).get("nodeName")
+                    if target is None:
+                        continue
+                else:
+                    continue
+                if target not in self.nodes:
+                    found.append(f"{path} -> {target}")
         return found
 
     # ------------------------------------------------------------------ operators

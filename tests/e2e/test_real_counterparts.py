@@ -222,10 +222,15 @@ def test_real_operator_requests_are_the_rbac_allowed_ones_in_the_audit_log(real_
     cluster_rules = next(d for d in docs if d["kind"] == "ClusterRole")["rules"]
     lease_rules = next(d for d in docs if d["kind"] == "Role")["rules"]
     since, offset = _micro_now(), log.stat().st_size
-    # A preemption scenario, so that every kind of request the operator makes shows up.
-    h.add_node("gpu-a")
+    # A preemption scenario, so that every kind of request the operator makes shows up, beside a gang
+    # of two workers that keeps running (created, then bound, behind a Service; a lone worker is
+    # created on its node in one request and has no Service).
+    for node in ("gpu-a", "gpu-b", "gpu-c"):
+        h.add_node(node)
+    h.submit("pair", 16, per_node=8)
     h.submit("low", 8, preemptible=True)
     op = h.start_operator(lease_name="gpusched-operator")
+    h.wait_phase("pair", "Running", timeout=60)
     h.wait_phase("low", "Running", timeout=60)
     h.submit("high", 8, priority=50)
     h.wait_phase("high", "Running", timeout=60)
@@ -255,13 +260,14 @@ def test_real_operator_requests_are_the_rbac_allowed_ones_in_the_audit_log(real_
     assert {r for _, _, r in seen} >= {
         "pods",
         "pods/binding",
+        "services",
         "gpujobs",
         "gpujobs/status",
         "leases",
         "events",
     }
 
-    # Idle: "high" runs, "low" waits for the node, nothing changes. Once the preemption's writes are
+    # Idle: "pair" and "high" run, "low" waits for a node, nothing changes. Once the preemption's writes are
     # done (no write but the Lease's for 3 s), the operator's only writes are its Lease renewals.
     def writes(since: str) -> list[Obj]:
         return [

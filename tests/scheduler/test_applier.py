@@ -1,8 +1,9 @@
 """The applier on the stand-in API server: gang-atomic, concurrent inside a gang, gangs first.
 
 What the scenarios cannot pin down (they see only the end state): that a gang's workers are created
-at once and bound only after every create succeeded, that a withdrawn gang's bindings are not
-counted as placed pods, and that a round's gang starts do not queue behind its status-only writes.
+at once and bound only after every create succeeded, that a lone worker is created on its node in
+one request, that a withdrawn gang's bindings are not counted as placed pods, and that a round's
+gang starts queue behind no status write (neither the waiting jobs' nor the started gangs' own).
 """
 
 from __future__ import annotations
@@ -134,11 +135,61 @@ def test_gang_starts_go_before_the_rounds_status_only_writes(fake_api: Any, tmp_
     finally:
         applier.close()
     assert result.bound_pods == 1
-    assert seen[:2] == [
-        "POST /api/v1/namespaces/default/pods",
-        "POST /api/v1/namespaces/default/pods/start-a1-w0/binding",
-    ], seen
-    assert len(seen) == 2 + 1 + 5, seen  # then its status, then the waiting jobs' plans
+    # A lone worker is created on its node (spec.nodeName): one request, no binding.
+    assert seen[0] == "POST /api/v1/namespaces/default/pods", seen
+    assert len(seen) == 1 + 1 + 5, seen  # then its status, then the waiting jobs' plans
+    assert fake_api.objects("pods", NS)[0]["spec"]["nodeName"] == nodes[0]
+
+
+def test_every_gang_of_a_round_is_placed_before_any_gang_is_recorded(fake_api: Any, tmp_path: Path) -> None:
+    """Phase 1 places, phase 2 records: the second gang's worker does not wait for the first gang's
+    status write and event."""
+    kube = _kube(fake_api, tmp_path)
+    nodes = _nodes(kube, 2)
+    jobs = [_job(kube, f"g{i}") for i in range(2)]
+    seen: list[str] = []
+    for method in ("POST", "PATCH"):
+        fake_api.on(method, r"/namespaces/default/", lambda m, p: seen.append(f"{m} {p}"))
+    gangs = [_gang(j, [n]) for j, n in zip(jobs, nodes, strict=True)]
+    for g in gangs:
+        g.then_event = ("Started", "running")
+    applier = Applier(kube, workers=1)
+    try:
+        result = applier.apply(Decisions(actions=list(gangs)))
+    finally:
+        applier.close()
+    assert result.bound_pods == 2 and not result.failed_jobs, result
+    assert seen[:2] == ["POST /api/v1/namespaces/default/pods"] * 2, seen
+    assert sorted(seen[2:]) == sorted(
+        [f"PATCH /apis/{GROUP}/{VERSION}/namespaces/default/{PLURAL}/g{i}/status" for i in range(2)]
+        + ["POST /api/v1/namespaces/default/events"] * 2
+    ), seen
+    placed = {p["metadata"]["name"]: p["spec"].get("nodeName") for p in fake_api.objects("pods", NS)}
+    assert placed == {"g0-a1-w0": nodes[0], "g1-a1-w0": nodes[1]}
+
+
+def test_a_lone_worker_that_exists_already_is_bound_or_checked_not_duplicated(
+    fake_api: Any, tmp_path: Path
+) -> None:
+    """A successor finishing a dead operator's start: the lone worker's create answers 409; an
+    unbound one is bound (counted), one bound elsewhere withdraws the gang."""
+    kube = _kube(fake_api, tmp_path)
+    nodes = _nodes(kube, 2)
+    fresh, elsewhere = _job(kube, "fresh"), _job(kube, "moved")
+    g1, g2 = _gang(fresh, [nodes[0]]), _gang(elsewhere, [nodes[0]])
+    kube.create_pod(NS, g1.pods[0][0])  # created unbound before the restart
+    kube.create_pod(NS, g2.pods[0][0])
+    kube.bind_pod(NS, g2.pods[0][0]["metadata"]["name"], nodes[1])  # bound to another node
+    applier = Applier(kube, workers=2)
+    try:
+        result = applier.apply(Decisions(actions=[g1, g2]))
+    finally:
+        applier.close()
+    assert result.bound_pods == 1 and result.withdrawn == [elsewhere.key], result
+    pods = {p["metadata"]["name"]: p for p in fake_api.objects("pods", NS)}
+    assert pods["fresh-a1-w0"]["spec"]["nodeName"] == nodes[0]
+    moved = pods.get("moved-a1-w0")
+    assert moved is None or moved["metadata"].get("deletionTimestamp"), moved
 
 
 def test_a_worker_bound_before_a_restart_is_kept_and_not_counted_again(fake_api: Any, tmp_path: Path) -> None:

@@ -620,13 +620,17 @@ def test_operator_rbac_is_least_privilege_and_covers_every_request_it_makes(harn
         assert not {"secrets", "configmaps"} & set(rule["resources"])
     # Drive a preemption scenario so that every kind of request the operator makes shows up. The
     # operator has its own token (conftest.py), so its requests are exactly the ones counted here.
+    # The victim is a gang of two workers: created, then bound, behind a Service (a lone worker is
+    # created on its node in one request and has no Service).
     h.add_node("gpu-a")
-    h.submit("low", 8, preemptible=True)
+    h.add_node("gpu-b")
+    h.submit("low", 16, per_node=8, preemptible=True)
     op = h.start_operator(lease_name="gpusched-operator")
     h.wait_phase("low", "Running")
     h.submit("high", 8, priority=50)
     h.wait_phase("high", "Running", timeout=60)
     op_requests = set(h.fake.requests_by_token["operator"])
+    assert {"POST pods", "POST pods/binding", "POST services"} <= op_requests, op_requests
     harness_only = {"POST nodes", "PATCH nodes/status", "POST serviceaccounts", "POST gpujobs"}
     assert harness_only <= set(h.fake.requests_by_token["harness"]) and not harness_only & op_requests
     checked = 0

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from gpusched.scheduler.crd import GPUJobSpec
-from gpusched.scheduler.podspec import worker_manifest
+from gpusched.scheduler.podspec import needs_service, worker_manifest
 
 JOB = {"metadata": {"name": "llm", "namespace": "ml", "uid": "u-1"}}
 
@@ -31,6 +31,17 @@ def env_of(pod: dict[str, Any]) -> dict[str, str]:
     for var in pod["spec"]["containers"][0]["env"]:
         out[var["name"]] = var.get("value", "")
     return out
+
+
+def test_a_lone_worker_meets_its_ranks_on_loopback_without_a_service() -> None:
+    """One worker pod: its ranks find rank 0 inside the pod, so no Service (and no subdomain) exists
+    for it; a gang of two points at the Service."""
+    lone = GPUJobSpec.model_validate({"gpus": 8, "work": {"duration": "1h"}, "template": {"port": 23456}})
+    pod = worker_manifest(JOB, lone, attempt=1, rank=0, node="n0")
+    env = env_of(pod)
+    assert env["MASTER_ADDR"] == env["PET_MASTER_ADDR"] == "127.0.0.1" and env["MASTER_PORT"] == "23456"
+    assert "subdomain" not in pod["spec"] and not needs_service(lone)
+    assert needs_service(_spec()) and worker_manifest(JOB, _spec(), 1, 0, "n0")["spec"]["subdomain"] == "llm"
 
 
 @pytest.mark.parametrize("rank", [0, 1])

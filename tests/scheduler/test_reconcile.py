@@ -258,6 +258,13 @@ def test_multi_node_gang_creates_and_binds_every_rank_then_writes_status() -> No
     assert isinstance(d.actions[0], CreateService) and d.started == ["ml/llm"]
 
 
+def test_a_lone_worker_starts_without_a_service() -> None:
+    """One worker pod needs no Service (its ranks meet on loopback): the start is the gang alone."""
+    s = snap([gpujob("one", 8)], [], [node("a")])
+    d = reconcile(s, plan_of(start_now("ml/one", ("a", 8))))
+    assert kinds(d) == ["StartGang"] and d.started == ["ml/one"]
+
+
 def test_restart_recreates_missing_ranks_of_an_in_flight_gang() -> None:
     jobs, pods = [gpujob("llm", 16, gpusPerNode=8)], []
     nodes = [node("a"), node("b")]

@@ -49,7 +49,7 @@ def test_three_jobs_on_two_nodes_are_placed_per_plan(harness: Harness) -> None:
         limits = pod["spec"]["containers"][0]["resources"]["limits"]
         assert limits["nvidia.com/gpu"] == str(gpus)
         env = h.pod_env(pod)
-        assert env["MASTER_ADDR"] == f"{name}.{h.namespace}.svc"
+        assert env["MASTER_ADDR"] == "127.0.0.1"  # a lone worker: its ranks meet inside the pod
         assert (
             env["WORLD_SIZE"] == str(gpus) and env["NODE_RANK"] == "0" and env["NPROC_PER_NODE"] == str(gpus)
         )
@@ -424,6 +424,27 @@ def test_quick_rounds_leave_preemption_to_a_pulled_forward_full_round(harness: H
     h.wait_phase("vip", "Running", timeout=45)
     assert h.job("bulk")["status"]["phase"] in ("Preempted", "Planned")
     assert op.rounds >= 3
+
+
+def test_new_jobs_get_a_quick_round_when_the_period_is_due_too(harness: Harness) -> None:
+    """A job that arrives when a full round is due is placed by a quick round (the optimiser's time
+    limit would hold it back), and the full round follows."""
+    h = harness
+    h.add_node("gpu-a")
+    # Changes are debounced for longer than the period: every round starts on the period, most of
+    # them with changes pending.
+    op = h.start_operator(replan_interval=1.0, debounce=3.0, max_debounce=3.0, fast_time_limit=0.5)
+    h.wait_for(lambda: op.rounds >= 2, 30, "rounds on the period")
+    h.submit("new", 8)
+    h.wait_phase("new", "Running", timeout=60)
+    h.wait_for(lambda: any(r.started for r in op.round_phases), 10, "the round that started it to end")
+    started = [r for r in op.round_phases if r.started]
+    assert started[0].fast, started
+    h.wait_for(
+        lambda: any(not r.fast and r.finished > started[0].finished for r in op.round_phases),
+        30,
+        "a full round after the quick one",
+    )
 
 
 def _versions(h: Harness) -> dict[str, str]:
