@@ -29,8 +29,8 @@ def test_references_match_only_their_exact_setup() -> None:
 
 def test_every_reference_is_a_setup_validate_can_run() -> None:
     for ref in gavel_check.REFERENCES:
-        assert ref.window[0] < ref.window[1] <= ref.min_jobs and ref.rate > 0 and ref.avg_jct_h > 0
-        setup = gavel_check.GavelSetup(rate=ref.rate, jobs=ref.min_jobs, window=ref.window, multi_gpu=ref.multi_gpu)
+        assert ref.window[0] < ref.window[1] <= ref.jobs and ref.rate > 0 and ref.avg_jct_h > 0
+        setup = gavel_check.GavelSetup(rate=ref.rate, jobs=ref.jobs, window=ref.window, multi_gpu=ref.multi_gpu)
         assert ref in setup.references()
 
 
@@ -72,3 +72,30 @@ def test_plot_bad_path_is_one_line_error(tmp_path: Path, capsys: pytest.CaptureF
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: --plot:")
     assert not (tmp_path / plot).exists()
+
+
+def test_capped_reference_matches_only_its_job_count() -> None:
+    # Gavel stopped generating at 800 (its num_total_jobs): only an 800-job replay is that sequence.
+    capped = gavel_check.GavelReference("max_min_fairness_perf", 7.0, False, (300, 500), 800, 20.0, capped=True)
+    assert capped.matches(800) and not capped.matches(799) and not capped.matches(1500)
+    drained = gavel_check.GavelReference("max_min_fairness_perf", 1.0, False, (300, 500), 653, 14.7)
+    assert drained.matches(653) and drained.matches(3000) and not drained.matches(652)
+
+
+def test_replay_that_ran_out_of_jobs_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Two GPUs, 30 jobs at 20 jobs/h: the queue outlives the arrivals, so every job has arrived before
+    # the window (the last ten jobs) drains: the replay cannot match Gavel's endless arrivals.
+    (tmp_path / "gavel").mkdir()
+    write_throughputs(tmp_path / "gavel" / "simulation_throughputs.json", full_table())
+    args = ["gavel", "--traces", str(tmp_path), "--jobs", "30", "--window", "20:30", "--rate", "20",
+            "--cluster-spec", "1:1:0", "--policies", "fifo"]
+    assert validate.main([*args, "--json"]) == 0
+    row = json.loads(capsys.readouterr().out)["results"][0]
+    assert row["ran_out_of_jobs"] and row["arrived_when_drained"] == 30
+    assert validate.main(args) == 0
+    assert "raise --jobs to match it" in capsys.readouterr().out
+    # A light load drains the window long before the last arrival.
+    assert validate.main(["gavel", "--traces", str(tmp_path), "--jobs", "60", "--window", "5:10", "--rate", "0.2",
+                          "--cluster-spec", "8:8:8", "--policies", "fifo", "--json"]) == 0
+    row = json.loads(capsys.readouterr().out)["results"][0]
+    assert not row["ran_out_of_jobs"] and row["arrived_when_drained"] < 60
