@@ -54,10 +54,16 @@ REFERENCES: tuple[GavelReference, ...] = (
     GavelReference("max_min_fairness_perf", 3.0, False, (1000, 1500), 1972, 14.066),
     GavelReference("max_min_fairness", 3.0, False, (1000, 1500), 3000, 20.89),
     GavelReference("fifo_perf", 3.0, False, (1000, 1500), 3000, 13.69),
-    # The reduced JCT-vs-load setup of docs/validation.md (d): window 300-499, single-GPU jobs.
+    # The reduced JCT-vs-load setup of docs/validation.md (d): window 300-499, single-GPU jobs, sweep of 1,000 jobs.
+    # Saturated rates (5, 7 jobs/h) are capped at the sweep's --jobs: uncapped, Gavel's count grows with
+    # the backlog (our replay at 7 jobs/h had all of 1,500 jobs arrived before the window drained).
     GavelReference("max_min_fairness_perf", 1.0, False, (300, 500), 653, 14.681),
-    # Multi-GPU jobs (--generate-multi-gpu-jobs): window 100-199.
+    GavelReference("max_min_fairness_perf", 3.0, False, (300, 500), 953, 13.928),
+    GavelReference("max_min_fairness_perf", 5.0, False, (300, 500), 1000, 14.346, capped=True),
+    # Multi-GPU jobs (--generate-multi-gpu-jobs): window 100-199, sweep of 700 jobs.
+    GavelReference("max_min_fairness_perf", 1.0, True, (100, 200), 312, 12.068),
     GavelReference("max_min_fairness_perf", 3.0, True, (100, 200), 653, 11.147),
+    GavelReference("max_min_fairness_perf", 5.0, True, (100, 200), 700, 13.233, capped=True),
 )
 
 REFERENCE_CLUSTER = {"seed": 0, "gpus": (36, 36, 36), "round_hours": 0.1}
