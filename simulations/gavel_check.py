@@ -60,10 +60,12 @@ REFERENCES: tuple[GavelReference, ...] = (
     GavelReference("max_min_fairness_perf", 1.0, False, (300, 500), 653, 14.681),
     GavelReference("max_min_fairness_perf", 3.0, False, (300, 500), 953, 13.928),
     GavelReference("max_min_fairness_perf", 5.0, False, (300, 500), 1000, 14.346, capped=True),
+    GavelReference("max_min_fairness_perf", 7.0, False, (300, 500), 1000, 16.527, capped=True),
     # Multi-GPU jobs (--generate-multi-gpu-jobs): window 100-199, sweep of 700 jobs.
     GavelReference("max_min_fairness_perf", 1.0, True, (100, 200), 312, 12.068),
     GavelReference("max_min_fairness_perf", 3.0, True, (100, 200), 653, 11.147),
     GavelReference("max_min_fairness_perf", 5.0, True, (100, 200), 700, 13.233, capped=True),
+    GavelReference("max_min_fairness_perf", 7.0, True, (100, 200), 700, 17.649, capped=True),
 )
 
 REFERENCE_CLUSTER = {"seed": 0, "gpus": (36, 36, 36), "round_hours": 0.1}
