@@ -159,8 +159,8 @@ def print_setup(out: dict[str, Any]) -> None:
     print(f"{'lower bound':<16} {out['lower_bound_h']:9.2f}   (every job alone on its fastest type from arrival)")
     short = [r["policy"] for r in out["results"] if r["ran_out_of_jobs"]]
     if short:
-        print(f"note: every one of the {s['jobs']} jobs had arrived before the window drained under "
-              f"{', '.join(short)}; Gavel keeps generating arrivals until then (raise --jobs to match it)")
+        print(f"note: all {s['jobs']} jobs had arrived before the window drained under {', '.join(short)}: "
+              "its JCTs depend on --jobs (Gavel's driver generates arrivals until the window drains)")
     for gavel_policy, hours in out["gavel_reference_h"].items():
         print(f"Gavel's simulator, {gavel_policy}: {hours:.2f} h")
 

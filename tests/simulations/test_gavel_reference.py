@@ -93,7 +93,7 @@ def test_replay_that_ran_out_of_jobs_says_so(tmp_path: Path, capsys: pytest.Capt
     row = json.loads(capsys.readouterr().out)["results"][0]
     assert row["ran_out_of_jobs"] and row["arrived_when_drained"] == 30
     assert validate.main(args) == 0
-    assert "raise --jobs to match it" in capsys.readouterr().out
+    assert "its JCTs depend on --jobs" in capsys.readouterr().out
     # A light load drains the window long before the last arrival.
     assert validate.main(["gavel", "--traces", str(tmp_path), "--jobs", "60", "--window", "5:10", "--rate", "0.2",
                           "--cluster-spec", "8:8:8", "--policies", "fifo", "--json"]) == 0
