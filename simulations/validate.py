@@ -6,7 +6,7 @@
     gpusched validate helios  [--traces DIR] [--policies ...] [--days N] [--match-durations]
     gpusched validate gavel   [--traces DIR] [--policies ...] [--rate 3.0 | --rates 1,2,..]
                               [--seed 0] [--jobs 3000] [--window 1000:1500] [--multi-gpu]
-                              [--cluster-spec 36:36:36] [--gavel-trace FILE.trace]
+                              [--cluster-spec 36:36:36] [--gavel-trace FILE.trace] [--plot FILE.png]
 
 DIR defaults to ../shared/traces beside the project root. --pods replays another openb pod list
 (FGD's gpuspec, multigpu or gpushare variants) on the same nodes: a path, or a file name inside
@@ -233,6 +233,9 @@ def main(argv: list[str] | None = None, prog: str = "python -m gpusched.simulati
     parser.add_argument("--round-minutes", type=float, default=6.0, help="gavel: round length")
     parser.add_argument("--gavel-trace", type=Path, default=None,
                         help="gavel: replay a Gavel .trace file instead of generating jobs")
+    parser.add_argument("--plot", type=Path, default=None,
+                        help="gavel: also draw avg JCT vs arrival rate per policy, the lower bound and Gavel's own "
+                        "numbers as a PNG")
     parser.add_argument("--json", action="store_true", help="print the results as JSON on stdout")
     args = parser.parse_args(argv)
     traces = args.traces.resolve()
@@ -339,6 +342,9 @@ def _gavel(args: argparse.Namespace, traces: Path) -> int:
     if not args.round_minutes > 0:
         print(f"error: --round-minutes: {args.round_minutes} (expected > 0)", file=sys.stderr)
         return 2
+    if args.plot is not None and (args.plot.suffix.lower() != ".png" or not args.plot.resolve().parent.is_dir()):
+        print(f"error: --plot: {args.plot} (expected FILE.png in an existing folder)", file=sys.stderr)
+        return 2
     try:
         throughputs = gavel_trace.load_throughputs(traces / "gavel" / "simulation_throughputs.json")
         given = gavel_trace.load_gavel_trace(args.gavel_trace) if args.gavel_trace else None
@@ -363,6 +369,11 @@ def _gavel(args: argparse.Namespace, traces: Path) -> int:
             print()
     if len(outs) > 1 and not args.json:
         gavel_check.print_sweep(outs)
+    if args.plot is not None:
+        from gpusched.simulations import gavel_plot
+
+        gavel_plot.write_jct_vs_load(args.plot, outs)
+        print(f"wrote {args.plot}", file=sys.stderr)
     if args.json:
         print(json.dumps(outs if len(outs) > 1 else outs[0], indent=2))
     return 0
