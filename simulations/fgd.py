@@ -54,6 +54,12 @@ POPULARITY = 0.95
 MAX_SPEC_CPU = 128_000
 MAX_SPEC_GPU = 8 * FULL
 """Best-fit's normalisers (the artifact's MaxSpecCpu, MaxSpecGpu)."""
+FRAG_RESOLUTION = 50.0
+"""Ours: expected-fragmentation increases that differ by less than this (thousandths of a GPU) count as
+equal, and the tighter node wins. The class mix is an estimate from the list: finer differences are
+noise, and packing keeps whole nodes free for the multi-GPU tasks that come later."""
+CAPACITY_LOOKAHEAD = False
+"""Ours: fragmentation by repeated placement of a class (Fragmentation(capacity=True)) or FGD's one-task check."""
 PROGRESS_EVERY = 200
 """Pods placed between progress-bar updates."""
 
@@ -367,7 +373,7 @@ class Packer:
             self.frag = Fragmentation(self.cluster, classes or task_classes(base), with_memory=False)
         elif policy == "gpusched-frag":
             self.frag = Fragmentation(self.cluster, classes or demand_classes(base), with_memory=True,
-                                      capacity=True)
+                                      capacity=CAPACITY_LOOKAHEAD)
 
     @property
     def allocated(self) -> float:
@@ -502,7 +508,7 @@ def frag_aware_choice(packer: Packer, task: Task) -> tuple[int, list[int]] | Non
         for v in values:
             left = after(gpus, task, v)
             increase = frag(model, cpu - task.cpu, mem - task.mem, left) - before
-            score = (round(increase, 6), sum(left), cpu - task.cpu, mem - task.mem, min(members))
+            score = (round(increase / FRAG_RESOLUTION), sum(left), cpu - task.cpu, mem - task.mem, min(members))
             if best is None or score < best[0]:
                 best = (score, min(members), v)
     if best is None:
