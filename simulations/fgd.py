@@ -1,27 +1,40 @@
 """Alibaba openb replay in FGD's protocol (Weng et al., USENIX ATC'23, "Beware of Fragmentation").
 
-Protocol: pods arrive one after another and never leave; each is placed at once or dropped; arrivals
-continue until the GPU requested by arrived pods reaches 130 % of the cluster's GPUs. The trace's own
-pods (in creation order) request ~98 % of capacity, so, like FGD's "tuned" workloads, pods sampled
-with replacement from the trace (seeded) are appended until 130 % is reached. The metric is the GPU
-allocation rate (GPUs allocated / GPUs in the cluster) as a function of arrived demand.
+The protocol is that of FGD's artifact (hkust-adsl/kubernetes-scheduler-simulator, experiments/):
+- arrivals: the pod list's pods in a seeded random order (the artifact's `--shuffle-pod=true`), then
+  pods sampled with replacement from the list appended while the requested GPU stays within 130 %
+  of the cluster's GPUs (its "tune" step, `-tune 1.3`); pods never leave; each is placed at once or
+  dropped. Orders "trace" (creation order, then sampled) and "sampled" (all sampled) are diagnostics;
+- nodes enforce CPU and memory (Kubernetes' resource filter), GPU model (`gpu_spec`) and per-GPU
+  thousandths (`gpu_milli`, a shared GPU holds several pods);
+- metric: GPU thousandths allocated / GPUs of all nodes, recorded after every arrival and averaged
+  over the arrivals whose arrived GPU demand rounds to each whole percent of capacity (the
+  artifact's merge_alloc_discrete.py); published curves are means over seeds 42-51.
 
-Nodes have CPU (milli), memory (MiB) and GPUs; each GPU is tracked in thousandths so shared-GPU pods
-(gpu_milli < 1000) pack onto partly used GPUs; gpu_spec restricts the GPU model.
 Placement policies:
-- best-fit: the feasible node with the least free GPU left after placing (then least CPU); on it,
-  the partly used GPU with the least room that fits.
-- first-fit / random: for reference.
+- fgd: the artifact's FGDScore. A node's fragmentation for a task class is the free GPU thousandths
+  that class cannot use there (all of them when the class lacks CPU, the GPU model or enough GPUs;
+  for a class that fits, the GPUs with less room than it asks); the expected fragmentation weights
+  the most popular classes (95 % of all pods, CPU-only pods included, by CPU, GPUs, thousandths and
+  model; memory is not part of a class) by popularity. A node's score is
+  int(100 * sigmoid(decrease of its expected fragmentation / 1000)); the highest score wins, ties
+  to the node whose name sorts first (the artifact's kube-scheduler fork, selectHost "for
+  reproducibility"; upstream picks at random); on the chosen node a shared pod takes the GPU with the
+  best score, whole GPUs are the lowest-numbered free ones.
+- best-fit: the artifact's BestFitScore: int(100 * (1 - (CPU left / 128 cores + GPU left / 8 GPUs) / 2))
+  after placing, highest wins, ties to the first name; a shared pod takes the fullest GPU it fits on.
+- first-fit / random: for reference (random: a uniformly random feasible node and GPU).
 - gpusched: the simulator's own placement rule (state.ClusterState): whole-GPU pods best-fit on
   wholly free GPUs, shared pods best-fit onto partly used GPUs before opening a fresh one.
-- fgd: fragmentation gradient descent: choose the node and GPUs that least increase the node's
-  expected fragmentation, where a node's fragmentation for a task class is the free GPU capacity that
-  class cannot use there (all of it when the class does not fit the node's CPU, memory or GPU model),
-  weighted by the class's popularity in the trace (FGD's definition, over the 40 commonest classes).
+- gpusched-frag: ours (see `FragScorer`): FGD's expected-fragmentation objective computed exactly
+  (no sigmoid, no integer rounding), classes that also carry memory and are weighted by the GPU they
+  request (the metric counts GPUs, not pods), and ties broken towards the tightest node
+  (least GPU, then CPU and memory left) instead of at random.
 """
 
 from __future__ import annotations
 
+import math
 import random
 import sys
 from collections import Counter
@@ -32,9 +45,23 @@ from dataclasses import dataclass
 from gpusched.simulations.traces import OpenbNode, OpenbPod
 
 FULL = 1000
-POLICIES = ("best-fit", "first-fit", "random", "gpusched", "fgd")
+POLICIES = ("fgd", "best-fit", "gpusched", "first-fit", "random", "gpusched-frag")
+ORDERS = ("shuffled", "trace", "sampled")
+CHECKPOINTS = (50, 80, 90, 100, 110, 120, 130)
+"""Arrived GPU demand, % of the cluster's GPUs, at which allocation is reported."""
+POPULARITY = 0.95
+"""Share of pods whose classes make the target workload (the artifact's podPopularityThreshold 95)."""
+MAX_SPEC_CPU = 128_000
+MAX_SPEC_GPU = 8 * FULL
+"""Best-fit's normalisers (the artifact's MaxSpecCpu, MaxSpecGpu)."""
+FRAG_RESOLUTION = 50.0
+"""Ours: expected-fragmentation increases that differ by less than this (thousandths of a GPU) count as
+equal, and the tighter node wins. The class mix is an estimate from the list: finer differences are
+noise, and packing keeps whole nodes free for the multi-GPU tasks that come later."""
+CAPACITY_LOOKAHEAD = False
+"""Ours: fragmentation by repeated placement of a class (Fragmentation(capacity=True)) or FGD's one-task check."""
 PROGRESS_EVERY = 200
-"""Pods placed between progress-bar updates (an update per pod would cost more than FGD's scoring)."""
+"""Pods placed between progress-bar updates."""
 
 
 @contextmanager
@@ -54,7 +81,7 @@ def progress_bar(label: str, total: int, enabled: bool | None = None) -> Iterato
         yield lambda done: bar.update(task, completed=done)
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Task:
     cpu: int
     mem: int
@@ -64,190 +91,475 @@ class Task:
 
     @property
     def demand(self) -> float:
+        """GPUs requested (a shared GPU counts its fraction)."""
         return self.gpus * self.milli / FULL if self.gpus else 0.0
+
+    @property
+    def shared(self) -> bool:
+        return self.gpus == 1 and 0 < self.milli < FULL
 
 
 def tasks_from_pods(pods: list[OpenbPod]) -> list[Task]:
+    """Tasks in the list's creation order (ties by name)."""
+    ordered = sorted(pods, key=lambda p: (p.creation_time, p.name))
     return [Task(p.cpu_milli, p.memory_mib, p.num_gpu, p.gpu_milli if p.num_gpu else 0, p.allowed_types)
-            for p in sorted(pods, key=lambda p: p.creation_time)]
+            for p in ordered]
 
 
 def inflate(tasks: list[Task], capacity: int, ratio: float, seed: int) -> list[Task]:
-    """The trace's tasks, then tasks sampled with replacement until demand reaches ratio x capacity."""
+    """The tasks, then tasks sampled with replacement appended while demand stays <= ratio x capacity
+    (FGD's tune step: it stops at the first sampled task that would go beyond)."""
     rng = random.Random(seed)
     out = list(tasks)
     demand = sum(t.demand for t in out)
-    while demand < ratio * capacity:
+    while True:
         t = rng.choice(tasks)
+        if demand + t.demand > ratio * capacity:
+            return out
         out.append(t)
         demand += t.demand
-    return out
 
 
-class Packer:
-    def __init__(self, nodes: list[OpenbNode], policy: str, classes: list[tuple[float, Task]], seed: int) -> None:
-        if policy not in POLICIES:
-            raise ValueError(f"unknown placement policy {policy!r} (known: {', '.join(POLICIES)})")
-        self.policy = policy
-        self.model = [n.model for n in nodes]
+def arrivals(pods: list[OpenbPod], capacity: int, ratio: float, seed: int, order: str) -> list[Task]:
+    """The arrival sequence of one run: see the module docstring for the three orders."""
+    if order == "shuffled":
+        rng = random.Random(seed)
+        base = [Task(p.cpu_milli, p.memory_mib, p.num_gpu, p.gpu_milli if p.num_gpu else 0, p.allowed_types)
+                for p in sorted(pods, key=lambda p: p.name)]
+        rng.shuffle(base)
+        return inflate(base, capacity, ratio, seed + 1_000_003)
+    if order == "trace":
+        return inflate(tasks_from_pods(pods), capacity, ratio, seed)
+    if order == "sampled":
+        return _sampled(tasks_from_pods(pods), capacity, ratio, seed)
+    raise ValueError(f"unknown arrival order {order!r} ({', '.join(ORDERS)})")
+
+
+def _sampled(base: list[Task], capacity: int, ratio: float, seed: int) -> list[Task]:
+    """Every arrival sampled with replacement from the list."""
+    rng = random.Random(seed)
+    out: list[Task] = []
+    demand = 0.0
+    while True:
+        t = rng.choice(base)
+        if demand + t.demand > ratio * capacity:
+            return out
+        out.append(t)
+        demand += t.demand
+
+
+# ------------------------------------------------------------------------------------------ classes
+
+Class = tuple[float, Task]
+"""(weight, representative task) of the target workload."""
+
+
+def task_classes(tasks: list[Task], threshold: float = POPULARITY) -> list[Class]:
+    """FGD's typical pods: classes by (CPU, GPUs, thousandths, model), most popular first, until they
+    cover `threshold` of all pods (CPU-only pods included); weights are pod shares, renormalised."""
+    counts = Counter((t.cpu, t.gpus, t.milli, t.spec) for t in tasks).most_common()
+    total = sum(c for _, c in counts)
+    chosen, covered = [], 0
+    for key, c in counts:
+        if covered >= threshold * total:
+            break
+        chosen.append((key, c))
+        covered += c
+    return [(c / covered, Task(cpu, 0, g, m, s)) for (cpu, g, m, s), c in chosen]
+
+
+def demand_classes(tasks: list[Task], threshold: float = POPULARITY) -> list[Class]:
+    """Ours: GPU classes by (CPU, memory, GPUs, thousandths, model), weighted by the GPU they request
+    (a class's lost placements cost allocation in proportion to its GPUs); the classes covering
+    `threshold` of the requested GPU. CPU-only pods never strand GPUs by themselves: left out."""
+    gpu = [t for t in tasks if t.gpus > 0]
+    demand: dict[Task, float] = {}
+    for t in gpu:
+        demand[t] = demand.get(t, 0.0) + t.demand
+    total = sum(demand.values())
+    chosen: list[tuple[Task, float]] = []
+    covered = 0.0
+    for t, d in sorted(demand.items(), key=lambda item: -item[1]):
+        if covered >= threshold * total:
+            break
+        chosen.append((t, d))
+        covered += d
+    return [(d / covered, t) for t, d in chosen]
+
+
+# ------------------------------------------------------------------------------------- cluster state
+
+Key = tuple[int, int, int, tuple[int, ...]]
+"""A node's state as far as placement can tell: (model index, CPU left, memory left, sorted GPU left)."""
+
+
+class Cluster:
+    """Free CPU, memory and per-GPU thousandths of every node, with nodes grouped by identical state
+    so that a scorer evaluates each distinct state once per pod."""
+
+    def __init__(self, nodes: list[OpenbNode]) -> None:
+        models = sorted({n.model for n in nodes})
+        self.models = models
+        self.model = [models.index(n.model) for n in nodes]
         self.cpu = [n.cpu_milli for n in nodes]
         self.mem = [n.memory_mib for n in nodes]
-        self.free = [[FULL] * n.gpu for n in nodes]
+        self.gpu = [[FULL] * n.gpu for n in nodes]
         self.capacity = sum(n.gpu for n in nodes)
-        self.allocated = 0.0
-        self.classes = classes
-        self.rng = random.Random(seed)
-        self._frag_cache: dict[tuple[str, tuple[int, ...], int, int], float] = {}
+        names = sorted(range(len(nodes)), key=lambda i: nodes[i].sn)
+        self.rank = [0] * len(nodes)
+        for r, i in enumerate(names):
+            self.rank[i] = r
+        self.allocated_milli = 0
+        self.groups: dict[Key, list[int]] = {}
+        for i in range(len(nodes)):
+            self.groups.setdefault(self.key(i), []).append(i)
 
-    # -------------------------------------------------------------------------------- feasibility
+    def key(self, node: int) -> Key:
+        return (self.model[node], self.cpu[node], self.mem[node], tuple(sorted(self.gpu[node])))
 
-    def options(self, node: int, task: Task) -> list[list[int]]:
-        """Ways to place the task's GPU share on the node: lists of GPU indices (one per GPU needed)."""
-        if self.cpu[node] < task.cpu or self.mem[node] < task.mem:
-            return []
-        if task.gpus == 0:
-            return [[]]
-        if task.spec is not None and self.model[node] not in task.spec:
-            return []
-        free = self.free[node]
-        if task.milli < FULL:
-            seen: set[int] = set()
-            out = []
-            for g, f in enumerate(free):
-                if f >= task.milli and f not in seen:
-                    seen.add(f)
-                    out.append([g])
-            return out
-        whole = [g for g, f in enumerate(free) if f == FULL]
-        return [whole[: task.gpus]] if len(whole) >= task.gpus else []
+    def allows(self, model: int, spec: tuple[str, ...] | None) -> bool:
+        return spec is None or self.models[model] in spec
 
-    # ------------------------------------------------------------------------------- fragmentation
-
-    def node_fragment(self, model: str, free: tuple[int, ...], cpu: int = 1 << 60, mem: int = 1 << 60) -> float:
-        key = (model, free, cpu, mem)
-        hit = self._frag_cache.get(key)
-        if hit is not None:
-            return hit
-        total_free = sum(free)
-        frag = 0.0
-        for weight, c in self.classes:
-            if c.gpus == 0:
-                continue
-            if (c.spec is not None and model not in c.spec) or c.cpu > cpu or c.mem > mem:
-                frag += weight * total_free
-                continue
-            if c.milli < FULL:
-                usable = [f for f in free if f >= c.milli]
-                frag += weight * (total_free if not usable else sum(f for f in free if f < c.milli))
-            else:
-                whole = sum(1 for f in free if f == FULL)
-                frag += weight * (total_free if whole < c.gpus else sum(f for f in free if f < FULL))
-        if len(self._frag_cache) > 200_000:
-            self._frag_cache.clear()
-        self._frag_cache[key] = frag
-        return frag
-
-    # ----------------------------------------------------------------------------------- placement
-
-    def place(self, task: Task) -> bool:
-        best: tuple[tuple[float, ...], int, list[int]] | None = None
-        order = range(len(self.free))
-        if self.policy == "random":
-            order = list(order)  # type: ignore[assignment]
-            self.rng.shuffle(order)  # type: ignore[arg-type]
-        groups: dict[tuple[str, tuple[int, ...]], float] = {}
-        for node in order:
-            for gpus in self.options(node, task):
-                if self.policy in ("first-fit", "random"):
-                    self._apply(node, gpus, task)
-                    return True
-                score = self._score(node, gpus, task, groups)
-                if best is None or score < best[0]:
-                    best = (score, node, gpus)
-        if best is None:
-            return False
-        self._apply(best[1], best[2], task)
-        return True
-
-    def _score(self, node: int, gpus: list[int], task: Task, groups: dict[tuple[str, tuple[int, ...]], float]
-               ) -> tuple[float, ...]:
-        free = self.free[node]
-        if self.policy == "best-fit":
-            left = sum(free) - task.gpus * task.milli
-            gpu_left = free[gpus[0]] - task.milli if gpus else 0
-            return (left, gpu_left, self.cpu[node] - task.cpu, node)
-        if self.policy == "gpusched":
-            if task.milli < FULL and gpus:
-                g = gpus[0]
-                opening = free[g] == FULL  # prefer packing onto a partly used GPU
-                whole = sum(1 for f in free if f == FULL)
-                return (float(opening), free[g] - task.milli, whole if opening else 0, node)
-            whole = sum(1 for f in free if f == FULL)
-            return (whole - task.gpus, 0, 0, node)
-        # fgd: increase of the node's expected fragmentation
-        cpu, mem = self.cpu[node], self.mem[node]
-        before = self.node_fragment(self.model[node], tuple(sorted(free)), cpu, mem)
-        after_free = list(free)
-        for g in gpus:
-            after_free[g] -= task.milli
-        after = self.node_fragment(self.model[node], tuple(sorted(after_free)), cpu - task.cpu, mem - task.mem)
-        return (after - before, sum(after_free), node)
-
-    def _apply(self, node: int, gpus: list[int], task: Task) -> None:
+    def apply(self, node: int, gpus: list[int], task: Task) -> None:
+        self._ungroup(node)
         self.cpu[node] -= task.cpu
         self.mem[node] -= task.mem
         for g in gpus:
-            self.free[node][g] -= task.milli
-        self.allocated += task.demand
+            self.gpu[node][g] -= task.milli
+        self.allocated_milli += task.milli * len(gpus)
+        self.groups.setdefault(self.key(node), []).append(node)
+
+    def set_gpus(self, node: int, free: list[int]) -> None:
+        """Set a node's per-GPU room (thousandths) directly: a starting state."""
+        self._ungroup(node)
+        self.allocated_milli += sum(self.gpu[node]) - sum(free)
+        self.gpu[node] = list(free)
+        self.groups.setdefault(self.key(node), []).append(node)
+
+    def _ungroup(self, node: int) -> None:
+        old = self.key(node)
+        members = self.groups[old]
+        members.remove(node)
+        if not members:
+            del self.groups[old]
 
 
-def task_classes(tasks: list[Task], top: int = 40) -> list[tuple[float, Task]]:
-    """Popularity of the `top` most common (CPU, memory, GPUs, milli, spec) demands among GPU tasks:
-    FGD's target workload (the top 40 cover ~98 % of openb's GPU pods; weights renormalised)."""
-    counts = Counter((t.cpu, t.mem, t.gpus, t.milli, t.spec) for t in tasks if t.gpus > 0).most_common(top)
-    total = sum(c for _, c in counts)
-    return [(c / total, Task(cpu, mem, g, m, s)) for (cpu, mem, g, m, s), c in counts]
+def fits(key: Key, task: Task, cluster: Cluster) -> bool:
+    """CPU, memory, GPU model and GPU room (whole free GPUs, or one GPU with room for a share)."""
+    model, cpu, mem, gpus = key
+    if cpu < task.cpu or mem < task.mem:
+        return False
+    if task.gpus == 0:
+        return True
+    if not cluster.allows(model, task.spec):
+        return False
+    if task.milli >= FULL:
+        return sum(1 for f in gpus if f == FULL) >= task.gpus
+    return gpus[-1] >= task.milli
+
+
+def after(gpus: tuple[int, ...], task: Task, value: int | None) -> tuple[int, ...]:
+    """Sorted GPU left after placing: a share on a GPU with `value` left, or whole GPUs."""
+    if task.gpus == 0:
+        return gpus
+    out = list(gpus)
+    if task.shared:
+        out[out.index(value if value is not None else FULL)] -= task.milli
+    else:
+        for _ in range(task.gpus):
+            out[out.index(FULL)] = 0
+    return tuple(sorted(out))
+
+
+def exclusive_gpus(free: list[int], count: int) -> list[int]:
+    """The lowest-numbered wholly free GPUs (the artifact's AllocateExclusiveGpuId)."""
+    return [g for g, f in enumerate(free) if f == FULL][:count]
+
+
+# -------------------------------------------------------------------------------------- fragmentation
+
+
+class Fragmentation:
+    """Expected fragmentation of a node state for a target workload, cached by state.
+
+    FGD's measure (capacity=False): for each class, the free GPU it cannot use on the node: all of it
+    if one task of the class does not fit (CPU, memory when with_memory, model, GPUs), else the GPUs
+    with less room than the class asks. Ours (capacity=True) looks further ahead: the free GPU the
+    class cannot reach when the node is filled with tasks of that class, whichever of GPU, CPU or
+    memory runs out first: total - k * request, k = how many such tasks the node still holds. A node
+    with four free GPUs and CPU for one more task counts three GPUs lost, where FGD counts none.
+    """
+
+    def __init__(self, cluster: Cluster, classes: list[Class], with_memory: bool, capacity: bool = False) -> None:
+        self.cluster = cluster
+        self.with_memory = with_memory
+        self.capacity = capacity
+        self.gpu_classes = [(w, c) for w, c in classes if c.gpus > 0]
+        self.cpu_weight = sum(w for w, c in classes if c.gpus == 0)
+        self.cache: dict[tuple[int, int, int, tuple[int, ...]], float] = {}
+
+    def __call__(self, model: int, cpu: int, mem: int, gpus: tuple[int, ...]) -> float:
+        key = (model, cpu, mem if self.with_memory else 0, gpus)
+        hit = self.cache.get(key)
+        if hit is not None:
+            return hit
+        total = sum(gpus)
+        frag = self.cpu_weight * total  # CPU-only classes: every free GPU is idle to them
+        if total:
+            lost = self._capacity_lost if self.capacity else self._fgd_lost
+            for w, c in self.gpu_classes:
+                frag += w * lost(model, cpu, mem, gpus, total, c)
+        if len(self.cache) > 500_000:
+            self.cache.clear()
+        self.cache[key] = frag
+        return frag
+
+    def _fgd_lost(self, model: int, cpu: int, mem: int, gpus: tuple[int, ...], total: int, c: Task) -> int:
+        if c.cpu > cpu or (self.with_memory and c.mem > mem) or not self.cluster.allows(model, c.spec):
+            return total
+        if c.milli >= FULL:
+            whole = 0
+            for f in gpus:
+                if f == FULL:
+                    whole += 1
+            return total if whole < c.gpus else total - whole * FULL
+        fit = 0
+        small = 0
+        for f in gpus:
+            if f >= c.milli:
+                fit += 1
+            else:
+                small += f
+        return total if fit < c.gpus else small
+
+    def _capacity_lost(self, model: int, cpu: int, mem: int, gpus: tuple[int, ...], total: int, c: Task) -> int:
+        if not self.cluster.allows(model, c.spec):
+            return total
+        if c.milli >= FULL:
+            k = sum(1 for f in gpus if f == FULL) // c.gpus
+        else:
+            k = sum(f // c.milli for f in gpus)
+        if k and c.cpu:
+            k = min(k, cpu // c.cpu)
+        if k and c.mem and self.with_memory:
+            k = min(k, mem // c.mem)
+        return total - k * c.gpus * c.milli
+
+
+# ------------------------------------------------------------------------------------------ policies
+
+
+def _sigmoid_score(decrease: float) -> int:
+    """The artifact's FGD node score: int64(sigmoid(decrease / 1000) * MaxNodeScore)."""
+    x = decrease / 1000
+    s = 1.0 / (1.0 + math.exp(-x)) if x > -700 else 0.0
+    return int(s * 100)
+
+
+class Packer:
+    """Places tasks one by one on a Cluster with one of POLICIES."""
+
+    def __init__(self, nodes: list[OpenbNode], policy: str, base: list[Task], seed: int,
+                 classes: list[Class] | None = None) -> None:
+        """base: the pod list's tasks, from which the target workload is drawn (or `classes`)."""
+        if policy not in POLICIES:
+            raise ValueError(f"unknown placement policy {policy!r} (known: {', '.join(POLICIES)})")
+        self.policy = policy
+        self.cluster = Cluster(nodes)
+        self.capacity = self.cluster.capacity
+        self.rng = random.Random(seed)
+        self.frag: Fragmentation | None = None
+        if policy == "fgd":
+            self.frag = Fragmentation(self.cluster, classes or task_classes(base), with_memory=False)
+        elif policy == "gpusched-frag":
+            self.frag = Fragmentation(self.cluster, classes or demand_classes(base), with_memory=True,
+                                      capacity=CAPACITY_LOOKAHEAD)
+
+    @property
+    def allocated(self) -> float:
+        """GPUs allocated (thousandths / 1000)."""
+        return self.cluster.allocated_milli / FULL
+
+    def place(self, task: Task) -> bool:
+        choice = getattr(self, "_" + self.policy.replace("-", "_"))(task)
+        if choice is None:
+            return False
+        node, gpus = choice
+        self.cluster.apply(node, gpus, task)
+        return True
+
+    # ------------------------------------------------------------------ helpers
+
+    def _feasible(self, task: Task) -> Iterator[tuple[Key, list[int]]]:
+        cluster = self.cluster
+        for key, members in cluster.groups.items():
+            if fits(key, task, cluster):
+                yield key, members
+
+    def _gpus_on(self, node: int, task: Task, pick: Callable[[int, int], float]) -> list[int]:
+        """GPUs for the task on node: whole ones lowest-numbered; a share on the GPU minimising
+        pick(index, room) (first index on ties)."""
+        free = self.cluster.gpu[node]
+        if task.gpus == 0:
+            return []
+        if not task.shared:
+            return exclusive_gpus(free, task.gpus)
+        options = [g for g, f in enumerate(free) if f >= task.milli]
+        return [min(options, key=lambda g: (pick(g, free[g]), g))]
+
+    # ------------------------------------------------------------------ policies
+
+    def _fgd(self, task: Task) -> tuple[int, list[int]] | None:
+        frag = self.frag
+        assert frag is not None
+        best_score, best_nodes = -math.inf, []  # type: float, list[int]
+        for key, members in self._feasible(task):
+            model, cpu, mem, gpus = key
+            before = frag(model, cpu, mem, gpus)
+            if task.shared:
+                score = max(_sigmoid_score(before - frag(model, cpu - task.cpu, mem, after(gpus, task, v)))
+                            for v in set(gpus) if v >= task.milli)
+            else:
+                score = _sigmoid_score(before - frag(model, cpu - task.cpu, mem, after(gpus, task, None)))
+            if score > best_score:
+                best_score, best_nodes = score, list(members)
+            elif score == best_score:
+                best_nodes.extend(members)
+        if not best_nodes:
+            return None
+        node = min(best_nodes, key=self.cluster.rank.__getitem__)
+        model, cpu, mem = self.cluster.model[node], self.cluster.cpu[node], self.cluster.mem[node]
+        gpus = tuple(sorted(self.cluster.gpu[node]))
+        before = frag(model, cpu, mem, gpus)
+
+        def neg_score(_: int, room: int) -> float:
+            return -_sigmoid_score(before - frag(model, cpu - task.cpu, mem, after(gpus, task, room)))
+
+        return node, self._gpus_on(node, task, neg_score)
+
+    def _best_fit(self, task: Task) -> tuple[int, list[int]] | None:
+        best_score, best_nodes = -(1 << 62), []  # type: int, list[int]
+        need = task.gpus * task.milli
+        for key, members in self._feasible(task):
+            _, cpu, _, gpus = key
+            x = (cpu - task.cpu) / MAX_SPEC_CPU * 0.5 + (sum(gpus) - need) / MAX_SPEC_GPU * 0.5
+            score = int((1.0 - x) * 100)
+            if score > best_score:
+                best_score, best_nodes = score, list(members)
+            elif score == best_score:
+                best_nodes.extend(members)
+        if not best_nodes:
+            return None
+        node = min(best_nodes, key=self.cluster.rank.__getitem__)
+        return node, self._gpus_on(node, task, lambda g, room: room)
+
+    def _first_fit(self, task: Task) -> tuple[int, list[int]] | None:
+        cluster = self.cluster
+        nodes = [n for key, members in self._feasible(task) for n in members]
+        if not nodes:
+            return None
+        node = min(nodes, key=cluster.rank.__getitem__)
+        return node, self._gpus_on(node, task, lambda g, room: g)
+
+    def _random(self, task: Task) -> tuple[int, list[int]] | None:
+        nodes = sorted(n for key, members in self._feasible(task) for n in members)
+        if not nodes:
+            return None
+        node = self.rng.choice(nodes)
+        if task.shared:
+            free = self.cluster.gpu[node]
+            return node, [self.rng.choice([g for g, f in enumerate(free) if f >= task.milli])]
+        return node, self._gpus_on(node, task, lambda g, room: g)
+
+    def _gpusched(self, task: Task) -> tuple[int, list[int]] | None:
+        best: tuple[tuple[int, ...], int] | None = None
+        for key, members in self._feasible(task):
+            gpus = key[3]
+            whole = sum(1 for f in gpus if f == FULL)
+            if task.shared:
+                room = min(f for f in gpus if f >= task.milli and f < FULL) if any(
+                    task.milli <= f < FULL for f in gpus) else FULL
+                opening = room == FULL
+                score = (int(opening), room - task.milli, whole if opening else 0, min(members))
+            else:
+                score = (whole - task.gpus, 0, 0, min(members))
+            if best is None or score < best[0]:
+                best = (score, min(members))
+        if best is None:
+            return None
+        node = best[1]
+        return node, self._gpus_on(node, task, lambda g, room: room + (FULL + 1) * (room == FULL))
+
+    def _gpusched_frag(self, task: Task) -> tuple[int, list[int]] | None:
+        return frag_aware_choice(self, task)
+
+
+def frag_aware_choice(packer: Packer, task: Task) -> tuple[int, list[int]] | None:
+    """Ours: the node and GPU with the least increase of expected fragmentation (exact, memory-aware,
+    GPU-weighted classes), ties to the tightest node: least GPU, CPU, memory left, lowest index."""
+    frag = packer.frag
+    assert frag is not None
+    cluster = packer.cluster
+    best: tuple[tuple[float, int, int, int, int], int, int | None] | None = None
+    for key, members in packer._feasible(task):
+        model, cpu, mem, gpus = key
+        before = frag(model, cpu, mem, gpus)
+        values = [v for v in set(gpus) if v >= task.milli] if task.shared else [None]
+        for v in values:
+            left = after(gpus, task, v)
+            increase = frag(model, cpu - task.cpu, mem - task.mem, left) - before
+            score = (round(increase / FRAG_RESOLUTION), sum(left), cpu - task.cpu, mem - task.mem, min(members))
+            if best is None or score < best[0]:
+                best = (score, min(members), v)
+    if best is None:
+        return None
+    node, value = best[1], best[2]
+    free = cluster.gpu[node]
+    if task.gpus == 0:
+        return node, []
+    if task.shared:
+        return node, [free.index(value if value is not None else FULL)]
+    return node, exclusive_gpus(free, task.gpus)
+
+
+# -------------------------------------------------------------------------------------------- replay
 
 
 def replay(nodes: list[OpenbNode], pods: list[OpenbPod], policy: str, ratio: float = 1.3, seed: int = 42,
-           checkpoints: tuple[float, ...] = (0.5, 0.8, 0.9, 1.0, 1.1, 1.2, 1.3), order: str = "trace",
+           checkpoints: tuple[int, ...] = CHECKPOINTS, order: str = "shuffled",
            progress: bool | None = None) -> dict[str, object]:
-    """Allocation rate at each arrived-demand checkpoint (fractions of GPU capacity).
+    """Allocation rate at each arrived-demand checkpoint (whole % of GPU capacity), FGD's protocol.
 
-    order "trace": the trace's pods in creation order, then sampled pods up to `ratio`;
-    order "sampled": every arrival sampled with replacement from the trace (seeded).
-    progress: a progress bar on stderr (None: only when stderr is a terminal). FGD's scoring makes a
-    replay take minutes; the bar says which policy is running and how far it has got.
+    The rate at p % is the mean allocation over the arrivals whose arrived demand rounds to p % (the
+    artifact's discretisation; the neighbouring percents when none does).
+    progress: a progress bar on stderr (None: only when stderr is a terminal).
     """
-    base = tasks_from_pods(pods)
-    packer = Packer(nodes, policy, task_classes(base), seed)
-    tasks: list[Task] = []
-    if order == "trace":
-        tasks = inflate(base, packer.capacity, ratio, seed)
-    elif order == "sampled":
-        rng = random.Random(seed)
-        demand = 0.0
-        while demand < ratio * packer.capacity:
-            t = rng.choice(base)
-            tasks.append(t)
-            demand += t.demand
-    else:
-        raise ValueError(f"unknown arrival order {order!r} (trace or sampled)")
-    demand = 0.0
-    rates: dict[str, float] = {}
-    pending = list(checkpoints)
+    if order not in ORDERS:
+        raise ValueError(f"unknown arrival order {order!r} ({', '.join(ORDERS)})")
+    if not any(p.num_gpu for p in pods):
+        raise ValueError("the pod list has no GPU pods (FGD's protocol inflates GPU demand)")
+    packer = Packer(nodes, policy, tasks_from_pods(pods), seed)
+    capacity = packer.capacity
+    tasks = arrivals(pods, capacity, ratio, seed, order)
+    sums: dict[int, int] = {}  # allocated thousandths summed over the arrivals of each percent
+    counts: dict[int, int] = {}
+    demand_milli = 0
     failed = 0
     with progress_bar(f"fgd replay: {policy}", len(tasks), progress) as advance:
         for i, t in enumerate(tasks):
-            demand += t.demand
+            demand_milli += t.gpus * t.milli
             if not packer.place(t):
                 failed += 1
-            while pending and demand >= pending[0] * packer.capacity:
-                rates[f"{pending.pop(0):.0%}"] = packer.allocated / packer.capacity
+            pct = round(demand_milli / capacity / 10)
+            sums[pct] = sums.get(pct, 0) + packer.cluster.allocated_milli
+            counts[pct] = counts.get(pct, 0) + 1
             if i % PROGRESS_EVERY == 0:
                 advance(i)
         advance(len(tasks))
-    while pending:
-        rates[f"{pending.pop(0):.0%}"] = packer.allocated / packer.capacity
-    return {"policy": policy, "order": order, "tasks": len(tasks), "failed": failed,
-            "capacity_gpus": packer.capacity, "allocation_rate": rates}
+    rates: dict[str, float] = {}
+    for p in checkpoints:
+        near = [q for q in (p,) if q in counts] or [q for q in (p - 1, p, p + 1) if q in counts]
+        if near:
+            rates[f"{p}%"] = sum(sums[q] for q in near) / sum(counts[q] for q in near) / (capacity * FULL)
+    return {"policy": policy, "order": order, "seed": seed, "tasks": len(tasks), "failed": failed,
+            "capacity_gpus": capacity, "allocation_rate": rates}

@@ -1,7 +1,7 @@
 """Reproduce the published-number checks of docs/validation.md.
 
-    gpusched validate fgd     [--traces DIR] [--seed 42] [--policies ...] [--order sampled]
-                              [--pods POD_LIST.csv]
+    gpusched validate fgd     [--traces DIR] [--seed 42] [--repeat 10] [--policies ...]
+                              [--order shuffled|trace|sampled] [--pods POD_LIST.csv]
     gpusched validate philly  [--traces DIR] [--policies fifo,las,sjf] [--vc] [--gpus 2816]
     gpusched validate helios  [--traces DIR] [--policies ...] [--days N] [--match-durations]
     gpusched validate gavel   [--traces DIR] [--policies ...] [--rate 3.0 | --rates 1,2,..]
@@ -9,8 +9,8 @@
                               [--cluster-spec 36:36:36] [--gavel-trace FILE.trace] [--plot FILE.png]
 
 DIR defaults to ../shared/traces beside the project root. --pods replays another openb pod list
-(FGD's gpuspec, multigpu or gpushare variants) on the same nodes: a path, or a file name inside
-DIR/alibaba-openb. Prints a table, or JSON on stdout with --json.
+(FGD's cpu, gpushare, gpuspec or multigpu variants) on the same nodes: a path, or a file name inside
+DIR/alibaba-openb; FGD's published curve for that list is printed beside ours. Prints a table, or JSON on stdout with --json.
 `python -m gpusched.simulations.validate` takes the same arguments.
 """
 
@@ -27,8 +27,6 @@ from typing import Any, NoReturn
 from gpusched.model import Cluster, GpuType, Node
 
 DEFAULT_TRACES = Path(__file__).resolve().parents[1] / ".." / "shared" / "traces"
-FGD_PUBLISHED = {"fgd": 0.952, "best-fit": 0.929}
-"""GPU allocation rate at 100 % arrived demand, FGD paper (USENIX ATC'23)."""
 
 
 def helios_cluster(gpus: int = 2816, per_node: int = 8, price: float = 2.0) -> Cluster:
@@ -40,7 +38,8 @@ def helios_cluster(gpus: int = 2816, per_node: int = 8, price: float = 2.0) -> C
 
 
 FGD_DEFAULT_PODS = "openb_pod_list_default.csv"
-"""The pod list FGD's published headline numbers (FGD_PUBLISHED) are for."""
+"""The pod list of FGD's headline figure (9(a)); fgd_published.PUBLISHED has every list's curves."""
+FGD_POLICIES_DEFAULT = "fgd,best-fit,gpusched-frag,gpusched,first-fit,random"
 
 
 Step = Callable[[str], None]
@@ -55,26 +54,52 @@ def run_fgd(
     traces: Path,
     policies: list[str],
     seed: int,
-    order: str = "trace",
+    order: str = "shuffled",
     pods_file: Path | None = None,
     step: Step = _no_step,
+    repeat: int = 1,
 ) -> list[dict[str, Any]]:
+    """Each policy replayed with seeds seed..seed+repeat-1; the curve is the mean over them (FGD
+    publishes the mean of seeds 42-51), beside the published curve of that pod list when there is one."""
     from gpusched.simulations.fgd import replay
+    from gpusched.simulations.fgd_published import published
     from gpusched.simulations.traces import load_openb_nodes, load_openb_pods
 
     folder = traces / "alibaba-openb"
     pods_path = pods_file or folder / FGD_DEFAULT_PODS
     nodes = load_openb_nodes(folder / "openb_node_list_gpu_node.csv")
     pods = load_openb_pods(pods_path)
-    published = FGD_PUBLISHED if pods_path.name == FGD_DEFAULT_PODS else {}
     out = []
     for i, policy in enumerate(policies, 1):
-        step(f"fgd: {policy} ({i}/{len(policies)})")
-        result = replay(nodes, pods, policy, seed=seed, order=order)
+        runs = []
+        for k in range(repeat):
+            step(f"fgd: {policy} ({i}/{len(policies)}), seed {seed + k}")
+            runs.append(replay(nodes, pods, policy, seed=seed + k, order=order))
+        rates: list[dict[str, float]] = [r["allocation_rate"] for r in runs]  # type: ignore[misc]
+        result = dict(runs[0])
+        result.pop("seed")
+        result["seeds"] = [seed + k for k in range(repeat)]
+        result["allocation_rate"] = {m: sum(r[m] for r in rates) / repeat for m in rates[0]}
+        result["allocation_rate_per_seed"] = rates
+        result["failed"] = sum(int(r["failed"]) for r in runs) / repeat  # type: ignore[call-overload]
         result["pods"] = pods_path.name
-        result["published_at_100"] = published.get(policy)
+        curve = published(pods_path.name, policy)
+        result["published"] = curve
+        result["published_at_100"] = None if curve is None else curve["100%"]
         out.append(result)
     return out
+
+
+def _print_fgd(results: list[dict[str, Any]]) -> None:
+    """Ours per policy, and under it FGD's published curve for the same list and policy, if any."""
+    marks = list(results[0]["allocation_rate"])
+    print(f"{results[0]['pods']}, order {results[0]['order']}, seeds {results[0]['seeds']}")
+    print(f"{'policy':<24} " + " ".join(f"{m:>6}" for m in marks))
+    for r in results:
+        print(f"{r['policy']:<24} " + " ".join(f"{r['allocation_rate'][m] * 100:6.2f}" for m in marks))
+        if r["published"]:
+            print(f"{'  published (FGD paper)':<24} "
+                  + " ".join(f"{r['published'][m] * 100:6.2f}" for m in marks))
 
 
 def _pods_path(traces: Path, pods: str | None) -> Path | None:
@@ -211,15 +236,18 @@ def main(argv: list[str] | None = None, prog: str = "python -m gpusched.simulati
     parser.add_argument("--traces", type=Path, default=DEFAULT_TRACES,
                         help="folder holding philly/, alibaba-openb/ and gavel/ (default: ../shared/traces)")
     parser.add_argument("--policies", default=None,
-                        help="comma-separated policies (default per check: fgd,best-fit,gpusched,first-fit,random; "
+                        help="comma-separated policies (default per check: " + FGD_POLICIES_DEFAULT + "; "
                         "fifo,las; helios-fifo,helios-sjf,helios-srtf,fifo,sjf; gavel,gavel-agnostic,gpusched,las,fifo)")
     parser.add_argument("--seed", type=int, default=None, help="fgd: 42 by default; gavel: 0")
     parser.add_argument("--gpus", type=int, default=2816, help="philly: GPUs of the replay cluster")
     parser.add_argument("--vc", action="store_true", help="philly: per-virtual-cluster quotas")
     parser.add_argument("--pods", default=None,
                         help="fgd: another openb pod list (a path, or a name inside DIR/alibaba-openb)")
-    parser.add_argument("--order", choices=("trace", "sampled"), default="trace",
-                        help="fgd: pods in trace order then sampled (default), or all sampled")
+    parser.add_argument("--order", choices=("shuffled", "trace", "sampled"), default="shuffled",
+                        help="fgd: the list shuffled then sampled pods (FGD's protocol, default), the list in "
+                        "creation order then sampled, or all sampled")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="fgd: seeds SEED..SEED+N-1, mean reported (FGD published the mean of 42-51: 10)")
     parser.add_argument("--days", type=float, default=None,
                         help="helios: replay only the first N days of Helios' window")
     parser.add_argument("--match-durations", action="store_true",
@@ -250,26 +278,24 @@ def main(argv: list[str] | None = None, prog: str = "python -m gpusched.simulati
         from gpusched.config import InputError
         from gpusched.simulations.fgd import POLICIES as FGD_POLICIES
 
-        policies = (args.policies or "fgd,best-fit,gpusched,first-fit,random").split(",")
+        policies = (args.policies or FGD_POLICIES_DEFAULT).split(",")
         bad = [p for p in policies if p not in FGD_POLICIES]
         if bad:
             print(f"error: --policies: {bad[0]!r} is not a placement policy (known: {', '.join(FGD_POLICIES)})",
                   file=sys.stderr)
             return 2
+        if not 1 <= args.repeat <= 100:
+            print(f"error: --repeat: {args.repeat} (expected 1 to 100 seeds)", file=sys.stderr)
+            return 2
         try:
             with _progress() as step:
-                results = run_fgd(traces, policies, args.seed, args.order, _pods_path(traces, args.pods), step)
-        except InputError as exc:
-            print(f"error: {exc}", file=sys.stderr)
+                results = run_fgd(traces, policies, args.seed, args.order, _pods_path(traces, args.pods), step,
+                                  args.repeat)
+        except (InputError, ValueError) as exc:
+            print(f"error: --pods: {exc}", file=sys.stderr)
             return 2
         if not args.json:
-            marks = list(results[0]["allocation_rate"])
-            print(f"{'policy':<10} " + " ".join(f"{m:>6}" for m in marks) + "  published@100%")
-            for r in results:
-                rates = r["allocation_rate"]
-                pub = r["published_at_100"]
-                print(f"{r['policy']:<10} " + " ".join(f"{rates[m] * 100:6.1f}" for m in marks)
-                      + (f"  {pub * 100:.1f}" if pub else "  -"))
+            _print_fgd(results)
     elif args.check == "helios":
         from gpusched.simulations.helios import HELIOS_POLICIES
         from gpusched.simulations.policies import policy_names
