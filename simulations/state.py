@@ -26,6 +26,7 @@ class ClusterState(FreeGpus):
         self.cluster = cluster
         self.types = cluster.type_map()
         self.spread_small_jobs = spread_small_jobs
+        self._gangs: dict[tuple[int, int, str], Gang] = {}
         self.occupants: list[list[list[int]]] = [[[] for _ in range(n.gpu_count)] for n in cluster.nodes]
 
     def can_ever_fit(self, gpus: int, gpu_type: str) -> bool:
@@ -35,8 +36,12 @@ class ClusterState(FreeGpus):
     def gang(self, gpus: int, milli: int, gpu_type: str) -> Gang:
         """What the engine asks of the placement module: a gang that fits on one node of its type
         stays on one node unless small jobs may spread (SimConfig.spread_small_jobs)."""
-        one_node = not self.spread_small_jobs and gpus <= self.max_node.get(gpu_type, 0)
-        return Gang(gpus=gpus, gpu_type=gpu_type, max_nodes=1 if one_node else None, milli=milli)
+        key = (gpus, milli, gpu_type)
+        gang = self._gangs.get(key)
+        if gang is None:  # one per shape: the engine asks millions of times
+            one_node = not self.spread_small_jobs and gpus <= self.max_node.get(gpu_type, 0)
+            gang = self._gangs[key] = Gang(gpus, gpu_type, max_nodes=1 if one_node else None, milli=milli)
+        return gang
 
     # ------------------------------------------------------------------------------------ changes
 

@@ -137,7 +137,8 @@ class FreeGpus:
         out: list[Share] = []
         if count <= 0:
             return out
-        self.build()
+        if not self.built:
+            self.build()
         milli, ok = self.milli[node], self.ok[node]
         for g in range(len(milli)):
             if ok[g] and milli[g] == FULL:

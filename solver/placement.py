@@ -152,12 +152,26 @@ def place(
 
     types: the GPU types by name, for the memory filter (None: not checked). until: per node name,
     when its GPUs next go out of service (absent: not in sight), for the maintenance score."""
-    types = types or {}
+    t, gpus = gang.gpu_type, gang.gpus
     if gang.milli < FULL:
-        return _shared(view, gang, types, until)
-    spots = _spots(view, gang, types, until)
+        return _shared(view, gang, types or {}, until)
+    if not types and not until and gang.per_node == 1 and t is not None and len(view.domains.get(t, ())) <= 1:
+        # `_spots`' bucket case, its one-node best fit inline: the engine's hot path (millions of calls).
+        if not view.built:
+            view.build()
+        buckets = view.buckets.get(t, ())
+        for k in range(gpus, len(buckets)):
+            if buckets[k]:
+                return view.whole_gpus(next(iter(buckets[k])), gpus)
+        if gang.max_nodes == 1 and gpus < len(buckets):
+            return None
+        spots = _bucket_fit(view, t, gpus, gang.max_nodes)
+    else:
+        spots = _spots(view, gang, types or {}, until)
     if spots is None:
         return None
+    if len(spots) == 1:
+        return view.whole_gpus(*spots[0])
     return [s for n, g in spots for s in view.whole_gpus(n, g)]
 
 
@@ -169,7 +183,8 @@ def _spots(view: FreeGpus, gang: Gang, types: Types, until: Mapping[str, float] 
         and not until
         and t is not None
         and len(view.domains.get(t, ())) <= 1
-        and all(f(t, gang, types) for f in TYPE_FILTERS)
+        # Without a type table the type filters pass the gang's own type (the engine's hot path).
+        and (not types or all(f(t, gang, types) for f in TYPE_FILTERS))
     ):
         return _bucket_fit(view, t, gang.gpus, gang.max_nodes)
     return _scan_fit(view, gang, types, until)
@@ -189,7 +204,8 @@ def place_gang(
 
 def _bucket_fit(view: FreeGpus, gpu_type: str, gpus: int, max_nodes: int | None) -> Spots | None:
     """Step 2 on one domain, one GPU per worker, read from the view's buckets."""
-    view.build()
+    if not view.built:
+        view.build()
     if view.free_total.get(gpu_type, 0) < gpus:
         return None
     buckets = view.buckets[gpu_type]
