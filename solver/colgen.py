@@ -314,8 +314,8 @@ def lagrangian(
     last = 0.0
     while steps < max_steps:
         now = time.perf_counter()
-        if now + last > deadline:
-            break
+        if steps and now + last > deadline:
+            break  # (the first step always runs: it is the capacity-free bound)
         reduced, _, bound = pricing.price(y, zero_aux)
         steps += 1
         last = time.perf_counter() - now
