@@ -36,22 +36,21 @@ REFERENCE_SECONDS: dict[str, float] = {
     "bucket_column": 6.7e-5,
     # Column generation, per start of the model it prices (56,000 starts: 1-1.5 s at M).
     "colgen_column": 2e-5,
-    # Building column generation's pool of starts as arrays, per start (about 1.2 s at L quiet:
-    # one policy pass per job and option; measured 4-6x this figure at load 13-18 where the list
-    # schedule ran 3-4x its own).
-    "pool_column": 1.5e-6,
+    # Building column generation's pool of starts as arrays, per start (about 0.8 s at L quiet:
+    # one policy pass per job and option). These references were set side by side in one
+    # process (load 11): each kind ran 2.5-3.5x its figure there, as the list schedule did.
+    "pool_column": 1e-6,
     # What a CBC process spends outside its own clock (reading the model, presolve, writing the
     # solution), per column of the model, on top of SOLVER_START.
     "solver_overhead": 2.5e-5,
     # Building a start-time model in Python and writing it out, per column (MILP stages).
     "build_column": 4e-5,
-    # Node packing of the whole horizon, per job x (nodes ** 0.25) (0.1 s at M, 2 s at L:
-    # measured 2-4x that at load 14-17, where the list schedule ran 3-3.5x its own reference).
-    "pack": 9e-5,
+    # Node packing of the whole horizon, per job x sqrt(nodes) (0.08 s at M, 2.1 s at L).
+    "pack": 2e-5,
     # The capacity-free bound, per start column (as arrays).
     "bound": 1e-6,
     # The plan's per-job records and utilisation, per job.
-    "finish": 1e-4,
+    "finish": 3.5e-5,
 }
 """Quiet-machine seconds per unit of work: a prior only, replaced by what this run measures."""
 SOLVER_START = 0.15

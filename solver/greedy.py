@@ -118,16 +118,27 @@ def portfolio(
             inst.jobs, key=lambda i: (i.job.running is None, -i.gpus, *policy.order_key(i))
         ),
     }
+    if policy.name == "deadline":
+        # Earliest deadline first is the order that matters most under deadlines: second, after FIFO.
+        orders = {"fifo": orders.pop("fifo"), "policy": orders.pop("policy"), **orders}
     work = list_work(inst)
     results: dict[str, float] = {}
     best: tuple[float, Schedule, str] | None = None
     for name, make in orders.items():
         if names is not None and name not in names and name != "fifo":
             continue
-        # Past FIFO and the area order (the best order at M for cost and completion time alike),
-        # an order only runs while it takes a small part of the time left.
+        # Past FIFO and the second order (area: the best at M for cost and completion time alike;
+        # EDF under deadlines), an order only runs while it takes a small part of the time left.
+        # The second order runs even out of the reserve's shadow when it takes at most a quarter of
+        # all the time left: a FIFO-only plan (at M in 1 s on a loaded machine) missed 5,600
+        # deadline units where EDF missed 3.
         share = 1.0 if len(results) < 2 else PORTFOLIO_SHARE
-        if best is not None and budget is not None and not budget.fits("list", work, share):
+        second = (
+            len(results) == 1
+            and budget is not None
+            and budget.estimate("list", work) <= 0.25 * budget.total_left()
+        )
+        if best is not None and budget is not None and not second and not budget.fits("list", work, share):
             budget.skip(f"portfolio-{name}")
             continue
         if budget is not None:
@@ -230,10 +241,18 @@ def lp_guided(
     results: dict[str, float] = {}
     best: tuple[float, Schedule, str] | None = None
     for name, make, keep in candidates:
-        # Past FIFO and the area order (the best order at M for cost and completion time alike),
-        # an order only runs while it takes a small part of the time left.
+        # Past FIFO and the second order (area: the best at M for cost and completion time alike;
+        # EDF under deadlines), an order only runs while it takes a small part of the time left.
+        # The second order runs even out of the reserve's shadow when it takes at most a quarter of
+        # all the time left: a FIFO-only plan (at M in 1 s on a loaded machine) missed 5,600
+        # deadline units where EDF missed 3.
         share = 1.0 if len(results) < 2 else PORTFOLIO_SHARE
-        if best is not None and budget is not None and not budget.fits("list", work, share):
+        second = (
+            len(results) == 1
+            and budget is not None
+            and budget.estimate("list", work) <= 0.25 * budget.total_left()
+        )
+        if best is not None and budget is not None and not second and not budget.fits("list", work, share):
             budget.skip(name)
             continue
         order, preferred = make()
