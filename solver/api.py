@@ -13,17 +13,19 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from gpusched.model import Cluster, Job, JobPlan, Placement, Plan, Segment, SlotUsage
 from gpusched.solver.bounds import trivial_bound
 from gpusched.solver.budget import Budget
-from gpusched.solver.colgen import solve_colgen
+from gpusched.solver.colgen import Prepared, lagrangian, prepare, solve_colgen
 from gpusched.solver.greedy import list_work, lp_guided, portfolio
 from gpusched.solver.instance import Instance, JobInfo, TypeOption, build_instance
 from gpusched.solver.milp import MIP_GAP, MilpResult, solve_bucket_relaxation, solve_milp
 from gpusched.solver.options import PlanOptions
 from gpusched.solver.packing import pack
 from gpusched.solver.placement import place_first_slot
-from gpusched.solver.policies import Policy, make_policy
+from gpusched.solver.policies import MakespanPolicy, Policy, make_policy
 from gpusched.solver.preemption import preemption_room
 from gpusched.solver.progress import Progress, ProgressCallback
 from gpusched.solver.schedule import Schedule, is_late, usage
@@ -43,6 +45,11 @@ COLGEN_TOLERANCE = 5e-4
 """Relative distance between the master LP and its Lagrangian bound at which column generation
 stops: the bound it hands on is proven either way, and 0.05 % of the LP is far inside the gaps a
 plan reports (at L, each further CBC round cost 5-13 s for the fourth decimal)."""
+LAGRANGE_SHARE = 0.2
+"""Most of the time left the Lagrangian stage may take (it stops earlier once its bound stalls)."""
+POOL_SHARE = 0.6
+"""Most of the time left building the pool of starts may take: the Lagrangian stage and the
+column generation need it, and it replaces the capacity-free bound's own pass over the starts."""
 MIN_MILP_SECONDS = 3.0
 """Below this, CBC rarely gets past its root node with a better plan than the warm start."""
 MIN_SUPPORT_SECONDS = 0.3
@@ -71,6 +78,9 @@ class _Search:
     master: list[tuple[int, TypeOption, int]] = field(default_factory=list)
     """Starts the last column-generation master used, to open the next one (after a repair)."""
     progress: ProgressCallback | None = None
+    covers_trivial: bool = False
+    """The proven bound is at least the capacity-free one (a Lagrangian bound: its first step, at
+    zero prices, is that bound, except for makespan's term), which then need not be computed."""
 
     def left(self) -> float:
         return self.budget.left()
@@ -81,10 +91,11 @@ class _Search:
             self.schedule, self.source, self.value = schedule, source, value
         self.report(source)
 
-    def prove(self, bound: float | None, stage: str) -> None:
+    def prove(self, bound: float | None, stage: str, covers_trivial: bool = False) -> None:
         if bound is not None:
             self.bound = bound if self.bound is None else max(self.bound, bound)
-            if len(self.inst.jobs) > SMALL_JOBS:
+            self.covers_trivial = self.covers_trivial or covers_trivial
+            if len(self.inst.jobs) > SMALL_JOBS or self.covers_trivial:
                 # The capacity-free bound is only computed without a proven one past this size:
                 # the time kept for it goes back to the search (at L, 5 s of a loaded minute).
                 self.budget.reserved_work.pop("bound", None)
@@ -119,11 +130,23 @@ def _relax(search: _Search, forbid: frozenset[int], first: bool) -> None:
     """
     inst, policy, budget = search.inst, search.policy, search.budget
     columns = _estimated_columns(inst)
-    # Column generation degrades gently (an unconverged master still rounds, its Lagrangian bound
-    # still holds): it runs whenever its pool of starts can be built and priced a few times in a
-    # part of its share.
-    if columns >= COLGEN_MIN_COLUMNS and budget.fits("pool_column", columns, 0.3 * COLGEN_SHARE):
-        relaxation = _colgen_relaxation(search, forbid, first, columns)
+    # The Lagrangian stage, then column generation (an unconverged master still rounds, its
+    # Lagrangian bound still holds), whenever their pool of starts can be built in a part of the
+    # time left; that includes the time kept for the capacity-free bound, which the first step
+    # of the Lagrangian stage computes anyway (except makespan's term).
+    kept = None
+    if first and not isinstance(policy, MakespanPolicy):
+        kept = budget.reserved_work.pop("bound", None)
+    use_pool = columns >= COLGEN_MIN_COLUMNS and budget.fits("pool_column", columns, POOL_SHARE)
+    if kept is not None and not use_pool:
+        budget.reserved_work["bound"] = kept
+    if use_pool:
+        prepared, prices = _lagrangian_stage(search, forbid, first, columns)
+        relaxation = None
+        if not search.closed():
+            relaxation = _colgen_relaxation(search, forbid, first, columns, prepared, prices)
+        else:
+            budget.skip("colgen")
     elif (
         columns < COLGEN_MIN_COLUMNS
         and columns <= COLUMN_BUDGET
@@ -162,8 +185,45 @@ def _relax(search: _Search, forbid: frozenset[int], first: bool) -> None:
         search.offer(rounded, name)
 
 
-def _colgen_relaxation(
+def _lagrangian_stage(
     search: _Search, forbid: frozenset[int], first: bool, columns: int
+) -> tuple[Prepared, np.ndarray | None]:
+    """The Lagrangian bound of the slot model by subgradient steps (colgen.lagrangian), and a
+    rounding of the jobs' own choices at its prices.
+
+    A step is array arithmetic over every start, no solver process: where a simplex round of the
+    column generation costs seconds (at L under load the master never answered within 10 s and
+    the plan fell back to the capacity-free bound, 83-93 % gap), a tenth of the time limit brings
+    the bound to within tenths of a percent of the slot LP's. The pool and the prices go on to
+    the column generation, which then needs no warm-up of its own."""
+    inst, policy, budget = search.inst, search.policy, search.budget
+    # Its first step (zero prices) is the capacity-free bound, and one step always runs.
+    covers = first and not isinstance(policy, MakespanPolicy)
+    with budget.stage("lagrangian-pool", "pool_column", columns):
+        prepared = prepare(inst, policy, forbid)
+    seconds = max(0.0, LAGRANGE_SHARE * budget.left())
+    with budget.stage("lagrangian"):
+        result = lagrangian(prepared, time_limit=budget.solver_seconds(seconds), target=search.value)
+    if first and result.bound is not None:
+        # Summed in floating point over thousands of jobs: kept a hair below, so it stays a bound.
+        search.prove(
+            result.bound - 1e-9 * max(1.0, abs(result.bound)),
+            "lagrangian",
+            covers_trivial=covers,
+        )
+    if result.fractional and not search.closed() and budget.fits("list", list_work(inst)):
+        rounded, name, _ = lp_guided(inst, policy, result.fractional, forbid, alphas=(0.5,), budget=budget)
+        search.offer(rounded, f"lagrangian-{name}")
+    return prepared, result.prices if result.bound is not None else None
+
+
+def _colgen_relaxation(
+    search: _Search,
+    forbid: frozenset[int],
+    first: bool,
+    columns: int,
+    prepared: Prepared | None = None,
+    prices: np.ndarray | None = None,
 ) -> _Relaxation | None:
     """The slot LP by column generation; what it leaves unconverged still bounds and rounds."""
     inst, policy, options, budget = search.inst, search.policy, search.options, search.budget
@@ -178,6 +238,8 @@ def _colgen_relaxation(
             forbid_now=forbid,
             seeds=[(j, c.option, c.start) for j, c in search.schedule.items()] + search.master,
             tolerance=COLGEN_TOLERANCE,
+            prepared=prepared,
+            warm_prices=prices,
         )
     if result.converged:  # a run cut by its limit says how long the limit was, not the rate
         budget.observe("colgen_column", columns, budget.stages[-1].seconds)
@@ -397,6 +459,7 @@ def _plan_with_repairs(
         )
         if previous is not None:
             search.bound, search.notes, search.master = previous.bound, list(previous.notes), previous.master
+            search.covers_trivial = previous.covers_trivial
         search.report("greedy")
         if plannable:
             _relax(search, forbid, first=first)
@@ -447,7 +510,9 @@ def plan(
     columns = _estimated_columns(inst)
     # Kept for the end whatever happens: the node packing, the capacity-free bound (needed when no
     # LP proves one), the plan's records; at the rates measured as the search goes.
-    pack_work = len(inst.jobs) * max(1, len(cluster.nodes))
+    # Packing's cost per job grows with the square root of the nodes (a placement over the nodes
+    # with room; measured per job side by side: 4.5e-4 s at M's 64 nodes, 1.2e-3 s at L's 512).
+    pack_work = len(inst.jobs) * max(1, len(cluster.nodes)) ** 0.5
     budget.reserve(FINISH_MARGIN * budget.limit, pack=pack_work, bound=columns, finish=len(inst.jobs))
 
     outcome = _plan_with_repairs(inst, policy, options, plannable, frozenset(), budget, progress=progress)
@@ -498,7 +563,7 @@ def plan(
     objective = policy.evaluate(schedule)
     # The capacity-free bound rarely beats an LP bound and costs seconds at L: only when cheap or alone.
     lower = float("-inf")
-    if bound is None or (small and budget.fits("bound", columns, 0.5)):
+    if bound is None or (small and not search.covers_trivial and budget.fits("bound", columns, 0.5)):
         with budget.stage("bound", "bound", columns):
             lower = trivial_bound(inst, policy)
     if bound is not None:

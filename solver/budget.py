@@ -28,26 +28,29 @@ from dataclasses import dataclass, field
 
 REFERENCE_SECONDS: dict[str, float] = {
     # One list-scheduling step, per job and type option (portfolio, rounding: 0.04 s at M, about
-    # 0.6 s at L on the quiet 2-core machine).
-    "list": 3e-5,
+    # 0.6 s at L on the quiet 2-core machine before the policies cached their per-job constants,
+    # which halved it; measured beside pack/bound/pool so that their ratios agree).
+    "list": 1.5e-5,
     # Building, writing and relaxing the slot model, per start column (20,000 a second at M).
     "lp_column": 5e-5,
     "bucket_column": 6.7e-5,
     # Column generation, per start of the model it prices (56,000 starts: 1-1.5 s at M).
     "colgen_column": 2e-5,
-    # Building column generation's pool of starts as arrays, per start (0.4 s at L quiet).
-    "pool_column": 5e-7,
+    # Building column generation's pool of starts as arrays, per start (about 0.8 s at L quiet:
+    # one policy pass per job and option). These references were set side by side in one
+    # process (load 11): each kind ran 2.5-3.5x its figure there, as the list schedule did.
+    "pool_column": 1e-6,
     # What a CBC process spends outside its own clock (reading the model, presolve, writing the
     # solution), per column of the model, on top of SOLVER_START.
     "solver_overhead": 2.5e-5,
     # Building a start-time model in Python and writing it out, per column (MILP stages).
     "build_column": 4e-5,
-    # Node packing of the whole horizon, per job and node (0.05 s at M, 2.1 s at L).
-    "pack": 1.2e-6,
+    # Node packing of the whole horizon, per job x sqrt(nodes) (0.08 s at M, 2.1 s at L).
+    "pack": 2e-5,
     # The capacity-free bound, per start column (as arrays).
     "bound": 1e-6,
     # The plan's per-job records and utilisation, per job.
-    "finish": 1e-4,
+    "finish": 3.5e-5,
 }
 """Quiet-machine seconds per unit of work: a prior only, replaced by what this run measures."""
 SOLVER_START = 0.15

@@ -67,6 +67,9 @@ def place_job(
     return None if best is None else best[1]
 
 
+PORTFOLIO_SHARE = 0.2
+
+
 def list_schedule(
     inst: Instance,
     policy: Policy,
@@ -104,6 +107,9 @@ def portfolio(
     """
     orders: dict[str, Callable[[], list[JobInfo]]] = {
         "fifo": lambda: fifo_order(inst),
+        "area": lambda: sorted(
+            inst.jobs, key=lambda i: (i.job.running is None, _area_per_weight(inst, i), i.index)
+        ),
         "policy": lambda: sorted(inst.jobs, key=lambda i: (i.job.running is None, *policy.order_key(i))),
         "priority": lambda: sorted(
             inst.jobs, key=lambda i: (i.job.running is None, -i.weight, *policy.order_key(i))
@@ -112,13 +118,28 @@ def portfolio(
             inst.jobs, key=lambda i: (i.job.running is None, -i.gpus, *policy.order_key(i))
         ),
     }
+    if policy.name == "deadline":
+        # Earliest deadline first is the order that matters most under deadlines: second, after FIFO.
+        orders = {"fifo": orders.pop("fifo"), "policy": orders.pop("policy"), **orders}
     work = list_work(inst)
     results: dict[str, float] = {}
     best: tuple[float, Schedule, str] | None = None
     for name, make in orders.items():
         if names is not None and name not in names and name != "fifo":
             continue
-        if best is not None and budget is not None and not budget.fits("list", work):
+        # Past FIFO and the second order (area: the best at M for cost and completion time alike;
+        # EDF under deadlines), an order only runs while it takes a small part of the time left.
+        # The second order runs, while any time is left beside the reserve, when it takes at most a
+        # quarter of all the time left: a FIFO-only plan (at M in 1 s on a loaded machine) missed
+        # 5,600 deadline units where EDF missed 3.
+        share = 1.0 if len(results) < 2 else PORTFOLIO_SHARE
+        second = (
+            len(results) == 1
+            and budget is not None
+            and budget.left() > 0
+            and budget.estimate("list", work) <= 0.25 * budget.total_left()
+        )
+        if best is not None and budget is not None and not second and not budget.fits("list", work, share):
             budget.skip(f"portfolio-{name}")
             continue
         if budget is not None:
@@ -132,6 +153,17 @@ def portfolio(
             best = (value, schedule, name)
     assert best is not None
     return best[1], best[2], results
+
+
+def _area_per_weight(inst: Instance, info: JobInfo) -> float:
+    """Smith's ratio with a gang's width: GPU-hours on its fastest type per unit of priority.
+
+    Not keyed on release first, as the policies' own orders are: the list schedule already starts
+    no job before its release, and a short job released later still goes before a long one
+    released now. On the M benchmark this order alone came within 5 % of the slot LP's bound for
+    completion time (the release-first orders: 96 % above it) and was the best order for cost."""
+    shortest = min((o.run_hours for o in inst.all_options(info)), default=0.0)
+    return shortest * info.gpus / max(info.weight, 1e-9)
 
 
 def fifo_baseline(inst: Instance, policy: Policy) -> Schedule:

@@ -15,6 +15,7 @@ Terms common to every policy:
 from __future__ import annotations
 
 from collections import defaultdict
+from functools import cached_property
 from typing import ClassVar
 
 import numpy as np
@@ -35,6 +36,8 @@ class Policy:
         max_run = max((o.run_hours for info in inst.jobs for o in inst.all_options(info)), default=0.0)
         self.late_unit = 10.0 * (self.horizon + max_run)
         """Hours-equivalent charged for a missed deadline, per unit of priority."""
+        self._attainable: dict[int, bool] = {}
+        """Per job index: `_deadline_attainable`, asked for every start a list schedule prices."""
 
     # --- the linear part ---------------------------------------------------------------------------
 
@@ -70,6 +73,12 @@ class Policy:
         (it would only swamp the relative gap the solver stops at) and reported instead."""
         if info.job.deadline is None:
             return False
+        known = self._attainable.get(info.index)
+        if known is None:
+            known = self._attainable[info.index] = self._any_on_time(info)
+        return known
+
+    def _any_on_time(self, info: JobInfo) -> bool:
         return any(
             not self.inst.late(info, o, self.inst.start_range(info, o).start)
             for o in self.inst.all_options(info)
@@ -163,7 +172,7 @@ class JctPolicy(Policy):
         jct = self._completions(opt, starts) - info.job.release
         return info.weight * jct + TIE * self.run_cost(info, opt) / max(1e-9, self._price_scale)
 
-    @property
+    @cached_property
     def _price_scale(self) -> float:
         return max((t.price_per_hour for t in self.inst.types), default=1.0) or 1.0
 
