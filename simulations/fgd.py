@@ -26,10 +26,12 @@ Placement policies:
 - first-fit / random: for reference (random: a uniformly random feasible node and GPU).
 - gpusched: the simulator's own placement rule (state.ClusterState): whole-GPU pods best-fit on
   wholly free GPUs, shared pods best-fit onto partly used GPUs before opening a fresh one.
-- gpusched-frag: ours (see `FragScorer`): FGD's expected-fragmentation objective computed exactly
-  (no sigmoid, no integer rounding), classes that also carry memory and are weighted by the GPU they
-  request (the metric counts GPUs, not pods), and ties broken towards the tightest node
-  (least GPU, then CPU and memory left) instead of at random.
+- gpusched-frag: ours (`frag_aware_choice`): FGD's expected-fragmentation objective without the
+  sigmoid, over classes that also carry memory and are weighted by the GPU they request (the metric
+  counts GPUs, not pods; CPU-only pods strand no GPU by themselves); increases within
+  FRAG_RESOLUTION (50 thousandths of a GPU) count as equal and the tightest node wins (least GPU,
+  then CPU, then memory left), so nodes fill one by one and whole nodes stay free for multi-GPU
+  tasks, where FGD's tie rule (first name) only packs by accident of naming.
 """
 
 from __future__ import annotations
