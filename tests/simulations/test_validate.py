@@ -52,6 +52,14 @@ def test_inflation_stops_before_the_ratio() -> None:
     assert 1.3 * 314 - 8 < sum(t.demand for t in out) <= 1.3 * 314
 
 
+def test_inflation_removes_random_tasks_above_the_ratio() -> None:
+    """FGD's tune-down: a list asking more than ratio x capacity loses random tasks until within."""
+    tasks = [fgd.Task(1000, 1024, 1, 1000, None) for _ in range(10)] + [fgd.Task(1000, 1024, 8, 1000, None)]
+    out = fgd.inflate(tasks, capacity=10, ratio=1.3, seed=0)
+    assert sum(t.demand for t in out) <= 13 and len(out) < len(tasks)
+    assert all(out.count(t) <= tasks.count(t) for t in out)
+
+
 def test_shuffled_order_is_a_seeded_permutation_then_sampled() -> None:
     pods = load_openb_pods(OPENB / "openb_pod_list_default.csv")
     base = fgd.tasks_from_pods(pods)
