@@ -27,8 +27,8 @@ Placement policies:
 - gpusched: the simulator's own placement rule (state.ClusterState): whole-GPU pods best-fit on
   wholly free GPUs, shared pods best-fit onto partly used GPUs before opening a fresh one.
 - gpusched-frag: ours (`frag_aware_choice`): FGD's expected-fragmentation objective without the
-  sigmoid, over classes that also carry memory and are weighted by the GPU they request (the metric
-  counts GPUs, not pods; CPU-only pods strand no GPU by themselves); increases within
+  sigmoid, over GPU classes that also carry memory (CPU-only pods strand no GPU by themselves);
+  increases within
   FRAG_RESOLUTION (50 thousandths of a GPU) count as equal and the tightest node wins (least GPU,
   then CPU, then memory left), so nodes fill one by one and whole nodes stay free for multi-GPU
   tasks, where FGD's tie rule (first name) only packs by accident of naming.
@@ -176,22 +176,20 @@ def task_classes(tasks: list[Task], threshold: float = POPULARITY) -> list[Class
 
 
 def demand_classes(tasks: list[Task], threshold: float = POPULARITY) -> list[Class]:
-    """Ours: GPU classes by (CPU, memory, GPUs, thousandths, model), weighted by the GPU they request
-    (a class's lost placements cost allocation in proportion to its GPUs); the classes covering
-    `threshold` of the requested GPU. CPU-only pods never strand GPUs by themselves: left out."""
-    gpu = [t for t in tasks if t.gpus > 0]
-    demand: dict[Task, float] = {}
-    for t in gpu:
-        demand[t] = demand.get(t, 0.0) + t.demand
-    total = sum(demand.values())
-    chosen: list[tuple[Task, float]] = []
-    covered = 0.0
-    for t, d in sorted(demand.items(), key=lambda item: -item[1]):
+    """Ours: GPU classes by (CPU, memory, GPUs, thousandths, model), weighted by their share of the GPU
+    pods (the chance that the next GPU task is of that class), the most popular covering `threshold`
+    of them. CPU-only pods never strand GPUs by themselves: left out (FGD counts them, which only
+    shifts every node's score by the same amount)."""
+    counts = Counter(t for t in tasks if t.gpus > 0).most_common()
+    total = sum(c for _, c in counts)
+    chosen: list[tuple[Task, int]] = []
+    covered = 0
+    for t, c in counts:
         if covered >= threshold * total:
             break
-        chosen.append((t, d))
-        covered += d
-    return [(d / covered, t) for t, d in chosen]
+        chosen.append((t, c))
+        covered += c
+    return [(c / covered, t) for t, c in chosen]
 
 
 # ------------------------------------------------------------------------------------- cluster state
@@ -502,8 +500,8 @@ class Packer:
 
 
 def frag_aware_choice(packer: Packer, task: Task) -> tuple[int, list[int]] | None:
-    """Ours: the node and GPU with the least increase of expected fragmentation (exact, memory-aware,
-    GPU-weighted classes), ties to the tightest node: least GPU, CPU, memory left, lowest index."""
+    """Ours: the node and GPU with the least increase of expected fragmentation (memory-aware
+    classes, to FRAG_RESOLUTION), ties to the tightest node: least GPU, CPU, memory left, lowest index."""
     frag = packer.frag
     assert frag is not None
     cluster = packer.cluster

@@ -100,7 +100,8 @@ def test_fgd_classes_count_pods_and_ignore_memory() -> None:
     classes = fgd.task_classes(tasks, threshold=1.0)
     assert [(round(w, 3), c.cpu, c.gpus, c.milli) for w, c in classes] == [(0.667, 1000, 1, 500), (0.333, 2000, 0, 0)]
     ours = fgd.demand_classes([*tasks, fgd.Task(1000, 10, 2, 1000, None)], threshold=1.0)
-    assert next((w, c.gpus) for w, c in ours) == (2 / 3, 2)  # weighted by GPUs requested, CPU-only left out
+    # by GPU pods, memory part of the class, CPU-only left out
+    assert sorted((round(w, 3), c.mem) for w, c in ours) == [(0.333, 10), (0.333, 10), (0.333, 20)]
 
 
 def test_capacity_fragmentation_sees_cpu_that_runs_out_first() -> None:
