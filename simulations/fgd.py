@@ -26,10 +26,12 @@ Placement policies:
 - first-fit / random: for reference (random: a uniformly random feasible node and GPU).
 - gpusched: the simulator's own placement rule (state.ClusterState): whole-GPU pods best-fit on
   wholly free GPUs, shared pods best-fit onto partly used GPUs before opening a fresh one.
-- gpusched-frag: ours (see `FragScorer`): FGD's expected-fragmentation objective computed exactly
-  (no sigmoid, no integer rounding), classes that also carry memory and are weighted by the GPU they
-  request (the metric counts GPUs, not pods), and ties broken towards the tightest node
-  (least GPU, then CPU and memory left) instead of at random.
+- gpusched-frag: ours (`frag_aware_choice`): FGD's expected-fragmentation objective without the
+  sigmoid, over GPU classes that also carry memory (CPU-only pods strand no GPU by themselves);
+  increases within
+  FRAG_RESOLUTION (50 thousandths of a GPU) count as equal and the tightest node wins (least GPU,
+  then CPU, then memory left), so nodes fill one by one and whole nodes stay free for multi-GPU
+  tasks, where FGD's tie rule (first name) only packs by accident of naming.
 """
 
 from __future__ import annotations
@@ -107,11 +109,16 @@ def tasks_from_pods(pods: list[OpenbPod]) -> list[Task]:
 
 
 def inflate(tasks: list[Task], capacity: int, ratio: float, seed: int) -> list[Task]:
-    """The tasks, then tasks sampled with replacement appended while demand stays <= ratio x capacity
-    (FGD's tune step: it stops at the first sampled task that would go beyond)."""
+    """FGD's tune step. Below ratio x capacity: the tasks, then tasks sampled with replacement
+    appended while demand stays within it (it stops at the first that would go beyond). Above it (the
+    multigpu40/50 lists ask 152 % and 183 %): random tasks removed until demand is within it."""
     rng = random.Random(seed)
     out = list(tasks)
     demand = sum(t.demand for t in out)
+    while demand > ratio * capacity:
+        demand -= out.pop(rng.randrange(len(out))).demand
+    if len(out) < len(tasks):
+        return out
     while True:
         t = rng.choice(tasks)
         if demand + t.demand > ratio * capacity:
@@ -169,22 +176,20 @@ def task_classes(tasks: list[Task], threshold: float = POPULARITY) -> list[Class
 
 
 def demand_classes(tasks: list[Task], threshold: float = POPULARITY) -> list[Class]:
-    """Ours: GPU classes by (CPU, memory, GPUs, thousandths, model), weighted by the GPU they request
-    (a class's lost placements cost allocation in proportion to its GPUs); the classes covering
-    `threshold` of the requested GPU. CPU-only pods never strand GPUs by themselves: left out."""
-    gpu = [t for t in tasks if t.gpus > 0]
-    demand: dict[Task, float] = {}
-    for t in gpu:
-        demand[t] = demand.get(t, 0.0) + t.demand
-    total = sum(demand.values())
-    chosen: list[tuple[Task, float]] = []
-    covered = 0.0
-    for t, d in sorted(demand.items(), key=lambda item: -item[1]):
+    """Ours: GPU classes by (CPU, memory, GPUs, thousandths, model), weighted by their share of the GPU
+    pods (the chance that the next GPU task is of that class), the most popular covering `threshold`
+    of them. CPU-only pods never strand GPUs by themselves: left out (FGD counts them, which only
+    shifts every node's score by the same amount)."""
+    counts = Counter(t for t in tasks if t.gpus > 0).most_common()
+    total = sum(c for _, c in counts)
+    chosen: list[tuple[Task, int]] = []
+    covered = 0
+    for t, c in counts:
         if covered >= threshold * total:
             break
-        chosen.append((t, d))
-        covered += d
-    return [(d / covered, t) for t, d in chosen]
+        chosen.append((t, c))
+        covered += c
+    return [(c / covered, t) for t, c in chosen]
 
 
 # ------------------------------------------------------------------------------------- cluster state
@@ -495,8 +500,8 @@ class Packer:
 
 
 def frag_aware_choice(packer: Packer, task: Task) -> tuple[int, list[int]] | None:
-    """Ours: the node and GPU with the least increase of expected fragmentation (exact, memory-aware,
-    GPU-weighted classes), ties to the tightest node: least GPU, CPU, memory left, lowest index."""
+    """Ours: the node and GPU with the least increase of expected fragmentation (memory-aware
+    classes, to FRAG_RESOLUTION), ties to the tightest node: least GPU, CPU, memory left, lowest index."""
     frag = packer.frag
     assert frag is not None
     cluster = packer.cluster

@@ -39,6 +39,8 @@ def helios_cluster(gpus: int = 2816, per_node: int = 8, price: float = 2.0) -> C
 
 FGD_DEFAULT_PODS = "openb_pod_list_default.csv"
 """The pod list of FGD's headline figure (9(a)); fgd_published.PUBLISHED has every list's curves."""
+FGD_CLUSTER_GPUS = 6212
+"""GPUs of FGD's cluster (openb_node_list_gpu_node.csv): published curves are for it alone."""
 FGD_POLICIES_DEFAULT = "fgd,best-fit,gpusched-frag,gpusched,first-fit,random"
 
 
@@ -83,7 +85,8 @@ def run_fgd(
         result["allocation_rate_per_seed"] = rates
         result["failed"] = sum(int(r["failed"]) for r in runs) / repeat  # type: ignore[call-overload]
         result["pods"] = pods_path.name
-        curve = published(pods_path.name, policy)
+        # FGD's numbers are for its whole cluster: none beside a replay on another node list (a sample)
+        curve = published(pods_path.name, policy) if result["capacity_gpus"] == FGD_CLUSTER_GPUS else None
         result["published"] = curve
         result["published_at_100"] = None if curve is None else curve["100%"]
         out.append(result)

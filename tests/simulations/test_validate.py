@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from gpusched.simulations import fgd, helios, validate
+from gpusched.simulations import fgd, fgd_published, helios, validate
 from gpusched.simulations.engine import Simulator
 from gpusched.simulations.policies import SchedPolicy, make_policy
 from gpusched.simulations.state import FULL, ClusterState
@@ -53,6 +53,14 @@ def test_inflation_stops_before_the_ratio() -> None:
     assert 1.3 * 314 - 8 < sum(t.demand for t in out) <= 1.3 * 314
 
 
+def test_inflation_removes_random_tasks_above_the_ratio() -> None:
+    """FGD's tune-down: a list asking more than ratio x capacity loses random tasks until within."""
+    tasks = [fgd.Task(1000, 1024, 1, 1000, None) for _ in range(10)] + [fgd.Task(1000, 1024, 8, 1000, None)]
+    out = fgd.inflate(tasks, capacity=10, ratio=1.3, seed=0)
+    assert sum(t.demand for t in out) <= 13 and len(out) < len(tasks)
+    assert all(out.count(t) <= tasks.count(t) for t in out)
+
+
 def test_shuffled_order_is_a_seeded_permutation_then_sampled() -> None:
     pods = load_openb_pods(OPENB / "openb_pod_list_default.csv")
     base = fgd.tasks_from_pods(pods)
@@ -93,7 +101,20 @@ def test_fgd_classes_count_pods_and_ignore_memory() -> None:
     classes = fgd.task_classes(tasks, threshold=1.0)
     assert [(round(w, 3), c.cpu, c.gpus, c.milli) for w, c in classes] == [(0.667, 1000, 1, 500), (0.333, 2000, 0, 0)]
     ours = fgd.demand_classes([*tasks, fgd.Task(1000, 10, 2, 1000, None)], threshold=1.0)
-    assert next((w, c.gpus) for w, c in ours) == (2 / 3, 2)  # weighted by GPUs requested, CPU-only left out
+    # by GPU pods, memory part of the class, CPU-only left out
+    assert sorted((round(w, 3), c.mem) for w, c in ours) == [(0.333, 10), (0.333, 10), (0.333, 20)]
+
+
+def test_capacity_fragmentation_sees_cpu_that_runs_out_first() -> None:
+    """FGD counts a class as served when one task fits; the capacity measure fills the node with the
+    class: four free GPUs and CPU for one more 1-GPU task leave three GPUs lost to it."""
+    node = [OpenbNode(sn="a", cpu_milli=64000, memory_mib=1 << 20, gpu=4, model="T4")]
+    one_gpu = fgd.Task(12000, 1024, 1, 1000, None)
+    cluster = fgd.Cluster(node)
+    fgd_frag = fgd.Fragmentation(cluster, [(1.0, one_gpu)], with_memory=True)
+    capacity = fgd.Fragmentation(cluster, [(1.0, one_gpu)], with_memory=True, capacity=True)
+    state = (0, 12000, 1 << 20, (1000, 1000, 1000, 1000))
+    assert (fgd_frag(*state), capacity(*state)) == (0.0, 3000.0)
 
 
 def test_best_fit_is_the_artifacts_score() -> None:
@@ -115,8 +136,12 @@ def test_validate_main_on_samples(sample_traces: Path, capsys: pytest.CaptureFix
     assert validate.main(["fgd", "--traces", str(sample_traces), "--policies", "best-fit,fgd", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert [r["policy"] for r in out] == ["best-fit", "fgd"]
-    assert out[1]["published_at_100"] == pytest.approx(0.9523)
-    assert out[0]["published"]["130%"] == pytest.approx(0.9308)  # best-fit, default list, FGD's Fig. 9(a)
+    # the sample is not FGD's cluster: no published curve beside it
+    assert out[1]["published_at_100"] is None and out[0]["published"] is None
+    # on the full cluster: FGD's Fig. 9(a), mean of its 10 seeds
+    assert fgd_published.published("openb_pod_list_default.csv", "fgd")["100%"] == pytest.approx(0.9523)  # type: ignore[index]
+    assert fgd_published.published("openb_pod_list_gpuspec33", "best-fit")["130%"] == pytest.approx(0.9309)  # type: ignore[index]
+    assert fgd_published.published("my_list.csv", "fgd") is None
     assert validate.main(["philly", "--traces", str(sample_traces), "--policies", "fifo", "--gpus", "64",
                           "--vc", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
