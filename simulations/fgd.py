@@ -102,8 +102,8 @@ class Task:
 
 
 def tasks_from_pods(pods: list[OpenbPod]) -> list[Task]:
-    """Tasks in the list's creation order (ties by name)."""
-    ordered = sorted(pods, key=lambda p: (p.creation_time, p.name))
+    """Tasks in the list's creation order (ties by name; a list without times keeps its name order)."""
+    ordered = sorted(pods, key=lambda p: (p.creation_time or 0.0, p.name))
     return [Task(p.cpu_milli, p.memory_mib, p.num_gpu, p.gpu_milli if p.num_gpu else 0, p.allowed_types)
             for p in ordered]
 

@@ -24,7 +24,7 @@ def detect_format(trace: str, option: str = "--trace") -> str:
     header = {h.strip() for h in _first_line(path).split(",")}
     if {"timestamp", "duration", "num_gpus"} <= header:
         return "philly"
-    if {"num_gpu", "gpu_milli", "creation_time"} <= header:
+    if {"name", "num_gpu", "gpu_milli"} <= header:
         return "openb"
     if {"submit", "duration", "gpus"} <= header:
         return "csv"

@@ -69,11 +69,12 @@ class OpenbPod(_Row):
     gpu_spec: str = ""
     qos: str = ""
     pod_phase: str = ""
-    creation_time: Seconds
+    creation_time: Seconds | None = None
+    """None in FGD's arrival-only lists (its multigpu* lists have five columns): FGD's protocol needs no times."""
     deletion_time: Seconds | None = None
     scheduled_time: Seconds | None = None
 
-    @field_validator("deletion_time", "scheduled_time", mode="before")
+    @field_validator("creation_time", "deletion_time", "scheduled_time", mode="before")
     @classmethod
     def _empty_none(cls, v: Any) -> Any:
         return None if v == "" else v
@@ -205,7 +206,7 @@ def load_openb_nodes(path: Path) -> list[OpenbNode]:
 def load_openb_pods(path: Path) -> list[OpenbPod]:
     path = Path(path)
     pods = []
-    for line, row in _rows(path, ("name", "num_gpu", "gpu_milli", "creation_time")):
+    for line, row in _rows(path, ("name", "num_gpu", "gpu_milli")):
         pod = _parse(OpenbPod, path, line, row)
         if pod.num_gpu > 1 and pod.gpu_milli != 1000:
             raise InputError(
@@ -233,9 +234,16 @@ def openb_jobs(pods: list[OpenbPod], limit: int | None = None) -> list[TraceJob]
     of the trace have no deletion time and are given the trace's last timestamp.
     """
     gpu_pods = [p for p in pods if p.num_gpu > 0]
-    end = max((p.deletion_time or p.creation_time) for p in pods) if pods else 0.0
+    untimed = next((p for p in gpu_pods if p.creation_time is None), None)
+    if untimed is not None:
+        raise InputError(
+            f"pod {untimed.name}: column creation_time: missing (a replay in time needs each pod's arrival; "
+            "an arrival-only list such as FGD's multigpu* replays with `gpusched validate fgd --pods FILE`)"
+        )
+    end = max((p.deletion_time or p.creation_time or 0.0) for p in pods) if pods else 0.0
     jobs = []
     for p in gpu_pods:
+        assert p.creation_time is not None
         begin = p.scheduled_time if p.scheduled_time is not None else p.creation_time
         stop = p.deletion_time if p.deletion_time is not None else end
         jobs.append(

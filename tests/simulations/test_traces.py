@@ -238,3 +238,22 @@ def test_openb_gpu_spec_constrains_types(tmp_path: Path) -> None:
     placed = {j.name: j.gpu_type for j in result.jobs}
     assert placed == {"p0": "V100M16", "p1": "T4"}
     assert nodes.exists()
+
+
+def test_arrival_only_openb_list_loads_for_fgd_and_a_time_replay_names_what_is_missing(tmp_path: Path) -> None:
+    """FGD's multigpu* pod lists have five columns (no times): FGD's protocol replays them; a replay in
+    time cannot, and says which pod and column instead of failing on the header."""
+    from gpusched.simulations.fgd import tasks_from_pods
+
+    pods_csv = _write(tmp_path, "openb_pod_list_multigpu50.csv",
+                      "name,cpu_milli,memory_mib,num_gpu,gpu_milli\n"
+                      "openb-pod-0001,12000,16384,8,1000\nopenb-pod-0000,4000,8192,1,500\n")  # fmt: skip
+    assert inputs.detect_format(str(pods_csv)) == "openb"
+    pods = load_openb_pods(pods_csv)
+    assert [p.creation_time for p in pods] == [None, None]
+    tasks = tasks_from_pods(pods)
+    assert [(t.gpus, t.milli) for t in tasks] == [(1, 500), (8, 1000)]  # name order when there are no times
+    with pytest.raises(InputError) as info:
+        openb_jobs(pods)
+    message = str(info.value)
+    assert "\n" not in message and "openb-pod-0001" in message and "creation_time" in message
