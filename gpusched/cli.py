@@ -33,6 +33,7 @@ from gpusched.cli_util import (
     widen_piped_help,
 )
 from gpusched.config import InputError
+from gpusched.model import POLICIES, Policy
 from gpusched.safeio import shown
 from gpusched.units import format_hours, parse_datetime
 
@@ -46,12 +47,9 @@ app = typer.Typer(
 )
 
 
-class PolicyChoice(str, Enum):
-    cost = "cost"
-    jct = "jct"
-    makespan = "makespan"
-    deadline = "deadline"
-    fair = "fair"
+def _one_of(names: tuple[str, ...]) -> str:
+    """'a, b or c', for help texts that list choices from one list."""
+    return f"{', '.join(names[:-1])} or {names[-1]}" if len(names) > 1 else "".join(names)
 
 
 class SolverChoice(str, Enum):
@@ -65,9 +63,7 @@ def plan(
         Path, typer.Option("--cluster", "-c", help="cluster.yaml: GPU types, nodes, maintenance.")
     ],
     jobs: Annotated[Path, typer.Option("--jobs", "-j", help="jobs.yaml: the queue to plan.")],
-    policy: Annotated[
-        PolicyChoice, typer.Option(help="Objective: cost, jct, makespan, deadline or fair.")
-    ] = (PolicyChoice.cost),
+    policy: Annotated[Policy, typer.Option(help=f"Objective: {_one_of(POLICIES)}.")] = "cost",
     horizon: Annotated[str, typer.Option(help="Planning horizon, e.g. 48h.")] = format_hours(
         defaults.HORIZON_H
     ),
@@ -139,7 +135,7 @@ def plan(
     except InputError as exc:
         raise fail(str(exc)) from None
     options = PlanOptions(
-        policy=policy.value,
+        policy=policy,
         horizon=horizon_h,
         slot=slot_h,
         solver=solver.value,

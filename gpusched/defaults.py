@@ -6,14 +6,14 @@ solver, scheduler and simulations, so that every one of them may import it.
 
 from __future__ import annotations
 
-from gpusched.model import POLICIES
+from gpusched.model import POLICIES, Policy
 
 HORIZON_H = 24.0
 """Planning horizon (hours): a day ahead is enough to reserve for big gangs and small enough that
 the slot model stays fast at thousands of jobs."""
 SLOT_H = 0.25
 """Slot length (hours): 15 minutes."""
-POLICY = "jct"
+POLICY: Policy = "jct"
 """The objective the operator and the simulator use unless told otherwise."""
 MIGRATION_PENALTY_H = 0.25
 """Hours of a running job's GPUs charged for moving it (on top of its restart overhead)."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 import signal
 import sys
-from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -14,6 +13,7 @@ import typer
 from gpusched import defaults
 from gpusched.cli_util import check_plan_size, duration_option, finite_option
 from gpusched.cli_util import fail as _fail
+from gpusched.model import POLICIES, Policy
 from gpusched.safeio import shown
 from gpusched.units import format_hours
 
@@ -41,14 +41,6 @@ def _check_kubeconfig(path: str) -> None:
             f"--kubeconfig: {path}: not a kubeconfig (expected a YAML mapping with clusters, "
             f"users and contexts; got {type(data).__name__})"
         )
-
-
-class _Policy(str, Enum):
-    cost = "cost"
-    jct = "jct"
-    makespan = "makespan"
-    deadline = "deadline"
-    fair = "fair"
 
 
 UNREACHABLE_GIVE_UP_S = 10.0
@@ -88,9 +80,9 @@ def operator(
     replan_interval: Annotated[
         str, typer.Option("--replan-interval", help="Re-plan at least this often.")
     ] = "30s",
-    policy: Annotated[_Policy, typer.Option(help="Planner objective (jct weighs priority).")] = _Policy(
-        defaults.POLICY
-    ),
+    policy: Annotated[
+        Policy, typer.Option(help=f"Planner objective: {', '.join(POLICIES)} (jct weighs priority).")
+    ] = defaults.POLICY,
     horizon: Annotated[str, typer.Option(help="Planning horizon.")] = format_hours(defaults.HORIZON_H),
     slot: Annotated[str, typer.Option(help="Planning slot length.")] = format_hours(defaults.SLOT_H),
     time_limit: Annotated[float, typer.Option("--time-limit", help="Planner seconds per round.")] = 10.0,
@@ -190,7 +182,7 @@ def operator(
         namespace=namespace,
         node_selector=(node_selector or "").strip() or None,
         replan_interval=interval,
-        policy=policy.value,
+        policy=policy,
         horizon=horizon_h,
         slot=slot_h,
         time_limit=time_limit,

@@ -4,8 +4,8 @@ cheapest cluster that meets an SLO for a workload) and `gpusched validate` (the 
 Option parsing and printing only: the replay is simulations/runner.py, the sizing loop
 simulations/sizing.py, the checks simulations/validate.py.
 
-Only typer, rich and the standard library are imported at module level so `gpusched --help` stays fast;
-the engine, matplotlib and rich are imported inside the command.
+Only typer, rich, the standard library, the domain model and the policy names are imported at module
+level so `gpusched --help` stays fast; the engine, matplotlib and rich are imported inside the command.
 """
 
 from __future__ import annotations
@@ -15,13 +15,27 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from gpusched import defaults
 from gpusched.cli_util import duration_option, fail, finite_option, report_console
+from gpusched.model import POLICIES
+from gpusched.simulations.policies import ALIASES, BASELINES, PLANNER_PREFIX
 
 if TYPE_CHECKING:
     from rich.console import Console
 
     from gpusched.model import GpuType
     from gpusched.simulations.sizing import Sizing
+
+def _with_aliases(names: tuple[str, ...]) -> list[str]:
+    alias = {v: k for k, v in ALIASES.items()}
+    return [f"{n} (alias {alias[n]})" if n in alias else n for n in names]
+
+
+POLICY_HELP = (
+    f"{', '.join(_with_aliases(BASELINES))}, {PLANNER_PREFIX} "
+    f"(= {PLANNER_PREFIX}:{defaults.POLICY}) or {PLANNER_PREFIX}:{'|'.join(POLICIES)}."
+)
+"""The policies `make_policy` accepts, from its own registry and model.POLICIES (one list)."""
 
 MAX_PLAN_WINDOW = 10_000
 """Queued jobs per planner call: past this the planner's model cannot be solved between events."""
@@ -77,8 +91,7 @@ def simulate(
         typer.Option(
             "--policy",
             "-p",
-            help="fifo, fifo-backfill, sjf, las (alias tiresias), gavel, gavel-agnostic, gpusched "
-            "(= gpusched:jct) or gpusched:cost|jct|makespan|deadline|fair.",
+            help=POLICY_HELP,
         ),
     ] = "fifo",
     compare: Annotated[
@@ -262,7 +275,7 @@ def policy_list(policy: str, compare: str | None) -> list[str]:
         raise fail(f"{option}: no policy named")
     known = policy_names()
     for name in names:
-        if name.lower() not in known and name.lower() != "tiresias":
+        if name.lower() not in known and name.lower() not in ALIASES:
             raise fail(f"{option}: unknown policy {shown(name)} (known: {', '.join(known)})")
     return names
 
@@ -432,7 +445,8 @@ def capacity(
         ),
     ] = None,
     policy: Annotated[
-        str, typer.Option("--policy", "-p", help="Scheduling policy used to validate candidates.")
+        str,
+        typer.Option("--policy", "-p", help=f"Scheduling policy used to validate candidates: {POLICY_HELP}"),
     ] = "fifo-backfill",
     fmt: Annotated[
         str | None, typer.Option("--format", "-f", help="Trace format (default: detected).")
@@ -490,7 +504,7 @@ def capacity(
         objective = cap.parse_slo(slo)
     except ValueError as exc:
         raise fail(f"--slo: {exc}") from None
-    if policy.lower() not in policy_names():
+    if policy.lower() not in policy_names() and policy.lower() not in ALIASES:
         raise fail(f"--policy: unknown policy {shown(policy)} (known: {', '.join(policy_names())})")
     finite_option(reserved_discount, "--reserved-discount", maximum=0.95, allow_min=True)
     finite_option(budget, "--budget", maximum=1e12, allow_min=True)

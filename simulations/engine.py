@@ -24,6 +24,7 @@ from gpusched.simulations.events import EventQueue, Kind
 from gpusched.simulations.outages import Outages
 from gpusched.simulations.state import FULL, ClusterState, Share
 from gpusched.simulations.workload import SimJob, TraceJob
+from gpusched.solver.placement import place
 
 if TYPE_CHECKING:
     from gpusched.simulations.policies.base import SchedPolicy
@@ -148,8 +149,9 @@ class Simulator:
 
     def try_start(self, job: SimJob, types: Sequence[str] | None = None) -> bool:
         """Place the job on the first allowed type with room (node-level best fit) and start it."""
+        state = self.state
         for t in types if types is not None else self.allowed_types(job):
-            shares = self.state.find(job.spec.gpus, job.spec.gpu_milli, t)
+            shares = place(state, state.gang(job.spec.gpus, job.spec.gpu_milli, t))
             if shares is not None:
                 self.start(job, shares, t)
                 return True

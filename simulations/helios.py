@@ -41,6 +41,7 @@ from gpusched.safeio import shown
 from gpusched.simulations.policies.base import SchedPolicy
 from gpusched.simulations.state import FULL, ClusterState, Share
 from gpusched.simulations.workload import SimJob, TraceJob
+from gpusched.solver.placement import place
 
 HELIOS_VC_NODES: dict[str, int] = {
     "6214e9": 64, "7f04ca": 32, "11cb48": 16, "b436b2": 64, "ee9e8c": 64, "e13805": 16,
@@ -196,7 +197,7 @@ def consolidate(state: ClusterState, gpus: int, gpu_type: str = "GPU") -> list[S
         return None
     per = state.max_node[gpu_type]
     if gpus <= per:
-        return state.find(gpus, FULL, gpu_type)
+        return place(state, state.gang(gpus, FULL, gpu_type))
     buckets = state.buckets[gpu_type]
     whole, rest = divmod(gpus, per)
     full = list(buckets[per])

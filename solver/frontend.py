@@ -31,8 +31,9 @@ from datetime import datetime
 from typing import Any, NamedTuple, TypeVar
 
 from gpusched.defaults import FILL_LIMIT, MIN_RUN_H, SCAN_LIMIT, WINDOW
-from gpusched.model import Cluster, GpuType, Job, JobPlan, Node, Placement, Plan
-from gpusched.solver.placement import FreeView, Gang, passing, place_gang
+from gpusched.model import Cluster, GpuType, Job, JobPlan, Placement, Plan
+from gpusched.solver.freegpus import FreeGpus
+from gpusched.solver.placement import Gang, place, place_gang
 from gpusched.solver.preemption import Beneficiary, protected, reason, restart_cost
 
 T = TypeVar("T")
@@ -187,18 +188,16 @@ def select(
     core = core_window(queued, lambda w: facts_of(w, types), window, policy)
     fill: list[Waiting] = []
     if len(queued) > len(core):
-        scratch = free_view(cluster, running)
-        left = [sum(scratch.values())]
+        scratch = FreeGpus(cluster.nodes, free_view(cluster, running))
         core_names = {w.job.name for w in core}
-        static: dict[tuple[str, float], list[Node]] = {}
         for w in core:
-            _take(cluster, scratch, w, types, static, left)
+            _take(scratch, w, types)
 
         def fits(w: Waiting) -> bool:
-            return w.job.name not in core_names and _take(cluster, scratch, w, types, static, left)
+            return w.job.name not in core_names and _take(scratch, w, types)
 
         fill = fill_window(
-            queued, core, lambda w: facts_of(w, types), fits, fill_limit, free_left=lambda: left[0]
+            queued, core, lambda w: facts_of(w, types), fits, fill_limit, free_left=lambda: scratch.total_free
         )
     shown = [*core, *fill]
     top = max((w.job.priority for w in shown), default=0.0)
@@ -220,16 +219,8 @@ def select(
     return Selection(jobs, shown, list(running), pinned, len(queued) - len(shown))
 
 
-def _take(
-    cluster: Cluster,
-    free: dict[str, int],
-    w: Waiting,
-    types: Mapping[str, GpuType],
-    static: dict[tuple[str, float], list[Node]],
-    left: list[int],
-) -> bool:
-    """Place a queued job on a scratch free view, as the start would (any type it allows). static
-    caches the nodes each (type, memory) passes the filters on; left[0] counts the free GPUs."""
+def _take(scratch: FreeGpus, w: Waiting, types: Mapping[str, GpuType]) -> bool:
+    """Place a queued job on a scratch free view, as the start would (any type it allows)."""
     for t in types.values():
         if not w.job.allows(t):
             continue
@@ -240,14 +231,9 @@ def _take(
             max_nodes=w.job.max_nodes,
             min_memory_gib=w.job.min_gpu_memory_gib,
         )
-        key = (t.name, w.job.min_gpu_memory_gib)
-        if key not in static:
-            static[key] = passing(cluster.nodes, gang, types)
-        pick = place_gang(static[key], free, gang, filtered=True)
-        if pick is not None:
-            for node, g in pick:
-                free[node] -= g
-            left[0] -= w.job.gpus
+        shares = place(scratch, gang, types)
+        if shares is not None:
+            scratch.take(shares)
             return True
     return False
 
@@ -338,13 +324,12 @@ def at_once(
         )
     if any(g > nodes[name].working_gpus for name, g in held.items()):
         return None  # a gang on GPUs gone out of service: it is stopped, which only the model plans
-    free = free_view(cluster, selection.running)
+    room = FreeGpus(cluster.nodes, free_view(cluster, selection.running))
     order = sorted(
         enumerate(selection.queued),
         key=lambda iw: (iw[1].job.max_nodes or 1 << 30, -iw[1].job.gpus, iw[0]),
     )
     starts: dict[str, JobPlan] = {}
-    static: dict[tuple[str, float], list[Node]] = {}
     for _, w in order:
         job = w.job
         if job.release > 1e-9:
@@ -362,10 +347,7 @@ def at_once(
             max_nodes=job.max_nodes,
             min_memory_gib=job.min_gpu_memory_gib,
         )
-        key = (t.name, job.min_gpu_memory_gib)
-        if key not in static:  # free GPUs only go down here: nodes with none now never get any
-            static[key] = passing([n for n in cluster.nodes if free.get(n.name, 0) > 0], gang, tmap)
-        pick = place_gang(static[key], free, gang, filtered=True)
+        pick = place_gang(room, gang, tmap)
         if pick is None:
             return None
         merged = _merged(pick)
@@ -374,7 +356,7 @@ def at_once(
         ):
             return None
         for name, g in pick:
-            free[name] -= g
+            room.hold(room.index[name], g)
         starts[job.name] = JobPlan(
             job=job.name,
             status="scheduled",
@@ -461,7 +443,7 @@ def interpret(
     cluster: Cluster,
     queued: Sequence[Waiting],
     running: Sequence[Running],
-    free: FreeView,
+    free: Mapping[str, int],
     frees_at_once: bool,
 ) -> list[Decision]:
     """The plan, read once: decisions for every running gang, then for every queued job in order
@@ -471,7 +453,7 @@ def interpret(
     (the simulator's instant checkpoint) or only once its pods are gone (the operator's grace
     period: nothing may start there before it has checkpointed)."""
     by_name = {jp.job: jp for jp in plan.jobs}
-    room = dict(free)
+    room = FreeGpus(cluster.nodes, free)
     out: list[Decision] = []
     starting_now = {
         w.job.name: by_name[w.job.name]
@@ -505,8 +487,8 @@ def interpret(
             out.append(Preempt(r.job.name, why, moved=to is not None))
             if frees_at_once:
                 for node, g in held.items():
-                    if node in room:
-                        room[node] += g
+                    if node in room.index:
+                        room.unhold(room.index[node], g)
                 if to is not None:
                     moving.append((jp, r))
         else:
@@ -525,7 +507,7 @@ def interpret(
 
 
 def _queued(
-    jp: JobPlan, w: Waiting, cluster: Cluster, room: dict[str, int], slot: float, types: Mapping[str, GpuType]
+    jp: JobPlan, w: Waiting, cluster: Cluster, room: FreeGpus, slot: float, types: Mapping[str, GpuType]
 ) -> Decision:
     name = w.job.name
     if jp.status == "unscheduled" or jp.start is None or jp.gpu_type is None:
@@ -546,7 +528,7 @@ def _queued(
     merged = _merged(pick)
     as_planned = (
         _whole_workers(pick, w.per_node)
-        and all(room.get(n, 0) >= g for n, g in merged)
+        and all(n in room.index and room.whole_free[room.index[n]] >= g for n, g in merged)
         and (w.job.max_nodes is None or len(merged) <= w.job.max_nodes)
     )
     if not as_planned:
@@ -557,13 +539,13 @@ def _queued(
             max_nodes=w.job.max_nodes,
             min_memory_gib=w.job.min_gpu_memory_gib,
         )
-        found = place_gang(cluster.nodes, room, gang, types)
+        found = place_gang(room, gang, types)
         if found is None:
             why = f"waiting for {what} in whole workers of {w.per_node} GPUs per node"
             return Wait(name, why, None, jp.start, jp.end, jp.gpu_type, scheduled=True, no_room=True)
         pick = found
     for node, g in pick:
-        room[node] -= g
+        room.hold(room.index[node], g)
     return Start(name, jp.gpu_type, [Placement(node=n, gpus=g) for n, g in pick], as_planned)
 
 

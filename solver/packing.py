@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from gpusched.model import Placement
+from gpusched.solver.freegpus import FreeGpus
 from gpusched.solver.instance import Instance
 from gpusched.solver.placement import place_now, place_on
 from gpusched.solver.schedule import Choice, Schedule
@@ -44,6 +45,7 @@ def pack(inst: Instance, schedule: Schedule, forbid_now: frozenset[int] = frozen
     cap = np.asarray(inst.capacity, dtype=np.int64)
     used = np.zeros_like(cap)
     type_rows = [np.array([row_of[n.name] for n in nodes], dtype=np.int64) for nodes in inst.nodes_by_type]
+    layouts = [FreeGpus(nodes) for nodes in inst.nodes_by_type]
     out = Packing({}, {})
     cordoned = {n.name for n in inst.cluster.nodes if n.cordoned}
 
@@ -71,7 +73,6 @@ def pack(inst: Instance, schedule: Schedule, forbid_now: frozenset[int] = frozen
     for j in rest:
         info, choice = inst.jobs[j], schedule[j]
         opt, k = choice.option, choice.option.type_index
-        nodes = inst.nodes_by_type[k]
         rows = type_rows[k]
         charge = info.charge(opt)
         found = None
@@ -84,9 +85,8 @@ def pack(inst: Instance, schedule: Schedule, forbid_now: frozenset[int] = frozen
             window = free[rows, s:end].min(axis=1) if rows.size else np.zeros(0, dtype=np.int64)
             if int(window.sum()) < info.gpus:
                 continue
-            room = {n.name: int(w) for n, w in zip(nodes, window.tolist())}
             until = _until(drops, s) if drops else None
-            pick = (place_now if s == 0 else place_on)(room, nodes, info, until)
+            pick = (place_now if s == 0 else place_on)(layouts[k].with_free(window.tolist()), info, until)
             if pick is not None:
                 found = (s, end, pick)
                 break

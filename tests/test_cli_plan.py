@@ -205,17 +205,26 @@ def test_plan_from_agent_telemetry_directory(tmp_path: Path) -> None:
 def test_cli_choices_and_defaults_are_the_shared_ones() -> None:
     """One list of policies (model.POLICIES) and one horizon/slot/policy default (gpusched.defaults)
     for `plan` and the operator: a CLI cannot drift from what the simulator and the operator use."""
+    from typing import get_args
+
     import typer
 
     from gpusched import defaults
-    from gpusched.cli import PolicyChoice, app
+    from gpusched.cli import app
     from gpusched.model import POLICIES
-    from gpusched.scheduler.cli import _Policy
+    from gpusched.simulations.cli import POLICY_HELP
+    from gpusched.simulations.policies import policy_names
     from gpusched.units import parse_duration_hours
 
-    assert [p.value for p in PolicyChoice] == list(POLICIES)
-    assert [p.value for p in _Policy] == list(POLICIES)
     group = typer.main.get_command(app)
+    for name in ("plan", "operator"):
+        (option,) = [p for p in group.commands[name].params if p.name == "policy"]  # type: ignore[attr-defined]
+        assert get_args(option.type_descriptor.annotation) == POLICIES
+        assert all(p in option.help for p in POLICIES)
+    # The simulator's --policy help lists exactly what make_policy accepts.
+    for known in policy_names():
+        base, _, objective = known.partition(":")
+        assert (objective or base) in POLICY_HELP
     for name in ("plan", "operator"):
         params = {p.name: p.default for p in group.commands[name].params}  # type: ignore[attr-defined]
         assert parse_duration_hours(params["horizon"]) == defaults.HORIZON_H

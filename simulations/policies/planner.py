@@ -43,6 +43,7 @@ from gpusched.model import CapacityChange, Cluster, Job, Node, RunningState
 from gpusched.simulations.policies.base import SchedPolicy
 from gpusched.simulations.state import FULL
 from gpusched.simulations.workload import SimJob
+from gpusched.solver.freegpus import FreeGpus
 from gpusched.solver.frontend import (
     Keep,
     Preempt,
@@ -57,6 +58,7 @@ from gpusched.solver.frontend import (
     fill_window,
     interpret,
 )
+from gpusched.solver.placement import place
 from gpusched.solver.preemption import Blocked, Holder, candidates, displaces, protected, restart_cost
 
 log = logging.getLogger(__name__)
@@ -68,52 +70,17 @@ def _facts(j: SimJob) -> QueueFacts:
     return QueueFacts((j.spec.release, j.idx), j.remaining, j.spec.priority, j.spec.deadline, j.spec.gpus)
 
 
-class _FreeGpus:
-    """Per type, how many nodes have k wholly free GPUs: a scratch copy of the engine's buckets on
-    which gangs are placed by the placement module's rule as the engine applies it (best fit on one
-    node, bigger gangs span the emptiest nodes), to tell which queued jobs fit now without touching
-    the real state: the front-end's `fits` for the fill part of the window, in O(GPUs per node)."""
-
-    def __init__(self, sim: Any) -> None:
-        state = sim.state
-        self.spread = state.spread_small_jobs
-        self.counts = {t: [len(b) for b in buckets] for t, buckets in state.buckets.items()}
-        self.total = dict(state.free_total)
-
-    def take(self, gpus: int, gpu_type: str) -> bool:
-        if self.total.get(gpu_type, 0) < gpus:
-            return False
-        counts = self.counts[gpu_type]
-        top = len(counts) - 1
-        if gpus <= top:
-            for k in range(gpus, top + 1):
-                if counts[k]:
-                    counts[k] -= 1
-                    counts[k - gpus] += 1
-                    self.total[gpu_type] -= gpus
-                    return True
-            if not self.spread:
-                return False
-        need = gpus
-        for k in range(top, 0, -1):
-            while counts[k] and need:
-                used = min(k, need)
-                counts[k] -= 1
-                counts[k - used] += 1
-                need -= used
-        self.total[gpu_type] -= gpus
-        return True
-
-    def fits(self, gpus: int, gpu_type: str) -> bool:
-        counts = self.counts.get(gpu_type)
-        if counts is None or self.total[gpu_type] < gpus:
-            return False
-        return gpus >= len(counts) or self.spread or any(counts[gpus:])
-
-    def place(self, job: SimJob, types: Iterable[str]) -> bool:
-        gpus = job.spec.gpus if job.spec.gpu_milli >= FULL else 1
-        return any(self.take(gpus, t) for t in types)
-
+def _take(free: FreeGpus, sim: Any, job: SimJob, types: Iterable[str]) -> bool:
+    """Place a queued job on a scratch copy of the engine's free-GPU view as the engine would (the
+    placement module's rule, the first allowed type with room), to tell which queued jobs fit now
+    without touching the real state: the front-end's `fits` for the fill part of the window."""
+    state = sim.state
+    for t in types:
+        shares = place(free, state.gang(job.spec.gpus, job.spec.gpu_milli, t))
+        if shares is not None:
+            free.take(shares)
+            return True
+    return False
 
 
 def estimate_plan_calls(releases: list[float], replan_minutes: float = 5.0) -> int:
@@ -192,7 +159,7 @@ class PlannerPolicy(SchedPolicy):
 
     def schedule(self, now: float) -> None:
         sim = self.s
-        if not sim.pending and not (len(sim.types) > 1 and self._migration_candidates(_FreeGpus(sim), limit=1)):
+        if not sim.pending and not (len(sim.types) > 1 and self._migration_candidates(sim.state, limit=1)):
             return
         if self._signature() == self._planned and now < self._due - 1e-9:
             # A wake-up set by an earlier plan that a later one superseded: nothing new to plan for.
@@ -237,7 +204,7 @@ class PlannerPolicy(SchedPolicy):
         """`window` queued jobs: the front-end's core window (module docstring)."""
         return core_window(self.s.pending.values(), _facts, self.window, self.objective)
 
-    def _fill(self, core: list[SimJob], free: _FreeGpus) -> list[SimJob]:
+    def _fill(self, core: list[SimJob], free: FreeGpus) -> list[SimJob]:
         """Up to `window` queued jobs past the core that fit in the GPUs it leaves free."""
         sim = self.s
         if len(sim.pending) <= len(core):
@@ -246,9 +213,9 @@ class PlannerPolicy(SchedPolicy):
             sim.pending.values(),
             core,
             _facts,
-            lambda j: free.place(j, sim.allowed_types(j)),
+            lambda j: _take(free, sim, j, sim.allowed_types(j)),
             self.fill,
-            free_left=lambda: sum(free.total.values()),
+            free_left=lambda: free.total_free,
         )
 
     def _upcoming_windows(self, now: float) -> list[CapacityChange]:
@@ -303,7 +270,7 @@ class PlannerPolicy(SchedPolicy):
         free = dict(enumerate(state.whole_free))
         return [sim.running[h.key] for h in candidates(wants, holders, free, self.window)]  # type: ignore[index]
 
-    def _migration_candidates(self, free: _FreeGpus, limit: int) -> list[SimJob]:
+    def _migration_candidates(self, free: FreeGpus, limit: int) -> list[SimJob]:
         """Running jobs that would finish more than a slot sooner on a faster type with free GPUs,
         restart overhead and migration penalty paid (only clusters with several GPU types)."""
         sim = self.s
@@ -321,7 +288,7 @@ class PlannerPolicy(SchedPolicy):
                 if speed <= r.run_speed:
                     break  # allowed_types is fastest first
                 there = left / speed + self._overhead(r) + defaults.MIGRATION_PENALTY_H
-                if here - there > self.slot and free.fits(r.spec.gpus, t):
+                if here - there > self.slot and place(free, sim.state.gang(r.spec.gpus, FULL, t)) is not None:
                     out.append(r)
                     break
             if len(out) >= limit:
@@ -355,8 +322,8 @@ class PlannerPolicy(SchedPolicy):
         sim = self.s
         state = sim.state
         core = self._core()
-        free = _FreeGpus(sim)
-        blocked = [sj for sj in core if not free.place(sj, sim.allowed_types(sj))]
+        free = state.copy()
+        blocked = [sj for sj in core if not _take(free, sim, sj, sim.allowed_types(sj))]
         fill = self._fill(core, free)
         self.window_fill += len(fill)
         contended = bool(blocked)
@@ -495,7 +462,7 @@ class PlannerPolicy(SchedPolicy):
             self.plan_seconds += time.perf_counter() - started
             self.plans += 1
         # The front-end reads the plan, exactly as for the operator; this only applies it.
-        free = {name: sim.state.whole_free[i] for i, name in enumerate(sim.state.node_name)}
+        free = sim.state.free_map()
         next_start: float | None = None
         for d in interpret(result, sim.cluster, queued, running, free, frees_at_once=True):
             sj = by_name[d.job]
@@ -513,7 +480,7 @@ class PlannerPolicy(SchedPolicy):
                     # The planner counts whole GPUs; a shared-GPU job is packed by the engine instead.
                     sim.try_start(sj, [d.gpu_type])
                     continue
-                shares = sim.state.find_on_nodes({p.node: p.gpus for p in d.placement})
+                shares = sim.state.on_nodes({p.node: p.gpus for p in d.placement})
                 if shares is not None:
                     sim.start(sj, shares, d.gpu_type)
                     self.placement_fallbacks += int(not d.as_planned)

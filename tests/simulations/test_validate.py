@@ -15,6 +15,7 @@ from gpusched.simulations.policies import SchedPolicy, make_policy
 from gpusched.simulations.state import FULL, ClusterState
 from gpusched.simulations.traces import load_openb_nodes, load_openb_pods, load_philly
 from gpusched.simulations.workload import SimJob, TraceJob
+from gpusched.solver.placement import place
 
 from .conftest import EXAMPLES
 
@@ -164,7 +165,8 @@ def test_consolidate_placement_follows_helios() -> None:
     assert got is not None and sorted({n for n, _, _ in got}) == [1, 2]  # two wholly free nodes
     state = _state([7, 8, 7])
     assert helios.consolidate(state, 16) is None  # 22 GPUs free, but only one whole node
-    assert state.find(16, FULL, "GPU") is not None  # the engine's placement would span partial nodes
+    # the engine's placement would span partial nodes
+    assert place(state, state.gang(16, FULL, "GPU")) is not None
     twelve = helios.consolidate(state, 12)
     assert twelve is not None and len(twelve) == 12
     per_node = {n: sum(1 for m, _, _ in twelve if m == n) for n, _, _ in twelve}
