@@ -324,7 +324,10 @@ def at_once(
         )
     if any(g > nodes[name].working_gpus for name, g in held.items()):
         return None  # a gang on GPUs gone out of service: it is stopped, which only the model plans
-    room = FreeGpus(cluster.nodes, free_view(cluster, selection.running))
+    free = free_view(cluster, selection.running)
+    # Only nodes with room: nothing is given back here, so the others can never take a gang (and
+    # the view of a 2,816-GPU cluster, built every round, costs more than the placements).
+    room = FreeGpus([n for n in cluster.nodes if free[n.name] > 0], free)
     order = sorted(
         enumerate(selection.queued),
         key=lambda iw: (iw[1].job.max_nodes or 1 << 30, -iw[1].job.gpus, iw[0]),
