@@ -9,6 +9,7 @@ plainly: linearly in jobs, and by the full trace's predicted number of planner c
 measured time per call. The planner on Gavel's continuous-arrival setup (3.0 jobs/h, seed 0,
 36:36:36) in <= 60 s for the 3,000-job sequence: GPUSCHED_BENCH_GAVEL_JOBS (default 800, window
 jobs 300-499; 3000 runs the reference sequence, window 1000-1499), its target scaled by jobs.
+The whole-trace runs can outlast pytest-timeout's 600 s on a loaded machine: add --timeout 0.
 Each run prints events/s and its time as a ratio to the target and to the trace load time measured
 in the same run (the baseline: parsing and validating the CSV).
 Skipped with a printed reason when ../shared/traces is absent.
