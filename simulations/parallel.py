@@ -86,7 +86,9 @@ class Local:
     """A pool of `workers` local processes, started once and kept for the whole sizing run."""
 
     def __init__(self, simulate: Simulate, jobs: Sequence[TraceJob], workers: int) -> None:
-        self.pool = ProcessPoolExecutor(max_workers=workers, initializer=_init, initargs=(simulate, list(jobs)))
+        self.pool = ProcessPoolExecutor(
+            max_workers=workers, initializer=_init, initargs=(simulate, list(jobs))
+        )
 
     def map(self, tasks: Sequence[Task]) -> list[dict[str, Any]]:
         return list(self.pool.map(_run, tasks))
@@ -112,7 +114,9 @@ class DaskRunner:
         try:
             self.client = address if isinstance(address, Client) else Client(address, timeout=30)
         except OSError as exc:
-            raise RunnerError(f"--cluster-address: cannot reach the Dask scheduler at {address}: {exc} (expected a running one)") from None
+            raise RunnerError(
+                f"--cluster-address: cannot reach the Dask scheduler at {address}: {exc} (expected a running one)"
+            ) from None
         self.owned = not isinstance(address, Client)
         self.simulate = simulate
         [self.jobs] = self.client.scatter([list(jobs)], broadcast=True)
@@ -133,13 +137,17 @@ class RayRunner:
         try:
             import ray
         except ImportError:
-            raise RunnerError("--backend: ray is not installed (expected the 'ray' package: pip install 'gpusched[ray]')") from None
+            raise RunnerError(
+                "--backend: ray is not installed (expected the 'ray' package: pip install 'gpusched[ray]')"
+            ) from None
         self.ray = ray
         if not ray.is_initialized():
             try:
                 ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
             except (ConnectionError, RuntimeError) as exc:
-                raise RunnerError(f"--cluster-address: cannot reach the Ray cluster at {address}: {exc} (expected a running one)") from None
+                raise RunnerError(
+                    f"--cluster-address: cannot reach the Ray cluster at {address}: {exc} (expected a running one)"
+                ) from None
         self.remote = ray.remote(_dask_run)
         self.simulate = simulate
         self.jobs = ray.put(list(jobs))
@@ -163,7 +171,9 @@ def make_runner(
     scheduler; Ray's None starts a local one)."""
     if backend == "dask":
         if address is None:
-            raise RunnerError("--cluster-address: missing (expected the Dask scheduler's address for --backend dask, e.g. tcp://host:8786)")
+            raise RunnerError(
+                "--cluster-address: missing (expected the Dask scheduler's address for --backend dask, e.g. tcp://host:8786)"
+            )
         return DaskRunner(simulate, jobs, address)
     if backend == "ray":
         return RayRunner(simulate, jobs, address)

@@ -208,7 +208,9 @@ def run(request: SizingRequest, progress: Progress | None = None) -> Sizing:
         )
 
         meeting = [
-            c for c in candidates if c.metrics["meets"] and (budget is None or float(c.metrics["bill"]) <= budget)
+            c
+            for c in candidates
+            if c.metrics["meets"] and (budget is None or float(c.metrics["bill"]) <= budget)
         ]
         best = min(meeting, key=lambda c: float(c.metrics["bill"])) if meeting else None
         sizing = Sizing(request, demand, span, classes, candidates, best)
@@ -241,9 +243,7 @@ def _what_ifs(
             continue
         applied.append((text, changed, changed_jobs))
     todo = [a for a in applied if isinstance(a, tuple)]
-    summaries = iter(
-        runner.map([Task(changed, None if cj is jobs else cj) for _, changed, cj in todo])
-    )
+    summaries = iter(runner.map([Task(changed, None if cj is jobs else cj) for _, changed, cj in todo]))
     out = []
     for a in applied:
         if isinstance(a, dict):

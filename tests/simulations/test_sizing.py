@@ -118,6 +118,8 @@ def test_sizing_on_a_real_local_dask_cluster_equals_serial() -> None:
     distributed = pytest.importorskip(
         "distributed", reason="the 'distributed' package (gpusched[dask] extra) is not installed here"
     )
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as lc:
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+    ) as lc:
         got = sizing.run(_request(backend="dask", address=lc.scheduler_address)).report()
     assert got == sizing.run(_request(workers=1)).report()
