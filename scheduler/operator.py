@@ -28,6 +28,7 @@ from gpusched.scheduler.leader import LeaderElector
 from gpusched.scheduler.metrics import HealthServer, OperatorMetrics
 from gpusched.scheduler.reconcile import ReconcileOptions, plan_input, reconcile
 from gpusched.scheduler.snapshot import Snapshot, SnapshotConfig, build_snapshot
+from gpusched.solver.frontend import at_once
 from gpusched.units import parse_datetime
 
 log = logging.getLogger(__name__)
@@ -198,7 +199,8 @@ class Operator:
         for w in snap.warnings:
             log.debug("snapshot warning", extra={"warning": w})
         # The front-end's window and hysteresis, the very selection the simulator makes.
-        plannable = plan_input(snap, self.settings.policy).jobs
+        selection = plan_input(snap, self.settings.policy)
+        plannable = selection.jobs
         plan: Plan | None = None
         solve_s = 0.0
         if plannable and snap.cluster.nodes:
@@ -213,7 +215,11 @@ class Operator:
             )
             t1 = time.perf_counter()
             try:
-                plan = solve(snap.cluster, plannable, options)
+                # A forced round (every queued job starts now on its best type) is decided by the
+                # front-end without a model, exactly as the simulator decides it.
+                plan = at_once(
+                    snap.cluster, selection, self.settings.policy, options.horizon, options.slot, snap.now
+                ) or solve(snap.cluster, plannable, options)
             except Exception:
                 log.exception("planner failed; applying lifecycle decisions only")
             solve_s = time.perf_counter() - t1

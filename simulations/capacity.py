@@ -218,6 +218,9 @@ def size(types: list[GpuType], classes: list[DemandClass], per_node: int, util: 
 Evaluate = Callable[[Candidate], dict[str, Any]]
 """Simulates a candidate: {"value": SLO metric, "meets": bool, "bill": $ per month, ...}."""
 
+EvaluateMany = Callable[[list[Candidate]], list[dict[str, Any]]]
+"""Simulates a batch of candidates (in parallel where it can), results in the batch's order."""
+
 
 def refine(
     candidates: list[Candidate],
@@ -225,6 +228,7 @@ def refine(
     type_names: list[str],
     budget: float | None = None,
     max_trials: int = 24,
+    evaluate_many: EvaluateMany | None = None,
 ) -> list[Candidate]:
     """New candidates between the sweep's points, each simulated; see step 2 of the module docstring.
 
@@ -233,7 +237,10 @@ def refine(
     those still missing it and below the ceiling, with the largest metric cut per extra dollar, as
     a cheaper fit may lie that way. It stops when no trial helps, when every trial costs at least
     the ceiling (or the budget), or after `max_trials` simulations (each is a full simulation).
+    One step's trials (one per type) do not depend on each other: they go to `evaluate_many` as one
+    batch when given (the same trials, the same results, simulated side by side).
     """
+    many: EvaluateMany = evaluate_many or (lambda batch: [evaluate(c) for c in batch])
 
     def bill(c: Candidate) -> float:
         return float(c.metrics["bill"])
@@ -250,7 +257,7 @@ def refine(
     found: list[Candidate] = []
     trials = 0
     while trials < max_trials:
-        options: list[Candidate] = []
+        batch: list[Candidate] = []
         for name in type_names:
             if trials >= max_trials:
                 break
@@ -263,10 +270,11 @@ def refine(
             if trial.describe() in seen:
                 continue
             seen.add(trial.describe())
-            trial.metrics = evaluate(trial)
+            batch.append(trial)
             trials += 1
-            if bill(trial) < ceiling:
-                options.append(trial)
+        for trial, metrics in zip(batch, many(batch)):
+            trial.metrics = metrics
+        options = [trial for trial in batch if bill(trial) < ceiling]
         winners = [c for c in options if c.metrics["meets"]]
         if winners:  # a new best bill; cheaper fits may still lie along the cheaper trials
             win = min(winners, key=bill)

@@ -460,6 +460,29 @@ def capacity(
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="Directory for capacity.json and frontier.png.")
     ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            help="Candidates simulated side by side in local processes (default: one per core; "
+            "1: one after the other in this process). The result is the same either way.",
+            min=1,
+        ),
+    ] = None,
+    backend: Annotated[
+        str,
+        typer.Option(
+            help="Where candidates are simulated: local (processes on this machine), dask or ray "
+            "(the user's cluster, for large sweeps; needs the gpusched[dask] / gpusched[ray] extra).",
+        ),
+    ] = "local",
+    cluster_address: Annotated[
+        str | None,
+        typer.Option(
+            "--cluster-address",
+            help="--backend dask: the scheduler (tcp://host:8786); ray: the cluster ('auto', "
+            "ray://host:10001; default: a local Ray).",
+        ),
+    ] = None,
 ) -> None:
     """Size a cluster for a workload: the cheapest GPU mix meeting an SLO, its monthly bill, what-ifs."""
     import json
@@ -515,7 +538,16 @@ def capacity(
         reserved_discount=reserved_discount,
         budget=budget,
         what_ifs=what_if or [],
+        workers=workers,
+        backend=backend,
+        address=cluster_address,
     )
+    from gpusched.simulations.parallel import BACKENDS, RunnerError
+
+    if backend not in BACKENDS:
+        raise fail(f"--backend: {shown(backend)} is not a backend (expected one of {', '.join(BACKENDS)})")
+    if backend == "dask" and cluster_address is None:
+        raise fail("--cluster-address: missing (expected the Dask scheduler's address for --backend dask, e.g. tcp://host:8786)")
     with Progress(console=err, transient=True) as progress:
         task = progress.add_task("sizing", total=None)
         try:
@@ -525,6 +557,8 @@ def capacity(
                     task, description=stage, completed=done, total=total
                 ),
             )
+        except RunnerError as exc:
+            raise fail(str(exc)) from None
         except sizing.SizingError as exc:
             where = {"workload": f"--workload: {workload}", "budget": "--budget", "what_ifs": "--what-if"}
             hint = "; add a type they may use to --gpu-types" if exc.field == "workload" else ""

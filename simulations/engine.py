@@ -89,6 +89,7 @@ class Simulator:
         progress: Callable[[int, int], None] | None = None,
     ) -> None:
         self.cluster = cluster
+        self._fits_anywhere: dict[tuple[object, int], bool] = {}
         self.config = config or SimConfig()
         self.state = ClusterState(cluster, spread_small_jobs=self.config.spread_small_jobs)
         self.types = cluster.type_map()
@@ -136,10 +137,15 @@ class Simulator:
         return job.spec.speeds.get(gpu_type, self.types[gpu_type].speed)
 
     def can_run_anywhere(self, spec: TraceJob) -> bool:
-        return any(
-            (spec.gpu_types is None or t in spec.gpu_types) and self.state.can_ever_fit(spec.gpus, t)
-            for t in self.types
-        )
+        key = (spec.gpu_types, spec.gpus)
+        known = self._fits_anywhere.get(key)
+        if known is None:  # the cluster's GPUs per type never change during a run: once per kind
+            known = any(
+                (spec.gpu_types is None or t in spec.gpu_types) and self.state.can_ever_fit(spec.gpus, t)
+                for t in self.types
+            )
+            self._fits_anywhere[key] = known
+        return known
 
     def try_start(self, job: SimJob, types: Sequence[str] | None = None) -> bool:
         """Place the job on the first allowed type with room (node-level best fit) and start it."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from gpusched.model import Cluster, GpuType
@@ -47,6 +48,12 @@ class SizingRequest:
     """Monthly budget ($); dearer candidates are dropped."""
     what_ifs: Sequence[str] = ()
     """Changes re-simulated on the recommendation: '+16 H100', 'lose node NAME', 'demand +30%'."""
+    workers: int | None = None
+    """Local processes simulating candidates side by side (None: one per core; 1: in this process)."""
+    backend: str = "local"
+    """'local' (processes on this machine), or 'dask' / 'ray' to run on the user's cluster."""
+    address: Any = None
+    """The Dask scheduler (or a distributed.Client) / Ray address for those backends."""
 
 
 @dataclass
@@ -103,11 +110,22 @@ class Sizing:
         ]
 
 
-def run(request: SizingRequest, progress: Progress | None = None) -> Sizing:
-    """Size, simulate, refine, recommend, then the what-ifs on the recommendation (module docstring)."""
+def simulate_summary(policy: str, cluster: Cluster, jobs: Sequence[TraceJob]) -> dict[str, Any]:
+    """One candidate's simulation summary (top-level, so worker processes and clusters can run it)."""
     from gpusched.simulations.engine import Simulator
     from gpusched.simulations.metrics import summarise
     from gpusched.simulations.policies import make_policy
+
+    return summarise(Simulator(cluster, list(jobs), make_policy(policy)).run())
+
+
+def run(request: SizingRequest, progress: Progress | None = None) -> Sizing:
+    """Size, simulate, refine, recommend, then the what-ifs on the recommendation (module docstring).
+
+    Independent simulations -- the sweep's candidates, one refinement step's trials, the what-ifs --
+    run side by side on the request's runner (simulations/parallel.py); the result is the same as
+    one after the other. RunnerError when the requested backend cannot be used."""
+    from gpusched.simulations.parallel import Task, make_runner
 
     jobs = list(request.jobs)
     types = list(request.types)
@@ -115,16 +133,12 @@ def run(request: SizingRequest, progress: Progress | None = None) -> Sizing:
     type_map = {t.name: t for t in types}
     report = progress or (lambda stage, done, total: None)
 
-    def evaluate(c: cap.Candidate, cluster: Cluster, jobs_: list[TraceJob]) -> dict[str, Any]:
-        s = summarise(Simulator(cluster, jobs_, make_policy(request.policy)).run())
+    def metrics(c: cap.Candidate, s: dict[str, Any]) -> dict[str, Any]:
         value = s[request.slo.metric]
         ok = s["unfinished"] == 0 and s["rejected"] == 0 and value == value and value <= request.slo.limit_h
         util = s["utilisation"] if s["utilisation"] == s["utilisation"] else 0.0
         bill = cap.monthly_bill(c, type_map, per_node, discount, util)
         return {"value": value, "meets": ok, "bill": bill, "utilisation": util}
-
-    def simulate(c: cap.Candidate) -> dict[str, Any]:
-        return evaluate(c, cap.to_cluster(c, types, per_node), jobs)
 
     demand, _, span = cap.workload_demand(jobs)
     try:
@@ -147,45 +161,97 @@ def run(request: SizingRequest, progress: Progress | None = None) -> Sizing:
             "budget", f"no cluster of {', '.join(type_map)} fits the workload within ${budget:,.0f}/month"
         )
 
-    stage = "validating candidates by simulation"
-    for done, c in enumerate(candidates):
-        report(stage, done, len(candidates))
-        c.metrics = simulate(c)
-    report(stage, len(candidates), len(candidates))
-    # None met the SLO: keep adding headroom (lower target utilisation) a few more times.
-    u = min(request.utilisations)
-    limit = len(request.utilisations) + EXTRA_HEADROOM_STEPS
-    while not any(c.metrics["meets"] for c in candidates) and u > 0.05 and len(candidates) < limit:
-        u /= 1.5
-        c = cap.size(types, classes, per_node, u, discount, budget)
-        if c is None:
-            break
-        if c.describe() in seen:
-            continue
-        seen.add(c.describe())
-        report(stage, len(candidates), len(candidates) + 1)
-        c.metrics = simulate(c)
-        candidates.append(c)
+    runner = make_runner(
+        partial(simulate_summary, request.policy), jobs, request.workers, request.backend, request.address
+    )
+    try:
+
+        def simulate_all(batch: list[cap.Candidate]) -> list[dict[str, Any]]:
+            summaries = runner.map([Task(cap.to_cluster(c, types, per_node)) for c in batch])
+            return [metrics(c, s) for c, s in zip(batch, summaries)]
+
+        stage = "validating candidates by simulation"
+        report(stage, 0, len(candidates))
+        for c, m in zip(candidates, simulate_all(candidates)):
+            c.metrics = m
         report(stage, len(candidates), len(candidates))
+        # None met the SLO: keep adding headroom (lower target utilisation) a few more times.
+        u = min(request.utilisations)
+        limit = len(request.utilisations) + EXTRA_HEADROOM_STEPS
+        while not any(c.metrics["meets"] for c in candidates) and u > 0.05 and len(candidates) < limit:
+            u /= 1.5
+            c = cap.size(types, classes, per_node, u, discount, budget)
+            if c is None:
+                break
+            if c.describe() in seen:
+                continue
+            seen.add(c.describe())
+            report(stage, len(candidates), len(candidates) + 1)
+            [c.metrics] = simulate_all([c])
+            candidates.append(c)
+            report(stage, len(candidates), len(candidates))
 
-    refined = 0
+        refined = 0
 
-    def refine_one(c: cap.Candidate) -> dict[str, Any]:
-        nonlocal refined
-        report("refining between candidates", refined, None)
-        refined += 1
-        return simulate(c)
+        def refine_batch(batch: list[cap.Candidate]) -> list[dict[str, Any]]:
+            nonlocal refined
+            report("refining between candidates", refined, None)
+            refined += len(batch)
+            return simulate_all(batch)
 
-    candidates += cap.refine(candidates, refine_one, [t.name for t in types], budget)
+        candidates += cap.refine(
+            candidates,
+            lambda c: refine_batch([c])[0],
+            [t.name for t in types],
+            budget,
+            evaluate_many=refine_batch,
+        )
 
-    meeting = [
-        c for c in candidates if c.metrics["meets"] and (budget is None or float(c.metrics["bill"]) <= budget)
-    ]
-    best = min(meeting, key=lambda c: float(c.metrics["bill"])) if meeting else None
-    sizing = Sizing(request, demand, span, classes, candidates, best)
-    if best is not None:
-        sizing.what_ifs = [_what_if(text, best, request, types, jobs, evaluate) for text in request.what_ifs]
+        meeting = [
+            c
+            for c in candidates
+            if c.metrics["meets"] and (budget is None or float(c.metrics["bill"]) <= budget)
+        ]
+        best = min(meeting, key=lambda c: float(c.metrics["bill"])) if meeting else None
+        sizing = Sizing(request, demand, span, classes, candidates, best)
+        if best is not None:
+            sizing.what_ifs = _what_ifs(best, request, types, jobs, runner, metrics)
+    finally:
+        runner.close()
     return sizing
+
+
+def _what_ifs(
+    best: cap.Candidate,
+    request: SizingRequest,
+    types: list[GpuType],
+    jobs: list[TraceJob],
+    runner: Any,
+    metrics: Callable[[cap.Candidate, dict[str, Any]], dict[str, Any]],
+) -> list[dict[str, Any]]:
+    """Every what-if on the recommendation, simulated side by side (see `_what_if`)."""
+    from gpusched.simulations.parallel import Task
+
+    base = cap.to_cluster(best, types, request.node_gpus)
+    applied: list[tuple[str, Cluster, list[TraceJob]] | dict[str, Any]] = []
+    for text in request.what_ifs:
+        try:
+            changed, changed_jobs = cap.apply_what_if(text, base, jobs, request.node_gpus)
+        except ValueError as exc:
+            # Known only now (the recommendation names the nodes): say so, keep the report and its files.
+            applied.append({"what_if": text, "not_applied": str(exc)})
+            continue
+        applied.append((text, changed, changed_jobs))
+    todo = [a for a in applied if isinstance(a, tuple)]
+    summaries = iter(runner.map([Task(changed, None if cj is jobs else cj) for _, changed, cj in todo]))
+    out = []
+    for a in applied:
+        if isinstance(a, dict):
+            out.append(a)
+            continue
+        text, changed, _ = a
+        out.append(_what_if(text, best, request, types, base, changed, metrics(best, next(summaries))))
+    return out
 
 
 def _what_if(
@@ -193,19 +259,12 @@ def _what_if(
     best: cap.Candidate,
     request: SizingRequest,
     types: list[GpuType],
-    jobs: list[TraceJob],
-    evaluate: Callable[[cap.Candidate, Cluster, list[TraceJob]], dict[str, Any]],
+    base: Cluster,
+    changed: Cluster,
+    metrics: dict[str, Any],
 ) -> dict[str, Any]:
-    """The recommendation with one change, re-simulated and re-priced: added GPUs at the reserved
-    price, a lost node taking its share of the bill with it."""
-    per_node = request.node_gpus
-    base = cap.to_cluster(best, types, per_node)
-    try:
-        changed, changed_jobs = cap.apply_what_if(text, base, jobs, per_node)
-    except ValueError as exc:
-        # Known only now (the recommendation names the nodes): say so, keep the report and its files.
-        return {"what_if": text, "not_applied": str(exc)}
-    metrics = evaluate(best, changed, changed_jobs)
+    """The recommendation with one change, re-simulated (`metrics`) and re-priced: added GPUs at
+    the reserved price, a lost node taking its share of the bill with it."""
     prices = {t.name: t.price_per_hour for t in types}
     added = {name: 0.0 for name in prices}
     for n in changed.nodes:

@@ -27,6 +27,7 @@ import heapq
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, NamedTuple, TypeVar
 
 from gpusched.defaults import FILL_LIMIT, MIN_RUN_H, SCAN_LIMIT, WINDOW
@@ -235,6 +236,165 @@ def _take(scratch: FreeGpus, w: Waiting, types: Mapping[str, GpuType]) -> bool:
             scratch.take(shares)
             return True
     return False
+
+
+# ------------------------------------------------------------------------------------- at once
+
+AT_ONCE_POLICIES = frozenset({"jct"})
+"""Objectives for which a plan that starts every queued job now on its best type is optimal
+(weighted completion time: no job can end sooner, and nothing running can gain by moving)."""
+
+AT_ONCE = "at-once"
+"""Plan.found_by of a plan the front-end decided without a model (`at_once`)."""
+
+
+def best_type(job: Job, types: Sequence[GpuType]) -> GpuType | None:
+    """The type on which starting a queued job now scores best under the jct objective (weighted
+    completion plus the planner's cost tie-break, solver/policies.py JctPolicy): least hours,
+    cheaper on a tie; the first such type in the cluster's order. None: it may use no type."""
+    from gpusched.solver.policies import TIE
+
+    price_scale = max((t.price_per_hour for t in types), default=1.0) or 1.0
+    remaining = job.remaining_work({t.name: t for t in types})
+    best: tuple[float, GpuType] | None = None
+    for t in types:
+        if not job.allows(t):
+            continue
+        hours = remaining / job.speed_on(t)
+        score = job.priority * hours + TIE * job.gpus * hours * t.price_per_hour / price_scale
+        if best is None or score < best[0] - 1e-12:
+            best = (score, t)
+    return None if best is None else best[1]
+
+
+def at_once(
+    cluster: Cluster,
+    selection: Selection,
+    policy: str,
+    horizon: float,
+    slot: float,
+    epoch: datetime | None = None,
+) -> Plan | None:
+    """The plan, without a model, when it is forced: every queued job of the selection starts now
+    on its best type (`best_type`) in whole workers, and every running gang goes on where it is.
+
+    Under jct no plan does better: each queued job then ends at the earliest it can, and a running
+    gang could only gain by moving to a faster type. So this applies only when no running gang
+    that may be stopped has a faster type, no node holds more than it has in service, no job waits
+    for a release or has a deadline that start misses, and no maintenance is in sight (a window
+    could cut a run short); else None and the caller runs plan(). Uncontended rounds -- nearly
+    every round of a large cluster that does not queue -- are decided here in milliseconds, by the
+    operator and the simulator alike (both call it, then read the plan with `interpret`)."""
+    if policy not in AT_ONCE_POLICIES or not selection.queued or cluster.maintenance:
+        return None
+    types = list(cluster.gpu_types)
+    tmap = cluster.type_map()
+    nodes = {n.name: n for n in cluster.nodes}
+    held: dict[str, int] = {}
+    plans: list[JobPlan] = []
+    by_name = {j.name: j for j in selection.jobs}
+    for r in selection.running:
+        job = by_name.get(r.job.name, r.job)
+        assert job.running is not None
+        node_types = set()
+        for name, g in job.running.nodes.items():
+            where = nodes.get(name)
+            if where is None:
+                return None
+            held[name] = held.get(name, 0) + g
+            node_types.add(where.gpu_type)
+        if len(node_types) != 1:
+            return None
+        here = tmap[node_types.pop()]
+        if job.preemptible and any(job.allows(t) and job.speed_on(t) > job.speed_on(here) for t in types):
+            return None  # it might finish sooner elsewhere: the model decides
+        hours = job.remaining_work(tmap) / job.speed_on(here)
+        plans.append(
+            JobPlan(
+                job=job.name,
+                status="running",
+                gpu_type=here.name,
+                gpus=job.gpus,
+                start=0.0,
+                end=hours,
+                finishes=hours <= horizon,
+                placement=[Placement(node=n, gpus=g) for n, g in job.running.nodes.items()],
+                cost=job.gpus * hours * here.price_per_hour,
+            )
+        )
+    if any(g > nodes[name].working_gpus for name, g in held.items()):
+        return None  # a gang on GPUs gone out of service: it is stopped, which only the model plans
+    free = free_view(cluster, selection.running)
+    # Only nodes with room: nothing is given back here, so the others can never take a gang (and
+    # the view of a 2,816-GPU cluster, built every round, costs more than the placements).
+    room = FreeGpus([n for n in cluster.nodes if free[n.name] > 0], free)
+    order = sorted(
+        enumerate(selection.queued),
+        key=lambda iw: (iw[1].job.max_nodes or 1 << 30, -iw[1].job.gpus, iw[0]),
+    )
+    starts: dict[str, JobPlan] = {}
+    for _, w in order:
+        job = w.job
+        if job.release > 1e-9:
+            return None
+        t = best_type(job, types)
+        if t is None:
+            return None
+        hours = job.remaining_work(tmap) / job.speed_on(t)
+        if job.deadline is not None and hours > job.deadline + 1e-6:
+            return None  # late on its best type: the model weighs the deadline
+        gang = Gang(
+            gpus=job.gpus,
+            gpu_type=t.name,
+            per_node=w.per_node,
+            max_nodes=job.max_nodes,
+            min_memory_gib=job.min_gpu_memory_gib,
+        )
+        pick = place_gang(room, gang, tmap)
+        if pick is None:
+            return None
+        merged = _merged(pick)
+        if not _whole_workers(pick, w.per_node) or (
+            job.max_nodes is not None and len(merged) > job.max_nodes
+        ):
+            return None
+        for name, g in pick:
+            room.hold(room.index[name], g)
+        starts[job.name] = JobPlan(
+            job=job.name,
+            status="scheduled",
+            gpu_type=t.name,
+            gpus=job.gpus,
+            start=0.0,
+            end=hours,
+            finishes=hours <= horizon,
+            placement=[Placement(node=n, gpus=g) for n, g in merged],
+            cost=job.gpus * hours * t.price_per_hour,
+        )
+    plans += [starts[w.job.name] for w in selection.queued]
+    # The jct objective of this plan (solver/policies.py JctPolicy: every job from time 0), which
+    # is also its lower bound: no job can end sooner.
+    from gpusched.solver.policies import TIE
+
+    price_scale = max((t.price_per_hour for t in types), default=1.0) or 1.0
+    weight = {j.name: j.priority for j in selection.jobs}
+    objective = sum(weight.get(jp.job, 1.0) * (jp.end or 0.0) + TIE * jp.cost / price_scale for jp in plans)
+    return Plan(
+        policy=policy,  # type: ignore[arg-type]
+        solver="none",
+        found_by=AT_ONCE,
+        status="optimal",
+        epoch=epoch,
+        horizon=horizon,
+        slot=slot,
+        objective=objective,
+        lower_bound=objective,
+        gap=0.0,
+        solve_time_s=0.0,
+        total_cost=sum(jp.cost for jp in plans),
+        jobs=plans,
+        notes=["every queued job starts now on its best type: decided by the front-end without a model"],
+    )
 
 
 # ------------------------------------------------------------------------------------------- after

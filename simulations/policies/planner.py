@@ -49,9 +49,11 @@ from gpusched.solver.frontend import (
     Preempt,
     QueueFacts,
     Running,
+    Selection,
     Start,
     Wait,
     Waiting,
+    at_once,
     core_window,
     fill_window,
     interpret,
@@ -133,6 +135,9 @@ class PlannerPolicy(SchedPolicy):
         self.migration_plans = 0
         self.window_fill = 0
         self.idle_plans = 0
+        self.at_once_plans = 0
+        self._nodes: dict[tuple[int, int], Node] = {}
+        """Rounds the front-end decided without a model (frontend.at_once)."""
         self.fruitless = 0
         """Re-plans in a row on an unchanged input that started nothing (see schedule)."""
         self.last_error = ""
@@ -299,9 +304,21 @@ class PlannerPolicy(SchedPolicy):
         types = [gpu_type] if gpu_type is not None else self.s.allowed_types(sj)
         return all(sj.spec.gpus <= state.max_node[t] for t in types)
 
-    def _snapshot(self, now: float) -> tuple[Cluster, list[Job], dict[str, SimJob]]:
+    def _node(self, i: int, unavailable: int) -> Node:
+        """Node i with `unavailable` GPUs out of the planner's reach; one object per (node, count),
+        reused from plan to plan (validating hundreds of nodes per plan cost more than planning)."""
+        node = self._nodes.get((i, unavailable))
+        if node is None:
+            state = self.s.state
+            node = Node(name=state.node_name[i], gpu_type=state.node_type[i], gpu_count=state.node_size[i],
+                        unhealthy_gpus=unavailable)
+            self._nodes[i, unavailable] = node
+        return node
+
+    def _snapshot(self, now: float) -> tuple[Cluster, Cluster, list[Job], dict[str, SimJob]]:
         """The planner's view (module docstring): core + fill queued jobs, candidate running jobs
-        with their nodes, every other running job as occupied capacity."""
+        with their nodes, every other running job as occupied capacity. Also the cluster as it
+        stands (no end windows, no hidden GPUs), which the front-end's at_once reads."""
         sim = self.s
         state = sim.state
         core = self._core()
@@ -325,6 +342,7 @@ class PlannerPolicy(SchedPolicy):
         for r in candidates:
             for node, _, _ in r.placement:
                 held[node] += 1
+        held_by_candidates = list(held)
         holds_candidate = {node for r in candidates for node, _, _ in r.placement}
         windows: dict[tuple[int, int], int] = {}
         first_end: dict[int, int] = {}
@@ -356,17 +374,24 @@ class PlannerPolicy(SchedPolicy):
                     else:
                         hidden[i] = free_here
         nodes = [
-            Node(name=name, gpu_type=state.node_type[i], gpu_count=state.node_size[i],
-                 unhealthy_gpus=state.node_size[i] - state.whole_free[i] + hidden[i] - held[i])
-            for i, name in enumerate(state.node_name)
+            self._node(i, state.node_size[i] - state.whole_free[i] + hidden[i] - held[i])
+            for i in range(len(state.node_name))
         ]
         maintenance = [
             CapacityChange.model_construct(start=0.0, end=end_slot * self.slot, node=state.node_name[node],
                                            gpu_type=None, gpus=gpus, reason="running")
             for (node, end_slot), gpus in windows.items()
         ]
-        maintenance += self._upcoming_windows(now)
-        cluster = Cluster(gpu_types=sim.cluster.gpu_types, nodes=nodes, maintenance=maintenance)
+        upcoming = self._upcoming_windows(now)
+        cluster = Cluster(gpu_types=sim.cluster.gpu_types, nodes=nodes, maintenance=maintenance + upcoming)
+        # The same cluster without the running jobs' end windows (their GPUs simply taken): what the
+        # front-end's at_once reads, as the operator's cluster has no such windows either.
+        bare = cluster
+        if windows or any(hidden):
+            bare = Cluster(gpu_types=sim.cluster.gpu_types, maintenance=upcoming, nodes=[
+                self._node(i, state.node_size[i] - state.whole_free[i] - held_by_candidates[i])
+                for i in range(len(state.node_name))
+            ])
         jobs: list[Job] = []
         by_name: dict[str, SimJob] = {}
         for sj in [*candidates, *core, *fill]:
@@ -400,18 +425,28 @@ class PlannerPolicy(SchedPolicy):
                 max_nodes=1 if self._one_node(sj) else None,
                 running=running,
             ))
-        return cluster, jobs, by_name
+        return cluster, bare, jobs, by_name
 
     def _replan(self, now: float) -> float | None:
         from gpusched.solver import PlanOptions, plan
 
         sim = self.s
         self._protection_ends = math.inf
-        cluster, jobs, by_name = self._snapshot(now)
+        cluster, bare, jobs, by_name = self._snapshot(now)
+        queued = [Waiting(job, (by_name[job.name].spec.release, by_name[job.name].idx))
+                  for job in jobs if job.running is None]
+        running = [Running(job, now - by_name[job.name].run_start, movable=True)
+                   for job in jobs if job.running is not None]
         started = time.perf_counter()
         try:
-            result = plan(cluster, jobs, PlanOptions(policy=self.objective, horizon=self.horizon,  # type: ignore[arg-type]
-                                                     slot=self.slot, time_limit=self.time_limit))
+            # The front-end decides a forced round itself (every queued job starts now on its best
+            # type), exactly as the operator does; plan() is called for every other one.
+            result = at_once(bare, Selection(jobs, queued, running), self.objective, self.horizon, self.slot)
+            if result is not None:
+                self.at_once_plans += 1
+            else:
+                result = plan(cluster, jobs, PlanOptions(policy=self.objective, horizon=self.horizon,  # type: ignore[arg-type]
+                                                         slot=self.slot, time_limit=self.time_limit))
         except Exception as exc:  # the planner is another component: a crash must not kill a sweep
             self.plan_errors += 1
             self.last_error = f"{type(exc).__name__}: {exc}"
@@ -427,10 +462,6 @@ class PlannerPolicy(SchedPolicy):
             self.plan_seconds += time.perf_counter() - started
             self.plans += 1
         # The front-end reads the plan, exactly as for the operator; this only applies it.
-        queued = [Waiting(job, (by_name[job.name].spec.release, by_name[job.name].idx))
-                  for job in jobs if job.running is None]
-        running = [Running(job, now - by_name[job.name].run_start, movable=True)
-                   for job in jobs if job.running is not None]
         free = sim.state.free_map()
         next_start: float | None = None
         for d in interpret(result, sim.cluster, queued, running, free, frees_at_once=True):
@@ -473,6 +504,7 @@ class PlannerPolicy(SchedPolicy):
             "plans": self.plans,
             "plan_seconds": self.plan_seconds,
             "plan_errors": self.plan_errors,
+            "at_once_plans": self.at_once_plans,
             "placement_fallbacks": self.placement_fallbacks,
             "contended_plans": self.contended_plans,
             "preemption_candidates": self.preemption_candidates,

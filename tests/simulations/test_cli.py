@@ -150,6 +150,21 @@ def test_capacity_refines_between_the_sweep_points(tmp_path: Path) -> None:
     assert nodes == sorted(nodes) and len(set(nodes)) == len(nodes)
 
 
+def test_capacity_workers_give_the_serial_answer(tmp_path: Path) -> None:
+    """--workers 3 (candidates simulated side by side in processes) writes the very capacity.json
+    that --workers 1 (one after the other, in this process) writes."""
+    args = ["capacity", "--workload", "jobs=300,rate_per_hour=20,seed=3", "--slo", "p95_queue<=30m",
+            "--gpu-types", "H100:4.0:2.0,A100:2.0:1.0", "--what-if", "+8 H100"]
+    reports = []
+    for workers in ("1", "3"):
+        out = tmp_path / f"w{workers}"
+        result = runner.invoke(app, [*args, "--workers", workers, "-o", str(out)])
+        assert result.exit_code == 0, result.output
+        reports.append((out / "capacity.json").read_text())
+    assert reports[0] == reports[1]
+    assert '"refined"' in reports[0]
+
+
 def _restricted_workload(tmp_path: Path, gpu_types: str) -> str:
     """24 one-GPU half-hour jobs, one every 15 minutes, that may only run on `gpu_types`."""
     path = tmp_path / "restricted.csv"
@@ -194,6 +209,9 @@ def test_capacity_jobs_on_no_candidate_type(tmp_path: Path) -> None:
         (["--slo", "p95_queue<=1h", "--gpu-types", "A100:cheap:1"], "--gpu-types"),
         (["--slo", "p95_queue<=1h"], "--gpu-types or --cluster"),
         (["--slo", "p95_queue<=1h", "--gpu-types", "A100:3:1", "--what-if", "+4 H100"], "--what-if"),
+        (["--slo", "p95_queue<=1h", "--gpu-types", "A100:3:1", "--workers", "0"], "--workers"),
+        (["--slo", "p95_queue<=1h", "--gpu-types", "A100:3:1", "--backend", "spark"], "--backend: 'spark'"),
+        (["--slo", "p95_queue<=1h", "--gpu-types", "A100:3:1", "--backend", "dask"], "--cluster-address"),
     ],
 )
 def test_capacity_bad_input(args: list[str], expected: str) -> None:
