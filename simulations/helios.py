@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import bisect
 import heapq
+import math
 from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -172,6 +173,23 @@ def match_durations(jobs: list[TraceJob]) -> list[TraceJob]:
     factor = {vc: f["helios_mean_duration_s"] / f["mean_duration_s"]
               for vc, f in facts.items() if vc != "all" and f["jobs"]}
     return [replace(j, work=j.work * factor[j.team]) for j in jobs]
+
+
+def scaled_vc_nodes(jobs: list[TraceJob], fraction: float) -> dict[str, int]:
+    """Helios' VC sizes (per-team quotas) times `fraction`, rounded up, and never fewer nodes than
+    the VC's widest gang needs (else that job could never run).
+
+    On the trace we have, Helios' own sizes almost never queue (docs/validation.md (b)); shrinking
+    every team's quota by one factor keeps Helios' split across teams and their arrivals, and makes
+    the comparison between schedulers one of queueing rather than of placement alone.
+    """
+    if not fraction > 0:
+        raise ValueError(f"--vc-scale: {fraction} (expected a fraction > 0)")
+    widest: dict[str, int] = {}
+    for j in jobs:
+        widest[j.team] = max(widest.get(j.team, 0), j.gpus)
+    return {vc: max(math.ceil(nodes * fraction - 1e-9), math.ceil(widest.get(vc, 1) / GPUS_PER_NODE), 1)
+            for vc, nodes in HELIOS_VC_NODES.items()}
 
 
 def vc_cluster(nodes: int, name: str = "vc") -> Cluster:
@@ -344,6 +362,8 @@ def summary(jobs: list[SimJob]) -> dict[str, Any]:
         "jobs": len(jobs),
         "completed": n,
         "avg_jct_s": sum(jct) / n if n else float("nan"),
+        "p50_jct_s": _percentile(jct, 50),
+        "p99_jct_s": _percentile(jct, 99),
         "avg_queue_s": sum(queue) / n if n else float("nan"),
         "p50_queue_s": _percentile(queue, 50),
         "p95_queue_s": _percentile(queue, 95),
@@ -354,9 +374,11 @@ def summary(jobs: list[SimJob]) -> dict[str, Any]:
     }
 
 
-def run_helios(jobs: list[TraceJob], policies: list[str]) -> list[dict[str, Any]]:
+def run_helios(jobs: list[TraceJob], policies: list[str],
+               vc_nodes: dict[str, int] | None = None) -> list[dict[str, Any]]:
     """Every policy on every VC; one result per policy with per-VC and 'all' summaries and the
-    published numbers beside them. Project policies (fifo, sjf, ...) use the engine's placement."""
+    published numbers beside them. Project policies (fifo, sjf, ...) use the engine's placement.
+    `vc_nodes` replaces Helios' VC sizes (scaled_vc_nodes); published numbers are then not shown."""
     from gpusched.simulations.engine import Simulator
     from gpusched.simulations.policies import make_policy
 
@@ -367,7 +389,7 @@ def run_helios(jobs: list[TraceJob], policies: list[str]) -> list[dict[str, Any]
     for policy in policies:
         runs: dict[str, list[SimJob]] = {}
         wall = 0.0
-        for vc, nodes in HELIOS_VC_NODES.items():
+        for vc, nodes in (vc_nodes or HELIOS_VC_NODES).items():
             vc_jobs = by_vc[vc]
             if not vc_jobs:
                 continue
@@ -382,10 +404,10 @@ def run_helios(jobs: list[TraceJob], policies: list[str]) -> list[dict[str, Any]
             runs[vc] = result.jobs
         per_vc = {vc: summary(js) for vc, js in runs.items()}
         per_vc["all"] = summary([j for js in runs.values() for j in js])
-        published = HELIOS_PUBLISHED.get(PUBLISHED_FOR.get(policy, ""))
+        published = None if vc_nodes else HELIOS_PUBLISHED.get(PUBLISHED_FOR.get(policy, ""))
         out.append({
             "policy": policy,
-            "published_as": PUBLISHED_FOR.get(policy),
+            "published_as": None if vc_nodes else PUBLISHED_FOR.get(policy),
             "vcs": per_vc,
             "published": published,
             "wall_s": wall,

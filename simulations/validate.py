@@ -4,6 +4,7 @@
                               [--order shuffled|trace|sampled] [--pods POD_LIST.csv]
     gpusched validate philly  [--traces DIR] [--policies fifo,las,sjf] [--vc] [--gpus 2816]
     gpusched validate helios  [--traces DIR] [--policies ...] [--days N] [--match-durations]
+                              [--vc-scale F]
     gpusched validate gavel   [--traces DIR] [--policies ...] [--rate 3.0 | --rates 1,2,..]
                               [--seed 0] [--jobs 3000] [--window 1000:1500] [--multi-gpu]
                               [--cluster-spec 36:36:36] [--gavel-trace FILE.trace] [--plot FILE.png]
@@ -170,25 +171,31 @@ def run_philly(
 
 
 def run_helios_check(traces: Path, policies: list[str], days: float | None = None,
-                     match: bool = False) -> dict[str, Any]:
-    """Philly in Helios' own setup (simulations/helios.py): 11 VCs on 2,816 GPUs, Oct-Nov 2017."""
+                     match: bool = False, vc_scale: float | None = None) -> dict[str, Any]:
+    """Philly in Helios' own setup (simulations/helios.py): 11 VCs on 2,816 GPUs, Oct-Nov 2017.
+
+    `vc_scale` shrinks every VC (team quota) by that factor (helios.scaled_vc_nodes), so the
+    schedulers are compared under queueing; the published columns are then left out."""
     from gpusched.simulations import helios
 
     jobs = helios.helios_jobs(traces / "philly" / "philly.csv", days=days)
     if match:
         jobs = helios.match_durations(jobs)
+    vc_nodes = helios.scaled_vc_nodes(jobs, vc_scale) if vc_scale is not None else None
+    nodes = vc_nodes or helios.HELIOS_VC_NODES
     return {
-        "setup": {"vc_nodes": helios.HELIOS_VC_NODES, "gpus": 8 * sum(helios.HELIOS_VC_NODES.values()),
+        "setup": {"vc_nodes": nodes, "gpus": 8 * sum(nodes.values()), "vc_scale": vc_scale,
                   "days": days, "match_durations": match, "jobs": len(jobs)},
         "trace": helios.trace_facts(jobs),
-        "results": helios.run_helios(jobs, policies),
+        "results": helios.run_helios(jobs, policies, vc_nodes),
     }
 
 
 def _print_helios(out: dict[str, Any]) -> None:
     setup = out["setup"]
     print(f"Helios' Philly setup: {setup['jobs']} jobs, {len(setup['vc_nodes'])} VCs, {setup['gpus']} GPUs"
-          + (", durations matched to Helios' means (diagnostic)" if setup["match_durations"] else ""))
+          + (", durations matched to Helios' means (diagnostic)" if setup["match_durations"] else "")
+          + (f", every VC scaled by {setup['vc_scale']:g}" if setup.get("vc_scale") is not None else ""))
     print(f"{'VC':<7} {'jobs':>6} {'GPUs':>5} {'load':>5} {'mean dur s':>10} {'Helios':>7}")
     for vc, f in out["trace"].items():
         gpus = 8 * (setup["vc_nodes"][vc] if vc != "all" else sum(setup["vc_nodes"].values()))
@@ -198,12 +205,13 @@ def _print_helios(out: dict[str, Any]) -> None:
         pub = r["published"]
         print(f"\n{r['policy']} (published column: {r['published_as'] or '-'})")
         print(f"{'VC':<7} {'avg queue s':>11} {'published':>9} {'avg JCT s':>10} {'published':>9}"
-              f" {'p50 q':>7} {'p95 q':>7} {'p99 q':>8} {'queued':>6}")
+              f" {'p50 q':>7} {'p95 q':>7} {'p99 q':>8} {'queued':>6} {'p99 JCT s':>9} {'preempt':>7}")
         for vc, s in r["vcs"].items():
             pq = f"{pub['queue'][vc]:>9}" if pub else f"{'-':>9}"
             pj = f"{pub['jct'][vc]:>9}" if pub else f"{'-':>9}"
             print(f"{vc:<7} {s['avg_queue_s']:>11.0f} {pq} {s['avg_jct_s']:>10.0f} {pj}"
-                  f" {s['p50_queue_s']:>7.0f} {s['p95_queue_s']:>7.0f} {s['p99_queue_s']:>8.0f} {s['queued_jobs']:>6}")
+                  f" {s['p50_queue_s']:>7.0f} {s['p95_queue_s']:>7.0f} {s['p99_queue_s']:>8.0f} {s['queued_jobs']:>6}"
+                  f" {s['p99_jct_s']:>9.0f} {s['preemptions']:>7}")
 
 
 class _OneLineParser(argparse.ArgumentParser):
@@ -255,6 +263,8 @@ def main(argv: list[str] | None = None, prog: str = "python -m gpusched.simulati
                         help="helios: replay only the first N days of Helios' window")
     parser.add_argument("--match-durations", action="store_true",
                         help="helios: diagnostic, scale each VC's durations to the mean Helios' table implies")
+    parser.add_argument("--vc-scale", type=float, default=None,
+                        help="helios: every VC's nodes times this fraction (at least its widest gang), to queue")
     parser.add_argument("--rate", type=float, default=3.0, help="gavel: arrivals per hour")
     parser.add_argument("--rates", default=None, help="gavel: comma-separated rates to sweep (JCT vs load)")
     parser.add_argument("--jobs", type=int, default=3000, help="gavel: jobs generated")
@@ -312,9 +322,12 @@ def main(argv: list[str] | None = None, prog: str = "python -m gpusched.simulati
         if args.days is not None and args.days <= 0:
             print(f"error: --days: {args.days} must be > 0", file=sys.stderr)
             return 2
+        if args.vc_scale is not None and not 0 < args.vc_scale <= 1:
+            print(f"error: --vc-scale: {args.vc_scale} (expected a fraction in (0, 1])", file=sys.stderr)
+            return 2
         with _progress() as step:
             step(f"helios: {', '.join(policies)}")
-            helios_out = run_helios_check(traces, policies, args.days, args.match_durations)
+            helios_out = run_helios_check(traces, policies, args.days, args.match_durations, args.vc_scale)
         if args.json:
             print(json.dumps(helios_out, indent=2))
         else:

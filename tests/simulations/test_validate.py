@@ -350,3 +350,34 @@ def test_helios_setup_on_real_philly(shared_traces: Path) -> None:
     assert sjf["avg_queue_s"] < fifo["avg_queue_s"] < 0.01 * helios.HELIOS_PUBLISHED["fifo"]["queue"]["all"]
     worst = max(helios.HELIOS_VC_NODES, key=lambda vc: results["helios-fifo"][vc]["avg_queue_s"])
     assert worst == "2869ce"
+
+
+def test_scaled_vc_nodes_keep_the_widest_gang() -> None:
+    jobs = [TraceJob("wide", gpus=16, work=1.0, release=0.0, team="ed69ec"),
+            TraceJob("small", gpus=1, work=1.0, release=0.0, team="6214e9")]
+    nodes = helios.scaled_vc_nodes(jobs, 0.1)
+    assert nodes["6214e9"] == 7  # ceil(64 * 0.1)
+    assert nodes["ed69ec"] == 2  # ceil(8 * 0.1) = 1 node, but its 16-GPU gang needs 2
+    assert nodes["103959"] == 1  # no jobs: ceil(8 * 0.1)
+    assert helios.scaled_vc_nodes(jobs, 1.0) == helios.HELIOS_VC_NODES
+    with pytest.raises(ValueError, match="vc-scale"):
+        helios.scaled_vc_nodes(jobs, 0.0)
+
+
+def test_validate_helios_vc_scale_queues(helios_traces: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Two 8-GPU jobs 30 min apart on 6214e9: on 64 nodes both run at once; scaled to one node the
+    # second waits for the first (3,600 s job, 1,800 s later: 1,800 s of queue).
+    args = ["helios", "--traces", str(helios_traces), "--policies", "fifo", "--days", "0.5", "--json"]
+    assert validate.main(args) == 0
+    full = json.loads(capsys.readouterr().out)
+    assert full["results"][0]["vcs"]["6214e9"]["avg_queue_s"] == 0
+    assert validate.main([*args, "--vc-scale", "0.01"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["setup"]["vc_nodes"]["6214e9"] == 1 and out["setup"]["vc_scale"] == 0.01
+    fifo = out["results"][0]
+    assert fifo["published"] is None and fifo["published_as"] is None
+    vc = fifo["vcs"]["6214e9"]
+    assert vc["avg_queue_s"] == pytest.approx(900, abs=1)  # (0 + 1,800) / 2
+    assert 2400 < vc["p99_jct_s"] <= 3600  # JCTs 3,600 s and 1,800 + 600 s
+    assert validate.main([*args, "--vc-scale", "1.5"]) == 2
+    assert "--vc-scale" in capsys.readouterr().err
