@@ -40,7 +40,7 @@ import math
 import random
 import sys
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -412,27 +412,36 @@ class Packer:
         options = [g for g, f in enumerate(free) if f >= task.milli]
         return [min(options, key=lambda g: (pick(g, free[g]), g))]
 
+    def _top(self, scored: Iterable[tuple[float, list[int]]]) -> int | None:
+        """The node of the highest score, ties to the name that sorts first (the artifact's
+        selectHost; upstream Kubernetes picks at random among ties)."""
+        best_score, best_nodes = -math.inf, []  # type: float, list[int]
+        for score, members in scored:
+            if score > best_score:
+                best_score, best_nodes = score, list(members)
+            elif score == best_score:
+                best_nodes.extend(members)
+        return min(best_nodes, key=self.cluster.rank.__getitem__) if best_nodes else None
+
     # ------------------------------------------------------------------ policies
 
     def _fgd(self, task: Task) -> tuple[int, list[int]] | None:
         frag = self.frag
         assert frag is not None
-        best_score, best_nodes = -math.inf, []  # type: float, list[int]
-        for key, members in self._feasible(task):
-            model, cpu, mem, gpus = key
-            before = frag(model, cpu, mem, gpus)
-            if task.shared:
-                score = max(_sigmoid_score(before - frag(model, cpu - task.cpu, mem, after(gpus, task, v)))
-                            for v in set(gpus) if v >= task.milli)
-            else:
-                score = _sigmoid_score(before - frag(model, cpu - task.cpu, mem, after(gpus, task, None)))
-            if score > best_score:
-                best_score, best_nodes = score, list(members)
-            elif score == best_score:
-                best_nodes.extend(members)
-        if not best_nodes:
+
+        def scored() -> Iterator[tuple[float, list[int]]]:
+            for key, members in self._feasible(task):
+                model, cpu, mem, gpus = key
+                before = frag(model, cpu, mem, gpus)
+                if task.shared:
+                    yield max(_sigmoid_score(before - frag(model, cpu - task.cpu, mem, after(gpus, task, v)))
+                              for v in set(gpus) if v >= task.milli), members
+                else:
+                    yield _sigmoid_score(before - frag(model, cpu - task.cpu, mem, after(gpus, task, None))), members
+
+        node = self._top(scored())
+        if node is None:
             return None
-        node = min(best_nodes, key=self.cluster.rank.__getitem__)
         model, cpu, mem = self.cluster.model[node], self.cluster.cpu[node], self.cluster.mem[node]
         gpus = tuple(sorted(self.cluster.gpu[node]))
         before = frag(model, cpu, mem, gpus)
@@ -443,19 +452,17 @@ class Packer:
         return node, self._gpus_on(node, task, neg_score)
 
     def _best_fit(self, task: Task) -> tuple[int, list[int]] | None:
-        best_score, best_nodes = -(1 << 62), []  # type: int, list[int]
         need = task.gpus * task.milli
-        for key, members in self._feasible(task):
-            _, cpu, _, gpus = key
-            x = (cpu - task.cpu) / MAX_SPEC_CPU * 0.5 + (sum(gpus) - need) / MAX_SPEC_GPU * 0.5
-            score = int((1.0 - x) * 100)
-            if score > best_score:
-                best_score, best_nodes = score, list(members)
-            elif score == best_score:
-                best_nodes.extend(members)
-        if not best_nodes:
+
+        def scored() -> Iterator[tuple[float, list[int]]]:
+            for key, members in self._feasible(task):
+                _, cpu, _, gpus = key
+                x = (cpu - task.cpu) / MAX_SPEC_CPU * 0.5 + (sum(gpus) - need) / MAX_SPEC_GPU * 0.5
+                yield int((1.0 - x) * 100), members
+
+        node = self._top(scored())
+        if node is None:
             return None
-        node = min(best_nodes, key=self.cluster.rank.__getitem__)
         return node, self._gpus_on(node, task, lambda g, room: room)
 
     def _first_fit(self, task: Task) -> tuple[int, list[int]] | None:

@@ -28,7 +28,7 @@ import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, Literal, NamedTuple, TypeVar
 
 from gpusched.defaults import FILL_LIMIT, MIN_RUN_H, SCAN_LIMIT, WINDOW
 from gpusched.model import Cluster, GpuType, Job, JobPlan, Placement, Plan
@@ -309,19 +309,7 @@ def at_once(
         if job.preemptible and any(job.allows(t) and job.speed_on(t) > job.speed_on(here) for t in types):
             return None  # it might finish sooner elsewhere: the model decides
         hours = job.remaining_work(tmap) / job.speed_on(here)
-        plans.append(
-            JobPlan(
-                job=job.name,
-                status="running",
-                gpu_type=here.name,
-                gpus=job.gpus,
-                start=0.0,
-                end=hours,
-                finishes=hours <= horizon,
-                placement=[Placement(node=n, gpus=g) for n, g in job.running.nodes.items()],
-                cost=job.gpus * hours * here.price_per_hour,
-            )
-        )
+        plans.append(_now(job, "running", here, hours, horizon, list(job.running.nodes.items())))
     if any(g > nodes[name].working_gpus for name, g in held.items()):
         return None  # a gang on GPUs gone out of service: it is stopped, which only the model plans
     free = free_view(cluster, selection.running)
@@ -360,17 +348,7 @@ def at_once(
             return None
         for name, g in pick:
             room.hold(room.index[name], g)
-        starts[job.name] = JobPlan(
-            job=job.name,
-            status="scheduled",
-            gpu_type=t.name,
-            gpus=job.gpus,
-            start=0.0,
-            end=hours,
-            finishes=hours <= horizon,
-            placement=[Placement(node=n, gpus=g) for n, g in merged],
-            cost=job.gpus * hours * t.price_per_hour,
-        )
+        starts[job.name] = _now(job, "scheduled", t, hours, horizon, merged)
     plans += [starts[w.job.name] for w in selection.queued]
     # The jct objective of this plan (solver/policies.py JctPolicy: every job from time 0), which
     # is also its lower bound: no job can end sooner.
@@ -394,6 +372,28 @@ def at_once(
         total_cost=sum(jp.cost for jp in plans),
         jobs=plans,
         notes=["every queued job starts now on its best type: decided by the front-end without a model"],
+    )
+
+
+def _now(
+    job: Job,
+    status: Literal["running", "scheduled"],
+    t: GpuType,
+    hours: float,
+    horizon: float,
+    on: list[tuple[str, int]],
+) -> JobPlan:
+    """A job's line in a forced plan: from now, for `hours` on type `t`, on these nodes."""
+    return JobPlan(
+        job=job.name,
+        status=status,
+        gpu_type=t.name,
+        gpus=job.gpus,
+        start=0.0,
+        end=hours,
+        finishes=hours <= horizon,
+        placement=[Placement(node=n, gpus=g) for n, g in on],
+        cost=job.gpus * hours * t.price_per_hour,
     )
 
 
