@@ -24,8 +24,9 @@ Placement policies:
 - best-fit: the artifact's BestFitScore: int(100 * (1 - (CPU left / 128 cores + GPU left / 8 GPUs) / 2))
   after placing, highest wins, ties to the first name; a shared pod takes the fullest GPU it fits on.
 - first-fit / random: for reference (random: a uniformly random feasible node and GPU).
-- gpusched: the simulator's own placement rule (state.ClusterState): whole-GPU pods best-fit on
-  wholly free GPUs, shared pods best-fit onto partly used GPUs before opening a fresh one.
+- gpusched: the engine's placement itself (gpusched.solver.placement.place, the one rule of the
+  solver, operator and simulator) on the nodes whose CPU, memory and model admit the pod: whole-GPU
+  pods best-fit on wholly free GPUs, shared pods best-fit onto partly used GPUs before opening one.
 - gpusched-frag: ours (`frag_aware_choice`): FGD's expected-fragmentation objective without the
   sigmoid, over GPU classes that also carry memory (CPU-only pods strand no GPU by themselves);
   increases within
@@ -44,7 +45,10 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from gpusched.model import Node as NodeSpec
 from gpusched.simulations.traces import OpenbNode, OpenbPod
+from gpusched.solver.freegpus import FreeGpus
+from gpusched.solver.placement import Gang, place
 
 FULL = 1000
 POLICIES = ("fgd", "best-fit", "gpusched", "first-fit", "random", "gpusched-frag")
@@ -484,23 +488,31 @@ class Packer:
         return node, self._gpus_on(node, task, lambda g, room: g)
 
     def _gpusched(self, task: Task) -> tuple[int, list[int]] | None:
-        best: tuple[tuple[int, ...], int] | None = None
-        for key, members in self._feasible(task):
-            gpus = key[3]
-            whole = sum(1 for f in gpus if f == FULL)
-            if task.shared:
-                room = min(f for f in gpus if f >= task.milli and f < FULL) if any(
-                    task.milli <= f < FULL for f in gpus) else FULL
-                opening = room == FULL
-                score = (int(opening), room - task.milli, whole if opening else 0, min(members))
-            else:
-                score = (whole - task.gpus, 0, 0, min(members))
-            if best is None or score < best[0]:
-                best = (score, min(members))
-        if best is None:
+        """The engine's own rule (gpusched.solver.placement.place) over the nodes whose CPU, memory
+        and GPU model let the pod in: the free-GPU view has no CPU or memory, so the harness filters
+        those first and shows `place` one node per distinct state (the lowest-numbered; a state's
+        nodes are interchangeable), named so that ties go to it as before."""
+        feasible = sorted((min(members), key) for key, members in self._feasible(task))
+        if not feasible:
             return None
-        node = best[1]
-        return node, self._gpus_on(node, task, lambda g, room: room + (FULL + 1) * (room == FULL))
+        if task.gpus == 0:  # a CPU-only pod is no GPU placement: the node with the fewest free GPUs
+            return min(feasible, key=lambda mk: (sum(f == FULL for f in mk[1][3]), mk[0]))[0], []
+        gpu_free = self.cluster.gpu
+        view = FreeGpus(
+            [
+                NodeSpec.model_construct(
+                    name=f"{node:07d}", gpu_type=self.cluster.models[key[0]], gpu_count=len(key[3]),
+                    unhealthy_gpus=0, labels={}, topology_domain=None, cordoned=False,
+                )
+                for node, key in feasible
+            ]
+        )
+        view.take((i, g, FULL - f) for i, (node, _) in enumerate(feasible) for g, f in enumerate(gpu_free[node])
+                  if f < FULL)
+        shares = place(view, Gang(task.gpus, None, max_nodes=1, milli=task.milli))
+        if shares is None:
+            return None
+        return feasible[shares[0][0]][0], [g for _, g, _ in shares]
 
     def _gpusched_frag(self, task: Task) -> tuple[int, list[int]] | None:
         return frag_aware_choice(self, task)

@@ -85,6 +85,24 @@ def test_fragmentation_policies_keep_whole_gpus(policy: str) -> None:
     assert packer.cluster.gpu[1] == [0, 1000] and packer.cluster.gpu[0] == [1000, 1000]
 
 
+def test_harness_gpusched_is_the_engines_placement_within_cpu_and_memory() -> None:
+    """The harness's `gpusched` row is placement.place itself, shown only the nodes CPU and memory admit."""
+    nodes = [OpenbNode(sn="a", cpu_milli=64000, memory_mib=1 << 20, gpu=4, model="T4"),
+             OpenbNode(sn="b", cpu_milli=2000, memory_mib=1 << 20, gpu=4, model="T4"),
+             OpenbNode(sn="c", cpu_milli=64000, memory_mib=1 << 20, gpu=4, model="T4")]
+    packer = fgd.Packer(nodes, "gpusched", [], seed=0)
+    packer.cluster.set_gpus(1, [0, 0, 1000, 1000])  # b: the best fit for 2 GPUs, but short of CPU
+    packer.cluster.set_gpus(2, [0, 1000, 1000, 1000])  # c: the best fit among the nodes that admit it
+    assert packer.place(fgd.Task(8000, 1024, 2, 1000, None))
+    assert packer.cluster.gpu[2] == [0, 0, 0, 1000] and packer.cluster.gpu[1] == [0, 0, 1000, 1000]
+    # A shared pod goes onto the tightest partly used GPU that has room, before opening a whole one.
+    packer.cluster.set_gpus(0, [1000, 700, 400, 1000])
+    assert packer.place(fgd.Task(1000, 1024, 1, 300, None))
+    assert packer.cluster.gpu[0] == [1000, 700, 100, 1000]
+    # With CPU for nobody, nothing is placed, whatever GPUs are free.
+    assert not packer.place(fgd.Task(100000, 1024, 1, 1000, None))
+
+
 def test_fgd_score_is_the_artifacts_rounded_sigmoid_and_ties_go_to_the_first_name() -> None:
     # int(100 * sigmoid(x / 1000)): 50 at no change, 73 for 1000 thousandths less fragmentation
     assert (fgd._sigmoid_score(0), fgd._sigmoid_score(1000), fgd._sigmoid_score(-1000)) == (50, 73, 26)
