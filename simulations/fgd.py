@@ -108,8 +108,11 @@ class Task:
 def tasks_from_pods(pods: list[OpenbPod]) -> list[Task]:
     """Tasks in the list's creation order (ties by name; a list without times keeps its name order)."""
     ordered = sorted(pods, key=lambda p: (p.creation_time or 0.0, p.name))
-    return [Task(p.cpu_milli, p.memory_mib, p.num_gpu, p.gpu_milli if p.num_gpu else 0, p.allowed_types)
-            for p in ordered]
+    return [_task(p) for p in ordered]
+
+
+def _task(p: OpenbPod) -> Task:
+    return Task(p.cpu_milli, p.memory_mib, p.num_gpu, p.gpu_milli if p.num_gpu else 0, p.allowed_types)
 
 
 def inflate(tasks: list[Task], capacity: int, ratio: float, seed: int) -> list[Task]:
@@ -123,20 +126,14 @@ def inflate(tasks: list[Task], capacity: int, ratio: float, seed: int) -> list[T
         demand -= out.pop(rng.randrange(len(out))).demand
     if len(out) < len(tasks):
         return out
-    while True:
-        t = rng.choice(tasks)
-        if demand + t.demand > ratio * capacity:
-            return out
-        out.append(t)
-        demand += t.demand
+    return _append_sampled(out, tasks, demand, ratio * capacity, rng)
 
 
 def arrivals(pods: list[OpenbPod], capacity: int, ratio: float, seed: int, order: str) -> list[Task]:
     """The arrival sequence of one run: see the module docstring for the three orders."""
     if order == "shuffled":
         rng = random.Random(seed)
-        base = [Task(p.cpu_milli, p.memory_mib, p.num_gpu, p.gpu_milli if p.num_gpu else 0, p.allowed_types)
-                for p in sorted(pods, key=lambda p: p.name)]
+        base = [_task(p) for p in sorted(pods, key=lambda p: p.name)]
         rng.shuffle(base)
         return inflate(base, capacity, ratio, seed + 1_000_003)
     if order == "trace":
@@ -148,12 +145,15 @@ def arrivals(pods: list[OpenbPod], capacity: int, ratio: float, seed: int, order
 
 def _sampled(base: list[Task], capacity: int, ratio: float, seed: int) -> list[Task]:
     """Every arrival sampled with replacement from the list."""
-    rng = random.Random(seed)
-    out: list[Task] = []
-    demand = 0.0
+    return _append_sampled([], base, 0.0, ratio * capacity, random.Random(seed))
+
+
+def _append_sampled(out: list[Task], pool: list[Task], demand: float, limit: float, rng: random.Random) -> list[Task]:
+    """Tasks drawn with replacement from `pool` appended to `out` while the requested GPU stays
+    within `limit` (FGD's tune step stops at the first that would go beyond)."""
     while True:
-        t = rng.choice(base)
-        if demand + t.demand > ratio * capacity:
+        t = rng.choice(pool)
+        if demand + t.demand > limit:
             return out
         out.append(t)
         demand += t.demand
