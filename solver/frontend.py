@@ -34,6 +34,7 @@ from gpusched.defaults import FILL_LIMIT, MIN_RUN_H, SCAN_LIMIT, WINDOW
 from gpusched.model import Cluster, GpuType, Job, JobPlan, Placement, Plan
 from gpusched.solver.freegpus import FreeGpus
 from gpusched.solver.placement import Gang, place, place_gang
+from gpusched.solver.policies import TIE
 from gpusched.solver.preemption import Beneficiary, protected, reason, restart_cost
 
 T = TypeVar("T")
@@ -252,8 +253,6 @@ def best_type(job: Job, types: Sequence[GpuType]) -> GpuType | None:
     """The type on which starting a queued job now scores best under the jct objective (weighted
     completion plus the planner's cost tie-break, solver/policies.py JctPolicy): least hours,
     cheaper on a tie; the first such type in the cluster's order. None: it may use no type."""
-    from gpusched.solver.policies import TIE
-
     price_scale = max((t.price_per_hour for t in types), default=1.0) or 1.0
     remaining = job.remaining_work({t.name: t for t in types})
     best: tuple[float, GpuType] | None = None
@@ -352,7 +351,6 @@ def at_once(
     plans += [starts[w.job.name] for w in selection.queued]
     # The jct objective of this plan (solver/policies.py JctPolicy: every job from time 0), which
     # is also its lower bound: no job can end sooner.
-    from gpusched.solver.policies import TIE
 
     price_scale = max((t.price_per_hour for t in types), default=1.0) or 1.0
     weight = {j.name: j.priority for j in selection.jobs}
